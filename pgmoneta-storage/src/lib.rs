@@ -1,0 +1,10 @@
+//! The backup repository.
+//!
+//! This crate owns the on-disk layout (`<base_dir>/<server>/backup/<label>/`, `wal/`), `backup.info`
+//! and manifests, the backup pipeline fed by a `BASE_BACKUP` stream, the WAL segment writer,
+//! restore with recovery targets, incremental combine, verification, deduplicating links,
+//! deletion and retention (planned, then applied), archives and hot standbys, behind a small
+//! storage trait with local and remote back ends.
+//!
+//! Nothing is public yet: each workflow arrives with a restore test that starts PostgreSQL on the
+//! result.
