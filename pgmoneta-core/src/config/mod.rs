@@ -18,6 +18,8 @@
 //! ```
 
 mod cli;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ini;
 mod model;
 mod values;

