@@ -102,19 +102,8 @@ impl ClusterBuilder {
         };
         let run_as = RunAs::detect()?;
         cleanup_stale()?;
-        let root = tempfile::Builder::new()
-            .prefix("pgmoneta-testkit-")
-            .tempdir()
-            .map_err(|source| TestkitError::Io { what: "cannot create", path: std::env::temp_dir(), source })?;
-        let root_path = root.path().to_owned();
-        let socket_dir = root_path.join("socket");
+        let (root, root_path, socket_dir) = make_root()?;
         let data_dir = root_path.join("data");
-        let mkdir = |p: &Path| {
-            fs::create_dir(p).map_err(|source| TestkitError::Io { what: "cannot create", path: p.to_owned(), source })
-        };
-        mkdir(&socket_dir)?;
-        set_mode(&root_path, 0o700)?;
-        set_mode(&socket_dir, 0o700)?;
         let pwfile = root_path.join("pwfile");
         write(&pwfile, &format!("{}\n", self.superuser_password))?;
         run_as.own(&root_path)?;
@@ -244,19 +233,7 @@ impl Cluster {
     /// When the server does not start; the error holds the end of its log.
     pub fn start_on(install: PgInstall, data_dir: &Path, superuser_password: &str) -> Result<Cluster> {
         let run_as = RunAs::detect()?;
-        let root = tempfile::Builder::new()
-            .prefix("pgmoneta-testkit-")
-            .tempdir()
-            .map_err(|source| TestkitError::Io { what: "cannot create", path: std::env::temp_dir(), source })?;
-        let root_path = root.path().to_owned();
-        let socket_dir = root_path.join("socket");
-        fs::create_dir(&socket_dir).map_err(|source| TestkitError::Io {
-            what: "cannot create",
-            path: socket_dir.clone(),
-            source,
-        })?;
-        set_mode(&root_path, 0o700)?;
-        set_mode(&socket_dir, 0o700)?;
+        let (root, root_path, socket_dir) = make_root()?;
         set_mode(data_dir, 0o700)?;
         run_as.own(&root_path)?;
         run_as.own(data_dir)?;
@@ -578,6 +555,25 @@ fn stop_leftover(root: &Path) {
         }
     }
     let _ = fs::remove_dir_all(root);
+}
+
+/// A fresh private directory for one cluster, with its socket directory inside, both mode 0700.
+fn make_root() -> Result<(tempfile::TempDir, PathBuf, PathBuf)> {
+    let root = tempfile::Builder::new().prefix("pgmoneta-testkit-").tempdir().map_err(|source| TestkitError::Io {
+        what: "cannot create",
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let root_path = root.path().to_owned();
+    let socket_dir = root_path.join("socket");
+    fs::create_dir(&socket_dir).map_err(|source| TestkitError::Io {
+        what: "cannot create",
+        path: socket_dir.clone(),
+        source,
+    })?;
+    set_mode(&root_path, 0o700)?;
+    set_mode(&socket_dir, 0o700)?;
+    Ok((root, root_path, socket_dir))
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
