@@ -9,6 +9,7 @@ use pgmoneta_core::PgVersion;
 use crate::install::PgInstall;
 use crate::port::{self, PortLock};
 use crate::process::{self, RunAs};
+use crate::tls::{IssuedCert, TestCa};
 use crate::{Result, TestkitError};
 
 /// Name of the superuser every cluster has.
@@ -30,6 +31,8 @@ pub struct ClusterBuilder {
     data_checksums: bool,
     settings: Vec<(String, String)>,
     hba_lines: Vec<String>,
+    tls: Option<IssuedCert>,
+    tls_ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for ClusterBuilder {
@@ -43,6 +46,8 @@ impl Default for ClusterBuilder {
             data_checksums: true,
             settings: Vec::new(),
             hba_lines: Vec::new(),
+            tls: None,
+            tls_ca_pem: None,
         }
     }
 }
@@ -88,6 +93,24 @@ impl ClusterBuilder {
     /// Adds a `pg_hba.conf` line, placed before the harness's own lines.
     pub fn hba_line(mut self, line: &str) -> Self {
         self.hba_lines.push(line.to_owned());
+        self
+    }
+
+    /// Turns TLS on with a server certificate for `localhost` and `127.0.0.1` signed by `ca`.
+    /// [`Cluster::ca_file`] then holds `ca`'s certificate for clients to verify with, and the
+    /// server accepts client certificates signed by `ca`.
+    ///
+    /// # Errors
+    /// When the certificate cannot be made.
+    pub fn tls(self, ca: &TestCa) -> Result<Self> {
+        let cert = ca.issue_server(&["localhost"], &["127.0.0.1".parse().expect("an IP address")])?;
+        Ok(self.tls_cert(cert, ca))
+    }
+
+    /// Turns TLS on with a given server certificate, signed by `ca`.
+    pub fn tls_cert(mut self, cert: IssuedCert, ca: &TestCa) -> Self {
+        self.tls = Some(cert);
+        self.tls_ca_pem = Some(ca.cert_pem());
         self
     }
 
@@ -150,6 +173,19 @@ impl ClusterBuilder {
         .collect();
         if install.version() >= PgVersion::V17 {
             settings.push(("summarize_wal".to_owned(), "on".to_owned()));
+        }
+        if let (Some(cert), Some(ca)) = (&self.tls, &self.tls_ca_pem) {
+            write(&data_dir.join("server.crt"), &String::from_utf8_lossy(&cert.cert_pem))?;
+            write(&data_dir.join("server.key"), &String::from_utf8_lossy(&cert.key_pem))?;
+            set_mode(&data_dir.join("server.key"), 0o600)?;
+            write(&root_path.join("root.crt"), &String::from_utf8_lossy(ca))?;
+            // The same CA checks client certificates (`cert` lines in pg_hba.conf).
+            write(&data_dir.join("root.crt"), &String::from_utf8_lossy(ca))?;
+            for file in ["server.crt", "server.key", "root.crt"] {
+                run_as.own(&data_dir.join(file))?;
+            }
+            settings.push(("ssl".to_owned(), "on".to_owned()));
+            settings.push(("ssl_ca_file".to_owned(), "'root.crt'".to_owned()));
         }
         settings.extend(self.settings.iter().cloned());
         for (k, v) in &settings {
@@ -282,6 +318,12 @@ impl Cluster {
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The CA certificate that signed the server's, when the cluster was built with TLS.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        let path = self.root_path.join("root.crt");
+        path.exists().then_some(path)
     }
 
     /// The server log.

@@ -26,9 +26,11 @@ mod cluster;
 mod install;
 mod port;
 mod process;
+mod tls;
 
 pub use cluster::{cleanup_stale, Cluster, ClusterBuilder, REPLICATION_USER, SUPERUSER};
 pub use install::PgInstall;
+pub use tls::{IssuedCert, TestCa};
 
 use std::path::PathBuf;
 
