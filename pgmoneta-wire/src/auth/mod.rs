@@ -1,0 +1,3 @@
+//! Authentication state machines. They exchange messages as bytes and never touch a socket.
+
+pub mod scram;
