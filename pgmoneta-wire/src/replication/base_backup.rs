@@ -182,7 +182,8 @@ pub enum BaseBackupEvent {
     /// A new archive starts; the `ArchiveData` that follow belong to it.
     Archive(ArchiveInfo),
     /// Bytes of the current archive, exactly as the server sent them (compressed when server-side
-    /// compression was asked for).
+    /// compression was asked for). From PostgreSQL 14, which leaves the tar end-of-archive marker
+    /// to the client, the marker is added as a last 1024-byte chunk.
     ArchiveData(Bytes),
     /// The backup manifest starts; `ManifestData` follow.
     Manifest,
@@ -367,7 +368,14 @@ impl<S: Read + Write> BaseBackup<'_, S> {
                         return Ok(Some(BaseBackupEvent::ArchiveData(d)))
                     }
                     BackendMessage::CopyData(d) => return Ok(Some(BaseBackupEvent::ManifestData(d))),
-                    BackendMessage::CopyDone => self.phase = Phase::Between { next: index + 1 },
+                    BackendMessage::CopyDone => {
+                        self.phase = Phase::Between { next: index + 1 };
+                        if index < self.tablespaces.len() {
+                            // Servers before 15 leave the end-of-archive marker (two zero
+                            // blocks) to the client; add it so every version yields whole tars.
+                            return Ok(Some(BaseBackupEvent::ArchiveData(Bytes::from_static(&[0u8; 1024]))));
+                        }
+                    }
                     other => return Err(unexpected("in a BASE_BACKUP archive", &other)),
                 },
                 Phase::Between { next } => match self.read()? {
