@@ -447,6 +447,28 @@ mod tests {
         assert!(server.is_authenticated());
     }
 
+    /// An exchange recorded from PostgreSQL 15.18 (role password `pa55word`, client nonce
+    /// `fixedClientNonce0123`): our client must compute the same proof and accept the server's
+    /// signature.
+    #[test]
+    fn exchange_recorded_from_postgresql() {
+        let server_first = "r=fixedClientNonce0123JauLCYn/YgQMs9+QwrpkcBk3,s=sIHLRXb4zWVdHVkadJdPyA==,i=4096";
+        let client_final =
+            "c=biws,r=fixedClientNonce0123JauLCYn/YgQMs9+QwrpkcBk3,p=8Z7LGIJXlO5mGqYr8yqqnhDqQjYd9Sll6MCj5n4a+Fg=";
+        let server_final = "v=SgWYj6ptHKF67QbtlInkcqdFueuptaAPniBEy972qWM=";
+        let mut client = ScramClient::with_nonce("", "pa55word", "fixedClientNonce0123");
+        assert_eq!(client.client_first(), b"n,,n=,r=fixedClientNonce0123");
+        assert_eq!(String::from_utf8(client.update(server_first.as_bytes()).unwrap()).unwrap(), client_final);
+        client.finish(server_final.as_bytes()).unwrap();
+
+        // Our server, given the same salt and nonce, answers as PostgreSQL did.
+        let salt = decode_block("sIHLRXb4zWVdHVkadJdPyA==").unwrap();
+        let mut server =
+            ScramServer::with_nonce(ScramVerifier::new("pa55word", &salt, 4096), "JauLCYn/YgQMs9+QwrpkcBk3");
+        assert_eq!(server.handle_client_first(b"n,,n=,r=fixedClientNonce0123").unwrap(), server_first.as_bytes());
+        assert_eq!(server.handle_client_final(client_final.as_bytes()).unwrap(), server_final.as_bytes());
+    }
+
     #[test]
     fn wrong_password_and_forged_server() {
         let verifier = ScramVerifier::generate("right");

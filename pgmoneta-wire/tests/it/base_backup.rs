@@ -12,6 +12,7 @@ use crate::{connect, repl_opts};
 struct Backup {
     archives: BTreeMap<String, Vec<u8>>,
     manifest: serde_json::Value,
+    manifest_raw: Vec<u8>,
     last_progress: Option<u64>,
 }
 
@@ -50,7 +51,12 @@ fn take_backup(cluster: &Cluster, opts: &BaseBackupOptions) -> Backup {
     assert_eq!(tli.0, 1);
     // The connection is ready for the next command.
     conn.identify_system().unwrap();
-    Backup { archives, manifest: serde_json::from_slice(&manifest).expect("manifest is JSON"), last_progress }
+    Backup {
+        archives,
+        manifest: serde_json::from_slice(&manifest).expect("manifest is JSON"),
+        manifest_raw: manifest,
+        last_progress,
+    }
 }
 
 /// Checks a plain tar of the main data directory against the manifest: the same files with the
@@ -158,4 +164,49 @@ fn base_backup_errors_leave_the_connection_usable() {
     assert!(err.server_error().is_some(), "{err}");
     assert!(err.to_string().contains("NO_SUCH_ALGORITHM"), "{err}");
     conn.identify_system().unwrap();
+}
+
+#[test]
+fn incremental_base_backup_after_upload_manifest() {
+    let cluster = Cluster::builder().start().unwrap();
+    cluster
+        .execute("CREATE TABLE big AS SELECT g AS n, repeat('x', 100) AS pad FROM generate_series(1, 100000) g")
+        .unwrap();
+    cluster.execute("CREATE TABLE small AS SELECT 1 AS n").unwrap();
+    let full = take_backup(&cluster, &BaseBackupOptions::new("pgmoneta_full"));
+    let mut incremental = BaseBackupOptions::new("pgmoneta_incremental");
+    incremental.incremental = true;
+
+    if cluster.version() < PgVersion::V17 {
+        let mut conn = connect(&repl_opts(&cluster));
+        let err = conn.base_backup(&incremental, cluster.version()).unwrap_err();
+        assert!(err.to_string().contains("needs PostgreSQL 17"), "{err}");
+        return;
+    }
+    // Change one table only; WAL summaries must cover the range, so wait for the summarizer.
+    cluster.execute("UPDATE small SET n = 2").unwrap();
+    cluster.execute("CHECKPOINT").unwrap();
+    let mut conn = connect(&repl_opts(&cluster));
+    // A manifest that is not one is refused by the server, and the connection stays usable.
+    let err = conn.upload_manifest(b"{ not a manifest").unwrap_err();
+    assert!(err.server_error().is_some(), "{err}");
+    conn.upload_manifest(&full.manifest_raw).unwrap();
+    let mut backup = conn.base_backup(&incremental, cluster.version()).unwrap();
+    let mut base = Vec::new();
+    let manifest = backup
+        .for_each_archive(|info, bytes| {
+            assert_eq!(info.name, "base.tar");
+            base.extend_from_slice(bytes);
+            Ok(())
+        })
+        .unwrap();
+    let entries = tar::read(&base);
+    let incremental_files =
+        entries.iter().filter(|e| e.path.rsplit('/').next().unwrap().starts_with("INCREMENTAL.")).count();
+    assert!(incremental_files > 100, "only {incremental_files} INCREMENTAL.* files");
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    assert!(manifest["Files"].as_array().unwrap().len() > 900);
+    // The incremental backup is much smaller than the full one.
+    let full_size = full.archives["base.tar"].len();
+    assert!(base.len() * 2 < full_size, "incremental {} vs full {full_size}", base.len());
 }
