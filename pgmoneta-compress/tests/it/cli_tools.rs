@@ -1,0 +1,52 @@
+//! Our files against the reference command-line tools, both ways.
+
+use std::process::Command;
+
+use pgmoneta_compress::{compress_file, decompress_file, Algorithm, EncoderOptions};
+
+use crate::corpus;
+
+fn tool(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::Gzip => "gzip",
+        Algorithm::Zstd => "zstd",
+        Algorithm::Lz4 => "lz4",
+        Algorithm::Bzip2 => "bzip2",
+        _ => unreachable!(),
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out =
+        cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (is the tool installed? scripts/setup.sh installs it)"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn our_files_decompress_with_the_tools_and_theirs_with_ours() {
+    let original = corpus("pg15/wal/000000010000000000000001");
+    let dir = tempfile::tempdir().unwrap();
+    for algorithm in Algorithm::COMPRESSING {
+        let name = tool(algorithm);
+        // Ours -> the tool.
+        let ours = dir.path().join(format!("ours-{name}"));
+        std::fs::write(&ours, &original).unwrap();
+        let packed = compress_file(&ours, algorithm, EncoderOptions::default_for(algorithm)).unwrap();
+        let out = dir.path().join(format!("ours-{name}.out"));
+        let mut cmd = Command::new(name);
+        cmd.arg("-d").arg("-c").arg(&packed).stdout(std::fs::File::create(&out).unwrap());
+        run(&mut cmd);
+        assert!(std::fs::read(&out).unwrap() == original, "{name} -d disagrees with our {algorithm}");
+
+        // The tool -> ours. The tools' suffixes differ from pgmoneta's for zstd.
+        let theirs = dir.path().join(format!("theirs-{name}"));
+        std::fs::write(&theirs, &original).unwrap();
+        let tool_out = dir.path().join(format!("theirs-{name}{}", algorithm.suffix()));
+        let mut cmd = Command::new(name);
+        cmd.arg("-c").arg(&theirs).stdout(std::fs::File::create(&tool_out).unwrap());
+        run(&mut cmd);
+        std::fs::remove_file(&theirs).unwrap();
+        let restored = decompress_file(&tool_out).unwrap();
+        assert!(std::fs::read(&restored).unwrap() == original, "our {algorithm} decoder disagrees with {name}");
+    }
+}

@@ -1,0 +1,223 @@
+use std::io::{Read, Write};
+
+use pgmoneta_compress::{
+    compress, compress_file, decompress, decompress_detect, decompress_file, Algorithm, CompressError, Compression,
+    Decoder, Encoder, EncoderOptions, Side,
+};
+use proptest::prelude::*;
+
+use crate::corpus;
+
+const LIMIT: u64 = 1 << 30;
+
+fn stream_compress(algorithm: Algorithm, options: EncoderOptions, data: &[u8], chunk: usize) -> Vec<u8> {
+    let mut enc = Encoder::new(algorithm, options, Vec::new()).unwrap();
+    for piece in data.chunks(chunk.max(1)) {
+        enc.write_all(piece).unwrap();
+    }
+    enc.finish().unwrap()
+}
+
+fn stream_decompress(algorithm: Algorithm, data: &[u8], chunk: usize) -> Vec<u8> {
+    let mut dec = Decoder::new(algorithm, data).unwrap();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; chunk.max(1)];
+    loop {
+        let n = dec.read(&mut buf).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn every_codec_and_level_roundtrips(
+        data in proptest::collection::vec(any::<u8>(), 0..20_000),
+        repeat in 1usize..4,
+        level_pick in 0usize..3,
+        chunk in 1usize..5000,
+    ) {
+        let data = data.repeat(repeat);
+        for algorithm in Algorithm::COMPRESSING {
+            let (lo, hi) = algorithm.level_range();
+            let level = [lo, algorithm.default_level(), hi][level_pick];
+            let packed = stream_compress(algorithm, EncoderOptions { level, workers: 0 }, &data, chunk);
+            prop_assert_eq!(Algorithm::from_magic(&packed), Some(algorithm));
+            prop_assert_eq!(&stream_decompress(algorithm, &packed, chunk), &data);
+            prop_assert_eq!(&decompress_detect(&packed, LIMIT).unwrap(), &data);
+        }
+    }
+}
+
+#[test]
+fn real_postgresql_files_roundtrip_at_every_level_kind() {
+    let heap = corpus("pg15/data/pgbench_accounts");
+    let wal = corpus("pg15/wal/000000010000000000000002");
+    for (name, data) in [("heap", &heap), ("wal", &wal)] {
+        for algorithm in Algorithm::COMPRESSING {
+            for level in [algorithm.fastest_level(), algorithm.default_level()] {
+                let packed = compress(algorithm, level, data).unwrap();
+                assert!(
+                    packed.len() < data.len() / 2,
+                    "{name} {algorithm} {level}: {} of {}",
+                    packed.len(),
+                    data.len()
+                );
+                assert!(decompress(algorithm, &packed, LIMIT).unwrap() == *data, "{name} {algorithm} {level}");
+            }
+        }
+    }
+    // zstd with workers gives a valid stream too.
+    let packed = stream_compress(Algorithm::Zstd, EncoderOptions { level: 3, workers: 2 }, &heap, 1 << 20);
+    assert!(decompress(Algorithm::Zstd, &packed, LIMIT).unwrap() == heap);
+}
+
+#[test]
+fn empty_input_roundtrips() {
+    for algorithm in Algorithm::COMPRESSING {
+        let packed = compress(algorithm, algorithm.default_level(), b"").unwrap();
+        assert_eq!(decompress(algorithm, &packed, 0).unwrap(), b"", "{algorithm}");
+    }
+}
+
+#[test]
+fn truncated_and_damaged_streams_are_errors() {
+    let data = corpus("pg15/data/pgbench_accounts_pkey");
+    for algorithm in Algorithm::COMPRESSING {
+        let packed = compress(algorithm, algorithm.default_level(), &data).unwrap();
+        for cut in [packed.len() / 2, packed.len() - 1] {
+            let err = decompress(algorithm, &packed[..cut], LIMIT).unwrap_err();
+            assert!(matches!(err, CompressError::Corrupt { .. }), "{algorithm} cut at {cut}: {err}");
+        }
+        let mut flipped = packed.clone();
+        let at = flipped.len() / 2;
+        flipped[at] ^= 0x5a;
+        match decompress(algorithm, &flipped, LIMIT) {
+            Err(CompressError::Corrupt { .. }) => {}
+            // The checksummed formats catch every flip; accept only an error.
+            other => panic!("{algorithm}: a flipped byte gave {:?}", other.map(|v| v.len())),
+        }
+        let err = decompress(algorithm, b"definitely not compressed data", LIMIT).unwrap_err();
+        assert!(matches!(err, CompressError::Corrupt { .. }), "{algorithm}: {err}");
+    }
+}
+
+#[test]
+fn output_limit_stops_decompression_bombs() {
+    let zeros = vec![0u8; 10 << 20];
+    for algorithm in Algorithm::COMPRESSING {
+        let packed = compress(algorithm, algorithm.default_level(), &zeros).unwrap();
+        assert!(packed.len() < 200_000, "{algorithm}: {}", packed.len());
+        let err = decompress(algorithm, &packed, 1 << 20).unwrap_err();
+        assert!(matches!(err, CompressError::OutputLimit { limit: 1_048_576 }), "{algorithm}: {err}");
+        assert_eq!(decompress(algorithm, &packed, 10 << 20).unwrap().len(), 10 << 20);
+    }
+}
+
+#[test]
+fn codes_names_and_suffixes_match_upstream() {
+    let cases = [
+        ("none", 0, Algorithm::None, Side::Client, ""),
+        ("gzip", 17, Algorithm::Gzip, Side::Client, ".gz"),
+        ("zstd", 18, Algorithm::Zstd, Side::Client, ".zstd"),
+        ("lz4", 19, Algorithm::Lz4, Side::Client, ".lz4"),
+        ("bz2", 20, Algorithm::Bzip2, Side::Client, ".bz2"),
+        ("server-gzip", 33, Algorithm::Gzip, Side::Server, ".gz"),
+        ("server-zstd", 34, Algorithm::Zstd, Side::Server, ".zstd"),
+        ("server-lz4", 35, Algorithm::Lz4, Side::Server, ".lz4"),
+    ];
+    for (name, code, algorithm, side, suffix) in cases {
+        let c = Compression::from_config_name(name).unwrap();
+        assert_eq!(
+            (c.algorithm, c.side, c.code(), c.suffix(), c.config_name()),
+            (algorithm, side, code, suffix, name.to_owned())
+        );
+        assert_eq!(Compression::from_code(code).unwrap(), c);
+        // The configuration model in pgmoneta-core agrees on every code.
+        let core = <pgmoneta_core::config::Compression as pgmoneta_core::config::ConfValue>::parse_value(name).unwrap();
+        assert_eq!(core.code(), code, "{name}");
+    }
+    assert_eq!(Compression::from_config_name("client-bzip2").unwrap().code(), 20);
+    assert_eq!(Compression::from_code(6).unwrap(), Compression { algorithm: Algorithm::Zstd, side: Side::Server });
+    assert!(
+        Compression::from_code(36).is_err()
+            && Compression::from_code(21).is_err()
+            && Compression::from_config_name("server-bz2").is_err()
+    );
+    assert_eq!(Algorithm::Zstd.clamp_level(99), 22);
+    assert_eq!(Algorithm::Gzip.clamp_level(0), 1);
+    assert_eq!(Algorithm::from_suffix("backup.tar.zstd"), Some(Algorithm::Zstd));
+    assert_eq!(Algorithm::from_suffix("backup.tgz"), Some(Algorithm::Gzip));
+    assert_eq!(Algorithm::from_suffix("16384"), None);
+}
+
+#[test]
+fn in_place_files_are_replaced_only_when_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = corpus("pg15/data/pgbench_accounts_pkey");
+    for algorithm in Algorithm::COMPRESSING {
+        let source = dir.path().join("16384");
+        std::fs::write(&source, &original).unwrap();
+        let packed = compress_file(&source, algorithm, EncoderOptions::default_for(algorithm)).unwrap();
+        assert_eq!(packed, dir.path().join(format!("16384{}", algorithm.suffix())));
+        assert!(!source.exists());
+        let restored = decompress_file(&packed).unwrap();
+        assert_eq!(restored, source);
+        assert!(!packed.exists());
+        assert!(std::fs::read(&source).unwrap() == original);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&source).unwrap().permissions().mode() & 0o777, 0o600);
+        std::fs::remove_file(&source).unwrap();
+    }
+
+    // A truncated file: an error, the source kept, nothing under the target name, no temp left.
+    let source = dir.path().join("wal");
+    std::fs::write(&source, &original).unwrap();
+    let packed = compress_file(&source, Algorithm::Zstd, EncoderOptions::default_for(Algorithm::Zstd)).unwrap();
+    let bytes = std::fs::read(&packed).unwrap();
+    std::fs::write(&packed, &bytes[..bytes.len() / 2]).unwrap();
+    let err = decompress_file(&packed).unwrap_err();
+    assert!(matches!(err, CompressError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("wal.zstd"), "{err}");
+    assert!(packed.exists() && !source.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a temporary file was left behind");
+
+    // A suffix that lies.
+    let liar = dir.path().join("liar.zstd");
+    std::fs::write(&liar, compress(Algorithm::Gzip, 6, b"hello").unwrap()).unwrap();
+    let err = decompress_file(&liar).unwrap_err();
+    assert_eq!(err.to_string(), format!("{} is named as zstd data but its contents are gzip data", liar.display()));
+    let plain = dir.path().join("plain.bz2");
+    std::fs::write(&plain, b"just text").unwrap();
+    assert!(decompress_file(&plain).unwrap_err().to_string().contains("do not start with the bzip2 magic bytes"));
+    let unknown = dir.path().join("file.txt");
+    std::fs::write(&unknown, b"x").unwrap();
+    assert!(matches!(decompress_file(&unknown), Err(CompressError::UnknownSuffix { .. })));
+}
+
+#[test]
+fn upstream_lz4_block_files_restore() {
+    // Upstream's layout: [u32 LE length][LZ4 block of <= 4096 input bytes]... Blocks compressed
+    // independently are a valid instance of it.
+    let data = corpus("pg15/wal/000000010000000000000003");
+    let mut file = Vec::new();
+    for chunk in data.chunks(4096) {
+        let block = lz4::block::compress(chunk, None, false).unwrap();
+        file.extend_from_slice(&(block.len() as u32).to_le_bytes());
+        file.extend_from_slice(&block);
+    }
+    let dec = Decoder::new(Algorithm::Lz4, &file[..]).unwrap();
+    assert!(dec.is_legacy_lz4());
+    assert!(decompress(Algorithm::Lz4, &file, LIMIT).unwrap() == data);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("000000010000000000000003.lz4");
+    std::fs::write(&path, &file).unwrap();
+    let restored = decompress_file(&path).unwrap();
+    assert!(std::fs::read(restored).unwrap() == data);
+    // New files are frames.
+    assert!(compress(Algorithm::Lz4, 1, &data).unwrap().starts_with(&pgmoneta_compress::LZ4_FRAME_MAGIC));
+}
