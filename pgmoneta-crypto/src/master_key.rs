@@ -21,6 +21,9 @@ pub const MIN_KEY_CHARS: usize = 8;
 /// Longest master key text accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 8191;
 
+/// Key text, salt, and the master key derived from them.
+type CachedKey = (Vec<u8>, Vec<u8>, Arc<MasterKey>);
+
 /// A master key file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MasterKeyFile {
@@ -144,7 +147,7 @@ impl MasterKeyFile {
     /// # Errors
     /// As [`MasterKeyFile::read`].
     pub fn load_cached(&self) -> Result<Arc<MasterKey>> {
-        static CACHE: OnceLock<Mutex<HashMap<PathBuf, (Vec<u8>, Vec<u8>, Arc<MasterKey>)>>> = OnceLock::new();
+        static CACHE: OnceLock<Mutex<HashMap<PathBuf, CachedKey>>> = OnceLock::new();
         let (key, salt) = self.read()?;
         let cache = CACHE.get_or_init(Default::default);
         if let Some((k, s, master)) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&self.path) {
