@@ -27,6 +27,8 @@ mod algorithm;
 mod buffer;
 mod error;
 mod file;
+#[doc(hidden)]
+pub mod fuzzing;
 mod legacy_lz4;
 mod stream;
 

@@ -140,7 +140,10 @@ impl<W: Write> Write for Encoder<W> {
 enum DecoderInner<R: BufRead> {
     None(R),
     Gzip(flate2::bufread::MultiGzDecoder<R>),
-    Zstd(Box<zstd::stream::read::Decoder<'static, R>>),
+    /// Read through a buffer of zstd's recommended output size: asked for fewer bytes than a
+    /// frame's single segment, the zstd reader can report a clean end in the middle of a damaged
+    /// frame.
+    Zstd(Box<BufReader<zstd::stream::read::Decoder<'static, R>>>),
     /// `None` once the frame was checked complete at the end of input.
     Lz4(Option<lz4::Decoder<R>>),
     Lz4Blocks(LegacyLz4Decoder<R>),
@@ -173,7 +176,10 @@ impl<R: BufRead> Decoder<R> {
             Algorithm::Zstd => {
                 let mut d = zstd::stream::read::Decoder::with_buffer(inner)?;
                 d.window_log_max(27)?;
-                DecoderInner::Zstd(Box::new(d))
+                DecoderInner::Zstd(Box::new(BufReader::with_capacity(
+                    zstd::zstd_safe::DCtx::out_size().max(128 << 10),
+                    d,
+                )))
             }
             Algorithm::Lz4 => {
                 if peek(&mut inner, 4)?.starts_with(&LZ4_FRAME_MAGIC) {

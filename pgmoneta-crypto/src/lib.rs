@@ -26,6 +26,8 @@
 pub mod aes;
 mod error;
 mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hash;
 pub mod legacy;
 mod master_key;

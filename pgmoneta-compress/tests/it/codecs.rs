@@ -221,3 +221,22 @@ fn upstream_lz4_block_files_restore() {
     // New files are frames.
     assert!(compress(Algorithm::Lz4, 1, &data).unwrap().starts_with(&pgmoneta_compress::LZ4_FRAME_MAGIC));
 }
+/// Found by the decompress_zstd fuzz target: a frame declaring 44 bytes of content and holding
+/// none. Read in pieces smaller than the frame, the zstd reader used to report a clean, empty end.
+#[test]
+fn damaged_zstd_frame_is_an_error_whatever_the_read_size() {
+    let data = [0x28u8, 0xb5, 0x2f, 0xfd, 0x24, 0x2c, 0x01, 0x00, 0x00, 0x99, 0xe9, 0xd8, 0x51];
+    for size in [1usize, 8, 32, 333, 4096, 1 << 20] {
+        let mut d = Decoder::new(Algorithm::Zstd, &data[..]).unwrap();
+        let mut buf = vec![0u8; size];
+        let outcome = loop {
+            match d.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        assert!(outcome.is_err(), "read size {size}: accepted a damaged frame");
+    }
+    assert!(decompress(Algorithm::Zstd, &data, LIMIT).is_err());
+}

@@ -3,6 +3,7 @@
 
 mod cli_tools;
 mod codecs;
+mod fuzz_seeds;
 
 use std::path::PathBuf;
 

@@ -2,6 +2,7 @@
 //! compatibility checked by an independent implementation of the format in Python.
 
 mod aes;
+mod fuzz_seeds;
 mod interop;
 mod keys;
 
