@@ -1,4 +1,8 @@
 //! Read support for older encrypted files: AES-CBC as `openssl enc` writes it.
+//!
+//! CBC carries no authentication: a wrong password or damaged data is detected only when the
+//! padding comes out invalid, which fails to happen about once in 256 tries. Callers verify the
+//! result by other means (the manifest's SHA-512 of every restored file).
 
 use openssl::hash::MessageDigest;
 use openssl::symm::{decrypt as cbc_decrypt, Cipher as OsslCipher};
