@@ -23,12 +23,14 @@
 //! ```
 
 mod cluster;
+mod fixtures;
 mod install;
 mod port;
 mod process;
 mod tls;
 
 pub use cluster::{cleanup_stale, Cluster, ClusterBuilder, REPLICATION_USER, SUPERUSER};
+pub use fixtures::{fuzz_seeds, shared_corpus};
 pub use install::PgInstall;
 pub use tls::{IssuedCert, TestCa};
 

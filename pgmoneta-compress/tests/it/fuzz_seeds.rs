@@ -1,21 +1,7 @@
 //! Replays the `decompress_*` fuzz targets' seed corpora, so CI checks their invariants.
 
-use std::path::PathBuf;
-
 use pgmoneta_compress::Algorithm;
-
-fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| {
-            let p = e.unwrap().path();
-            (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap())
-        })
-        .collect();
-    files.sort();
-    files
-}
+use pgmoneta_testkit::fuzz_seeds as seeds;
 
 #[test]
 fn decompress_seed_corpora() {

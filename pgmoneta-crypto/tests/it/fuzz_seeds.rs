@@ -2,14 +2,10 @@
 
 #[test]
 fn aes_decrypt_seed_corpus() {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/aes_decrypt");
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        let ok = std::panic::catch_unwind(|| pgmoneta_crypto::fuzzing::check_decrypt(&data));
-        assert!(ok.is_ok(), "{} breaks an invariant", path.display());
-        n += 1;
+    let seeds = pgmoneta_testkit::fuzz_seeds("aes_decrypt");
+    assert!(seeds.len() >= 3);
+    for (name, data) in &seeds {
+        let ok = std::panic::catch_unwind(|| pgmoneta_crypto::fuzzing::check_decrypt(data));
+        assert!(ok.is_ok(), "{name} breaks an invariant");
     }
-    assert!(n >= 3);
 }

@@ -1,20 +1,7 @@
 //! Replays the fuzz targets' seed corpora (bytes recorded from PostgreSQL 15, plus crafted
 //! messages), so that CI checks the fuzzing invariants without a fuzzer.
 
-use std::path::PathBuf;
-
-fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| {
-            let path = e.unwrap().path();
-            (path.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&path).unwrap())
-        })
-        .collect();
-    files.sort();
-    files
-}
+use pgmoneta_testkit::fuzz_seeds as corpus;
 
 #[test]
 fn backend_message_seed_corpus() {
