@@ -5,8 +5,9 @@
 //!   integer codes (`client-zstd` is 18, `server-lz4` 35).
 //! - [`Encoder`] (`Write`, [`Encoder::finish`] returns the inner writer) and [`Decoder`] (`Read`)
 //!   stream in constant memory. gzip uses zlib-rs through flate2: memory-safe Rust and faster than
-//!   the C zlib on both compression and decompression. zstd compresses on `workers` threads when
-//!   asked. LZ4 writes the frame format the `lz4` tool reads, and reads both frames and the block
+//!   the C zlib on both compression and decompression. zstd writes independent frames of 4 MB
+//!   with zstd's one-shot calls (its streaming API is markedly slower), compressed on `workers`
+//!   threads when asked, and reads any zstd file. LZ4 writes the frame format the `lz4` tool reads, and reads both frames and the block
 //!   sequence upstream pgmoneta wrote.
 //! - One-shot [`compress`] and [`decompress`] (with an output limit, so hostile input cannot
 //!   exhaust memory), and in-place [`compress_file`] / [`decompress_file`] that never leave a
@@ -31,6 +32,7 @@ mod file;
 pub mod fuzzing;
 mod legacy_lz4;
 mod stream;
+mod zstd_frames;
 
 pub use algorithm::{Algorithm, Compression, Side, BZIP2_MAGIC, GZIP_MAGIC, LZ4_FRAME_MAGIC, ZSTD_MAGIC};
 pub use buffer::{compress, decompress, decompress_detect};

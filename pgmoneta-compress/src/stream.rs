@@ -24,7 +24,7 @@ impl EncoderOptions {
 enum EncoderInner<W: Write> {
     None(W),
     Gzip(flate2::write::GzEncoder<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Zstd(crate::zstd_frames::FramedEncoder<W>),
     Lz4(lz4::Encoder<W>),
     Bzip2(bzip2::write::BzEncoder<W>),
 }
@@ -54,11 +54,7 @@ impl<W: Write> Encoder<W> {
                 EncoderInner::Gzip(flate2::write::GzEncoder::new(inner, flate2::Compression::new(level as u32)))
             }
             Algorithm::Zstd => {
-                let mut e = zstd::stream::write::Encoder::new(inner, level)?;
-                if options.workers > 0 {
-                    e.multithread(options.workers)?;
-                }
-                EncoderInner::Zstd(e)
+                EncoderInner::Zstd(crate::zstd_frames::FramedEncoder::new(inner, level, options.workers)?)
             }
             Algorithm::Lz4 => EncoderInner::Lz4(
                 lz4::EncoderBuilder::new()
@@ -140,10 +136,7 @@ impl<W: Write> Write for Encoder<W> {
 enum DecoderInner<R: BufRead> {
     None(R),
     Gzip(flate2::bufread::MultiGzDecoder<R>),
-    /// Read through a buffer of zstd's recommended output size: asked for fewer bytes than a
-    /// frame's single segment, the zstd reader can report a clean end in the middle of a damaged
-    /// frame.
-    Zstd(Box<BufReader<zstd::stream::read::Decoder<'static, R>>>),
+    Zstd(Box<crate::zstd_frames::FramedDecoder<R>>),
     /// `None` once the frame was checked complete at the end of input.
     Lz4(Option<lz4::Decoder<R>>),
     Lz4Blocks(LegacyLz4Decoder<R>),
@@ -173,14 +166,7 @@ impl<R: BufRead> Decoder<R> {
         let inner = match algorithm {
             Algorithm::None => DecoderInner::None(inner),
             Algorithm::Gzip => DecoderInner::Gzip(flate2::bufread::MultiGzDecoder::new(inner)),
-            Algorithm::Zstd => {
-                let mut d = zstd::stream::read::Decoder::with_buffer(inner)?;
-                d.window_log_max(27)?;
-                DecoderInner::Zstd(Box::new(BufReader::with_capacity(
-                    zstd::zstd_safe::DCtx::out_size().max(128 << 10),
-                    d,
-                )))
-            }
+            Algorithm::Zstd => DecoderInner::Zstd(Box::new(crate::zstd_frames::FramedDecoder::new(inner)?)),
             Algorithm::Lz4 => {
                 if peek(&mut inner, 4)?.starts_with(&LZ4_FRAME_MAGIC) {
                     DecoderInner::Lz4(Some(lz4::Decoder::new(inner)?))

@@ -32,7 +32,12 @@ pub fn ours_compress(algorithm: Algorithm, options: EncoderOptions, data: &[u8])
 
 pub fn reference_compress(algorithm: Algorithm, level: i32, data: &[u8]) -> Vec<u8> {
     match algorithm {
-        Algorithm::Zstd => zstd::bulk::compress(data, level).unwrap(),
+        Algorithm::Zstd => {
+            // The same frame settings as ours: content size and checksum.
+            let mut c = zstd::bulk::Compressor::new(level).unwrap();
+            c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true)).unwrap();
+            c.compress(data).unwrap()
+        }
         Algorithm::Gzip => {
             let mut e = flate2::write::GzEncoder::new(
                 Vec::with_capacity(data.len() / 2),

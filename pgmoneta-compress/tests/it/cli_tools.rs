@@ -50,3 +50,28 @@ fn our_files_decompress_with_the_tools_and_theirs_with_ours() {
         assert!(std::fs::read(&restored).unwrap() == original, "our {algorithm} decoder disagrees with {name}");
     }
 }
+
+#[test]
+fn zstd_frames_of_unknown_size_from_a_pipe_are_read_too() {
+    // `zstd` compressing a pipe cannot know the size: one frame without a content size, which we
+    // read with zstd's streaming decoder.
+    let original = corpus("pg15/wal/000000010000000000000003");
+    let mut child = Command::new("zstd")
+        .args(["-q", "-c", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("zstd");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = original.clone();
+    let feeder = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input).unwrap());
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert!(out.status.success());
+    let packed = out.stdout;
+    assert_eq!(packed[4] >> 6, 0, "expected a frame without a content size");
+    let restored = pgmoneta_compress::decompress(Algorithm::Zstd, &packed, 1 << 30).unwrap();
+    assert!(restored == original);
+    // Cut short: an error, also on this path.
+    assert!(pgmoneta_compress::decompress(Algorithm::Zstd, &packed[..packed.len() - 10], 1 << 30).is_err());
+}
