@@ -81,6 +81,21 @@ fn vault_edits_keep_comments_and_order() {
     assert!(admins.add(&master, "admin8", "pw").unwrap_err().to_string().contains("full"));
 }
 
+/// Runs `openssl enc <args> -in plain -out out` and returns what it wrote.
+fn openssl_enc(args: &[&str], plain: &std::path::Path, out: &std::path::Path) -> Vec<u8> {
+    let status = std::process::Command::new("openssl")
+        .arg("enc")
+        .args(args)
+        .arg("-in")
+        .arg(plain)
+        .arg("-out")
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "openssl enc {args:?}");
+    std::fs::read(out).unwrap()
+}
+
 #[test]
 fn openssl_enc_cbc_files_still_decrypt() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,16 +104,9 @@ fn openssl_enc_cbc_files_still_decrypt() {
     std::fs::write(&plain, &data).unwrap();
     for (md, digest) in [("md5", LegacyDigest::Md5), ("sha1", LegacyDigest::Sha1), ("sha256", LegacyDigest::Sha256)] {
         for bits in [128, 192, 256] {
-            let out = dir.path().join(format!("enc-{md}-{bits}"));
-            let status = std::process::Command::new("openssl")
-                .args(["enc", &format!("-aes-{bits}-cbc"), "-salt", "-md", md, "-pass", "pass:legacy password", "-in"])
-                .arg(&plain)
-                .arg("-out")
-                .arg(&out)
-                .status()
-                .unwrap();
-            assert!(status.success());
-            let sealed = std::fs::read(&out).unwrap();
+            let cipher = format!("-aes-{bits}-cbc");
+            let args = [cipher.as_str(), "-salt", "-md", md, "-pass", "pass:legacy password"];
+            let sealed = openssl_enc(&args, &plain, &dir.path().join(format!("enc-{md}-{bits}")));
             assert_eq!(
                 decrypt_salted_cbc(b"legacy password", &sealed, bits, digest, "legacy").unwrap(),
                 data,
@@ -113,18 +121,10 @@ fn openssl_enc_cbc_files_still_decrypt() {
     // Explicit key and IV, no header.
     let (key, iv) =
         ("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", "0f0e0d0c0b0a09080706050403020100");
-    let out = dir.path().join("enc-raw");
-    let status = std::process::Command::new("openssl")
-        .args(["enc", "-aes-256-cbc", "-nosalt", "-K", key, "-iv", iv, "-in"])
-        .arg(&plain)
-        .arg("-out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let sealed = openssl_enc(&["-aes-256-cbc", "-nosalt", "-K", key, "-iv", iv], &plain, &dir.path().join("enc-raw"));
     let unhex =
         |h: &str| (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect::<Vec<u8>>();
-    assert_eq!(decrypt_cbc(&unhex(key), &unhex(iv), &std::fs::read(&out).unwrap(), "raw").unwrap(), data);
+    assert_eq!(decrypt_cbc(&unhex(key), &unhex(iv), &sealed, "raw").unwrap(), data);
 }
 
 #[test]
