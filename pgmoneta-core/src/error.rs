@@ -51,6 +51,12 @@ pub enum CoreError {
         /// The rejected text.
         input: String,
     },
+    /// A version string (`server_version`, `postgres --version`) without a leading major number.
+    #[error("invalid PostgreSQL version {input:?}: expected it to start with the major version, like 15.4")]
+    InvalidVersion {
+        /// The rejected text.
+        input: String,
+    },
     /// A PostgreSQL major version this project does not support.
     #[error("PostgreSQL {major} is not supported: supported versions are 14 to 18")]
     UnsupportedVersion {

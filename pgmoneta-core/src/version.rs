@@ -61,6 +61,18 @@ impl PgVersion {
         Ok((PgVersion::from_major(num / 10_000)?, num % 10_000))
     }
 
+    /// The version from a version string as `server_version` reports it (`15.4`,
+    /// `15.18 (Debian 15.18-0+deb12u1)`, `18beta1`).
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidVersion`] when the text does not start with a number,
+    /// [`CoreError::UnsupportedVersion`] outside 14 to 18.
+    pub fn from_version_string(text: &str) -> Result<PgVersion, CoreError> {
+        let digits: &str = text.trim_start().split(|c: char| !c.is_ascii_digit()).next().unwrap_or("");
+        let major = digits.parse::<u32>().map_err(|_| CoreError::InvalidVersion { input: text.to_owned() })?;
+        PgVersion::from_major(major)
+    }
+
     /// Whether the server has native incremental backups and WAL summaries (17+).
     pub fn has_incremental_backup(self) -> bool {
         self >= PgVersion::V17
@@ -92,6 +104,16 @@ mod tests {
         assert_eq!(err.to_string(), "PostgreSQL 13 is not supported: supported versions are 14 to 18");
         assert!(PgVersion::from_server_version_num("15.4").is_err());
         assert!(PgVersion::from_server_version_num("").is_err());
+    }
+
+    #[test]
+    fn from_version_string() {
+        assert_eq!(PgVersion::from_version_string("15.18 (Debian 15.18-0+deb12u1)").unwrap(), PgVersion::V15);
+        assert_eq!(PgVersion::from_version_string("17.10").unwrap(), PgVersion::V17);
+        assert_eq!(PgVersion::from_version_string("18beta1").unwrap(), PgVersion::V18);
+        assert!(matches!(PgVersion::from_version_string("12.3"), Err(CoreError::UnsupportedVersion { major: 12 })));
+        assert!(matches!(PgVersion::from_version_string("devel"), Err(CoreError::InvalidVersion { .. })));
+        assert!(matches!(PgVersion::from_version_string(""), Err(CoreError::InvalidVersion { .. })));
     }
 
     #[test]

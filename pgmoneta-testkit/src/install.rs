@@ -74,12 +74,8 @@ impl PgInstall {
                 TestkitError::NoInstall(format!("unexpected version output {text:?} from {}", postgres.display()))
             })?
             .to_owned();
-        let major: u32 = version_string
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|m| m.parse().ok())
-            .ok_or_else(|| TestkitError::NoInstall(format!("unexpected version {version_string:?}")))?;
-        let version = PgVersion::from_major(major).map_err(|e| TestkitError::NoInstall(e.to_string()))?;
+        let version =
+            PgVersion::from_version_string(&version_string).map_err(|e| TestkitError::NoInstall(e.to_string()))?;
         Ok(PgInstall { bindir: bindir.to_owned(), version, version_string })
     }
 

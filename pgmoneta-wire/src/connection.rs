@@ -653,12 +653,7 @@ impl<S: Read + Write> PgConnection<S> {
         let text = self
             .parameter("server_version")
             .ok_or_else(|| WireError::Protocol("server did not report server_version".to_owned()))?;
-        let major: u32 = text
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|m| m.parse().ok())
-            .ok_or_else(|| WireError::Protocol(format!("unparsable server_version {text:?}")))?;
-        let version = PgVersion::from_major(major).map_err(|e| WireError::Usage(e.to_string()))?;
+        let version = PgVersion::from_version_string(text).map_err(|e| WireError::Usage(e.to_string()))?;
         Ok((version, text))
     }
 
