@@ -861,7 +861,5 @@ impl<S: Read + Write> PgConnection<S> {
 }
 
 pub(crate) fn unexpected(context: &str, msg: &BackendMessage) -> WireError {
-    let name = format!("{msg:?}");
-    let name = name.split(|c: char| !c.is_alphanumeric()).next().unwrap_or("message").to_owned();
-    WireError::Protocol(format!("unexpected {name} {context}"))
+    WireError::Protocol(format!("unexpected {} {context}", msg.name()))
 }

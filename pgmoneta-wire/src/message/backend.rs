@@ -425,6 +425,36 @@ fn put_copy_response(buf: &mut BytesMut, body: &CopyResponseBody) {
 }
 
 impl BackendMessage {
+    /// The message's protocol name (`CopyData`, `ErrorResponse`...), for error messages.
+    pub fn name(&self) -> &'static str {
+        use BackendMessage as M;
+        match self {
+            M::AuthenticationOk => "AuthenticationOk",
+            M::AuthenticationCleartextPassword => "AuthenticationCleartextPassword",
+            M::AuthenticationMd5Password { .. } => "AuthenticationMD5Password",
+            M::AuthenticationSasl { .. } => "AuthenticationSASL",
+            M::AuthenticationSaslContinue { .. } => "AuthenticationSASLContinue",
+            M::AuthenticationSaslFinal { .. } => "AuthenticationSASLFinal",
+            M::AuthenticationOther { .. } => "Authentication",
+            M::ParameterStatus { .. } => "ParameterStatus",
+            M::BackendKeyData { .. } => "BackendKeyData",
+            M::ReadyForQuery { .. } => "ReadyForQuery",
+            M::RowDescription { .. } => "RowDescription",
+            M::DataRow { .. } => "DataRow",
+            M::CommandComplete { .. } => "CommandComplete",
+            M::EmptyQueryResponse => "EmptyQueryResponse",
+            M::ErrorResponse(_) => "ErrorResponse",
+            M::NoticeResponse(_) => "NoticeResponse",
+            M::NotificationResponse { .. } => "NotificationResponse",
+            M::CopyOutResponse(_) => "CopyOutResponse",
+            M::CopyInResponse(_) => "CopyInResponse",
+            M::CopyBothResponse(_) => "CopyBothResponse",
+            M::CopyData(_) => "CopyData",
+            M::CopyDone => "CopyDone",
+            M::NegotiateProtocolVersion { .. } => "NegotiateProtocolVersion",
+        }
+    }
+
     /// Appends the message to `buf`, as a server sends it.
     pub fn encode(&self, buf: &mut BytesMut) {
         use BackendMessage as M;

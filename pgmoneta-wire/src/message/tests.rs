@@ -256,3 +256,11 @@ fn incomplete_input_waits_for_more() {
         assert_eq!(part.len(), n, "nothing consumed");
     }
 }
+
+#[test]
+fn names_do_not_format_payloads() {
+    // Used in "unexpected message" errors, which may meet a 64 MB CopyData.
+    assert_eq!(BackendMessage::CopyData(Bytes::from(vec![0u8; 1 << 20])).name(), "CopyData");
+    assert_eq!(BackendMessage::ErrorResponse(ErrorFields::default()).name(), "ErrorResponse");
+    assert_eq!(BackendMessage::AuthenticationSasl { mechanisms: vec![] }.name(), "AuthenticationSASL");
+}
