@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::algorithm::Algorithm;
 use crate::error::{CompressError, Result};
-use crate::stream::{Decoder, Encoder, EncoderOptions};
+use crate::stream::{CopyError, Decoder, Encoder, EncoderOptions};
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CompressError {
     let path = path.to_owned();
@@ -99,21 +99,16 @@ pub fn decompress_file(source: &Path) -> Result<PathBuf> {
 }
 
 /// Copies a decoder's output, telling decoding errors (corrupt input) from write errors.
-pub(crate) fn copy_decoded<R: io::Read, W: Write>(
-    dec: &mut R,
+pub(crate) fn copy_decoded<R: io::BufRead, W: Write>(
+    dec: &mut Decoder<R>,
     out: &mut W,
     algorithm: Algorithm,
     source: &Path,
 ) -> Result<()> {
-    let mut buf = vec![0u8; 128 << 10];
-    loop {
-        let n = match dec.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CompressError::from_read(e, algorithm, Some(source))),
-        };
-        out.write_all(&buf[..n]).map_err(io("writing the output of", source))?;
+    match dec.copy_to(out) {
+        Ok(_) => Ok(()),
+        Err(CopyError::Decode(e)) => Err(CompressError::from_read(e, algorithm, Some(source))),
+        Err(CopyError::Write(e)) => Err(io("writing the output of", source)(e)),
     }
 }
 

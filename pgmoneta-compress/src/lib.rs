@@ -39,4 +39,4 @@ pub use buffer::{compress, decompress, decompress_detect};
 pub use error::{CompressError, Result};
 pub use file::{check_magic, compress_file, decompress_file};
 pub use legacy_lz4::LegacyLz4Decoder;
-pub use stream::{Decoder, Encoder, EncoderOptions};
+pub use stream::{CopyError, Decoder, Encoder, EncoderOptions};

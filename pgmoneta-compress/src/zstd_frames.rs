@@ -41,8 +41,12 @@ pub(crate) struct FramedEncoder<W: Write> {
     level: i32,
     workers: usize,
     compressor: zstd::bulk::Compressor<'static>,
-    /// Frames waiting to be compressed (one being filled at the end).
+    /// The frame being filled.
+    current: Vec<u8>,
+    /// Full frames waiting for the worker threads.
     pending: Vec<Vec<u8>>,
+    /// Frame buffers to reuse.
+    spare: Vec<Vec<u8>>,
     out: Vec<u8>,
     frames_written: u64,
 }
@@ -54,92 +58,91 @@ impl<W: Write> FramedEncoder<W> {
             level,
             workers: workers as usize,
             compressor: compressor(level)?,
-            pending: vec![Vec::with_capacity(FRAME_SIZE)],
+            current: Vec::new(),
+            pending: Vec::new(),
+            spare: Vec::new(),
             out: Vec::new(),
             frames_written: 0,
         })
     }
 
-    fn compress_one(
-        compressor: &mut zstd::bulk::Compressor<'static>,
-        input: &[u8],
-        out: &mut Vec<u8>,
-    ) -> io::Result<()> {
-        out.clear();
-        out.reserve(zstd::zstd_safe::compress_bound(input.len()));
-        compressor.compress_to_buffer(input, out)?;
+    /// Compresses one frame on this thread and writes it.
+    fn write_frame(&mut self, input: &[u8]) -> io::Result<()> {
+        self.out.clear();
+        self.out.reserve(zstd::zstd_safe::compress_bound(input.len()));
+        self.compressor.compress_to_buffer(input, &mut self.out)?;
+        self.inner.write_all(&self.out)?;
+        self.frames_written += 1;
         Ok(())
     }
 
-    /// Compresses and writes every full pending frame (all of them when `all`).
-    fn drain(&mut self, all: bool) -> io::Result<()> {
-        let ready = if all { self.pending.len() } else { self.pending.len() - 1 };
-        if ready == 0 {
-            return Ok(());
+    /// Compresses the pending frames on one thread each and writes them in order.
+    fn drain_parallel(&mut self) -> io::Result<()> {
+        let level = self.level;
+        let frames = std::mem::take(&mut self.pending);
+        let results: Vec<io::Result<Vec<u8>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = frames.iter().map(|f| s.spawn(move || compressor(level)?.compress(f))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("zstd worker panicked"))))
+                .collect()
+        });
+        for mut f in frames {
+            f.clear();
+            self.spare.push(f);
         }
-        let frames: Vec<Vec<u8>> = self.pending.drain(..ready).collect();
-        if self.workers > 1 && frames.len() > 1 {
-            let level = self.level;
-            let results: Vec<io::Result<Vec<u8>>> = std::thread::scope(|s| {
-                let handles: Vec<_> = frames
-                    .iter()
-                    .map(|f| {
-                        s.spawn(move || {
-                            let mut c = compressor(level)?;
-                            let mut out = Vec::new();
-                            FramedEncoder::<W>::compress_one(&mut c, f, &mut out)?;
-                            Ok(out)
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("zstd worker panicked"))))
-                    .collect()
-            });
-            for r in results {
-                self.inner.write_all(&r?)?;
-                self.frames_written += 1;
+        for r in results {
+            self.inner.write_all(&r?)?;
+            self.frames_written += 1;
+        }
+        Ok(())
+    }
+
+    /// Hands the full current frame on: compressed now, or queued for the workers.
+    fn frame_full(&mut self) -> io::Result<()> {
+        if self.workers > 1 {
+            let next = self.spare.pop().unwrap_or_default();
+            self.pending.push(std::mem::replace(&mut self.current, next));
+            if self.pending.len() >= self.workers {
+                self.drain_parallel()?;
             }
         } else {
-            for f in &frames {
-                FramedEncoder::<W>::compress_one(&mut self.compressor, f, &mut self.out)?;
-                self.inner.write_all(&self.out)?;
-                self.frames_written += 1;
-            }
-        }
-        if self.pending.is_empty() {
-            let mut reuse = frames.into_iter().next().unwrap_or_default();
-            reuse.clear();
-            self.pending.push(reuse);
+            let frame = std::mem::take(&mut self.current);
+            let result = self.write_frame(&frame);
+            self.current = frame;
+            self.current.clear();
+            result?;
         }
         Ok(())
     }
 
     pub(crate) fn finish(mut self) -> io::Result<W> {
-        let last_empty = self.pending.last().is_some_and(Vec::is_empty);
-        if last_empty && self.frames_written > 0 && self.pending.len() == 1 {
-            return Ok(self.inner);
-        }
-        if last_empty && self.pending.len() > 1 {
-            self.pending.pop();
+        if !self.pending.is_empty() {
+            self.drain_parallel()?;
         }
         // Empty input still becomes one (empty) frame: a valid zstd file.
-        self.drain(true)?;
+        if !self.current.is_empty() || self.frames_written == 0 {
+            let frame = std::mem::take(&mut self.current);
+            self.write_frame(&frame)?;
+        }
         Ok(self.inner)
     }
 }
 
 impl<W: Write> Write for FramedEncoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let current = self.pending.last_mut().expect("a frame being filled");
-        let take = (FRAME_SIZE - current.len()).min(buf.len());
-        current.extend_from_slice(&buf[..take]);
-        if current.len() == FRAME_SIZE {
-            self.pending.push(Vec::with_capacity(FRAME_SIZE));
-            if self.pending.len() > self.workers.max(1) {
-                self.drain(false)?;
-            }
+        if self.current.is_empty() && buf.len() >= FRAME_SIZE && self.workers <= 1 {
+            // A whole frame in the caller's buffer: compress it from there.
+            self.write_frame(&buf[..FRAME_SIZE])?;
+            return Ok(FRAME_SIZE);
+        }
+        if self.current.capacity() < FRAME_SIZE {
+            self.current.reserve_exact(FRAME_SIZE - self.current.len());
+        }
+        let take = (FRAME_SIZE - self.current.len()).min(buf.len());
+        self.current.extend_from_slice(&buf[..take]);
+        if self.current.len() == FRAME_SIZE {
+            self.frame_full()?;
         }
         Ok(take)
     }
@@ -167,6 +170,26 @@ enum State<R: BufRead> {
     /// Fallback for frames that do not declare a size within the limit.
     Streaming(Box<StreamingRest<R>>),
     Done,
+}
+
+/// What [`FramedDecoder::advance`] found next in the input.
+enum Next {
+    End,
+    /// A skippable frame was passed over, or the rest of input goes to the streaming decoder.
+    Nothing,
+    /// A frame of `size` decompressed bytes, either the first `n` bytes of the reader's buffer
+    /// (`buffered: Some(n)`) or collected in `frame`.
+    Frame {
+        size: usize,
+        buffered: Option<usize>,
+    },
+}
+
+/// Where a frame is decompressed to.
+enum Dst<'a> {
+    Slice(&'a mut [u8]),
+    Out,
+    Append(&'a mut Vec<u8>),
 }
 
 impl<R: BufRead> FramedDecoder<R> {
@@ -197,18 +220,36 @@ impl<R: BufRead> FramedDecoder<R> {
         })
     }
 
-    /// Reads the next frame and decompresses it into `self.out`; `false` at the end of input.
-    fn next_frame(&mut self) -> io::Result<bool> {
-        let State::Frames(inner) = &mut self.state else { return Ok(false) };
-        if inner.fill_buf()?.is_empty() {
+    /// Finds the next frame. A frame held whole in the reader's buffer (always the case when
+    /// reading from memory) is left there and decompressed in place; otherwise its bytes are
+    /// collected in `self.frame`.
+    fn advance(&mut self) -> io::Result<Next> {
+        let State::Frames(inner) = &mut self.state else { return Ok(Next::End) };
+        let buf = inner.fill_buf()?;
+        if buf.is_empty() {
             self.state = State::Done;
             if self.frames_seen == 0 {
                 // Even empty content is one frame: no bytes at all is a truncated file.
                 return Err(invalid("no zstd frame: the input is empty"));
             }
-            return Ok(false);
+            return Ok(Next::End);
         }
         self.frames_seen += 1;
+        if buf.len() >= 4 && u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) == ZSTD_MAGIC {
+            if let (Ok(n), Ok(Some(size))) =
+                (zstd::zstd_safe::find_frame_compressed_size(buf), zstd::zstd_safe::get_frame_content_size(buf))
+            {
+                if n <= buf.len() && size <= MAX_FRAME_OUTPUT {
+                    return Ok(Next::Frame { size: size as usize, buffered: Some(n) });
+                }
+            }
+        }
+        self.collect()
+    }
+
+    /// Reads the next frame into `self.frame`, walking its header and blocks.
+    fn collect(&mut self) -> io::Result<Next> {
+        let State::Frames(inner) = &mut self.state else { return Ok(Next::End) };
         self.frame.clear();
         Self::take(inner, &mut self.frame, 4)?;
         let magic = u32::from_le_bytes([self.frame[0], self.frame[1], self.frame[2], self.frame[3]]);
@@ -220,8 +261,7 @@ impl<R: BufRead> FramedDecoder<R> {
             if skipped != len {
                 return Err(invalid("skippable zstd frame cut short"));
             }
-            self.out.clear();
-            return Ok(true);
+            return Ok(Next::Nothing);
         }
         if magic != ZSTD_MAGIC {
             return Err(invalid("not a zstd frame (bad magic number)"));
@@ -258,8 +298,7 @@ impl<R: BufRead> FramedDecoder<R> {
             let mut d = zstd::stream::read::Decoder::with_buffer(head.chain(inner))?;
             d.window_log_max(27)?;
             self.state = State::Streaming(Box::new(BufReader::with_capacity(128 << 10, d)));
-            self.out.clear();
-            return Ok(true);
+            return Ok(Next::Nothing);
         };
         // Walk the blocks to find the end of the frame.
         loop {
@@ -284,16 +323,63 @@ impl<R: BufRead> FramedDecoder<R> {
         if checksum {
             Self::take(inner, &mut self.frame, 4)?;
         }
-        self.out.clear();
-        self.out.reserve(content_size as usize);
-        let n = self
-            .decompressor
-            .decompress_to_buffer(&self.frame[..], &mut self.out)
-            .map_err(|e| invalid(e.to_string()))?;
-        if n as u64 != content_size {
-            return Err(invalid(format!("zstd frame declares {content_size} bytes but holds {n}")));
+        Ok(Next::Frame { size: content_size as usize, buffered: None })
+    }
+
+    /// Decompresses the frame [`FramedDecoder::advance`] found into `dst`; returns its size.
+    fn decode(&mut self, size: usize, buffered: Option<usize>, dst: Dst<'_>) -> io::Result<usize> {
+        let State::Frames(inner) = &mut self.state else { unreachable!("a frame was found") };
+        let src = match buffered {
+            Some(n) => &inner.fill_buf()?[..n],
+            None => &self.frame[..],
+        };
+        let d = &mut self.decompressor;
+        let n = match dst {
+            Dst::Slice(s) => d.decompress_to_buffer(src, &mut s[..size]),
+            Dst::Out => {
+                self.out.clear();
+                self.out.reserve(size);
+                d.decompress_to_buffer(src, &mut self.out)
+            }
+            Dst::Append(v) => {
+                v.reserve(size);
+                let mut tail = io::Cursor::new(v);
+                tail.set_position(tail.get_ref().len() as u64);
+                d.decompress_to_buffer(src, &mut tail)
+            }
         }
-        Ok(true)
+        .map_err(|e| invalid(e.to_string()))?;
+        if let Some(consumed) = buffered {
+            inner.consume(consumed);
+        }
+        if n != size {
+            return Err(invalid(format!("zstd frame declares {size} bytes but holds {n}")));
+        }
+        Ok(n)
+    }
+
+    /// Writes everything left to `w`, each frame straight from the buffer it was decompressed
+    /// into; returns the number of bytes written.
+    pub(crate) fn copy_to<W: Write + ?Sized>(&mut self, w: &mut W) -> io::Result<u64> {
+        let mut total = 0u64;
+        loop {
+            if self.pos < self.out.len() {
+                w.write_all(&self.out[self.pos..])?;
+                total += (self.out.len() - self.pos) as u64;
+                self.pos = self.out.len();
+            }
+            if let State::Streaming(d) = &mut self.state {
+                return Ok(total + io::copy(d, w)?);
+            }
+            match self.advance()? {
+                Next::End => return Ok(total),
+                Next::Nothing => {}
+                Next::Frame { size, buffered } => {
+                    self.decode(size, buffered, Dst::Out)?;
+                    self.pos = 0;
+                }
+            }
+        }
     }
 }
 
@@ -309,10 +395,41 @@ impl<R: BufRead> Read for FramedDecoder<R> {
             if let State::Streaming(d) = &mut self.state {
                 return d.read(buf);
             }
-            self.pos = 0;
-            self.out.clear();
-            if !self.next_frame()? {
+            if buf.is_empty() {
                 return Ok(0);
+            }
+            match self.advance()? {
+                Next::End => return Ok(0),
+                Next::Nothing => {}
+                // Straight into the caller's buffer when the whole frame fits.
+                Next::Frame { size, buffered } if size > 0 && size <= buf.len() => {
+                    return self.decode(size, buffered, Dst::Slice(buf));
+                }
+                Next::Frame { size, buffered } => {
+                    self.decode(size, buffered, Dst::Out)?;
+                    self.pos = 0;
+                }
+            }
+        }
+    }
+
+    fn read_to_end(&mut self, vec: &mut Vec<u8>) -> io::Result<usize> {
+        let start = vec.len();
+        loop {
+            if self.pos < self.out.len() {
+                vec.extend_from_slice(&self.out[self.pos..]);
+                self.pos = self.out.len();
+            }
+            if let State::Streaming(d) = &mut self.state {
+                d.read_to_end(vec)?;
+                return Ok(vec.len() - start);
+            }
+            match self.advance()? {
+                Next::End => return Ok(vec.len() - start),
+                Next::Nothing => {}
+                Next::Frame { size, buffered } => {
+                    self.decode(size, buffered, Dst::Append(vec))?;
+                }
             }
         }
     }

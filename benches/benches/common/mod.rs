@@ -68,7 +68,14 @@ pub fn reference_compress(algorithm: Algorithm, level: i32, data: &[u8]) -> Vec<
     }
 }
 
+/// Ours, reading everything into a vector as the reference does.
 pub fn ours_decompress(algorithm: Algorithm, packed: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    Decoder::new(algorithm, packed).unwrap().read_to_end(out).unwrap();
+}
+
+/// Ours, read in 64 KiB pieces that are then appended to `out`.
+pub fn ours_decompress_chunked(algorithm: Algorithm, packed: &[u8], out: &mut Vec<u8>) {
     out.clear();
     let mut d = Decoder::new(algorithm, packed).unwrap();
     let mut buf = vec![0u8; CHUNK];

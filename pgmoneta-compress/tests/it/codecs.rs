@@ -240,3 +240,69 @@ fn damaged_zstd_frame_is_an_error_whatever_the_read_size() {
     }
     assert!(decompress(Algorithm::Zstd, &data, LIMIT).is_err());
 }
+
+fn through_bufreader(algorithm: Algorithm, packed: &[u8]) -> Decoder<std::io::BufReader<&[u8]>> {
+    Decoder::new(algorithm, std::io::BufReader::with_capacity(4096, packed)).unwrap()
+}
+
+/// Every way of reading a decoder gives the same bytes: reads of any size (zstd decodes a frame
+/// straight into a buffer large enough for it), `read_to_end` (straight into the vector),
+/// `copy_to`, from memory (frames decoded where they lie) and through a small `BufReader`
+/// (frames collected first); and a stream cut anywhere is an error on every path.
+#[test]
+fn every_read_path_agrees_and_detects_truncation() {
+    let mut data = corpus("pg15/data/pgbench_accounts");
+    data.truncate(9 << 20); // three zstd frames, the last one short
+    for algorithm in Algorithm::COMPRESSING {
+        let packed = compress(algorithm, algorithm.fastest_level(), &data).unwrap();
+        for read_size in [100usize, 64 << 10, 5 << 20] {
+            assert!(stream_decompress(algorithm, &packed, read_size) == data, "{algorithm} reads of {read_size}");
+        }
+        let mut v = b"prefix".to_vec();
+        Decoder::new(algorithm, &packed[..]).unwrap().read_to_end(&mut v).unwrap();
+        assert!(v[..6] == *b"prefix" && v[6..] == data, "{algorithm} read_to_end");
+        let mut v = Vec::new();
+        through_bufreader(algorithm, &packed).read_to_end(&mut v).unwrap();
+        assert!(v == data, "{algorithm} read_to_end through a BufReader");
+        let mut v = Vec::new();
+        assert_eq!(Decoder::new(algorithm, &packed[..]).unwrap().copy_to(&mut v).unwrap(), data.len() as u64);
+        assert!(v == data, "{algorithm} copy_to");
+        let mut v = Vec::new();
+        through_bufreader(algorithm, &packed).copy_to(&mut v).unwrap();
+        assert!(v == data, "{algorithm} copy_to through a BufReader");
+
+        for cut in [packed.len() - 1, packed.len() / 2, 10] {
+            let short = &packed[..cut];
+            let mut v = Vec::new();
+            let r = Decoder::new(algorithm, short).and_then(|mut d| d.read_to_end(&mut v));
+            assert!(r.is_err(), "{algorithm} read_to_end accepted a stream cut at {cut}");
+            let r = through_bufreader(algorithm, short).copy_to(&mut Vec::new());
+            assert!(
+                matches!(r, Err(pgmoneta_compress::CopyError::Decode(_))),
+                "{algorithm} copy_to of a stream cut at {cut}: {r:?}"
+            );
+        }
+    }
+}
+
+/// `copy_to` says which side failed: a full disk is not reported as a damaged file.
+#[test]
+fn copy_to_tells_write_failures_from_damaged_input() {
+    struct Full;
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("no space left"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    for algorithm in Algorithm::COMPRESSING {
+        let packed = compress(algorithm, algorithm.fastest_level(), b"some bytes to write").unwrap();
+        let r = Decoder::new(algorithm, &packed[..]).unwrap().copy_to(&mut Full);
+        match r {
+            Err(pgmoneta_compress::CopyError::Write(e)) => assert!(e.to_string().contains("no space"), "{e}"),
+            other => panic!("{algorithm}: {other:?}"),
+        }
+    }
+}
