@@ -13,7 +13,7 @@
 //! so an empty plaintext encrypts to exactly 44 bytes.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 use openssl::hash::MessageDigest;
 use openssl::symm::{Crypter, Mode};
@@ -362,5 +362,143 @@ impl<W: Write> Write for DecryptWriter<'_, W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// Decrypts an encrypted stream read from `R`.
+///
+/// The last 16 bytes of the input are the tag, so the reader holds back 16 bytes until the end
+/// of input, where it checks the tag: the final `read` that would return 0 returns an error of
+/// kind `InvalidData` instead when the tag does not match (wrong key or cipher, damaged or
+/// truncated data). Everything read before that is unauthenticated: write it under a temporary
+/// name and keep it only once the reader returned `Ok(0)`.
+pub struct DecryptReader<'m, R: Read> {
+    master: &'m MasterKey,
+    cipher: Cipher,
+    inner: R,
+    crypter: Option<Box<Crypter>>,
+    /// Ciphertext read but not yet decrypted; its last 16 bytes may be the tag.
+    pending: Vec<u8>,
+    /// Decrypted bytes not yet returned, from `pos`.
+    out: Vec<u8>,
+    pos: usize,
+    done: bool,
+    what: String,
+}
+
+impl<R: Read> fmt::Debug for DecryptReader<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DecryptReader").field("what", &self.what).finish_non_exhaustive()
+    }
+}
+
+impl<'m, R: Read> DecryptReader<'m, R> {
+    /// A decrypting reader; `what` names the data in errors.
+    pub fn new(master: &'m MasterKey, cipher: Cipher, inner: R, what: &str) -> DecryptReader<'m, R> {
+        DecryptReader {
+            master,
+            cipher,
+            inner,
+            crypter: None,
+            pending: Vec::new(),
+            out: Vec::new(),
+            pos: 0,
+            done: false,
+            what: what.to_owned(),
+        }
+    }
+
+    /// Whether the whole input was read and its tag matched.
+    pub fn is_authenticated(&self) -> bool {
+        self.done
+    }
+
+    /// Reads and discards the rest of the input, checking the tag.
+    ///
+    /// # Errors
+    /// As `read`: a tag that does not match, input too short, a failed read.
+    pub fn verify_rest(&mut self) -> io::Result<()> {
+        let mut sink = [0u8; 64 << 10];
+        while self.read(&mut sink)? > 0 {}
+        Ok(())
+    }
+
+    fn fail(&self, reason: &str) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            CryptoError::Decrypt { what: self.what.clone(), reason: reason.to_owned() },
+        )
+    }
+
+    /// Reads more input and decrypts what is certainly not the tag; at the end, checks the tag.
+    fn refill(&mut self) -> io::Result<()> {
+        self.out.clear();
+        self.pos = 0;
+        let start = self.pending.len();
+        self.pending.resize(start + (256 << 10), 0);
+        let n = loop {
+            match self.inner.read(&mut self.pending[start..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.pending.truncate(start);
+                    return Err(e);
+                }
+            }
+        };
+        self.pending.truncate(start + n);
+        if self.crypter.is_none() {
+            if self.pending.len() < HEADER_LEN {
+                if n == 0 {
+                    return Err(self.fail(&format!("too short to be encrypted data (at least {MIN_LEN} bytes)")));
+                }
+                return Ok(());
+            }
+            let key = self.master.object_key(&self.pending[..SALT_LEN], self.cipher).map_err(io::Error::other)?;
+            let crypter =
+                Crypter::new(self.cipher.openssl(), Mode::Decrypt, &key, Some(&self.pending[SALT_LEN..HEADER_LEN]))
+                    .map_err(io::Error::other)?;
+            self.crypter = Some(Box::new(crypter));
+            self.pending.drain(..HEADER_LEN);
+        }
+        let crypter = self.crypter.as_mut().expect("set above");
+        if n == 0 {
+            // End of input: what is pending must be exactly the tag.
+            if self.pending.len() < TAG_LEN {
+                return Err(self.fail(&format!("too short to be encrypted data (at least {MIN_LEN} bytes)")));
+            }
+            crypter.set_tag(&self.pending).map_err(io::Error::other)?;
+            let mut rest = [0u8; 32];
+            let m = crypter
+                .finalize(&mut rest)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, auth_failed(&self.what)))?;
+            self.out.extend_from_slice(&rest[..m]);
+            self.pending.clear();
+            self.done = true;
+            return Ok(());
+        }
+        if self.pending.len() > TAG_LEN {
+            let body = self.pending.len() - TAG_LEN;
+            self.out.resize(body + 16, 0);
+            let m = crypter.update(&self.pending[..body], &mut self.out).map_err(io::Error::other)?;
+            self.out.truncate(m);
+            self.pending.drain(..body);
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for DecryptReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.out.len() {
+            if self.done || buf.is_empty() {
+                return Ok(0);
+            }
+            self.refill()?;
+        }
+        let n = buf.len().min(self.out.len() - self.pos);
+        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }

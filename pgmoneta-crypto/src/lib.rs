@@ -33,7 +33,7 @@ pub mod legacy;
 mod master_key;
 mod vault;
 
-pub use aes::{decrypt, encrypt, Cipher, DecryptWriter, EncryptWriter, MasterKey, MIN_LEN};
+pub use aes::{decrypt, encrypt, Cipher, DecryptReader, DecryptWriter, EncryptWriter, MasterKey, MIN_LEN};
 pub use error::{CryptoError, Result};
 pub use files::{decrypt_file, decrypt_in_place, encrypt_file, encrypt_in_place, AES_SUFFIX};
 pub use hash::{

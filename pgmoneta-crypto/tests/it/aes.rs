@@ -138,3 +138,74 @@ fn files_are_atomic_and_a_bad_file_leaves_nothing() {
     encrypt_file(&key, Cipher::Aes128Gcm, &restored, &copy).unwrap();
     assert!(matches!(decrypt_in_place(&key, Cipher::Aes128Gcm, &restored), Err(CryptoError::Invalid(_))));
 }
+
+/// A reader that hands out at most `step` bytes per call, to split the input anywhere.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.step).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+fn read_all(
+    c: Cipher,
+    key: &pgmoneta_crypto::MasterKey,
+    sealed: &[u8],
+    step: usize,
+    buf: usize,
+) -> std::io::Result<Vec<u8>> {
+    let mut r = pgmoneta_crypto::DecryptReader::new(key, c, Trickle { data: sealed, step }, "stream");
+    let mut out = Vec::new();
+    let mut b = vec![0u8; buf];
+    loop {
+        let n = std::io::Read::read(&mut r, &mut b)?;
+        if n == 0 {
+            assert!(r.is_authenticated());
+            return Ok(out);
+        }
+        out.extend_from_slice(&b[..n]);
+    }
+}
+
+proptest! {
+    #[test]
+    fn the_decrypting_reader_roundtrips_however_the_input_is_split(
+        data in proptest::collection::vec(any::<u8>(), 0..20_000),
+        step in 1usize..3000,
+        buf in 1usize..5000,
+        c in cipher(),
+    ) {
+        let key = test_key(6);
+        let sealed = encrypt(&key, c, &data).unwrap();
+        prop_assert_eq!(read_all(c, &key, &sealed, step, buf).unwrap(), data);
+    }
+}
+
+#[test]
+fn the_decrypting_reader_fails_at_the_end_on_any_damage() {
+    let key = test_key(7);
+    let data = corpus("pg15/data/pgbench_accounts_pkey")[..300_000].to_vec();
+    let c = Cipher::Aes256Gcm;
+    let sealed = encrypt(&key, c, &data).unwrap();
+    for at in [0, 16, 28, sealed.len() / 2, sealed.len() - 16, sealed.len() - 1] {
+        let mut bad = sealed.clone();
+        bad[at] ^= 0x80;
+        let err = read_all(c, &key, &bad, 1 << 20, 64 << 10).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{at}");
+        assert!(err.to_string().contains("authentication failed"), "{at}: {err}");
+    }
+    for len in [0, 10, 43, sealed.len() - 1] {
+        let err = read_all(c, &key, &sealed[..len], 4096, 4096).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "cut to {len}: {err}");
+    }
+    assert!(read_all(c, &test_key(8), &sealed, 4096, 4096).is_err());
+    let empty = encrypt(&key, c, b"").unwrap();
+    assert_eq!(read_all(c, &key, &empty, 5, 5).unwrap(), b"");
+}
