@@ -5,6 +5,17 @@
 //! restore with recovery targets, incremental combine, verification, deduplicating links,
 //! deletion and retention (planned, then applied), archives and hot standbys, behind a small
 //! storage trait with local and remote back ends.
-//!
-//! Nothing is public yet: each workflow arrives with a restore test that starts PostgreSQL on the
-//! result.
+#![deny(missing_docs)]
+
+pub mod backup;
+mod error;
+pub mod fsio;
+pub mod info;
+pub mod layout;
+pub mod manifest;
+pub mod restore;
+pub mod retention;
+pub mod store;
+pub mod tar;
+
+pub use error::{Result, StorageError};

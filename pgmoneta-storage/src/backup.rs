@@ -1,0 +1,741 @@
+//! Full backups from a `BASE_BACKUP` stream.
+//!
+//! The connection's thread only receives: each archive's bytes go through a bounded channel to a
+//! parser thread, which decodes server-side compression, parses the tar stream and hands each
+//! member file, in chunks, to one of `workers` threads. A worker hashes the plain bytes (SHA-512
+//! for `backup.manifest`, and the checksum PostgreSQL's manifest uses), compresses, encrypts and
+//! writes them under a temporary name, syncs and renames. Memory is bounded by the channels'
+//! depth, never by the size of a file or of the database.
+//!
+//! When the stream ends, every file is checked against PostgreSQL's `backup_manifest` (size and
+//! checksum; a difference fails the backup), then `backup.manifest` and `backup.sha512` are
+//! written, the directories synced, and `backup.info` written last with `STATUS=1`. Until then the
+//! directory holds no `backup.info`, and a failed backup's directory is removed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, BufReader, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use pgmoneta_compress::{Algorithm, Compression, Decoder, Encoder, EncoderOptions, Side};
+use pgmoneta_core::{BackupLabel, Lsn, PgVersion};
+use pgmoneta_crypto::{Cipher, EncryptWriter, HashAlgorithm, Hasher, HashingWriter, MasterKey};
+use pgmoneta_wire::replication::{ArchiveInfo, BaseBackupEvent, BaseBackupOptions, ServerCompression};
+use pgmoneta_wire::PgConnection;
+
+use crate::error::{Result, StorageError};
+use crate::info::{BackupInfo, BackupType, TablespaceEntry, BACKUP_INFO};
+use crate::layout;
+use crate::manifest::{BackupManifest, ManifestChecksum, PgManifest, Sha512Sums, BACKUP_MANIFEST, BACKUP_SHA512};
+use crate::store::{join, Store, StoreWriter};
+use crate::tar::{EntryKind as TarEntryKind, TarEvent, TarParser};
+
+/// Bytes per chunk handed to a worker.
+const CHUNK: usize = 256 << 10;
+/// Chunks queued per worker.
+const QUEUE: usize = 8;
+
+/// How to take a backup.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BackupOptions {
+    /// The server's name (its directory in the repository).
+    pub server: String,
+    /// The label (local time at the start).
+    pub label: BackupLabel,
+    /// Compression of the stored files. Server-side compression is asked of PostgreSQL (15+),
+    /// decoded here and the files stored with the same algorithm.
+    pub compression: Compression,
+    /// Compression level (clamped to the algorithm's range).
+    pub level: i32,
+    /// Worker threads for hashing, compression, encryption and writing (at least 1).
+    pub workers: usize,
+    /// Encryption of the stored files, with the master key.
+    pub encryption: Option<(Cipher, Arc<MasterKey>)>,
+    /// Tablespace names by OID (from `pg_tablespace`); a tablespace missing here is named by
+    /// its OID.
+    pub tablespace_names: BTreeMap<u32, String>,
+    /// Ask for an immediate checkpoint (upstream always does).
+    pub fast_checkpoint: bool,
+    /// Bandwidth limit in kB/s.
+    pub max_rate_kb: Option<u32>,
+    /// Set to stop the backup; it then fails with [`StorageError::Cancelled`].
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl BackupOptions {
+    /// Options with upstream's defaults: no compression or encryption, fast checkpoint.
+    pub fn new(server: &str, label: BackupLabel) -> BackupOptions {
+        BackupOptions {
+            server: server.to_owned(),
+            label,
+            compression: Compression::NONE,
+            level: 0,
+            workers: 1,
+            encryption: None,
+            tablespace_names: BTreeMap::new(),
+            fast_checkpoint: true,
+            max_rate_kb: None,
+            cancel: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn suffix(&self) -> String {
+        let mut s = self.compression.algorithm.suffix().to_owned();
+        if self.encryption.is_some() {
+            s.push_str(pgmoneta_crypto::AES_SUFFIX);
+        }
+        s
+    }
+}
+
+/// What a worker learned about one stored file.
+#[derive(Debug, Clone)]
+struct FileResult {
+    /// The path within its root (`data` or `tblspc_<name>`), as in the tar.
+    rel: String,
+    /// The path PostgreSQL's manifest uses.
+    manifest_path: String,
+    plain_size: u64,
+    sha512: String,
+    checksum: String,
+    stored: String,
+    stored_size: u64,
+    stored_sha512: String,
+}
+
+enum Job {
+    Start { root: String, rel: String, manifest_path: String, checksum: String, plain: bool },
+    Chunk(Vec<u8>),
+    End,
+}
+
+/// Shared between the threads of one backup.
+struct Shared {
+    store: Arc<dyn Store>,
+    options: BackupOptions,
+    backup_dir: String,
+    failed: AtomicBool,
+    error: Mutex<Option<StorageError>>,
+    results: Mutex<Vec<FileResult>>,
+    dirs: Mutex<BTreeSet<String>>,
+    tablespaces: Mutex<Vec<TablespaceEntry>>,
+    timings: Mutex<Timings>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Timings {
+    hash: f64,
+    compress: f64,
+    encrypt_and_write: f64,
+}
+
+impl Shared {
+    fn fail(&self, e: StorageError) {
+        let mut slot = self.error.lock().expect("not poisoned");
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
+    fn stopped(&self) -> bool {
+        self.failed.load(Ordering::SeqCst) || self.options.cancel.load(Ordering::SeqCst)
+    }
+
+    fn create_dir(&self, rel_dir: &str) -> Result<()> {
+        let mut dirs = self.dirs.lock().expect("not poisoned");
+        if dirs.insert(rel_dir.to_owned()) {
+            self.store.create_dir(&join(&[&self.backup_dir, rel_dir]))?;
+        }
+        Ok(())
+    }
+}
+
+/// The layers a stored file's bytes go through after hashing.
+enum Sealed {
+    Plain(HashingWriter<Box<dyn StoreWriter>>),
+    Aes(EncryptWriter<HashingWriter<Box<dyn StoreWriter>>>),
+}
+
+impl Write for Sealed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sealed::Plain(w) => w.write(buf),
+            Sealed::Aes(w) => w.write(buf),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Sealed::Plain(w) => w.write_all(buf),
+            Sealed::Aes(w) => w.write_all(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sealed::Plain(w) => w.flush(),
+            Sealed::Aes(w) => w.flush(),
+        }
+    }
+}
+
+// One per file being written, at most one per worker: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Output {
+    Direct(Sealed),
+    Compressed(Encoder<Sealed>),
+}
+
+struct OpenFile {
+    result: FileResult,
+    sha512: Hasher,
+    check: ManifestChecksum,
+    out: Output,
+}
+
+fn worker(shared: &Shared, jobs: &Receiver<Job>) {
+    let mut current: Option<OpenFile> = None;
+    let mut t = Timings::default();
+    for job in jobs.iter() {
+        if shared.stopped() {
+            current = None;
+            continue;
+        }
+        if let Err(e) = handle(shared, job, &mut current, &mut t) {
+            current = None;
+            shared.fail(e);
+        }
+    }
+    let mut all = shared.timings.lock().expect("not poisoned");
+    all.hash += t.hash;
+    all.compress += t.compress;
+    all.encrypt_and_write += t.encrypt_and_write;
+}
+
+fn handle(shared: &Shared, job: Job, current: &mut Option<OpenFile>, t: &mut Timings) -> Result<()> {
+    let o = &shared.options;
+    match job {
+        Job::Start { root, rel, manifest_path, checksum, plain } => {
+            let stored_rel =
+                if plain { join(&[&root, &rel]) } else { format!("{}{}", join(&[&root, &rel]), o.suffix()) };
+            let w = shared.store.create(&join(&[&shared.backup_dir, &stored_rel]))?;
+            let hashed = HashingWriter::new(w, HashAlgorithm::Sha512);
+            let sealed = match (&o.encryption, plain) {
+                (Some((cipher, key)), false) => Sealed::Aes(EncryptWriter::new(key, *cipher, hashed)?),
+                _ => Sealed::Plain(hashed),
+            };
+            let out = if plain || o.compression.algorithm == Algorithm::None {
+                Output::Direct(sealed)
+            } else {
+                let opts = EncoderOptions { level: o.level, workers: 0 };
+                Output::Compressed(
+                    Encoder::new(o.compression.algorithm, opts, sealed)
+                        .map_err(StorageError::io("setting up compression for", &stored_rel))?,
+                )
+            };
+            *current = Some(OpenFile {
+                result: FileResult {
+                    rel,
+                    manifest_path,
+                    plain_size: 0,
+                    sha512: String::new(),
+                    checksum: String::new(),
+                    stored: stored_rel,
+                    stored_size: 0,
+                    stored_sha512: String::new(),
+                },
+                sha512: Hasher::new(HashAlgorithm::Sha512),
+                check: ManifestChecksum::new(&checksum)?,
+                out,
+            });
+        }
+        Job::Chunk(data) => {
+            let f = current.as_mut().ok_or_else(|| StorageError::Invalid("file data without a file".into()))?;
+            let start = Instant::now();
+            f.sha512.update(&data);
+            f.check.update(&data);
+            let hashed = Instant::now();
+            t.hash += (hashed - start).as_secs_f64();
+            f.result.plain_size += data.len() as u64;
+            let stored = &f.result.stored;
+            match &mut f.out {
+                Output::Direct(w) => {
+                    w.write_all(&data).map_err(StorageError::io("writing", stored))?;
+                    t.encrypt_and_write += hashed.elapsed().as_secs_f64();
+                }
+                Output::Compressed(w) => {
+                    w.write_all(&data).map_err(StorageError::io("writing", stored))?;
+                    t.compress += hashed.elapsed().as_secs_f64();
+                }
+            }
+        }
+        Job::End => {
+            let f = current.take().ok_or_else(|| StorageError::Invalid("end of a file never started".into()))?;
+            let OpenFile { mut result, sha512, check, out } = f;
+            let stored = result.stored.clone();
+            let sealed = match out {
+                Output::Direct(s) => s,
+                Output::Compressed(e) => e.finish().map_err(StorageError::io("compressing", &stored))?,
+            };
+            let hashed = match sealed {
+                Sealed::Plain(h) => h,
+                Sealed::Aes(e) => e.finish()?,
+            };
+            result.stored_size = hashed.bytes();
+            let (w, stored_sha) = hashed.finish_hex();
+            w.commit(false)?;
+            result.sha512 = sha512.finish_hex();
+            result.checksum = check.finish_hex();
+            result.stored_sha512 = stored_sha;
+            shared.results.lock().expect("not poisoned").push(result);
+        }
+    }
+    Ok(())
+}
+
+/// A `Read` over the chunks of one archive arriving on a channel.
+struct ChannelReader {
+    rx: Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.recv() {
+                Ok(b) => self.current = b,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
+        Ok(n)
+    }
+}
+
+/// Parses one archive and dispatches its files to the workers.
+fn parse_archive(
+    shared: &Shared,
+    archive: &ArchiveInfo,
+    root: &str,
+    input: ChannelReader,
+    workers: &[Sender<Job>],
+) -> Result<()> {
+    let server_algorithm = match shared.options.compression.side {
+        Side::Server => shared.options.compression.algorithm,
+        Side::Client => Algorithm::None,
+    };
+    let mut reader = Decoder::new(server_algorithm, BufReader::with_capacity(CHUNK, input))
+        .map_err(StorageError::io("decoding", &archive.name))?;
+    let mut parser = TarParser::new();
+    let mut buf = vec![0u8; CHUNK];
+    // The worker of the file being received and its pending chunk.
+    let mut target: Option<(usize, Vec<u8>)> = None;
+    let tablespace_prefix = archive.tablespace_oid.map(|oid| format!("pg_tblspc/{oid}/"));
+    let checksum = "CRC32C".to_owned();
+    loop {
+        if shared.stopped() {
+            return Ok(());
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StorageError::io("decoding", &archive.name)(e)),
+        };
+        parser.feed(&buf[..n], |event| -> Result<()> {
+            match event {
+                TarEvent::Entry(entry) => {
+                    let path = entry
+                        .path
+                        .to_str()
+                        .ok_or_else(|| StorageError::Invalid(format!("tar member {:?} is not UTF-8", entry.path)))?
+                        .to_owned();
+                    match &entry.kind {
+                        TarEntryKind::Directory => shared.create_dir(&join(&[root, &path]))?,
+                        TarEntryKind::File => {
+                            match path.rsplit_once('/') {
+                                Some((parent, _)) => shared.create_dir(&join(&[root, parent]))?,
+                                None => shared.create_dir(root)?,
+                            }
+                            // The least busy worker takes the file.
+                            let w = (0..workers.len()).min_by_key(|&i| workers[i].len()).unwrap_or(0);
+                            let manifest_path = match &tablespace_prefix {
+                                Some(p) => format!("{p}{path}"),
+                                None => path.clone(),
+                            };
+                            let plain = tablespace_prefix.is_none() && layout::is_kept_plain(&path);
+                            let job = Job::Start {
+                                root: root.to_owned(),
+                                manifest_path,
+                                rel: path,
+                                checksum: checksum.clone(),
+                                plain,
+                            };
+                            send(shared, &workers[w], job)?;
+                            target = Some((w, Vec::with_capacity(CHUNK)));
+                        }
+                        TarEntryKind::Symlink { target: to } => {
+                            let link = join(&[root, &path]);
+                            let oid = path.strip_prefix("pg_tblspc/").and_then(|o| o.parse::<u32>().ok());
+                            match oid {
+                                Some(oid) if tablespace_prefix.is_none() => {
+                                    let name = tablespace_name(&shared.options, oid);
+                                    shared.create_dir(&join(&[root, "pg_tblspc"]))?;
+                                    let dir = layout::tablespace_dir_name(&name);
+                                    shared.create_dir(&dir)?;
+                                    shared.store.symlink(
+                                        &join(&[&shared.backup_dir, &dir]),
+                                        &join(&[&shared.backup_dir, &link]),
+                                    )?;
+                                }
+                                _ => log::warn!(
+                                    "backup {}: symbolic link {link} -> {} not kept",
+                                    shared.options.label,
+                                    to.display()
+                                ),
+                            }
+                        }
+                        _ => log::warn!(
+                            "backup {}: tar member {path} of an unsupported kind not kept",
+                            shared.options.label
+                        ),
+                    }
+                }
+                TarEvent::Data(data) => {
+                    let (w, pending) =
+                        target.as_mut().ok_or_else(|| StorageError::Invalid("tar data outside a file".into()))?;
+                    pending.extend_from_slice(data);
+                    if pending.len() >= CHUNK {
+                        let full = std::mem::replace(pending, Vec::with_capacity(CHUNK));
+                        send(shared, &workers[*w], Job::Chunk(full))?;
+                    }
+                }
+                TarEvent::EndOfEntry => {
+                    if let Some((w, pending)) = target.take() {
+                        if !pending.is_empty() {
+                            send(shared, &workers[w], Job::Chunk(pending))?;
+                        }
+                        send(shared, &workers[w], Job::End)?;
+                    }
+                }
+                TarEvent::EndOfArchive => {}
+            }
+            Ok(())
+        })?;
+    }
+    parser.finish()?;
+    Ok(())
+}
+
+fn send(shared: &Shared, tx: &Sender<Job>, job: Job) -> Result<()> {
+    tx.send(job).map_err(|_| {
+        shared
+            .error
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .unwrap_or(StorageError::Invalid("a backup worker stopped".into()))
+    })
+}
+
+fn tablespace_name(options: &BackupOptions, oid: u32) -> String {
+    options.tablespace_names.get(&oid).cloned().unwrap_or_else(|| oid.to_string())
+}
+
+/// What `backup_label` says.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BackupLabelFile {
+    /// `START WAL LOCATION`.
+    pub start_lsn: Lsn,
+    /// The segment named with it.
+    pub start_wal: String,
+    /// `CHECKPOINT LOCATION`.
+    pub checkpoint_lsn: Lsn,
+    /// `START TIMELINE`.
+    pub start_timeline: u32,
+}
+
+impl BackupLabelFile {
+    /// Parses PostgreSQL's `backup_label`.
+    ///
+    /// # Errors
+    /// [`StorageError::Corrupt`] when a line it needs is missing or malformed.
+    pub fn parse(text: &str) -> Result<BackupLabelFile> {
+        let bad = |why: &str| StorageError::corrupt("backup_label", why.to_owned());
+        let mut out = BackupLabelFile::default();
+        let mut seen = (false, false);
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("START WAL LOCATION: ") {
+                let (lsn, file) = rest.split_once(" (file ").ok_or_else(|| bad("START WAL LOCATION without a file"))?;
+                out.start_lsn = lsn.parse().map_err(|_| bad("START WAL LOCATION is not an LSN"))?;
+                out.start_wal = file.trim_end_matches(')').to_owned();
+                seen.0 = true;
+            } else if let Some(rest) = line.strip_prefix("CHECKPOINT LOCATION: ") {
+                out.checkpoint_lsn = rest.trim().parse().map_err(|_| bad("CHECKPOINT LOCATION is not an LSN"))?;
+                seen.1 = true;
+            } else if let Some(rest) = line.strip_prefix("START TIMELINE: ") {
+                out.start_timeline = rest.trim().parse().map_err(|_| bad("START TIMELINE is not a number"))?;
+            }
+        }
+        if !(seen.0 && seen.1) {
+            return Err(bad("no START WAL LOCATION or CHECKPOINT LOCATION"));
+        }
+        Ok(out)
+    }
+}
+
+/// Takes a full backup over a replication connection and stores it in `store`. Returns the
+/// `backup.info` written. On any failure the backup directory is removed.
+///
+/// # Errors
+/// Server and connection errors, storage failures, a stream that does not match PostgreSQL's
+/// own manifest, cancellation.
+pub fn take_backup<S: Read + Write>(
+    conn: &mut PgConnection<S>,
+    version: PgVersion,
+    minor_version: u32,
+    store: Arc<dyn Store>,
+    options: &BackupOptions,
+) -> Result<BackupInfo> {
+    let backup_dir = layout::backup_dir(&options.server, &options.label.to_string());
+    if store.exists(&backup_dir) {
+        return Err(StorageError::Invalid(format!("a backup labelled {} already exists", options.label)));
+    }
+    store.create_dir(&backup_dir)?;
+    let result = run(conn, version, minor_version, store.clone(), options, &backup_dir);
+    if result.is_err() {
+        if let Err(e) = store.remove(&backup_dir) {
+            log::error!("removing the failed backup {backup_dir}: {e}");
+        }
+    }
+    result
+}
+
+fn run<S: Read + Write>(
+    conn: &mut PgConnection<S>,
+    version: PgVersion,
+    minor_version: u32,
+    store: Arc<dyn Store>,
+    options: &BackupOptions,
+    backup_dir: &str,
+) -> Result<BackupInfo> {
+    let started = Instant::now();
+    let mut bb = BaseBackupOptions::new(&options.label.postgres_label());
+    bb.fast_checkpoint = options.fast_checkpoint;
+    bb.max_rate_kb = options.max_rate_kb;
+    // PostgreSQL's default CRC32C checks the transfer almost for free; the SHA-512 the
+    // repository keeps is computed here, in parallel.
+    bb.manifest_checksums = None;
+    if options.compression.side == Side::Server && options.compression.algorithm != Algorithm::None {
+        let method = options.compression.algorithm.name().to_owned();
+        bb.compression = Some(ServerCompression { method, detail: Some(format!("level={}", options.level.max(1))) });
+    }
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        options: options.clone(),
+        backup_dir: backup_dir.to_owned(),
+        failed: AtomicBool::new(false),
+        error: Mutex::new(None),
+        results: Mutex::new(Vec::new()),
+        dirs: Mutex::new(BTreeSet::new()),
+        tablespaces: Mutex::new(Vec::new()),
+        timings: Mutex::new(Timings::default()),
+    });
+    let workers_n = options.workers.max(1);
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers_n).map(|_| bounded::<Job>(QUEUE)).unzip();
+    let mut manifest_bytes = Vec::new();
+    let (start, end) = std::thread::scope(|s| -> Result<((Lsn, u32), (Lsn, u32))> {
+        for rx in receivers {
+            let shared = shared.clone();
+            s.spawn(move || worker(&shared, &rx));
+        }
+        let outcome = (|| -> Result<((Lsn, u32), (Lsn, u32))> {
+            let mut backup = conn.base_backup(&bb, version)?;
+            let start = (backup.start_lsn(), backup.start_timeline().0);
+            let mut archive: Option<(Sender<Bytes>, std::thread::ScopedJoinHandle<'_, Result<()>>)> = None;
+            let finish_archive =
+                |a: Option<(Sender<Bytes>, std::thread::ScopedJoinHandle<'_, Result<()>>)>| -> Result<()> {
+                    if let Some((tx, handle)) = a {
+                        drop(tx);
+                        handle.join().map_err(|_| StorageError::Invalid("the archive parser panicked".into()))??;
+                    }
+                    Ok(())
+                };
+            while let Some(event) = backup.next_event()? {
+                if shared.stopped() {
+                    break;
+                }
+                match event {
+                    BaseBackupEvent::Archive(info) => {
+                        finish_archive(archive.take())?;
+                        let root = match info.tablespace_oid {
+                            None => "data".to_owned(),
+                            Some(oid) => layout::tablespace_dir_name(&tablespace_name(options, oid)),
+                        };
+                        if let Some(oid) = info.tablespace_oid {
+                            shared.tablespaces.lock().expect("not poisoned").push(TablespaceEntry {
+                                dir: root.clone(),
+                                oid: oid.to_string(),
+                                path: info.location.clone().unwrap_or_default(),
+                            });
+                        }
+                        let (tx, rx) = bounded::<Bytes>(64);
+                        let shared = shared.clone();
+                        let senders = senders.clone();
+                        let handle = s.spawn(move || {
+                            let input = ChannelReader { rx, current: Bytes::new() };
+                            let r = parse_archive(&shared, &info, &root, input, &senders);
+                            if let Err(e) = &r {
+                                shared.fail(StorageError::Invalid(format!("archive {}: {e}", info.name)));
+                            }
+                            r
+                        });
+                        archive = Some((tx, handle));
+                    }
+                    BaseBackupEvent::ArchiveData(d) => {
+                        let Some((tx, _)) = &archive else {
+                            return Err(StorageError::Invalid("archive data before any archive".into()));
+                        };
+                        if tx.send(d).is_err() {
+                            break;
+                        }
+                    }
+                    BaseBackupEvent::ManifestData(d) => manifest_bytes.extend_from_slice(&d),
+                    _ => {}
+                }
+            }
+            finish_archive(archive.take())?;
+            if let Some(e) = shared.error.lock().expect("not poisoned").take() {
+                return Err(e);
+            }
+            if options.cancel.load(Ordering::SeqCst) {
+                return Err(StorageError::Cancelled);
+            }
+            let end = backup.end().ok_or_else(|| StorageError::Invalid("BASE_BACKUP gave no end position".into()))?;
+            Ok((start, (end.0, end.1 .0)))
+        })();
+        drop(senders);
+        outcome
+    })?;
+    if let Some(e) = shared.error.lock().expect("not poisoned").take() {
+        return Err(e);
+    }
+    let basebackup_elapsed = started.elapsed().as_secs_f64();
+
+    // Check every file against PostgreSQL's manifest.
+    let manifest_started = Instant::now();
+    let manifest = PgManifest::parse(&manifest_bytes)?;
+    let results = std::mem::take(&mut *shared.results.lock().expect("not poisoned"));
+    check_against_manifest(&manifest, &results)?;
+    store.write(&join(&[backup_dir, "data", "backup_manifest"]), &manifest_bytes)?;
+
+    let label_text = {
+        let mut t = String::new();
+        store
+            .open(&join(&[backup_dir, "data", "backup_label"]))?
+            .read_to_string(&mut t)
+            .map_err(StorageError::io("reading", "backup_label"))?;
+        t
+    };
+    let label = BackupLabelFile::parse(&label_text)?;
+
+    let mut derived = BackupManifest::default();
+    let mut sums = Sha512Sums::default();
+    let (mut restore_size, mut backup_size, mut biggest) = (0u64, 0u64, 0u64);
+    for r in &results {
+        if !r.rel.starts_with("pg_wal/") {
+            derived.files.insert(r.manifest_path.clone(), r.sha512.clone());
+            restore_size += r.plain_size.div_ceil(8192) * 8192;
+        }
+        sums.files.insert(r.stored.clone(), r.stored_sha512.clone());
+        backup_size += r.stored_size;
+        biggest = biggest.max(r.plain_size);
+    }
+    let manifest_text = derived.to_text();
+    store.write(&join(&[backup_dir, BACKUP_MANIFEST]), manifest_text.as_bytes())?;
+    sums.files.insert(
+        BACKUP_MANIFEST.to_owned(),
+        pgmoneta_crypto::digest_hex(HashAlgorithm::Sha512, manifest_text.as_bytes()),
+    );
+    sums.files
+        .insert("data/backup_manifest".to_owned(), pgmoneta_crypto::digest_hex(HashAlgorithm::Sha512, &manifest_bytes));
+    store.write(&join(&[backup_dir, BACKUP_SHA512]), sums.to_text().as_bytes())?;
+    for dir in shared.dirs.lock().expect("not poisoned").iter() {
+        store.sync_dir(&join(&[backup_dir, dir]))?;
+    }
+    store.sync_dir(backup_dir)?;
+    let manifest_elapsed = manifest_started.elapsed().as_secs_f64();
+
+    let timings = *shared.timings.lock().expect("not poisoned");
+    let mut info = BackupInfo {
+        pgmoneta_version: env!("CARGO_PKG_VERSION").to_owned(),
+        valid: true,
+        label: options.label.to_string(),
+        wal: label.start_wal,
+        backup_size,
+        restore_size,
+        biggest_file: biggest,
+        major_version: version.major(),
+        minor_version,
+        keep: false,
+        compression: options.compression.code() as u8,
+        encryption: options.encryption.as_ref().map_or(0, |(c, _)| c.code()),
+        tablespaces: Vec::new(),
+        start_lsn: start.0,
+        end_lsn: end.0,
+        checkpoint_lsn: label.checkpoint_lsn,
+        start_timeline: start.1,
+        end_timeline: end.1,
+        backup_type: BackupType::Full,
+        ..BackupInfo::default()
+    };
+    info.tablespaces = std::mem::take(&mut *shared.tablespaces.lock().expect("not poisoned"));
+    info.elapsed.basebackup = basebackup_elapsed;
+    info.elapsed.hash = timings.hash;
+    match options.compression.algorithm {
+        Algorithm::Zstd => info.elapsed.compression_zstd = timings.compress,
+        Algorithm::Gzip => info.elapsed.compression_gzip = timings.compress,
+        Algorithm::Lz4 => info.elapsed.compression_lz4 = timings.compress,
+        Algorithm::Bzip2 => info.elapsed.compression_bzip2 = timings.compress,
+        _ => {}
+    }
+    if options.encryption.is_some() {
+        info.elapsed.encryption = timings.encrypt_and_write;
+    }
+    info.elapsed.manifest = manifest_elapsed;
+    info.elapsed.total = started.elapsed().as_secs_f64();
+    store.write(&join(&[backup_dir, BACKUP_INFO]), info.to_text().as_bytes())?;
+    Ok(info)
+}
+
+/// Every file PostgreSQL's manifest lists must have been received with its size and checksum,
+/// and every file received must be listed (except WAL, which the manifest leaves out).
+fn check_against_manifest(manifest: &PgManifest, results: &[FileResult]) -> Result<()> {
+    let received: BTreeMap<&str, &FileResult> = results.iter().map(|r| (r.manifest_path.as_str(), r)).collect();
+    for f in &manifest.files {
+        let mismatch = |reason: String| StorageError::ManifestMismatch { path: f.path.clone(), reason };
+        let r =
+            received.get(f.path.as_str()).ok_or_else(|| mismatch("listed in the manifest but not received".into()))?;
+        if r.plain_size != f.size {
+            return Err(mismatch(format!("received {} bytes, the manifest says {}", r.plain_size, f.size)));
+        }
+        if f.checksum_algorithm == "CRC32C" && !f.checksum.is_empty() && r.checksum != f.checksum {
+            return Err(mismatch(format!("CRC32C {} received, the manifest says {}", r.checksum, f.checksum)));
+        }
+    }
+    let listed = manifest.by_path();
+    for r in results {
+        if !listed.contains_key(r.manifest_path.as_str()) && !r.manifest_path.starts_with("pg_wal/") {
+            return Err(StorageError::ManifestMismatch {
+                path: r.manifest_path.clone(),
+                reason: "received but not listed in the manifest".into(),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! The storage error type.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result with [`StorageError`].
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// What went wrong in the repository. Every variant names the file or object involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// A file system operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("creating", "renaming", "syncing"...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// A stored file is not what it should be: damaged, truncated, unparsable.
+    #[error("{}: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// What the server sent does not match its own backup manifest.
+    #[error("backup manifest mismatch for {path}: {reason}")]
+    ManifestMismatch {
+        /// The file, relative to the data directory or tablespace.
+        path: String,
+        /// The difference.
+        reason: String,
+    },
+    /// Something asked for does not exist (a backup, a server, a WAL segment).
+    #[error("{0}")]
+    NotFound(String),
+    /// A request that cannot be carried out as given (a bad restore target, an invalid label).
+    #[error("{0}")]
+    Invalid(String),
+    /// Not enough free space for a restore.
+    #[error("not enough space in {}: {needed} bytes needed, {available} available", path.display())]
+    NoSpace {
+        /// The target directory.
+        path: PathBuf,
+        /// Bytes the restore needs.
+        needed: u64,
+        /// Bytes free.
+        available: u64,
+    },
+    /// The PostgreSQL protocol failed.
+    #[error(transparent)]
+    Wire(#[from] pgmoneta_wire::WireError),
+    /// A tar stream is malformed.
+    #[error(transparent)]
+    Tar(#[from] crate::tar::TarError),
+    /// Encryption or decryption failed.
+    #[error(transparent)]
+    Crypto(#[from] pgmoneta_crypto::CryptoError),
+    /// Compression or decompression failed.
+    #[error(transparent)]
+    Compress(#[from] pgmoneta_compress::CompressError),
+    /// The operation was stopped on request.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl StorageError {
+    /// An I/O error constructor for `map_err`.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> StorageError {
+        let path = path.into();
+        move |source| StorageError::Io { op, path, source }
+    }
+
+    /// A corruption error.
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> StorageError {
+        StorageError::Corrupt { path: path.into(), reason: reason.into() }
+    }
+
+    /// Whether trying again may succeed: an interrupted connection or a transient I/O failure,
+    /// not damage or a bad request.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::Interrupted | io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ),
+            StorageError::Wire(e) => e.is_retryable(),
+            StorageError::Crypto(e) => e.is_retryable(),
+            StorageError::Compress(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}

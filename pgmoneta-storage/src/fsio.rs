@@ -1,0 +1,188 @@
+//! Durable file system operations: private permissions, write to a temporary name, sync,
+//! rename, sync the directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Result, StorageError};
+
+/// Mode of every directory the repository creates.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of every file the repository creates.
+pub const FILE_MODE: u32 = 0o600;
+/// The suffix of files being written; a name ending in it is never part of a valid backup.
+pub const TEMP_SUFFIX: &str = ".pgmoneta-tmp";
+
+/// Syncs a directory, making the entries created, renamed or removed in it durable.
+///
+/// # Errors
+/// When the directory cannot be opened or synced.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let d = File::open(dir).map_err(StorageError::io("opening directory", dir))?;
+    d.sync_all().map_err(StorageError::io("syncing directory", dir))
+}
+
+/// Creates `dir` and its missing parents with mode 0700, syncing each parent that gained an
+/// entry.
+///
+/// # Errors
+/// When a directory cannot be created or synced.
+pub fn create_dir_all(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_all(parent)?;
+    }
+    match fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Err(e) => return Err(StorageError::io("creating directory", dir)(e)),
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// A unique temporary name next to `path`.
+pub fn temp_path(path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".{}.{n}{TEMP_SUFFIX}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// A file being written under a temporary name; [`AtomicFile::commit`] makes it durable under
+/// its final name. Dropped without a commit, the temporary file is removed.
+#[derive(Debug)]
+pub struct AtomicFile {
+    file: Option<io::BufWriter<File>>,
+    temp: PathBuf,
+    path: PathBuf,
+    written: u64,
+}
+
+impl AtomicFile {
+    /// Starts writing `path` (mode 0600).
+    ///
+    /// # Errors
+    /// When the temporary file cannot be created.
+    pub fn create(path: &Path) -> Result<AtomicFile> {
+        let temp = temp_path(path);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&temp)
+            .map_err(StorageError::io("creating", &temp))?;
+        Ok(AtomicFile {
+            file: Some(io::BufWriter::with_capacity(256 << 10, file)),
+            temp,
+            path: path.to_owned(),
+            written: 0,
+        })
+    }
+
+    /// The final name.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Syncs the data, renames the file to its final name and syncs the directory. Does not
+    /// sync the directory when `sync_directory` is false (the caller syncs it once for many
+    /// files).
+    ///
+    /// # Errors
+    /// When a step fails; the temporary file is then removed.
+    pub fn commit_with(mut self, sync_directory: bool) -> Result<u64> {
+        let buffered = self.file.take().expect("only commit takes the file");
+        let file = buffered.into_inner().map_err(|e| StorageError::io("writing", &self.temp)(e.into_error()))?;
+        file.sync_all().map_err(StorageError::io("syncing", &self.temp))?;
+        drop(file);
+        fs::rename(&self.temp, &self.path).map_err(StorageError::io("renaming into place", &self.path))?;
+        if sync_directory {
+            if let Some(parent) = self.path.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        Ok(self.written)
+    }
+
+    /// [`AtomicFile::commit_with`], syncing the directory.
+    ///
+    /// # Errors
+    /// As [`AtomicFile::commit_with`].
+    pub fn commit(self) -> Result<u64> {
+        self.commit_with(true)
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.as_mut().expect("open until commit").write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.as_mut().expect("open until commit").write_all(buf)?;
+        self.written += buf.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().expect("open until commit").flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// Writes `data` to `path` atomically and durably (mode 0600).
+///
+/// # Errors
+/// When a step fails; nothing is left under either name then.
+pub fn write_file(path: &Path, data: &[u8]) -> Result<()> {
+    let mut f = AtomicFile::create(path)?;
+    f.write_all(data).map_err(StorageError::io("writing", path))?;
+    f.commit().map(|_| ())
+}
+
+/// Sets a file's or directory's mode.
+///
+/// # Errors
+/// When the mode cannot be set.
+pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(StorageError::io("setting the mode of", path))
+}
+
+/// Removes a directory tree if it exists, then syncs its parent.
+///
+/// # Errors
+/// When something cannot be removed.
+pub fn remove_dir_all(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StorageError::io("removing", dir)(e)),
+    }
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,308 @@
+//! Manifests: PostgreSQL's `backup_manifest` (JSON), checked against what was received, and
+//! upstream's derived files, `backup.manifest` (`path,sha512` lines) and `backup.sha512`
+//! (`<sha512> *./path` lines, like `sha512sum`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use pgmoneta_core::Lsn;
+use pgmoneta_crypto::{crc32c_append, hex, HashAlgorithm, Hasher};
+
+use crate::error::{Result, StorageError};
+
+/// The name of upstream's derived manifest in a backup directory.
+pub const BACKUP_MANIFEST: &str = "backup.manifest";
+/// The name of the checksum file in a backup directory.
+pub const BACKUP_SHA512: &str = "backup.sha512";
+
+/// One file of PostgreSQL's manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgManifestFile {
+    /// The path relative to the data directory (tablespace files under `pg_tblspc/<oid>/`).
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// `CRC32C`, `SHA256`, `SHA512`, ... or `NONE`.
+    pub checksum_algorithm: String,
+    /// Hex checksum (empty for `NONE`).
+    pub checksum: String,
+}
+
+/// A WAL range of PostgreSQL's manifest: what recovery needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalRange {
+    /// Timeline.
+    pub timeline: u32,
+    /// Start.
+    pub start: Lsn,
+    /// End.
+    pub end: Lsn,
+}
+
+/// PostgreSQL's `backup_manifest`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgManifest {
+    /// Format version (1; 2 from PostgreSQL 17, with the system identifier).
+    pub version: u32,
+    /// The system identifier (version 2).
+    pub system_identifier: Option<u64>,
+    /// The files, in the manifest's order.
+    pub files: Vec<PgManifestFile>,
+    /// WAL ranges.
+    pub wal_ranges: Vec<WalRange>,
+}
+
+fn field<'a>(v: &'a serde_json::Value, key: &str, at: &str) -> Result<&'a serde_json::Value> {
+    v.get(key).ok_or_else(|| StorageError::corrupt("backup_manifest", format!("{at}: no \"{key}\"")))
+}
+
+fn text<'a>(v: &'a serde_json::Value, key: &str, at: &str) -> Result<&'a str> {
+    field(v, key, at)?
+        .as_str()
+        .ok_or_else(|| StorageError::corrupt("backup_manifest", format!("{at}: \"{key}\" is not a string")))
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+impl PgManifest {
+    /// Parses a manifest and checks its own SHA-256 (`Manifest-Checksum`, over everything before
+    /// that line).
+    ///
+    /// # Errors
+    /// [`StorageError::Corrupt`] for invalid JSON, missing fields or a checksum mismatch.
+    pub fn parse(bytes: &[u8]) -> Result<PgManifest> {
+        let bad = |why: String| StorageError::corrupt("backup_manifest", why);
+        let marker = b"\"Manifest-Checksum\"";
+        let pos =
+            bytes.windows(marker.len()).rposition(|w| w == marker).ok_or_else(|| bad("no Manifest-Checksum".into()))?;
+        let line_start = bytes[..pos].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let doc: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let mut h = Hasher::new(HashAlgorithm::Sha256);
+        h.update(&bytes[..line_start]);
+        let want = text(&doc, "Manifest-Checksum", "manifest")?;
+        if !h.finish_hex().eq_ignore_ascii_case(want) {
+            return Err(bad("its Manifest-Checksum does not match its contents".into()));
+        }
+        let version = field(&doc, "PostgreSQL-Backup-Manifest-Version", "manifest")?
+            .as_u64()
+            .ok_or_else(|| bad("version is not a number".into()))? as u32;
+        let system_identifier = doc.get("System-Identifier").and_then(serde_json::Value::as_u64);
+        let mut files = Vec::new();
+        for (i, f) in field(&doc, "Files", "manifest")?
+            .as_array()
+            .ok_or_else(|| bad("\"Files\" is not an array".into()))?
+            .iter()
+            .enumerate()
+        {
+            let at = format!("file {i}");
+            let path = match f.get("Path").and_then(serde_json::Value::as_str) {
+                Some(p) => p.to_owned(),
+                None => {
+                    let encoded = text(f, "Encoded-Path", &at)?;
+                    let raw = decode_hex(encoded).ok_or_else(|| bad(format!("{at}: Encoded-Path is not hex")))?;
+                    String::from_utf8(raw).map_err(|_| bad(format!("{at}: a path that is not UTF-8")))?
+                }
+            };
+            let size = field(f, "Size", &at)?.as_u64().ok_or_else(|| bad(format!("{at}: Size is not a number")))?;
+            let checksum_algorithm = f.get("Checksum-Algorithm").and_then(|v| v.as_str()).unwrap_or("NONE").to_owned();
+            let checksum = f.get("Checksum").and_then(|v| v.as_str()).unwrap_or("").to_ascii_lowercase();
+            files.push(PgManifestFile { path, size, checksum_algorithm, checksum });
+        }
+        let mut wal_ranges = Vec::new();
+        if let Some(ranges) = doc.get("WAL-Ranges").and_then(|v| v.as_array()) {
+            for (i, r) in ranges.iter().enumerate() {
+                let at = format!("WAL range {i}");
+                let lsn =
+                    |k: &str| -> Result<Lsn> { text(r, k, &at)?.parse().map_err(|e| bad(format!("{at}: {k}: {e}"))) };
+                wal_ranges.push(WalRange {
+                    timeline: field(r, "Timeline", &at)?.as_u64().unwrap_or(0) as u32,
+                    start: lsn("Start-LSN")?,
+                    end: lsn("End-LSN")?,
+                });
+            }
+        }
+        Ok(PgManifest { version, system_identifier, files, wal_ranges })
+    }
+
+    /// The files by path.
+    pub fn by_path(&self) -> BTreeMap<&str, &PgManifestFile> {
+        self.files.iter().map(|f| (f.path.as_str(), f)).collect()
+    }
+}
+
+/// Computes, while a file streams through, the checksum a manifest entry names.
+#[derive(Debug)]
+pub enum ManifestChecksum {
+    /// Nothing to check.
+    None,
+    /// CRC32C, PostgreSQL's default.
+    Crc32c(u32),
+    /// A SHA-2 digest.
+    Sha(Box<Hasher>),
+}
+
+impl ManifestChecksum {
+    /// A checker for `algorithm` as the manifest names it.
+    ///
+    /// # Errors
+    /// [`StorageError::Invalid`] for an algorithm this program does not compute.
+    pub fn new(algorithm: &str) -> Result<ManifestChecksum> {
+        Ok(match algorithm {
+            "NONE" | "" => ManifestChecksum::None,
+            "CRC32C" => ManifestChecksum::Crc32c(0),
+            "SHA256" => ManifestChecksum::Sha(Box::new(Hasher::new(HashAlgorithm::Sha256))),
+            "SHA512" => ManifestChecksum::Sha(Box::new(Hasher::new(HashAlgorithm::Sha512))),
+            other => {
+                return Err(StorageError::Invalid(format!("manifest checksum algorithm {other} is not supported")))
+            }
+        })
+    }
+
+    /// Feeds data.
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            ManifestChecksum::None => {}
+            ManifestChecksum::Crc32c(c) => *c = crc32c_append(*c, data),
+            ManifestChecksum::Sha(h) => h.update(data),
+        }
+    }
+
+    /// The checksum in the manifest's notation (CRC32C: its bytes in little-endian order).
+    pub fn finish_hex(self) -> String {
+        match self {
+            ManifestChecksum::None => String::new(),
+            ManifestChecksum::Crc32c(c) => hex(&c.to_le_bytes()),
+            ManifestChecksum::Sha(h) => (*h).finish_hex(),
+        }
+    }
+}
+
+/// Upstream's `backup.manifest`: `path,sha512` per data file, paths as in PostgreSQL's manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackupManifest {
+    /// Path to SHA-512 (hex) of the plain file.
+    pub files: BTreeMap<String, String>,
+}
+
+impl BackupManifest {
+    /// The file's text.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        for (p, h) in &self.files {
+            let _ = writeln!(s, "{p},{h}");
+        }
+        s
+    }
+
+    /// Parses the file; `path` names it in errors.
+    ///
+    /// # Errors
+    /// [`StorageError::Corrupt`] for a line without a comma.
+    pub fn parse(text: &str, path: &str) -> Result<BackupManifest> {
+        let mut files = BTreeMap::new();
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
+            let (p, h) = line
+                .rsplit_once(',')
+                .ok_or_else(|| StorageError::corrupt(path, format!("line {}: expected path,checksum", n + 1)))?;
+            files.insert(p.to_owned(), h.to_owned());
+        }
+        Ok(BackupManifest { files })
+    }
+}
+
+/// `backup.sha512`: the SHA-512 of every stored file of a backup, paths relative to the backup
+/// directory (`data/base/1/1259.zstd`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sha512Sums {
+    /// Path to hex digest.
+    pub files: BTreeMap<String, String>,
+}
+
+impl Sha512Sums {
+    /// The file's text, in `sha512sum` form: `<hex> *./<path>`.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        for (p, h) in &self.files {
+            let _ = writeln!(s, "{h} *./{p}");
+        }
+        s
+    }
+
+    /// Parses the file; `path` names it in errors.
+    ///
+    /// # Errors
+    /// [`StorageError::Corrupt`] for a line not of the form `<hex> *<path>`.
+    pub fn parse(text: &str, path: &str) -> Result<Sha512Sums> {
+        let mut files = BTreeMap::new();
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
+            let (h, p) = line
+                .split_once(" *")
+                .or_else(|| line.split_once("  "))
+                .ok_or_else(|| StorageError::corrupt(path, format!("line {}: expected '<sha512> *<path>'", n + 1)))?;
+            let p = p.trim_start_matches("./").trim_start_matches('/');
+            files.insert(p.to_owned(), h.to_owned());
+        }
+        Ok(Sha512Sums { files })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_text(files: &str) -> Vec<u8> {
+        let body = format!(
+            "{{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n{files}\n],\n\"WAL-Ranges\": [\n{{ \"Timeline\": 1, \"Start-LSN\": \"0/2000028\", \"End-LSN\": \"0/2000100\" }}\n],\n"
+        );
+        let mut h = Hasher::new(HashAlgorithm::Sha256);
+        h.update(body.as_bytes());
+        format!("{body}\"Manifest-Checksum\": \"{}\"}}\n", h.finish_hex()).into_bytes()
+    }
+
+    #[test]
+    fn parses_and_checks_its_own_checksum() {
+        let crc = {
+            let mut c = ManifestChecksum::new("CRC32C").unwrap();
+            c.update(b"hello");
+            c.finish_hex()
+        };
+        let text = manifest_text(&format!(
+            "{{ \"Path\": \"base/1/1259\", \"Size\": 5, \"Last-Modified\": \"2026-11-28 10:00:00 GMT\", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"{crc}\" }},\n{{ \"Encoded-Path\": \"6162\", \"Size\": 0, \"Last-Modified\": \"2026-11-28 10:00:00 GMT\" }}"
+        ));
+        let m = PgManifest::parse(&text).unwrap();
+        assert_eq!(m.files.len(), 2);
+        assert_eq!(m.files[1].path, "ab");
+        assert_eq!(m.wal_ranges[0].end, "0/2000100".parse().unwrap());
+        let mut damaged = text.clone();
+        let at = damaged.iter().position(|&b| b == b'5').unwrap();
+        damaged[at] = b'6';
+        assert!(PgManifest::parse(&damaged).unwrap_err().to_string().contains("Manifest-Checksum does not match"));
+    }
+
+    #[test]
+    fn crc32c_is_written_as_postgresql_writes_it() {
+        // PostgreSQL stores the CRC's bytes in memory order; "123456789" has CRC32C e3069283.
+        let mut c = ManifestChecksum::new("CRC32C").unwrap();
+        c.update(b"1234");
+        c.update(b"56789");
+        assert_eq!(c.finish_hex(), "839206e3");
+    }
+
+    #[test]
+    fn derived_files_roundtrip() {
+        let mut m = BackupManifest::default();
+        m.files.insert("base/1/1259".into(), "ab".repeat(64));
+        m.files.insert("global/pg_control".into(), "cd".repeat(64));
+        assert_eq!(BackupManifest::parse(&m.to_text(), "m").unwrap(), m);
+        let mut s = Sha512Sums::default();
+        s.files.insert("data/base/1/1259.zstd".into(), "ef".repeat(64));
+        let text = s.to_text();
+        assert!(text.starts_with(&format!("{} *./data/base/1/1259.zstd\n", "ef".repeat(64))));
+        assert_eq!(Sha512Sums::parse(&text, "s").unwrap(), s);
+    }
+}

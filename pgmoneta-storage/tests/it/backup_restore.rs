@@ -1,0 +1,298 @@
+//! Full backups under load, with every compression and with encryption, restored and started.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pgmoneta_compress::{Algorithm, Compression, Side};
+use pgmoneta_crypto::{Cipher, MasterKey};
+use pgmoneta_storage::backup::BackupOptions;
+use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
+use pgmoneta_storage::store::{EntryKind, LocalStore, Store, StoreEntry, StoreWriter};
+use pgmoneta_storage::StorageError;
+use pgmoneta_testkit::Cluster;
+
+use crate::{backup, label, pg_verifybackup, pgbench_state, run_pg_verifybackup};
+
+/// A directory the `postgres` user can enter, for restored clusters.
+fn restore_root() -> tempfile::TempDir {
+    let d = tempfile::Builder::new().prefix("pgmoneta-restore-").tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+/// A store that runs a hook (once) when the `n`th file is created: a point in the middle of the
+/// backup's file copy.
+struct HookStore {
+    inner: LocalStore,
+    created: AtomicUsize,
+    at: usize,
+    #[allow(clippy::type_complexity)]
+    hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for HookStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookStore").field("inner", &self.inner).field("at", &self.at).finish_non_exhaustive()
+    }
+}
+
+impl Store for HookStore {
+    fn create(&self, path: &str) -> pgmoneta_storage::Result<Box<dyn StoreWriter>> {
+        if self.created.fetch_add(1, Ordering::SeqCst) + 1 == self.at {
+            if let Some(h) = self.hook.lock().unwrap().take() {
+                h();
+            }
+        }
+        self.inner.create(path)
+    }
+    fn open(&self, path: &str) -> pgmoneta_storage::Result<Box<dyn Read + Send>> {
+        self.inner.open(path)
+    }
+    fn list(&self, dir: &str) -> pgmoneta_storage::Result<Vec<StoreEntry>> {
+        self.inner.list(dir)
+    }
+    fn create_dir(&self, path: &str) -> pgmoneta_storage::Result<()> {
+        self.inner.create_dir(path)
+    }
+    fn remove(&self, path: &str) -> pgmoneta_storage::Result<()> {
+        self.inner.remove(path)
+    }
+    fn symlink(&self, target: &str, link: &str) -> pgmoneta_storage::Result<()> {
+        self.inner.symlink(target, link)
+    }
+    fn sync_dir(&self, dir: &str) -> pgmoneta_storage::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn exists(&self, path: &str) -> bool {
+        self.inner.exists(path)
+    }
+    fn local_path(&self, path: &str) -> Option<PathBuf> {
+        self.inner.local_path(path)
+    }
+}
+
+fn restore_and_start(
+    cluster: &Cluster,
+    store: &LocalStore,
+    lbl: &str,
+    key: Option<Arc<MasterKey>>,
+    workers: usize,
+) -> (Cluster, tempfile::TempDir) {
+    let root = restore_root();
+    let mut opts = RestoreOptions::new("primary", BackupSelector::Label(lbl.to_owned()), root.path());
+    opts.workers = workers;
+    opts.master_key = key;
+    let report = restore(store, &opts).unwrap_or_else(|e| panic!("restore {lbl}: {e}"));
+    assert!(report.data_dir.join("global/pg_control").exists());
+    if let Some(tool) = pg_verifybackup(cluster) {
+        let manifest = store.root().join(format!("primary/backup/{lbl}/data/backup_manifest"));
+        run_pg_verifybackup(&tool, &report.data_dir, &manifest);
+    }
+    let restored = Cluster::start_on(cluster.install().clone(), &report.data_dir, cluster.superuser_password())
+        .unwrap_or_else(|e| panic!("starting PostgreSQL on the restore of {lbl}: {e}"));
+    (restored, root)
+}
+
+/// pgbench runs while the files are being copied and stops, at a known point, before the backup
+/// ends: the restored cluster must then hold exactly what the source holds afterwards, which
+/// only WAL replay of the changes made during the copy can give.
+#[test]
+fn full_backup_under_load_restores_exactly() {
+    let cluster = Cluster::builder().start().unwrap();
+    cluster.pgbench_init(10).unwrap();
+    cluster.pgbench_run(2, 200).unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (stop, stopped) = (stop.clone(), stopped.clone());
+        let conninfo = cluster.tcp_conninfo("postgres", cluster.superuser_password(), "dbname=postgres");
+        let pgbench = cluster.install().client_program("pgbench");
+        let run_as_postgres = unsafe_free_runner();
+        std::thread::spawn(move || {
+            let mut batches = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let out = run_as_postgres(&pgbench, &["-n", "-c", "2", "-t", "50", &conninfo]);
+                assert!(out, "pgbench failed");
+                batches += 1;
+            }
+            stopped.store(true, Ordering::SeqCst);
+            batches
+        })
+    };
+    let hook_stop = stop.clone();
+    let hook_stopped = stopped.clone();
+    let store = Arc::new(HookStore {
+        inner: LocalStore::new(repo.path()),
+        created: AtomicUsize::new(0),
+        at: 400,
+        hook: Mutex::new(Some(Box::new(move || {
+            // Mid-copy: stop the load and wait until its last transaction is done.
+            hook_stop.store(true, Ordering::SeqCst);
+            while !hook_stopped.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }))),
+    });
+    let mut opts = BackupOptions::new("primary", label(1));
+    opts.compression = Compression::client(Algorithm::Zstd);
+    opts.level = 3;
+    opts.workers = 2;
+    let key = Arc::new(MasterKey::from_bytes([42; 64]));
+    opts.encryption = Some((Cipher::Aes256Gcm, key.clone()));
+    let info = backup(&cluster, store.clone(), &opts);
+    stop.store(true, Ordering::SeqCst);
+    let batches = load.join().unwrap();
+    assert!(store.created.load(Ordering::SeqCst) > 400, "the backup wrote fewer files than expected");
+    assert!(batches >= 1, "no load ran during the backup");
+    assert!(info.valid && info.end_lsn > info.start_lsn && info.compression == 18 && info.encryption == 1);
+    let expected = pgbench_state(&cluster);
+
+    // Verification re-hashes every file.
+    let local = LocalStore::new(repo.path());
+    let (failed, all) = verify(&local, "primary", &info.label, Some(&key), 2).unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(all.len() > 900, "{} files verified", all.len());
+
+    let (restored, _root) = restore_and_start(&cluster, &local, &info.label, Some(key), 2);
+    assert_eq!(pgbench_state(&restored), expected);
+    // pgbench's own invariant holds too: every transaction moved the same delta everywhere.
+    let sums = restored
+        .query_scalar(
+            "SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(delta) FROM pgbench_history) \
+             AND (SELECT sum(tbalance) FROM pgbench_tellers) = (SELECT sum(delta) FROM pgbench_history)",
+        )
+        .unwrap();
+    assert_eq!(sums, "t");
+}
+
+/// A closure running a client program as the `postgres` user when we are root.
+fn unsafe_free_runner() -> impl Fn(&std::path::Path, &[&str]) -> bool + Send + 'static {
+    move |program, args| {
+        let mut cmd = if nix::unistd::geteuid().is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.arg("-u").arg("postgres").arg("--").arg(program);
+            c
+        } else {
+            std::process::Command::new(program)
+        };
+        cmd.args(args).output().map(|o| o.status.success()).unwrap_or(false)
+    }
+}
+
+/// Every compression, server-side zstd included, with and without encryption: the stored files
+/// carry the right suffixes (never twice), verify, restore, pass `pg_verifybackup` and start with
+/// the source's data.
+#[test]
+fn every_compression_and_encryption_restores() {
+    let cluster = Cluster::builder().start().unwrap();
+    cluster.pgbench_init(1).unwrap();
+    cluster.pgbench_run(1, 100).unwrap();
+    cluster.execute("CHECKPOINT").unwrap();
+    let expected = pgbench_state(&cluster);
+    let repo = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::new(repo.path()));
+    let key = Arc::new(MasterKey::from_bytes([7; 64]));
+    let server_zstd = cluster
+        .query_scalar("SELECT count(*) FROM pg_settings WHERE name = 'wal_compression' AND 'zstd' = ANY(enumvals)")
+        .unwrap()
+        == "1";
+    let mut cases: Vec<(Compression, bool)> = vec![
+        (Compression::NONE, false),
+        (Compression::NONE, true),
+        (Compression::client(Algorithm::Gzip), false),
+        (Compression::client(Algorithm::Zstd), true),
+        (Compression::client(Algorithm::Lz4), false),
+        (Compression::client(Algorithm::Bzip2), true),
+    ];
+    if server_zstd {
+        cases.push((Compression { algorithm: Algorithm::Zstd, side: Side::Server }, false));
+    }
+    for (i, (compression, encrypted)) in cases.into_iter().enumerate() {
+        let mut opts = BackupOptions::new("primary", label(10 + i as u32));
+        opts.compression = compression;
+        opts.level = compression.algorithm.fastest_level();
+        opts.workers = 2;
+        if encrypted {
+            opts.encryption = Some((Cipher::Aes256Gcm, key.clone()));
+        }
+        let info = backup(&cluster, store.clone(), &opts);
+        let what = format!("{} encrypted={encrypted}", compression.config_name());
+        assert_eq!(i32::from(info.compression), compression.code(), "{what}");
+        // Suffixes: the algorithm's once, then .aes once; backup_label stays plain.
+        let data = repo.path().join(format!("primary/backup/{}/data", info.label));
+        let suffix = format!("{}{}", compression.algorithm.suffix(), if encrypted { ".aes" } else { "" });
+        let pg_version = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect::<Vec<_>>();
+        assert!(pg_version.contains(&format!("PG_VERSION{suffix}")), "{what}: {pg_version:?}");
+        assert!(pg_version.contains(&"backup_label".to_owned()), "{what}: {pg_version:?}");
+        for e in walk(&data) {
+            assert!(!e.contains(".zstd.zstd") && !e.contains(".aes.aes") && !e.contains(".gz.gz"), "{what}: {e}");
+        }
+        let (failed, _) = verify(store.as_ref(), "primary", &info.label, Some(&key), 2).unwrap();
+        assert!(failed.is_empty(), "{what}: {failed:?}");
+        let (restored, _root) = restore_and_start(&cluster, &store, &info.label, Some(key.clone()), 2);
+        assert_eq!(pgbench_state(&restored), expected, "{what}");
+    }
+    let listed = list_backups(store.as_ref(), "primary").unwrap();
+    assert!(listed.len() >= 6 && listed.windows(2).all(|w| w[0].label < w[1].label));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path().display().to_string());
+        }
+    }
+    out
+}
+
+/// Damage is found: verify names the file, restore refuses (and leaves nothing), a wrong master
+/// key is an error.
+#[test]
+fn damage_and_wrong_keys_are_reported() {
+    let cluster = Cluster::builder().start().unwrap();
+    cluster.execute("CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 20000) g").unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::new(repo.path()));
+    let key = Arc::new(MasterKey::from_bytes([1; 64]));
+    let mut opts = BackupOptions::new("primary", label(30));
+    opts.compression = Compression::client(Algorithm::Zstd);
+    opts.level = 1;
+    opts.encryption = Some((Cipher::Aes256Gcm, key.clone()));
+    let info = backup(&cluster, store.clone(), &opts);
+    let oid = cluster.query_scalar("SELECT pg_relation_filepath('t')").unwrap();
+    let stored = repo.path().join(format!("primary/backup/{}/data/{oid}.zstd.aes", info.label));
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&stored, &bytes).unwrap();
+
+    let (failed, _) = verify(store.as_ref(), "primary", &info.label, Some(&key), 1).unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].path, oid);
+    assert!(failed[0].error.as_deref().unwrap().contains("authentication failed"), "{failed:?}");
+
+    let root = restore_root();
+    let mut ropts = RestoreOptions::new("primary", BackupSelector::Newest, root.path());
+    ropts.master_key = Some(key.clone());
+    let err = restore(store.as_ref(), &ropts).unwrap_err();
+    assert!(matches!(err, StorageError::Corrupt { .. }) && err.to_string().contains(&oid), "{err}");
+    assert!(std::fs::read_dir(root.path()).unwrap().next().is_none(), "a failed restore left files behind");
+
+    let wrong = Arc::new(MasterKey::from_bytes([2; 64]));
+    ropts.master_key = Some(wrong);
+    let err = restore(store.as_ref(), &ropts).unwrap_err();
+    assert!(err.to_string().contains("authentication failed"), "{err}");
+    let listed: Vec<StoreEntry> = store.list(&format!("primary/backup/{}", info.label)).unwrap();
+    assert!(listed.iter().any(|e| e.name == "backup.info" && e.kind == EntryKind::File));
+}

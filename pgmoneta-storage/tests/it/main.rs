@@ -1,0 +1,82 @@
+//! pgmoneta-storage against real PostgreSQL servers: backups are restored and PostgreSQL is
+//! started on the result.
+
+mod backup_restore;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use pgmoneta_core::{BackupLabel, CivilDateTime, PgVersion};
+use pgmoneta_storage::backup::{take_backup, BackupOptions};
+use pgmoneta_storage::info::BackupInfo;
+use pgmoneta_storage::store::Store;
+use pgmoneta_testkit::Cluster;
+use pgmoneta_wire::{ConnectOptions, PgConnection, ReplicationMode, SslMode};
+
+/// A replication connection to the cluster.
+pub fn replication(cluster: &Cluster) -> PgConnection {
+    let opts = ConnectOptions::new(cluster.host(), cluster.port(), cluster.replication_user())
+        .password(cluster.replication_password())
+        .replication(ReplicationMode::Physical)
+        .ssl_mode(SslMode::Disable);
+    PgConnection::connect(&opts).unwrap_or_else(|e| panic!("connecting: {e}"))
+}
+
+/// A label `n` seconds into 2026-11-28.
+pub fn label(n: u32) -> BackupLabel {
+    BackupLabel::new(CivilDateTime::new(2026, 11, 28, 10, (n / 60) as u8, (n % 60) as u8).unwrap())
+}
+
+/// The server's minor version.
+pub fn minor(cluster: &Cluster) -> u32 {
+    cluster.query_scalar("SHOW server_version_num").unwrap().parse::<u32>().unwrap() % 10000
+}
+
+/// Takes a backup of `cluster` into `store` with `options`.
+pub fn backup(cluster: &Cluster, store: Arc<dyn Store>, options: &BackupOptions) -> BackupInfo {
+    let mut conn = replication(cluster);
+    take_backup(&mut conn, cluster.version(), minor(cluster), store, options)
+        .unwrap_or_else(|e| panic!("backup {}: {e}", options.label))
+}
+
+/// A checksum of every pgbench table's contents, and its row count, for comparing clusters.
+pub fn pgbench_state(cluster: &Cluster) -> Vec<(String, String)> {
+    [
+        "pgbench_accounts ORDER BY aid",
+        "pgbench_branches ORDER BY bid",
+        "pgbench_tellers ORDER BY tid",
+        "pgbench_history ORDER BY tid, bid, aid, delta, mtime",
+    ]
+    .iter()
+    .map(|t| {
+        let (table, order) = t.split_once(' ').unwrap();
+        let sql =
+            format!("SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, ',' {order})), '') FROM {table} x");
+        (table.to_owned(), cluster.query_scalar(&sql).unwrap())
+    })
+    .collect()
+}
+
+/// The PostgreSQL 15 `pg_verifybackup` next to the cluster's server, if there is one.
+pub fn pg_verifybackup(cluster: &Cluster) -> Option<PathBuf> {
+    let p = cluster.install().client_program("pg_verifybackup");
+    p.exists().then_some(p)
+}
+
+/// Runs `pg_verifybackup` on a restored directory with the manifest kept in the repository.
+pub fn run_pg_verifybackup(tool: &Path, data_dir: &Path, manifest: &Path) {
+    let out = Command::new(tool).arg("-m").arg(manifest).arg(data_dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "pg_verifybackup failed on {}:\n{}{}",
+        data_dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The version's name for messages.
+pub fn version_name(v: PgVersion) -> String {
+    format!("PostgreSQL {}", v.major())
+}
