@@ -17,5 +17,6 @@ pub mod restore;
 pub mod retention;
 pub mod store;
 pub mod tar;
+pub mod wal;
 
 pub use error::{Result, StorageError};

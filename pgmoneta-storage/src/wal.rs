@@ -1,0 +1,597 @@
+//! The WAL archive: segments streamed from the server, written where they belong, made durable
+//! before the server hears they are, then compressed and encrypted once complete.
+//!
+//! A segment being received is `<segment>.partial`, created at the full segment size (zero
+//! filled) so that running out of space shows at creation, not in the middle. `XLogData` is
+//! written at its offset in the segment. The position reported to the server as flushed is
+//! never beyond what `fsync` has made durable. A complete segment is synced and renamed to its
+//! name, the directory synced, then handed to a sealing thread that writes
+//! `<segment><.zstd|.gz|.lz4|.bz2><.aes>` and removes the plain file; a name that already carries
+//! a suffix is never sealed again. Timeline history files are stored as the server sends them.
+//!
+//! Pruning keeps every segment at or after the oldest retained backup's first segment (on any
+//! timeline) and every history file; see [`WalArchive::prune_before`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Sender};
+use pgmoneta_compress::{Algorithm, CopyError, Decoder, Encoder, EncoderOptions};
+use pgmoneta_core::{Lsn, TimelineId, WalFileKind, WalSegment, WalSegmentSize};
+use pgmoneta_crypto::{Cipher, DecryptReader, EncryptWriter, MasterKey, AES_SUFFIX};
+use pgmoneta_wire::replication::WalEvent;
+use pgmoneta_wire::PgConnection;
+
+use crate::error::{Result, StorageError};
+use crate::fsio;
+use crate::restore::stored_form;
+
+/// How completed segments are stored.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct WalOptions {
+    /// Compression of complete segments.
+    pub compression: Algorithm,
+    /// Its level.
+    pub level: i32,
+    /// Encryption of complete segments.
+    pub encryption: Option<(Cipher, Arc<MasterKey>)>,
+}
+
+impl WalOptions {
+    /// Segments stored with `compression` at `level`, not encrypted.
+    pub fn new(compression: Algorithm, level: i32) -> WalOptions {
+        WalOptions { compression, level, encryption: None }
+    }
+
+    fn suffix(&self) -> String {
+        let mut s = self.compression.suffix().to_owned();
+        if self.encryption.is_some() {
+            s.push_str(AES_SUFFIX);
+        }
+        s
+    }
+}
+
+/// A file of the archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchivedWal {
+    /// What it is.
+    pub kind: WalFileKind,
+    /// The file's name, suffixes included.
+    pub file_name: String,
+}
+
+/// A server's WAL directory (`<base_dir>/<server>/wal`).
+#[derive(Clone, Debug)]
+pub struct WalArchive {
+    dir: PathBuf,
+    segment_size: WalSegmentSize,
+    options: WalOptions,
+}
+
+impl WalArchive {
+    /// The archive in `dir` (created with mode 0700 when missing).
+    ///
+    /// # Errors
+    /// When the directory cannot be created.
+    pub fn open(dir: impl Into<PathBuf>, segment_size: WalSegmentSize, options: WalOptions) -> Result<WalArchive> {
+        let dir = dir.into();
+        fsio::create_dir_all(&dir)?;
+        Ok(WalArchive { dir, segment_size, options })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The segment size.
+    pub fn segment_size(&self) -> WalSegmentSize {
+        self.segment_size
+    }
+
+    /// The archive's files, by kind and then name; files of other names (temporary files) are
+    /// left out.
+    ///
+    /// # Errors
+    /// When the directory cannot be read.
+    pub fn entries(&self) -> Result<Vec<ArchivedWal>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.dir).map_err(StorageError::io("listing", &self.dir))? {
+            let e = e.map_err(StorageError::io("listing", &self.dir))?;
+            let file_name = e.file_name().to_string_lossy().into_owned();
+            if file_name.ends_with(fsio::TEMP_SUFFIX) {
+                continue;
+            }
+            let (plain, _, _) = stored_form(&file_name);
+            if let Ok(kind) = WalFileKind::parse(plain, self.segment_size) {
+                out.push(ArchivedWal { kind, file_name });
+            }
+        }
+        out.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+        Ok(out)
+    }
+
+    /// Where streaming resumes: the start of the segment being received (a `.partial`), or of
+    /// the segment after the newest complete one. `None` for an empty archive.
+    ///
+    /// # Errors
+    /// When the directory cannot be read.
+    pub fn resume_point(&self) -> Result<Option<WalSegment>> {
+        let mut best: Option<WalSegment> = None;
+        for e in self.entries()? {
+            let candidate = match e.kind {
+                WalFileKind::Segment(s) => s.next(),
+                WalFileKind::Partial(s) => s,
+                _ => continue,
+            };
+            best = Some(match best {
+                Some(b) if (b.timeline, b.number) >= (candidate.timeline, candidate.number) => b,
+                _ => candidate,
+            });
+        }
+        Ok(best)
+    }
+
+    /// Compresses and encrypts a complete plain segment as configured, then removes the plain
+    /// file. A file that already carries a suffix, or nothing to do, is left as it is.
+    ///
+    /// # Errors
+    /// I/O and codec failures; the plain file is kept then.
+    pub fn seal(&self, name: &str) -> Result<String> {
+        let suffix = self.options.suffix();
+        if suffix.is_empty() || !matches!(WalFileKind::parse(name, self.segment_size), Ok(WalFileKind::Segment(_))) {
+            return Ok(name.to_owned());
+        }
+        let src = self.dir.join(name);
+        let stored = format!("{name}{suffix}");
+        let dst = self.dir.join(&stored);
+        let mut input = File::open(&src).map_err(StorageError::io("opening", &src))?;
+        let mut out = fsio::AtomicFile::create(&dst)?;
+        match &self.options.encryption {
+            Some((cipher, key)) => {
+                let enc = EncryptWriter::new(key, *cipher, &mut out)?;
+                let mut c = Encoder::new(
+                    self.options.compression,
+                    EncoderOptions { level: self.options.level, workers: 0 },
+                    enc,
+                )
+                .map_err(StorageError::io("compressing", &src))?;
+                std::io::copy(&mut input, &mut c).map_err(StorageError::io("compressing", &src))?;
+                c.finish().map_err(StorageError::io("compressing", &src))?.finish()?;
+            }
+            None => {
+                let mut c = Encoder::new(
+                    self.options.compression,
+                    EncoderOptions { level: self.options.level, workers: 0 },
+                    &mut out,
+                )
+                .map_err(StorageError::io("compressing", &src))?;
+                std::io::copy(&mut input, &mut c).map_err(StorageError::io("compressing", &src))?;
+                c.finish().map_err(StorageError::io("compressing", &src))?;
+            }
+        }
+        out.commit()?;
+        fs::remove_file(&src).map_err(StorageError::io("removing", &src))?;
+        fsio::sync_dir(&self.dir)?;
+        Ok(stored)
+    }
+
+    /// Seals every complete plain segment (after a restart, say).
+    ///
+    /// # Errors
+    /// As [`WalArchive::seal`].
+    pub fn seal_all(&self) -> Result<usize> {
+        let mut n = 0;
+        for e in self.entries()? {
+            if matches!(e.kind, WalFileKind::Segment(_)) && stored_form(&e.file_name).0 == e.file_name {
+                self.seal(&e.file_name)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Removes complete segments (and partial ones) before `keep` by segment number, on every
+    /// timeline; history files stay. Pass the oldest retained backup's first segment. Returns
+    /// the number of files removed.
+    ///
+    /// # Errors
+    /// When a file cannot be removed.
+    pub fn prune_before(&self, keep: WalSegment) -> Result<usize> {
+        let mut n = 0;
+        for e in self.entries()? {
+            let old = match e.kind {
+                WalFileKind::Segment(s) | WalFileKind::Partial(s) | WalFileKind::BackupHistory(s, _) => {
+                    s.number < keep.number
+                }
+                _ => false,
+            };
+            if old {
+                let p = self.dir.join(&e.file_name);
+                fs::remove_file(&p).map_err(StorageError::io("removing", &p))?;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            fsio::sync_dir(&self.dir)?;
+        }
+        Ok(n)
+    }
+
+    /// Writes the plain contents of the archived file `name` (a segment or history file, as
+    /// PostgreSQL's `restore_command` asks for it) to `dest`, decrypting and decompressing.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`] when the archive does not have it; a damaged file or a wrong
+    /// key (nothing is left at `dest` then).
+    pub fn fetch(&self, name: &str, dest: &Path, key: Option<&MasterKey>) -> Result<u64> {
+        // Matched by name alone, so that any segment size is found.
+        let mut found = None;
+        for e in fs::read_dir(&self.dir).map_err(StorageError::io("listing", &self.dir))? {
+            let file_name =
+                e.map_err(StorageError::io("listing", &self.dir))?.file_name().to_string_lossy().into_owned();
+            if !file_name.ends_with(fsio::TEMP_SUFFIX) && stored_form(&file_name).0 == name {
+                found = Some(file_name);
+            }
+        }
+        let found = found.ok_or_else(|| {
+            StorageError::NotFound(format!("{name} is not in the WAL archive {}", self.dir.display()))
+        })?;
+        let is_segment = name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit());
+        let path = self.dir.join(&found);
+        let (_, algorithm, encrypted) = stored_form(&found);
+        let raw = File::open(&path).map_err(StorageError::io("opening", &path))?;
+        let mut out = fsio::AtomicFile::create(dest)?;
+        let stored = found.as_str();
+        let copied = if encrypted {
+            let key =
+                key.ok_or_else(|| StorageError::Invalid(format!("{stored} is encrypted and no master key was given")))?;
+            let cipher = self.options.encryption.as_ref().map_or(Cipher::Aes256Gcm, |(c, _)| *c);
+            let mut dec = DecryptReader::new(key, cipher, raw, stored);
+            let mut plain = Decoder::new(algorithm, BufReader::with_capacity(256 << 10, &mut dec))
+                .map_err(|e| StorageError::corrupt(&path, e.to_string()))?;
+            let r = plain.copy_to(&mut out);
+            drop(plain);
+            match r {
+                Ok(n) if dec.is_authenticated() => Ok(n),
+                Ok(n) => dec.verify_rest().map(|()| n).map_err(CopyError::Decode),
+                Err(CopyError::Decode(e)) => Err(CopyError::Decode(dec.verify_rest().err().unwrap_or(e))),
+                Err(e) => Err(e),
+            }
+        } else {
+            Decoder::new(algorithm, BufReader::with_capacity(256 << 10, raw))
+                .map_err(|e| StorageError::corrupt(&path, e.to_string()))?
+                .copy_to(&mut out)
+        };
+        let n = match copied {
+            Ok(n) => n,
+            Err(CopyError::Decode(e)) => return Err(StorageError::corrupt(&path, e.to_string())),
+            Err(CopyError::Write(e)) => return Err(StorageError::io("writing", dest)(e)),
+        };
+        if is_segment && WalSegmentSize::new(n).is_err() {
+            return Err(StorageError::corrupt(&path, format!("{n} bytes is not the size of a WAL segment")));
+        }
+        out.commit()?;
+        Ok(n)
+    }
+
+    /// Stores a timeline history file as the server sent it (kept plain, as upstream does).
+    ///
+    /// # Errors
+    /// When it cannot be written.
+    pub fn store_history(&self, name: &str, content: &[u8]) -> Result<()> {
+        if !matches!(WalFileKind::parse(name, self.segment_size), Ok(WalFileKind::History(_))) {
+            return Err(StorageError::Invalid(format!("{name} is not a timeline history file name")));
+        }
+        fsio::write_file(&self.dir.join(name), content)
+    }
+
+    /// Whether a history file for `timeline` is stored.
+    pub fn has_history(&self, timeline: TimelineId) -> bool {
+        self.dir.join(timeline.history_file_name()).exists()
+            || self.dir.join(timeline.history_file_name().to_ascii_lowercase()).exists()
+    }
+}
+
+/// Writes streamed WAL into `.partial` segments of an archive.
+#[derive(Debug)]
+pub struct WalWriter {
+    archive: WalArchive,
+    timeline: TimelineId,
+    current: Option<(WalSegment, File)>,
+    /// The next position expected.
+    next: Lsn,
+    /// Synced up to here.
+    flushed: Lsn,
+    /// Complete segments to seal.
+    completed: Vec<String>,
+}
+
+impl WalWriter {
+    /// A writer starting at `start` (the start of a segment) on `timeline`.
+    pub fn new(archive: WalArchive, timeline: TimelineId, start: Lsn) -> WalWriter {
+        WalWriter { archive, timeline, current: None, next: start, flushed: start, completed: Vec::new() }
+    }
+
+    /// The position after the last byte written.
+    pub fn written(&self) -> Lsn {
+        self.next
+    }
+
+    /// The position up to which everything is durable.
+    pub fn flushed(&self) -> Lsn {
+        self.flushed
+    }
+
+    /// Names of segments completed since the last call.
+    pub fn take_completed(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.completed)
+    }
+
+    fn open_segment(&self, segment: WalSegment) -> Result<File> {
+        let size = self.archive.segment_size.bytes();
+        let path = self.archive.dir.join(format!("{}.partial", segment.file_name(self.archive.segment_size)));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(fsio::FILE_MODE)
+            .open(&path)
+            .map_err(StorageError::io("opening", &path))?;
+        let len = file.metadata().map_err(StorageError::io("inspecting", &path))?.len();
+        if len == 0 {
+            // Zero-fill to the full size: a full disk shows now, not halfway through.
+            let zeros = vec![0u8; 1 << 20];
+            let mut f = &file;
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                f.write_all(&zeros[..n]).map_err(StorageError::io("preallocating", &path))?;
+                left -= n as u64;
+            }
+            file.sync_all().map_err(StorageError::io("syncing", &path))?;
+            fsio::sync_dir(&self.archive.dir)?;
+        } else if len != size {
+            return Err(StorageError::corrupt(&path, format!("{len} bytes, a partial segment has {size}")));
+        }
+        let mut f = &file;
+        f.seek(SeekFrom::Start(0)).map_err(StorageError::io("seeking", &path))?;
+        Ok(file)
+    }
+
+    /// Writes `data` starting at `start`. Data must follow on what was written (a repeat of
+    /// bytes already written is accepted); a gap is an error.
+    ///
+    /// # Errors
+    /// A gap in the stream, I/O failures.
+    pub fn write(&mut self, start: Lsn, mut data: &[u8]) -> Result<()> {
+        if start > self.next {
+            return Err(StorageError::Invalid(format!(
+                "WAL gap: expected {} but received data from {start}",
+                self.next
+            )));
+        }
+        let mut at = start;
+        let seg = self.archive.segment_size;
+        while !data.is_empty() {
+            let segment = WalSegment::containing(self.timeline, at, seg);
+            if self.current.as_ref().map(|(s, _)| *s) != Some(segment) {
+                self.close_current(false)?;
+                let f = self.open_segment(segment)?;
+                self.current = Some((segment, f));
+            }
+            let offset = at.segment_offset(seg);
+            let take = ((seg.bytes() - offset) as usize).min(data.len());
+            let (_, f) = self.current.as_ref().expect("opened above");
+            f.write_all_at(&data[..take], offset).map_err(|e| StorageError::Io {
+                op: "writing WAL",
+                path: self.archive.dir.join(segment.file_name(seg)),
+                source: e,
+            })?;
+            at += take as u64;
+            data = &data[take..];
+            if at > self.next {
+                self.next = at;
+            }
+            if at.segment_offset(seg) == 0 {
+                // The segment is complete.
+                self.close_current(true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Syncs the segment being written; returns the flushed position.
+    ///
+    /// # Errors
+    /// When the sync fails.
+    pub fn flush(&mut self) -> Result<Lsn> {
+        if let Some((segment, f)) = &self.current {
+            f.sync_data().map_err(StorageError::io(
+                "syncing",
+                self.archive.dir.join(segment.file_name(self.archive.segment_size)),
+            ))?;
+        }
+        self.flushed = self.next;
+        Ok(self.flushed)
+    }
+
+    /// Closes the current segment: when `complete`, synced and renamed to its final name.
+    fn close_current(&mut self, complete: bool) -> Result<()> {
+        let Some((segment, f)) = self.current.take() else { return Ok(()) };
+        let name = segment.file_name(self.archive.segment_size);
+        let partial = self.archive.dir.join(format!("{name}.partial"));
+        f.sync_data().map_err(StorageError::io("syncing", &partial))?;
+        drop(f);
+        if complete {
+            let done = self.archive.dir.join(&name);
+            fs::rename(&partial, &done).map_err(StorageError::io("renaming", &partial))?;
+            fsio::sync_dir(&self.archive.dir)?;
+            self.completed.push(name);
+            self.flushed = self
+                .flushed
+                .max(self.next.min(segment.start_lsn(self.archive.segment_size) + self.archive.segment_size.bytes()));
+        }
+        Ok(())
+    }
+
+    /// Ends the current timeline: the partial segment, if any, is synced and kept as
+    /// `.partial`; writing continues on `timeline` from `start`.
+    ///
+    /// # Errors
+    /// When the segment cannot be synced.
+    pub fn switch_timeline(&mut self, timeline: TimelineId, start: Lsn) -> Result<()> {
+        self.close_current(false)?;
+        self.timeline = timeline;
+        self.next = start;
+        self.flushed = start;
+        Ok(())
+    }
+}
+
+/// How to stream.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct StreamOptions {
+    /// The replication slot.
+    pub slot: Option<String>,
+    /// Set to stop streaming; [`stream_wal`] then returns `Ok`.
+    pub stop: Arc<AtomicBool>,
+    /// Longest time between status updates (and syncs while data arrives).
+    pub status_interval: Duration,
+}
+
+impl StreamOptions {
+    /// Streaming through `slot`, with a status update at least every 10 seconds.
+    pub fn new(slot: Option<&str>) -> StreamOptions {
+        StreamOptions {
+            slot: slot.map(str::to_owned),
+            stop: Arc::new(AtomicBool::new(false)),
+            status_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Streams WAL from the server into the archive until `options.stop` is set or the connection
+/// fails, following timeline switches. Streaming starts where the archive ends, else at the
+/// slot's restart position (15+), else at the server's current position; a history file is
+/// fetched for every timeline after the first. Completed segments are sealed on a separate
+/// thread. Returns the position flushed.
+///
+/// # Errors
+/// Connection and server errors (the caller restarts with backoff), a gap in the stream, storage
+/// failures.
+pub fn stream_wal(
+    conn: &mut PgConnection,
+    archive: &WalArchive,
+    version: pgmoneta_core::PgVersion,
+    options: &StreamOptions,
+) -> Result<Lsn> {
+    let seg = archive.segment_size;
+    let system = conn.identify_system()?;
+    let (mut timeline, mut start) = match archive.resume_point()? {
+        Some(s) => (s.timeline, s.start_lsn(seg)),
+        None => {
+            let from_slot = match (&options.slot, version >= pgmoneta_core::PgVersion::V15) {
+                (Some(slot), true) => conn
+                    .read_replication_slot(slot)?
+                    .and_then(|s| Some((s.restart_timeline.unwrap_or(system.timeline), s.restart_lsn?))),
+                _ => None,
+            };
+            let (tli, lsn) = from_slot.unwrap_or((system.timeline, system.xlogpos));
+            (tli, lsn.segment_start(seg))
+        }
+    };
+    let (tx, rx) = unbounded::<String>();
+    let sealer = {
+        let archive = archive.clone();
+        std::thread::spawn(move || -> Result<()> {
+            for name in rx.iter() {
+                archive.seal(&name)?;
+            }
+            Ok(())
+        })
+    };
+    let result = stream_loop(conn, archive, options, &mut timeline, &mut start, &tx);
+    drop(tx);
+    let sealed = sealer.join().map_err(|_| StorageError::Invalid("the WAL sealing thread panicked".into()))?;
+    let flushed = result?;
+    sealed?;
+    Ok(flushed)
+}
+
+fn stream_loop(
+    conn: &mut PgConnection,
+    archive: &WalArchive,
+    options: &StreamOptions,
+    timeline: &mut TimelineId,
+    start: &mut Lsn,
+    sealer: &Sender<String>,
+) -> Result<Lsn> {
+    conn.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut writer = WalWriter::new(archive.clone(), *timeline, *start);
+    loop {
+        if timeline.0 > 1 && !archive.has_history(*timeline) {
+            let h = conn.timeline_history(*timeline)?;
+            archive.store_history(&h.file_name, &h.content)?;
+        }
+        let mut stream = conn.start_replication(options.slot.as_deref(), *start, *timeline)?;
+        let mut last_status = Instant::now();
+        let mut dirty = false;
+        loop {
+            if options.stop.load(Ordering::SeqCst) {
+                let flushed = writer.flush()?;
+                stream.send_status(writer.written(), flushed, false)?;
+                stream.stop()?;
+                for name in writer.take_completed() {
+                    let _ = sealer.send(name);
+                }
+                return Ok(flushed);
+            }
+            let event = stream.next_event()?;
+            let idle = event.is_none();
+            let mut reply = false;
+            match event {
+                Some(WalEvent::Data { start: at, data, .. }) => {
+                    writer.write(at, &data)?;
+                    dirty = true;
+                }
+                Some(WalEvent::Keepalive { reply_requested, .. }) => reply = reply_requested,
+                Some(WalEvent::End { next_timeline, next_start }) => {
+                    let flushed = writer.flush()?;
+                    for name in writer.take_completed() {
+                        let _ = sealer.send(name);
+                    }
+                    let (Some(tli), Some(at)) = (next_timeline, next_start) else {
+                        return Ok(flushed);
+                    };
+                    *timeline = tli;
+                    // The new timeline's segment is streamed whole, from its start.
+                    *start = at.segment_start(archive.segment_size);
+                    writer.switch_timeline(tli, *start)?;
+                    break;
+                }
+                Some(_) | None => {}
+            }
+            let completed = writer.take_completed();
+            let due = last_status.elapsed() >= options.status_interval;
+            if reply || !completed.is_empty() || (dirty && idle) || due {
+                let flushed = writer.flush()?;
+                stream.send_status(writer.written(), flushed, false)?;
+                last_status = Instant::now();
+                dirty = false;
+            }
+            for name in completed {
+                let _ = sealer.send(name);
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The WAL archive fed by streaming from a real server.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pgmoneta_compress::Algorithm;
+use pgmoneta_core::{WalFileKind, WalSegmentSize};
+use pgmoneta_crypto::{Cipher, MasterKey};
+use pgmoneta_storage::wal::{stream_wal, StreamOptions, WalArchive, WalOptions};
+use pgmoneta_testkit::Cluster;
+
+use crate::replication;
+
+const SEG: WalSegmentSize = WalSegmentSize::DEFAULT;
+
+fn sealed_segments(archive: &WalArchive) -> Vec<String> {
+    archive
+        .entries()
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.kind, WalFileKind::Segment(_)))
+        .map(|e| e.file_name)
+        .collect()
+}
+
+/// Streams until `stop_when` holds for the archive, then stops.
+fn stream_until(cluster: &Cluster, archive: &WalArchive, stop_when: impl Fn(&WalArchive) -> bool, work: impl FnOnce()) {
+    let options = StreamOptions::new(Some("pgmoneta"));
+    let stop = options.stop.clone();
+    let handle = {
+        let archive = archive.clone();
+        let mut conn = replication(cluster);
+        let version = cluster.version();
+        std::thread::spawn(move || stream_wal(&mut conn, &archive, version, &options))
+    };
+    work();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !stop_when(archive) {
+        assert!(Instant::now() < deadline, "archive did not reach the expected state: {:?}", archive.entries());
+        assert!(!handle.is_finished(), "streaming stopped: {:?}", handle.join());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::SeqCst);
+    handle.join().unwrap().unwrap();
+}
+
+/// Segments arrive complete, compressed and encrypted once, byte for byte the server's; a
+/// restart resumes where the archive ends, without a gap or a repeat.
+#[test]
+fn streamed_segments_equal_the_servers_and_streaming_resumes() {
+    let cluster = Cluster::builder().setting("wal_keep_size", "2GB").start().unwrap();
+    cluster.execute("SELECT pg_create_physical_replication_slot('pgmoneta', true)").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = Arc::new(MasterKey::from_bytes([5; 64]));
+    let mut options = WalOptions::new(Algorithm::Zstd, 3);
+    options.encryption = Some((Cipher::Aes256Gcm, key.clone()));
+    let archive = WalArchive::open(dir.path().join("wal"), SEG, options).unwrap();
+
+    stream_until(
+        &cluster,
+        &archive,
+        |a| sealed_segments(a).len() >= 3,
+        || {
+            cluster.pgbench_init(1).unwrap();
+            for _ in 0..3 {
+                cluster.execute("CREATE TABLE IF NOT EXISTS w(x int); INSERT INTO w VALUES (1)").unwrap();
+                cluster.switch_wal().unwrap();
+            }
+        },
+    );
+    let first = sealed_segments(&archive);
+    assert!(first.iter().all(|n| n.ends_with(".zstd.aes") && !n.contains(".zstd.zstd")), "{first:?}");
+
+    // A second run resumes from the archive.
+    let before = first.len();
+    stream_until(
+        &cluster,
+        &archive,
+        |a| sealed_segments(a).len() >= before + 2,
+        || {
+            for _ in 0..3 {
+                cluster.execute("INSERT INTO w SELECT g FROM generate_series(1, 1000) g").unwrap();
+                cluster.switch_wal().unwrap();
+            }
+        },
+    );
+    let all = sealed_segments(&archive);
+    let numbers: Vec<u64> = all
+        .iter()
+        .map(|n| match WalFileKind::parse(&n[..24], SEG).unwrap() {
+            WalFileKind::Segment(s) => s.number,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "gap or repeat in {all:?}");
+
+    // Every archived segment is the server's file, byte for byte.
+    let scratch = tempfile::tempdir().unwrap();
+    for name in &all {
+        let plain = &name[..24];
+        let dest = scratch.path().join(plain);
+        archive.fetch(plain, &dest, Some(&key)).unwrap();
+        let ours = std::fs::read(&dest).unwrap();
+        let theirs = std::fs::read(cluster.data_dir().join("pg_wal").join(plain)).unwrap();
+        assert!(ours == theirs, "{plain} differs from the server's");
+    }
+    // Fetching what the archive does not have, or with a wrong key, fails and leaves nothing.
+    let missing = scratch.path().join("missing");
+    assert!(archive.fetch("0000000100000000000000FF", &missing, Some(&key)).is_err());
+    let wrong = MasterKey::from_bytes([6; 64]);
+    let err = archive.fetch(&all[0][..24], &missing, Some(&wrong)).unwrap_err();
+    assert!(err.to_string().contains("authentication failed"), "{err}");
+    assert!(!missing.exists());
+
+    // The slot follows what was flushed.
+    let slot: pgmoneta_core::Lsn = cluster
+        .query_scalar("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'pgmoneta'")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let last = WalFileKind::parse(&all.last().unwrap()[..24], SEG).unwrap();
+    let WalFileKind::Segment(last) = last else { unreachable!() };
+    assert!(
+        slot >= last.next().start_lsn(SEG),
+        "slot at {slot}, archive complete up to {}",
+        last.next().start_lsn(SEG)
+    );
+
+    // Pruning keeps what the oldest backup needs.
+    let keep = WalFileKind::parse(&all[2][..24], SEG).unwrap();
+    let WalFileKind::Segment(keep) = keep else { unreachable!() };
+    assert_eq!(archive.prune_before(keep).unwrap(), 2);
+    assert_eq!(sealed_segments(&archive), all[2..]);
+}
