@@ -1,4 +1,6 @@
-//! The command-line tools: `pgmoneta-cli` (drives the daemon over the management protocol),
-//! `pgmoneta-admin` (master key and user vaults) and `pgmoneta-walinfo` (decodes WAL).
-//!
-//! Nothing is public yet; each binary is added with the commands it serves.
+//! The command-line tools: `pgmoneta-cli` (drives the daemon over the management protocol, and
+//! serves PostgreSQL's `restore_command`), `pgmoneta-admin` (master key and user vaults) and
+//! `pgmoneta-walinfo` (decodes WAL).
+#![deny(missing_docs)]
+
+pub mod archive_get;

@@ -1,0 +1,3 @@
+//! The command-line tools against real PostgreSQL servers.
+
+mod pitr;

@@ -1,0 +1,147 @@
+//! Point-in-time recovery: a backup, WAL streamed into the archive, and restores to every kind
+//! of target, with `pgmoneta-cli archive-get` as PostgreSQL's `restore_command`. Each restored
+//! server must hold exactly the rows written up to its target.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pgmoneta_compress::{Algorithm, Compression};
+use pgmoneta_core::{BackupLabel, CivilDateTime, Lsn, WalFileKind, WalSegment, WalSegmentSize};
+use pgmoneta_crypto::{Cipher, MasterKeyFile};
+use pgmoneta_storage::backup::{take_backup, BackupOptions};
+use pgmoneta_storage::restore::{restore, BackupSelector, RestoreOptions};
+use pgmoneta_storage::store::LocalStore;
+use pgmoneta_storage::wal::{stream_wal, StreamOptions, WalArchive, WalOptions};
+use pgmoneta_testkit::Cluster;
+use pgmoneta_wire::{ConnectOptions, PgConnection, ReplicationMode, SslMode};
+
+const SEG: WalSegmentSize = WalSegmentSize::DEFAULT;
+
+fn replication(cluster: &Cluster) -> PgConnection {
+    let opts = ConnectOptions::new(cluster.host(), cluster.port(), cluster.replication_user())
+        .password(cluster.replication_password())
+        .replication(ReplicationMode::Physical)
+        .ssl_mode(SslMode::Disable);
+    PgConnection::connect(&opts).unwrap()
+}
+
+fn chown_postgres(path: &Path) {
+    if nix::unistd::geteuid().is_root() {
+        let ok = std::process::Command::new("chown").arg("-R").arg("postgres:postgres").arg(path).status().unwrap();
+        assert!(ok.success());
+    }
+}
+
+fn rows(cluster: &Cluster) -> String {
+    cluster.query_scalar("SELECT coalesce(array_agg(x ORDER BY x)::text, '{}') FROM t").unwrap()
+}
+
+#[test]
+fn restores_stop_exactly_at_each_recovery_target() {
+    let cluster = Cluster::builder().setting("wal_keep_size", "1GB").start().unwrap();
+    cluster.execute("SELECT pg_create_physical_replication_slot('pgmoneta', true)").unwrap();
+    cluster.execute("CREATE TABLE t(x int)").unwrap();
+
+    let top = tempfile::Builder::new().prefix("pgmoneta-pitr-").tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let base = top.path().join("repo");
+    let key_file = MasterKeyFile::new(top.path().join("keys/master.key"));
+    key_file.create("a master key for the test").unwrap();
+    let key = Arc::new(key_file.load().unwrap());
+    let conf = top.path().join("pgmoneta.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[pgmoneta]\nhost = localhost\nmetrics = 0\nbase_dir = {}\nunix_socket_dir = /tmp\ncompression = zstd\nencryption = aes-256-gcm\n\n[primary]\nhost = 127.0.0.1\nport = {}\nuser = repl\nwal_slot = pgmoneta\n",
+            base.display(),
+            cluster.port()
+        ),
+    )
+    .unwrap();
+
+    // Stream WAL for the whole test.
+    let mut wal_options = WalOptions::new(Algorithm::Zstd, 1);
+    wal_options.encryption = Some((Cipher::Aes256Gcm, key.clone()));
+    let archive = WalArchive::open(base.join("primary/wal"), SEG, wal_options).unwrap();
+    let stream = StreamOptions::new(Some("pgmoneta"));
+    let stop = stream.stop.clone();
+    let receiver = {
+        let archive = archive.clone();
+        let mut conn = replication(&cluster);
+        let version = cluster.version();
+        std::thread::spawn(move || stream_wal(&mut conn, &archive, version, &stream))
+    };
+
+    let store = Arc::new(LocalStore::new(&base));
+    let mut options =
+        BackupOptions::new("primary", BackupLabel::new(CivilDateTime::new(2026, 11, 28, 12, 0, 0).unwrap()));
+    options.compression = Compression::client(Algorithm::Zstd);
+    options.level = 1;
+    options.workers = 2;
+    options.encryption = Some((Cipher::Aes256Gcm, key.clone()));
+    let minor = cluster.query_scalar("SHOW server_version_num").unwrap().parse::<u32>().unwrap() % 10000;
+    let info = take_backup(&mut replication(&cluster), cluster.version(), minor, store.clone(), &options).unwrap();
+
+    // Rows at known positions after the backup.
+    cluster.execute("INSERT INTO t VALUES (1)").unwrap();
+    let after_1: Lsn = cluster.query_scalar("SELECT pg_current_wal_insert_lsn()").unwrap().parse().unwrap();
+    let xid_2 = cluster.query_scalar("INSERT INTO t VALUES (2); SELECT txid_current()").unwrap();
+    cluster.execute("INSERT INTO t VALUES (3)").unwrap();
+    cluster.execute("SELECT pg_create_restore_point('before_four')").unwrap();
+    cluster.execute("INSERT INTO t VALUES (4)").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let time_after_4 = cluster.query_scalar("SELECT clock_timestamp()::text").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    cluster.execute("INSERT INTO t VALUES (5)").unwrap();
+    let end: Lsn = cluster.query_scalar("SELECT pg_current_wal_insert_lsn()").unwrap().parse().unwrap();
+    cluster.switch_wal().unwrap();
+    // Wait until the archive holds the segment with the last row.
+    let needed = WalSegment::containing(pgmoneta_core::TimelineId(1), end, SEG);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let have = archive.entries().unwrap().iter().any(|e| {
+            matches!(e.kind, WalFileKind::Segment(s) if s.number >= needed.number) && e.file_name.ends_with(".aes")
+        });
+        if have {
+            break;
+        }
+        assert!(Instant::now() < deadline, "WAL up to {end} never reached the archive");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::SeqCst);
+    receiver.join().unwrap().unwrap();
+    chown_postgres(top.path());
+
+    let exe = env!("CARGO_BIN_EXE_pgmoneta-cli");
+    let restore_command =
+        format!("{exe} archive-get -c {} --master-key {} primary %f %p", conf.display(), key_file.path().display());
+    let cases = [
+        ("immediate", "{}"),
+        (&*format!("lsn={after_1}"), "{1}"),
+        (&*format!("xid={xid_2}"), "{1,2}"),
+        (&*format!("xid={xid_2},inclusive=off"), "{1}"),
+        ("name=before_four", "{1,2,3}"),
+        (&*format!("time={time_after_4}"), "{1,2,3,4}"),
+    ];
+    for (position, expected) in cases {
+        let root = tempfile::Builder::new().prefix("pgmoneta-pitr-restore-").tempdir_in("/tmp").unwrap();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut ropts = RestoreOptions::new("primary", BackupSelector::Label(info.label.clone()), root.path());
+        ropts.position = position.to_owned();
+        ropts.master_key = Some(key.clone());
+        ropts.workers = 2;
+        ropts.restore_command = Some(restore_command.clone());
+        let report = restore(store.as_ref(), &ropts).unwrap_or_else(|e| panic!("{position}: {e}"));
+        let restored = Cluster::start_on(cluster.install().clone(), &report.data_dir, cluster.superuser_password())
+            .unwrap_or_else(|e| panic!("{position}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while restored.query_scalar("SELECT pg_is_in_recovery()").unwrap() == "t" {
+            assert!(Instant::now() < deadline, "{position}: recovery did not finish:\n{}", restored.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(rows(&restored), expected, "{position}:\n{}", restored.log());
+    }
+}
