@@ -658,6 +658,29 @@ fn run<S: Read + Write>(
     }
     let manifest_text = derived.to_text();
     store.write(&join(&[backup_dir, BACKUP_MANIFEST]), manifest_text.as_bytes())?;
+    let manifest_elapsed = manifest_started.elapsed().as_secs_f64();
+
+    // Unchanged files become links to the previous backup's; their checksums are that file's.
+    let link_started = Instant::now();
+    let draft = BackupInfo {
+        label: options.label.to_string(),
+        major_version: version.major(),
+        tablespaces: shared.tablespaces.lock().expect("not poisoned").clone(),
+        ..BackupInfo::default()
+    };
+    let linked = crate::ops::link_backup(store.as_ref(), &options.server, &draft)?;
+    if let Some(previous) = &linked.previous {
+        let path = join(&[&layout::backup_dir(&options.server, previous), BACKUP_SHA512]);
+        let text = String::from_utf8(store.read(&path)?).map_err(|_| StorageError::corrupt(&path, "not UTF-8"))?;
+        let old = Sha512Sums::parse(&text, &path)?;
+        for rel in &linked.linked {
+            if let Some(h) = old.files.get(rel) {
+                sums.files.insert(rel.clone(), h.clone());
+            }
+        }
+    }
+    backup_size -= linked.saved;
+    let linking_elapsed = link_started.elapsed().as_secs_f64();
     sums.files.insert(
         BACKUP_MANIFEST.to_owned(),
         pgmoneta_crypto::digest_hex(HashAlgorithm::Sha512, manifest_text.as_bytes()),
@@ -669,7 +692,6 @@ fn run<S: Read + Write>(
         store.sync_dir(&join(&[backup_dir, dir]))?;
     }
     store.sync_dir(backup_dir)?;
-    let manifest_elapsed = manifest_started.elapsed().as_secs_f64();
 
     let timings = *shared.timings.lock().expect("not poisoned");
     let mut info = BackupInfo {
@@ -708,6 +730,7 @@ fn run<S: Read + Write>(
         info.elapsed.encryption = timings.encrypt_and_write;
     }
     info.elapsed.manifest = manifest_elapsed;
+    info.elapsed.linking = linking_elapsed;
     info.elapsed.total = started.elapsed().as_secs_f64();
     store.write(&join(&[backup_dir, BACKUP_INFO]), info.to_text().as_bytes())?;
     Ok(info)

@@ -13,6 +13,7 @@ pub mod fsio;
 pub mod info;
 pub mod layout;
 pub mod manifest;
+pub mod ops;
 pub mod restore;
 pub mod retention;
 pub mod store;

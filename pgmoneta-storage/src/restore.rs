@@ -381,8 +381,12 @@ fn walk(
                 let (plain, _, _) = stored_form(&e.name);
                 jobs.push(FileJob { stored, target: target.join(plain) });
             }
-            // Tablespace links are made anew; nothing else is a link in a backup.
-            EntryKind::Symlink => {}
+            // Tablespace links are made anew; other links lead to an older backup's file.
+            EntryKind::Symlink if stored_dir.ends_with("/data/pg_tblspc") => {}
+            EntryKind::Symlink => {
+                let (plain, _, _) = stored_form(&e.name);
+                jobs.push(FileJob { stored, target: target.join(plain) });
+            }
         }
     }
     Ok(())
@@ -619,11 +623,11 @@ fn walk_names(store: &dyn Store, dir: &str, prefix: &str, out: &mut Vec<(String,
         let stored = join(&[dir, &e.name]);
         match e.kind {
             EntryKind::Dir => walk_names(store, &stored, &format!("{prefix}{}/", e.name), out)?,
-            EntryKind::File => {
+            EntryKind::Symlink if dir.ends_with("/data/pg_tblspc") => {}
+            EntryKind::File | EntryKind::Symlink => {
                 let (plain, _, _) = stored_form(&e.name);
                 out.push((format!("{prefix}{plain}"), stored));
             }
-            EntryKind::Symlink => {}
         }
     }
     Ok(())

@@ -80,6 +80,17 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// # Errors
     /// I/O failures.
     fn symlink(&self, target: &str, link: &str) -> Result<()>;
+    /// Where a symbolic link points, as a repository path; `None` when `path` is not a link
+    /// (or points outside the repository).
+    ///
+    /// # Errors
+    /// I/O failures.
+    fn read_link(&self, path: &str) -> Result<Option<String>>;
+    /// Renames a file or link, replacing what is at `to`, durably.
+    ///
+    /// # Errors
+    /// I/O failures.
+    fn rename(&self, from: &str, to: &str) -> Result<()>;
     /// Makes the entries created in a directory durable.
     ///
     /// # Errors
@@ -224,6 +235,31 @@ impl Store for LocalStore {
     fn symlink(&self, target: &str, link: &str) -> Result<()> {
         let l = self.path(link);
         std::os::unix::fs::symlink(self.path(target), &l).map_err(StorageError::io("creating symbolic link", l))
+    }
+
+    fn read_link(&self, path: &str) -> Result<Option<String>> {
+        let p = self.path(path);
+        match std::fs::read_link(&p) {
+            Ok(target) => {
+                let absolute =
+                    if target.is_absolute() { target } else { p.parent().unwrap_or(&self.root).join(target) };
+                Ok(absolute.strip_prefix(&self.root).ok().map(|r| r.to_string_lossy().into_owned()))
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::InvalidInput) => Ok(None),
+            Err(e) => Err(StorageError::io("reading link", p)(e)),
+        }
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (f, t) = (self.path(from), self.path(to));
+        std::fs::rename(&f, &t).map_err(StorageError::io("renaming", &f))?;
+        if let Some(parent) = t.parent() {
+            fsio::sync_dir(parent)?;
+        }
+        match (f.parent(), t.parent()) {
+            (Some(a), Some(b)) if a != b => fsio::sync_dir(a),
+            _ => Ok(()),
+        }
     }
 
     fn sync_dir(&self, dir: &str) -> Result<()> {
@@ -386,6 +422,21 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn read_link(&self, path: &str) -> Result<Option<String>> {
+        Ok(match self.nodes.lock().expect("not poisoned").get(&Self::norm(path)) {
+            Some(MemNode::Symlink(t)) => Some(t.clone()),
+            _ => None,
+        })
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let mut nodes = self.nodes.lock().expect("not poisoned");
+        let node =
+            nodes.remove(&Self::norm(from)).ok_or_else(|| StorageError::NotFound(format!("{from} does not exist")))?;
+        nodes.insert(Self::norm(to), node);
+        Ok(())
+    }
+
     fn sync_dir(&self, _dir: &str) -> Result<()> {
         Ok(())
     }
@@ -415,6 +466,13 @@ mod tests {
         assert_eq!(names, ["a"]);
         store.symlink("srv/backup/1/data/a", "srv/backup/1/data/c").unwrap();
         assert_eq!(store.read("srv/backup/1/data/c").unwrap(), b"hello");
+        assert_eq!(store.read_link("srv/backup/1/data/c").unwrap().as_deref(), Some("srv/backup/1/data/a"));
+        assert_eq!(store.read_link("srv/backup/1/data/a").unwrap(), None);
+        store.write("srv/backup/1/data/d", b"moved").unwrap();
+        store.rename("srv/backup/1/data/d", "srv/backup/1/data/c").unwrap();
+        assert_eq!(store.read("srv/backup/1/data/c").unwrap(), b"moved");
+        assert_eq!(store.read_link("srv/backup/1/data/c").unwrap(), None);
+        assert!(!store.exists("srv/backup/1/data/d"));
         assert!(matches!(store.open("srv/nothing"), Err(StorageError::NotFound(_))));
         assert!(store.list("srv/nothing").unwrap().is_empty());
         store.remove("srv/backup/1").unwrap();

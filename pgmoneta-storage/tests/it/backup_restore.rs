@@ -63,6 +63,12 @@ impl Store for HookStore {
     fn symlink(&self, target: &str, link: &str) -> pgmoneta_storage::Result<()> {
         self.inner.symlink(target, link)
     }
+    fn read_link(&self, path: &str) -> pgmoneta_storage::Result<Option<String>> {
+        self.inner.read_link(path)
+    }
+    fn rename(&self, from: &str, to: &str) -> pgmoneta_storage::Result<()> {
+        self.inner.rename(from, to)
+    }
     fn sync_dir(&self, dir: &str) -> pgmoneta_storage::Result<()> {
         self.inner.sync_dir(dir)
     }

@@ -2,6 +2,7 @@
 //! started on the result.
 
 mod backup_restore;
+mod repository;
 mod wal;
 
 use std::path::{Path, PathBuf};

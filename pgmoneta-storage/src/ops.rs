@@ -1,0 +1,329 @@
+//! Operations on stored backups: linking unchanged files to the previous backup, deletion with
+//! relinking, retain and expunge, annotations, and retention applied from a plan.
+//!
+//! Links always point at a real file (never at another link), so that a backup holds either a
+//! file or a link one step from it. Deleting a backup moves each of its files that newer
+//! backups link to into the oldest of them, in an order that keeps every other backup
+//! restorable at each step: the other links are first pointed at the new home (through its
+//! link, which still leads to the file), then the file is renamed over that link.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Result, StorageError};
+use crate::info::{BackupInfo, BackupType, BACKUP_INFO};
+use crate::layout;
+use crate::manifest::{BackupManifest, BACKUP_MANIFEST};
+use crate::restore::{list_backups, stored_form};
+use crate::retention::RetentionPlan;
+use crate::store::{join, EntryKind, Store};
+
+/// Files restored last and never linked: they are what a restored cluster is configured and
+/// started from.
+const NEVER_LINKED: [&str; 5] =
+    ["global/pg_control", "postgresql.conf", "pg_hba.conf", "backup_label", "tablespace_map"];
+
+/// Reads a backup's `backup.info`.
+///
+/// # Errors
+/// [`StorageError::NotFound`] when there is no such backup.
+pub fn load_info(store: &dyn Store, server: &str, label: &str) -> Result<BackupInfo> {
+    let path = join(&[&layout::backup_dir(server, label), BACKUP_INFO]);
+    if !store.exists(&path) {
+        return Err(StorageError::NotFound(format!("no backup {label} of server {server}")));
+    }
+    let text = String::from_utf8(store.read(&path)?).map_err(|_| StorageError::corrupt(&path, "not UTF-8"))?;
+    BackupInfo::parse(&text, &path)
+}
+
+/// Writes a backup's `backup.info` (atomically).
+///
+/// # Errors
+/// Storage failures.
+pub fn save_info(store: &dyn Store, server: &str, info: &BackupInfo) -> Result<()> {
+    store.write(&join(&[&layout::backup_dir(server, &info.label), BACKUP_INFO]), info.to_text().as_bytes())
+}
+
+fn load_manifest(store: &dyn Store, server: &str, label: &str) -> Result<BackupManifest> {
+    let path = join(&[&layout::backup_dir(server, label), BACKUP_MANIFEST]);
+    let text = String::from_utf8(store.read(&path)?).map_err(|_| StorageError::corrupt(&path, "not UTF-8"))?;
+    BackupManifest::parse(&text, &path)
+}
+
+/// Stored files of a backup: manifest path to stored path (relative to the repository), for
+/// regular files and for links alike.
+fn stored_files(store: &dyn Store, server: &str, info: &BackupInfo) -> Result<BTreeMap<String, (String, bool)>> {
+    let dir = layout::backup_dir(server, &info.label);
+    let mut out = BTreeMap::new();
+    let mut roots = vec![(join(&[&dir, "data"]), String::new())];
+    for t in &info.tablespaces {
+        roots.push((join(&[&dir, &t.dir]), format!("pg_tblspc/{}/", t.oid)));
+    }
+    while let Some((d, prefix)) = roots.pop() {
+        for e in store.list(&d)? {
+            let stored = join(&[&d, &e.name]);
+            match e.kind {
+                EntryKind::Dir => roots.push((stored, format!("{prefix}{}/", e.name))),
+                EntryKind::File | EntryKind::Symlink => {
+                    if d.ends_with("/data/pg_tblspc") {
+                        continue;
+                    }
+                    let (plain, _, _) = stored_form(&e.name);
+                    out.insert(format!("{prefix}{plain}"), (stored, e.kind == EntryKind::Symlink));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The repository path a stored file resolves to (following at most one link).
+fn resolve(store: &dyn Store, path: &str) -> Result<String> {
+    Ok(store.read_link(path)?.unwrap_or_else(|| path.to_owned()))
+}
+
+/// What [`link_backup`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkReport {
+    /// The backup linked to.
+    pub previous: Option<String>,
+    /// The linked files, relative to the backup directory (`data/base/1/1259.zstd`).
+    pub linked: Vec<String>,
+    /// Bytes no longer stored twice.
+    pub saved: u64,
+}
+
+/// Replaces each file of the backup `info` describes that is unchanged since the newest older
+/// valid backup of the same major version (same SHA-512, same storage suffixes) with a link to
+/// that backup's file. `info` need not be saved yet: a new backup is linked before its
+/// `backup.info` is written.
+///
+/// # Errors
+/// Storage failures.
+pub fn link_backup(store: &dyn Store, server: &str, info: &BackupInfo) -> Result<LinkReport> {
+    let backups = list_backups(store, server)?;
+    let label = info.label.as_str();
+    let Some(previous) =
+        backups.iter().rev().find(|b| b.label.as_str() < label && b.valid && b.major_version == info.major_version)
+    else {
+        return Ok(LinkReport::default());
+    };
+    let (new_manifest, old_manifest) =
+        (load_manifest(store, server, label)?, load_manifest(store, server, &previous.label)?);
+    let new_files = stored_files(store, server, info)?;
+    let old_files = stored_files(store, server, previous)?;
+    let dir_prefix = format!("{}/", layout::backup_dir(server, label));
+    let mut report = LinkReport { previous: Some(previous.label.clone()), ..LinkReport::default() };
+    for (path, hash) in &new_manifest.files {
+        if NEVER_LINKED.contains(&path.as_str())
+            || path.rsplit('/').next().is_some_and(|n| n.starts_with("INCREMENTAL."))
+        {
+            continue;
+        }
+        if old_manifest.files.get(path) != Some(hash) {
+            continue;
+        }
+        let (Some((new_stored, false)), Some((old_stored, _))) = (new_files.get(path), old_files.get(path)) else {
+            continue;
+        };
+        // Only files stored the same way can share bytes.
+        let suffix = |p: &str| p.rsplit('/').next().map(|n| n[stored_form(n).0.len()..].to_owned()).unwrap_or_default();
+        if suffix(new_stored) != suffix(old_stored) {
+            continue;
+        }
+        let target = resolve(store, old_stored)?;
+        if !store.exists(&target) {
+            continue;
+        }
+        let (parent, name) = new_stored.rsplit_once('/').unwrap_or(("", new_stored));
+        let size = store.list(parent)?.into_iter().find(|e| e.name == name).map_or(0, |e| e.size);
+        // Link under a temporary name, then rename over the file: the path always resolves.
+        let temp = format!("{new_stored}.link{}", crate::fsio::TEMP_SUFFIX);
+        store.symlink(&target, &temp)?;
+        store.rename(&temp, new_stored)?;
+        report.linked.push(new_stored.strip_prefix(&dir_prefix).unwrap_or(new_stored).to_owned());
+        report.saved += size;
+    }
+    Ok(report)
+}
+
+/// Bytes stored as real files (not links) by a backup.
+fn stored_bytes(store: &dyn Store, dir: &str) -> Result<u64> {
+    let mut total = 0;
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for e in store.list(&d)? {
+            match e.kind {
+                EntryKind::Dir => dirs.push(join(&[&d, &e.name])),
+                EntryKind::File => total += e.size,
+                EntryKind::Symlink => {}
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Deletes a backup. Files that newer backups link to move into the oldest of them first. A
+/// backup with the keep flag is refused unless `force`; so is one with an incremental child.
+///
+/// # Errors
+/// No such backup, kept, has a child, storage failures.
+pub fn delete_backup(store: &dyn Store, server: &str, label: &str, force: bool) -> Result<()> {
+    let backups = list_backups(store, server)?;
+    let dir = layout::backup_dir(server, label);
+    let Some(info) = backups.iter().find(|b| b.label == label) else {
+        if store.exists(&dir) {
+            // An incomplete backup (no backup.info): nothing can depend on it.
+            return store.remove(&dir);
+        }
+        return Err(StorageError::NotFound(format!("no backup {label} of server {server}")));
+    };
+    if info.keep && !force {
+        return Err(StorageError::Invalid(format!("backup {label} is retained; expunge it first or force the delete")));
+    }
+    if let Some(child) = backups.iter().find(|b| b.backup_type == BackupType::Incremental && b.parent == label) {
+        return Err(StorageError::Invalid(format!(
+            "backup {label} is the parent of incremental backup {}",
+            child.label
+        )));
+    }
+    let prefix = format!("{dir}/");
+    let mut gained: Vec<String> = Vec::new();
+    // For each file of this backup, the links to it in newer backups, oldest first.
+    let mut links: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for other in backups.iter().filter(|b| b.label != label) {
+        for (_, (stored, is_link)) in stored_files(store, server, other)? {
+            if !is_link {
+                continue;
+            }
+            if let Some(target) = store.read_link(&stored)? {
+                if target.starts_with(&prefix) {
+                    links.entry(target).or_default().push(stored);
+                }
+            }
+        }
+    }
+    for (file, mut referrers) in links {
+        referrers.sort();
+        let home = referrers.remove(0);
+        for other in &referrers {
+            let temp = format!("{other}.link{}", crate::fsio::TEMP_SUFFIX);
+            store.symlink(&home, &temp)?;
+            store.rename(&temp, other)?;
+        }
+        store.rename(&file, &home)?;
+        let home_label = home.trim_start_matches(&layout::backups_dir(server)).trim_start_matches('/');
+        if let Some(l) = home_label.split('/').next() {
+            if !gained.iter().any(|g| g == l) {
+                gained.push(l.to_owned());
+            }
+        }
+    }
+    // The backup stops being listed before its files go.
+    store.remove(&join(&[&dir, BACKUP_INFO]))?;
+    store.remove(&dir)?;
+    for l in gained {
+        let mut i = load_info(store, server, &l)?;
+        i.backup_size = stored_bytes(store, &layout::backup_dir(server, &l))?;
+        save_info(store, server, &i)?;
+    }
+    Ok(())
+}
+
+/// Sets or clears the keep flag; with `cascade`, on the parents of an incremental backup too.
+///
+/// # Errors
+/// No such backup, storage failures.
+pub fn set_keep(store: &dyn Store, server: &str, label: &str, keep: bool, cascade: bool) -> Result<Vec<String>> {
+    let mut changed = Vec::new();
+    let mut next = Some(label.to_owned());
+    while let Some(l) = next.take() {
+        let mut info = load_info(store, server, &l)?;
+        info.keep = keep;
+        save_info(store, server, &info)?;
+        changed.push(l);
+        if cascade && info.backup_type == BackupType::Incremental && !info.parent.is_empty() {
+            next = Some(info.parent.clone());
+        }
+    }
+    Ok(changed)
+}
+
+/// An annotation change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Annotation {
+    /// Adds a key; an existing key is an error.
+    Add(String, String),
+    /// Replaces a key's value; a missing key is an error.
+    Update(String, String),
+    /// Removes a key; a missing key is an error.
+    Remove(String),
+}
+
+/// Most bytes of comments a backup keeps.
+pub const MAX_COMMENTS: usize = 2048;
+
+/// Changes a backup's comments (`key|value` pairs). Returns the new comments.
+///
+/// # Errors
+/// No such backup, a key that exists (add) or not (update, remove), a key or value with `|` or
+/// `,`, comments longer than 2048 bytes.
+pub fn annotate(store: &dyn Store, server: &str, label: &str, change: &Annotation) -> Result<String> {
+    let mut info = load_info(store, server, label)?;
+    let mut pairs = info.comment_pairs();
+    let check = |s: &str| {
+        if s.contains(['|', ',', '\n']) || s.is_empty() && !matches!(change, Annotation::Remove(_)) {
+            Err(StorageError::Invalid(format!(
+                "annotation {s:?}: keys and values cannot be empty or contain '|', ',' or newlines"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    match change {
+        Annotation::Add(k, v) => {
+            check(k)?;
+            check(v)?;
+            if pairs.iter().any(|(pk, _)| pk == k) {
+                return Err(StorageError::Invalid(format!("backup {label} already has a comment {k}")));
+            }
+            pairs.push((k.clone(), v.clone()));
+        }
+        Annotation::Update(k, v) => {
+            check(v)?;
+            let slot = pairs
+                .iter_mut()
+                .find(|(pk, _)| pk == k)
+                .ok_or_else(|| StorageError::NotFound(format!("backup {label} has no comment {k}")))?;
+            slot.1 = v.clone();
+        }
+        Annotation::Remove(k) => {
+            let before = pairs.len();
+            pairs.retain(|(pk, _)| pk != k);
+            if pairs.len() == before {
+                return Err(StorageError::NotFound(format!("backup {label} has no comment {k}")));
+            }
+        }
+    }
+    let comments = pairs.iter().map(|(k, v)| format!("{k}|{v}")).collect::<Vec<_>>().join(",");
+    if comments.len() > MAX_COMMENTS {
+        return Err(StorageError::Invalid(format!("comments longer than {MAX_COMMENTS} bytes")));
+    }
+    info.comments = comments.clone();
+    save_info(store, server, &info)?;
+    Ok(comments)
+}
+
+/// Deletes what a retention plan deletes, children first. Returns the labels deleted; stops at
+/// the first failure.
+///
+/// # Errors
+/// The first deletion that fails.
+pub fn apply_retention(store: &dyn Store, server: &str, plan: &RetentionPlan) -> Result<Vec<String>> {
+    let mut deleted = Vec::new();
+    for label in &plan.delete {
+        let l = label.to_string();
+        delete_backup(store, server, &l, false)?;
+        deleted.push(l);
+    }
+    Ok(deleted)
+}
