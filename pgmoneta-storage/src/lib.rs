@@ -9,6 +9,7 @@
 
 pub mod backup;
 mod error;
+pub mod export;
 pub mod fsio;
 pub mod info;
 pub mod layout;

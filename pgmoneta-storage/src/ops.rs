@@ -327,3 +327,26 @@ pub fn apply_retention(store: &dyn Store, server: &str, plan: &RetentionPlan) ->
     }
     Ok(deleted)
 }
+
+/// Removes what interrupted backups left: backup directories without `backup.info` (a crash
+/// before the backup completed). Run it at start-up, before anything else touches the
+/// repository. Returns the labels removed.
+///
+/// # Errors
+/// Storage failures.
+pub fn cleanup_incomplete(store: &dyn Store, server: &str) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for e in store.list(&layout::backups_dir(server))? {
+        let dir = layout::backup_dir(server, &e.name);
+        if e.kind == EntryKind::Dir && !store.exists(&join(&[&dir, BACKUP_INFO])) {
+            store.remove(&dir)?;
+            removed.push(e.name);
+        }
+    }
+    Ok(removed)
+}
+
+/// The first WAL segment the oldest valid backup needs: pruning keeps it and everything after.
+pub fn oldest_needed_wal(backups: &[BackupInfo]) -> Option<&str> {
+    backups.iter().filter(|b| b.valid && !b.wal.is_empty()).min_by(|a, b| a.label.cmp(&b.label)).map(|b| b.wal.as_str())
+}

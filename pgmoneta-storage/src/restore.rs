@@ -354,6 +354,42 @@ fn restore_file(
     Ok(n)
 }
 
+/// Restores the file a manifest path names (`base/1/1259`, `pg_tblspc/<oid>/...`) of a backup
+/// to `target`.
+///
+/// # Errors
+/// [`StorageError::NotFound`] when the backup does not hold it; as a restore otherwise.
+pub fn restore_one(
+    store: &dyn Store,
+    server: &str,
+    info: &BackupInfo,
+    path: &str,
+    target: &Path,
+    key: Option<&MasterKey>,
+) -> Result<u64> {
+    let dir = layout::backup_dir(server, &info.label);
+    let stored_parent = match path.strip_prefix("pg_tblspc/") {
+        Some(rest) => {
+            let (oid, inner) = rest.split_once('/').unwrap_or((rest, ""));
+            let t = info
+                .tablespaces
+                .iter()
+                .find(|t| t.oid == oid)
+                .ok_or_else(|| StorageError::NotFound(format!("backup {} has no tablespace {oid}", info.label)))?;
+            join(&[&dir, &t.dir, inner])
+        }
+        None => join(&[&dir, "data", path]),
+    };
+    let (parent, name) = stored_parent.rsplit_once('/').unwrap_or(("", &stored_parent));
+    let stored = store
+        .list(parent)?
+        .into_iter()
+        .find(|e| stored_form(&e.name).0 == name)
+        .map(|e| join(&[parent, &e.name]))
+        .ok_or_else(|| StorageError::NotFound(format!("backup {} holds no {path}", info.label)))?;
+    restore_file(store, &stored, target, Cipher::from_code(info.encryption), key)
+}
+
 /// `Read` through a mutable reference that is `Send` for the decoder's box.
 struct ReadRef<'a, R: Read>(&'a mut R);
 

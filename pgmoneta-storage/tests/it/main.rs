@@ -2,6 +2,7 @@
 //! started on the result.
 
 mod backup_restore;
+mod export;
 mod repository;
 mod wal;
 

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use pgmoneta_compress::{Algorithm, Compression};
 use pgmoneta_core::config::Retention;
 use pgmoneta_storage::backup::{take_backup, BackupOptions};
-use pgmoneta_storage::ops::{annotate, apply_retention, delete_backup, load_info, set_keep, Annotation};
+use pgmoneta_storage::ops::{
+    annotate, apply_retention, cleanup_incomplete, delete_backup, load_info, oldest_needed_wal, set_keep, Annotation,
+};
 use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
 use pgmoneta_storage::retention::{plan, BackupSummary};
 use pgmoneta_storage::store::{EntryKind, LocalStore, MemoryStore, Store};
@@ -137,6 +139,8 @@ fn retention_applies_its_plan() {
     for l in &left {
         verify_clean(store.as_ref(), l);
     }
+    let backups = list_backups(store.as_ref(), "primary").unwrap();
+    assert_eq!(oldest_needed_wal(&backups), Some(backups[0].wal.as_str()));
 }
 
 /// A backup whose writes fail at any point leaves no valid backup and nothing behind, and the
@@ -160,7 +164,14 @@ fn interrupted_backups_leave_nothing_valid() {
         assert!(list_backups(store.as_ref(), "primary").unwrap().is_empty());
         assert!(!store.exists(&format!("primary/backup/{}", opts.label)), "the failed backup left files");
     }
+    // What a crash leaves (a directory without backup.info) is not a backup, and start-up
+    // cleanup removes it.
     store.fail_after_bytes(u64::MAX);
+    store.create_dir("primary/backup/20261128101010/data/base").unwrap();
+    store.write("primary/backup/20261128101010/data/base/1.gz", b"partial").unwrap();
+    assert!(list_backups(store.as_ref(), "primary").unwrap().is_empty());
+    assert_eq!(cleanup_incomplete(store.as_ref(), "primary").unwrap(), ["20261128101010"]);
+    assert!(!store.exists("primary/backup/20261128101010"));
     let mut opts = BackupOptions::new("primary", label(299));
     opts.compression = Compression::client(Algorithm::Gzip);
     let info = backup(&cluster, store.clone(), &opts);
