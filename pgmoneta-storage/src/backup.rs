@@ -191,37 +191,86 @@ enum Output {
 
 struct OpenFile {
     result: FileResult,
-    sha512: Hasher,
-    check: ManifestChecksum,
     out: Output,
+}
+
+/// What a worker tells its hashing thread.
+enum HashMsg {
+    Start(ManifestChecksum),
+    Chunk(Arc<Vec<u8>>),
+    End,
+}
+
+/// The hashes of one file (SHA-512, manifest checksum) and the seconds spent.
+type Hashed = (String, String, f64);
+
+/// Hashes the files of one worker while the worker compresses and writes them: the SHA-512
+/// of a large file then costs no time on the worker's own core.
+fn hasher(rx: &Receiver<HashMsg>, tx: &Sender<Hashed>) {
+    let mut state: Option<(Hasher, ManifestChecksum, f64)> = None;
+    for msg in rx.iter() {
+        match msg {
+            HashMsg::Start(check) => state = Some((Hasher::new(HashAlgorithm::Sha512), check, 0.0)),
+            HashMsg::Chunk(data) => {
+                if let Some((h, c, t)) = &mut state {
+                    let start = Instant::now();
+                    h.update(&data);
+                    c.update(&data);
+                    *t += start.elapsed().as_secs_f64();
+                }
+            }
+            HashMsg::End => {
+                if let Some((h, c, t)) = state.take() {
+                    if tx.send((h.finish_hex(), c.finish_hex(), t)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The worker's end of its hashing thread.
+struct HashLink {
+    tx: Sender<HashMsg>,
+    rx: Receiver<Hashed>,
 }
 
 fn worker(shared: &Shared, jobs: &Receiver<Job>) {
     let mut current: Option<OpenFile> = None;
     let mut t = Timings::default();
-    for job in jobs.iter() {
-        if shared.stopped() {
-            current = None;
-            continue;
+    let (tx, hash_rx) = bounded::<HashMsg>(QUEUE);
+    let (result_tx, rx) = bounded::<Hashed>(1);
+    std::thread::scope(|s| {
+        s.spawn(move || hasher(&hash_rx, &result_tx));
+        let link = HashLink { tx, rx };
+        for job in jobs.iter() {
+            if shared.stopped() {
+                current = None;
+                continue;
+            }
+            if let Err(e) = handle(shared, job, &mut current, &mut t, &link) {
+                current = None;
+                shared.fail(e);
+            }
         }
-        if let Err(e) = handle(shared, job, &mut current, &mut t) {
-            current = None;
-            shared.fail(e);
-        }
-    }
+    });
     let mut all = shared.timings.lock().expect("not poisoned");
     all.hash += t.hash;
     all.compress += t.compress;
     all.encrypt_and_write += t.encrypt_and_write;
 }
 
-fn handle(shared: &Shared, job: Job, current: &mut Option<OpenFile>, t: &mut Timings) -> Result<()> {
+fn handle(shared: &Shared, job: Job, current: &mut Option<OpenFile>, t: &mut Timings, link: &HashLink) -> Result<()> {
+    let hash_gone = || StorageError::Invalid("the hashing thread stopped".into());
     let o = &shared.options;
     match job {
         Job::Start { root, rel, manifest_path, checksum, plain } => {
             let stored_rel =
                 if plain { join(&[&root, &rel]) } else { format!("{}{}", join(&[&root, &rel]), o.suffix()) };
-            let w = shared.store.create(&join(&[&shared.backup_dir, &stored_rel]))?;
+            // The backup is not valid before its backup.info: files go straight under their
+            // names, and one sync of the whole tree makes them durable before that.
+            let w = shared.store.create_unsynced(&join(&[&shared.backup_dir, &stored_rel]))?;
             let hashed = HashingWriter::new(w, HashAlgorithm::Sha512);
             let sealed = match (&o.encryption, plain) {
                 (Some((cipher, key)), false) => Sealed::Aes(EncryptWriter::new(key, *cipher, hashed)?),
@@ -247,34 +296,35 @@ fn handle(shared: &Shared, job: Job, current: &mut Option<OpenFile>, t: &mut Tim
                     stored_size: 0,
                     stored_sha512: String::new(),
                 },
-                sha512: Hasher::new(HashAlgorithm::Sha512),
-                check: ManifestChecksum::new(&checksum)?,
                 out,
             });
+            link.tx.send(HashMsg::Start(ManifestChecksum::new(&checksum)?)).map_err(|_| hash_gone())?;
         }
         Job::Chunk(data) => {
             let f = current.as_mut().ok_or_else(|| StorageError::Invalid("file data without a file".into()))?;
+            let data = Arc::new(data);
+            link.tx.send(HashMsg::Chunk(data.clone())).map_err(|_| hash_gone())?;
             let start = Instant::now();
-            f.sha512.update(&data);
-            f.check.update(&data);
-            let hashed = Instant::now();
-            t.hash += (hashed - start).as_secs_f64();
             f.result.plain_size += data.len() as u64;
             let stored = &f.result.stored;
             match &mut f.out {
                 Output::Direct(w) => {
                     w.write_all(&data).map_err(StorageError::io("writing", stored))?;
-                    t.encrypt_and_write += hashed.elapsed().as_secs_f64();
+                    t.encrypt_and_write += start.elapsed().as_secs_f64();
                 }
                 Output::Compressed(w) => {
                     w.write_all(&data).map_err(StorageError::io("writing", stored))?;
-                    t.compress += hashed.elapsed().as_secs_f64();
+                    t.compress += start.elapsed().as_secs_f64();
                 }
             }
         }
         Job::End => {
             let f = current.take().ok_or_else(|| StorageError::Invalid("end of a file never started".into()))?;
-            let OpenFile { mut result, sha512, check, out } = f;
+            let OpenFile { mut result, out } = f;
+            // Collected at once, so that a failure below never leaves a result behind for the
+            // next file.
+            link.tx.send(HashMsg::End).map_err(|_| hash_gone())?;
+            let (sha512, checksum, hash_seconds) = link.rx.recv().map_err(|_| hash_gone())?;
             let stored = result.stored.clone();
             let sealed = match out {
                 Output::Direct(s) => s,
@@ -287,8 +337,9 @@ fn handle(shared: &Shared, job: Job, current: &mut Option<OpenFile>, t: &mut Tim
             result.stored_size = hashed.bytes();
             let (w, stored_sha) = hashed.finish_hex();
             w.commit(false)?;
-            result.sha512 = sha512.finish_hex();
-            result.checksum = check.finish_hex();
+            t.hash += hash_seconds;
+            result.sha512 = sha512;
+            result.checksum = checksum;
             result.stored_sha512 = stored_sha;
             shared.results.lock().expect("not poisoned").push(result);
         }
@@ -335,6 +386,7 @@ fn parse_archive(
     let mut buf = vec![0u8; CHUNK];
     // The worker of the file being received and its pending chunk.
     let mut target: Option<(usize, Vec<u8>)> = None;
+    let mut turn = 0usize;
     let tablespace_prefix = archive.tablespace_oid.map(|oid| format!("pg_tblspc/{oid}/"));
     let checksum = "CRC32C".to_owned();
     loop {
@@ -362,8 +414,10 @@ fn parse_archive(
                                 Some((parent, _)) => shared.create_dir(&join(&[root, parent]))?,
                                 None => shared.create_dir(root)?,
                             }
-                            // The least busy worker takes the file.
-                            let w = (0..workers.len()).min_by_key(|&i| workers[i].len()).unwrap_or(0);
+                            // The least busy worker takes the file, the next one in turn among equals.
+                            let n = workers.len();
+                            let w = (0..n).map(|i| (turn + i) % n).min_by_key(|&i| workers[i].len()).unwrap_or(0);
+                            turn = (w + 1) % n;
                             let manifest_path = match &tablespace_prefix {
                                 Some(p) => format!("{p}{path}"),
                                 None => path.clone(),
@@ -688,10 +742,7 @@ fn run<S: Read + Write>(
     sums.files
         .insert("data/backup_manifest".to_owned(), pgmoneta_crypto::digest_hex(HashAlgorithm::Sha512, &manifest_bytes));
     store.write(&join(&[backup_dir, BACKUP_SHA512]), sums.to_text().as_bytes())?;
-    for dir in shared.dirs.lock().expect("not poisoned").iter() {
-        store.sync_dir(&join(&[backup_dir, dir]))?;
-    }
-    store.sync_dir(backup_dir)?;
+    store.sync_tree(backup_dir)?;
 
     let timings = *shared.timings.lock().expect("not poisoned");
     let mut info = BackupInfo {

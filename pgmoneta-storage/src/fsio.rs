@@ -186,3 +186,110 @@ pub fn remove_dir_all(dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// A file written directly under its final name, inside a directory that does not count until
+/// later (a backup being written, which is not valid before its `backup.info`). Cheaper than
+/// [`AtomicFile`]: no rename, and syncing is left to one [`sync_tree`] at the end. Dropped
+/// without [`DirectFile::finish`], the file is removed.
+#[derive(Debug)]
+pub struct DirectFile {
+    file: Option<io::BufWriter<File>>,
+    path: PathBuf,
+    written: u64,
+}
+
+impl DirectFile {
+    /// Creates `path` (mode 0600); an existing file is an error.
+    ///
+    /// # Errors
+    /// When the file cannot be created.
+    pub fn create(path: &Path) -> Result<DirectFile> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(path)
+            .map_err(StorageError::io("creating", path))?;
+        Ok(DirectFile { file: Some(io::BufWriter::with_capacity(256 << 10, file)), path: path.to_owned(), written: 0 })
+    }
+
+    /// Flushes the buffer, and syncs the data when `sync`.
+    ///
+    /// # Errors
+    /// When writing or syncing fails; the file is removed then.
+    pub fn finish(mut self, sync: bool) -> Result<u64> {
+        let buffered = self.file.take().expect("only finish takes the file");
+        let result = buffered
+            .into_inner()
+            .map_err(|e| StorageError::io("writing", &self.path)(e.into_error()))
+            .and_then(|f| {
+                if sync {
+                    f.sync_all().map_err(StorageError::io("syncing", &self.path))
+                } else {
+                    // Start writing the data back now, without waiting, so that the final
+                    // sync of the tree finds little left to do (the advice is only a hint).
+                    use std::os::fd::AsRawFd;
+                    let _ = nix::fcntl::posix_fadvise(
+                        f.as_raw_fd(),
+                        0,
+                        0,
+                        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+                    );
+                    Ok(())
+                }
+            });
+        if result.is_err() {
+            let _ = fs::remove_file(&self.path);
+        }
+        result.map(|()| self.written)
+    }
+}
+
+impl Write for DirectFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.as_mut().expect("open until finish").write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.as_mut().expect("open until finish").write_all(buf)?;
+        self.written += buf.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().expect("open until finish").flush()
+    }
+}
+
+impl Drop for DirectFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Makes everything under `dir` durable: one `syncfs` of its file system (all file data at
+/// once, far cheaper than a sync per file), then a sync of every directory in the tree.
+///
+/// # Errors
+/// When a sync fails.
+pub fn sync_tree(dir: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let d = File::open(dir).map_err(StorageError::io("opening directory", dir))?;
+    nix::unistd::syncfs(d.as_raw_fd())
+        .map_err(|e| StorageError::io("syncing the file system of", dir)(io::Error::from_raw_os_error(e as i32)))?;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).map_err(StorageError::io("listing", &d))? {
+            let e = e.map_err(StorageError::io("listing", &d))?;
+            if e.file_type().map_err(StorageError::io("inspecting", e.path()))?.is_dir() {
+                stack.push(e.path());
+            }
+        }
+        sync_dir(&d)?;
+    }
+    Ok(())
+}

@@ -55,6 +55,23 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// # Errors
     /// When the file cannot be created.
     fn create(&self, path: &str) -> Result<Box<dyn StoreWriter>>;
+    /// Starts writing a file directly under its name, in a directory that is not valid until
+    /// later (a backup being written). [`StoreWriter::commit`] with `false` only completes the
+    /// file; [`Store::sync_tree`] makes the whole directory durable at the end. Dropped without
+    /// a commit, the file is removed.
+    ///
+    /// # Errors
+    /// When the file cannot be created.
+    fn create_unsynced(&self, path: &str) -> Result<Box<dyn StoreWriter>> {
+        self.create(path)
+    }
+    /// Makes everything under `dir` durable.
+    ///
+    /// # Errors
+    /// When a sync fails.
+    fn sync_tree(&self, dir: &str) -> Result<()> {
+        self.sync_dir(dir)
+    }
     /// Opens a file for reading (through symbolic links).
     ///
     /// # Errors
@@ -169,9 +186,37 @@ impl StoreWriter for LocalWriter {
     }
 }
 
+struct DirectWriter(fsio::DirectFile);
+
+impl Write for DirectWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl StoreWriter for DirectWriter {
+    fn commit(self: Box<Self>, sync: bool) -> Result<u64> {
+        self.0.finish(sync)
+    }
+}
+
 impl Store for LocalStore {
     fn create(&self, path: &str) -> Result<Box<dyn StoreWriter>> {
         Ok(Box::new(LocalWriter(fsio::AtomicFile::create(&self.path(path))?)))
+    }
+
+    fn create_unsynced(&self, path: &str) -> Result<Box<dyn StoreWriter>> {
+        Ok(Box::new(DirectWriter(fsio::DirectFile::create(&self.path(path))?)))
+    }
+
+    fn sync_tree(&self, dir: &str) -> Result<()> {
+        fsio::sync_tree(&self.path(dir))
     }
 
     fn open(&self, path: &str) -> Result<Box<dyn Read + Send>> {
