@@ -53,8 +53,14 @@ fn child(args: &[String]) {
     let started = Instant::now();
     match what {
         "backup" => {
-            let (host, port, user, password, major, algorithm) =
-                (&args[2], args[3].parse::<u16>().unwrap(), &args[4], &args[5], args[6].parse::<u32>().unwrap(), &args[7]);
+            let (host, port, user, password, major, algorithm) = (
+                &args[2],
+                args[3].parse::<u16>().unwrap(),
+                &args[4],
+                &args[5],
+                args[6].parse::<u32>().unwrap(),
+                &args[7],
+            );
             let opts = ConnectOptions::new(host, port, user)
                 .password(password)
                 .replication(ReplicationMode::Physical)
@@ -172,8 +178,11 @@ fn main() {
 
     let mut rows = Vec::new();
     let mut failures = Vec::new();
-    let cases: [(&str, &str, Option<&str>, f64); 3] =
-        [("none", "-Ft", None, 1.5), ("zstd", "client-zstd:3", Some("client-zstd:3"), 1.0), ("lz4", "client-lz4", Some("client-lz4"), 0.0)];
+    let cases: [(&str, &str, Option<&str>, f64); 3] = [
+        ("none", "-Ft", None, 1.5),
+        ("zstd", "client-zstd:3", Some("client-zstd:3"), 1.0),
+        ("lz4", "client-lz4", Some("client-lz4"), 0.0),
+    ];
     let mut zstd_backup = 0.0;
     let mut peak = 0u64;
     for (algorithm, name, compress, target) in cases {
@@ -236,7 +245,11 @@ fn main() {
         peak as f64 / 1e6,
         if ok { "" } else { " **missed**" }
     ));
-    println!("PostgreSQL {}, pgbench scale {scale} ({:.0} MB), workers 2, median of {rounds}\n", cluster.version().major(), size as f64 / 1e6);
+    println!(
+        "PostgreSQL {}, pgbench scale {scale} ({:.0} MB), workers 2, median of {rounds}\n",
+        cluster.version().major(),
+        size as f64 / 1e6
+    );
     println!("| what | ours | reference | ours / reference | target | |");
     println!("|---|---|---|---|---|---|");
     for r in rows {

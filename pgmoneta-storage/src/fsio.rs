@@ -219,10 +219,8 @@ impl DirectFile {
     /// When writing or syncing fails; the file is removed then.
     pub fn finish(mut self, sync: bool) -> Result<u64> {
         let buffered = self.file.take().expect("only finish takes the file");
-        let result = buffered
-            .into_inner()
-            .map_err(|e| StorageError::io("writing", &self.path)(e.into_error()))
-            .and_then(|f| {
+        let result =
+            buffered.into_inner().map_err(|e| StorageError::io("writing", &self.path)(e.into_error())).and_then(|f| {
                 if sync {
                     f.sync_all().map_err(StorageError::io("syncing", &self.path))
                 } else {
