@@ -27,7 +27,7 @@ use pgmoneta_wire::replication::{ArchiveInfo, BaseBackupEvent, BaseBackupOptions
 use pgmoneta_wire::PgConnection;
 
 use crate::error::{Result, StorageError};
-use crate::info::{BackupInfo, BackupType, TablespaceEntry, BACKUP_INFO};
+use crate::info::{BackupInfo, BackupType, TablespaceEntry};
 use crate::layout;
 use crate::manifest::{BackupManifest, ManifestChecksum, PgManifest, Sha512Sums, BACKUP_MANIFEST, BACKUP_SHA512};
 use crate::store::{join, Store, StoreWriter};
@@ -783,7 +783,7 @@ fn run<S: Read + Write>(
     info.elapsed.manifest = manifest_elapsed;
     info.elapsed.linking = linking_elapsed;
     info.elapsed.total = started.elapsed().as_secs_f64();
-    store.write(&join(&[backup_dir, BACKUP_INFO]), info.to_text().as_bytes())?;
+    crate::ops::save_info(store.as_ref(), &options.server, &info)?;
     Ok(info)
 }
 

@@ -35,12 +35,28 @@ pub fn load_info(store: &dyn Store, server: &str, label: &str) -> Result<BackupI
     BackupInfo::parse(&text, &path)
 }
 
-/// Writes a backup's `backup.info` (atomically).
+/// Writes a backup's `backup.info` (atomically), then its entry in `backup.sha512`, as
+/// upstream does. A crash between the two leaves a valid backup whose `backup.info` entry is
+/// stale: verification then names `backup.info`.
 ///
 /// # Errors
 /// Storage failures.
 pub fn save_info(store: &dyn Store, server: &str, info: &BackupInfo) -> Result<()> {
-    store.write(&join(&[&layout::backup_dir(server, &info.label), BACKUP_INFO]), info.to_text().as_bytes())
+    let dir = layout::backup_dir(server, &info.label);
+    let text = info.to_text();
+    store.write(&join(&[&dir, BACKUP_INFO]), text.as_bytes())?;
+    let sums_path = join(&[&dir, crate::manifest::BACKUP_SHA512]);
+    if store.exists(&sums_path) {
+        let old =
+            String::from_utf8(store.read(&sums_path)?).map_err(|_| StorageError::corrupt(&sums_path, "not UTF-8"))?;
+        let mut sums = crate::manifest::Sha512Sums::parse(&old, &sums_path)?;
+        sums.files.insert(
+            BACKUP_INFO.to_owned(),
+            pgmoneta_crypto::digest_hex(pgmoneta_crypto::HashAlgorithm::Sha512, text.as_bytes()),
+        );
+        store.write(&sums_path, sums.to_text().as_bytes())?;
+    }
+    Ok(())
 }
 
 fn load_manifest(store: &dyn Store, server: &str, label: &str) -> Result<BackupManifest> {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::unbounded;
 use pgmoneta_compress::{Algorithm, CopyError, Decoder};
-use pgmoneta_crypto::{Cipher, DecryptReader, HashAlgorithm, HashingWriter, MasterKey, AES_SUFFIX};
+use pgmoneta_crypto::{Cipher, DecryptReader, HashAlgorithm, HashingReader, HashingWriter, MasterKey, AES_SUFFIX};
 
 use crate::error::{Result, StorageError};
 use crate::fsio;
@@ -578,8 +578,15 @@ pub struct FileVerification {
     pub error: Option<String>,
 }
 
-/// Verifies a backup: every file `backup.manifest` lists is decrypted, decompressed and its
-/// SHA-512 compared, without writing anything. Returns the failed files and all files.
+/// Verifies a backup without writing anything, on `workers` threads:
+///
+/// - every file `backup.manifest` lists is decrypted and decompressed and its SHA-512 compared
+///   (a file that does not decrypt or decompress is reported as such);
+/// - every file `backup.sha512` lists is compared as stored (compressed, encrypted), which
+///   covers `backup.info`, `backup.manifest` and the backup's WAL.
+///
+/// Returns the failed files and all files; paths are those of the manifest for data files and
+/// relative to the backup directory otherwise.
 ///
 /// # Errors
 /// No such backup, or its `backup.manifest` missing or unreadable. Damaged files are reported
@@ -602,6 +609,15 @@ pub fn verify(
         &String::from_utf8(store.read(&mpath)?).map_err(|_| StorageError::corrupt(&mpath, "not UTF-8"))?,
         &mpath,
     )?;
+    let spath = join(&[&dir, crate::manifest::BACKUP_SHA512]);
+    let sums = if store.exists(&spath) {
+        crate::manifest::Sha512Sums::parse(
+            &String::from_utf8(store.read(&spath)?).map_err(|_| StorageError::corrupt(&spath, "not UTF-8"))?,
+            &spath,
+        )?
+    } else {
+        crate::manifest::Sha512Sums::default()
+    };
     // Where each manifest path is stored.
     let mut stored: BTreeMap<String, String> = BTreeMap::new();
     let mut files = Vec::new();
@@ -615,33 +631,60 @@ pub fn verify(
             stored.insert(rel, s);
         }
     }
+    let dir_prefix = format!("{dir}/");
+    let relative = |st: &str| st.strip_prefix(&dir_prefix).unwrap_or(st).to_owned();
+    // Stored files checked through the manifest pass; the others are hashed as stored.
+    let covered: std::collections::BTreeSet<String> =
+        manifest.files.keys().filter_map(|p| stored.get(p)).map(|st| relative(st)).collect();
     let cipher = Cipher::from_code(info.encryption);
     let all = Mutex::new(Vec::new());
-    let (tx, rx) = unbounded::<(String, String)>();
+    enum Check {
+        Plain(String, String),
+        Stored(String, String),
+    }
+    let (tx, rx) = unbounded::<Check>();
     for (p, h) in &manifest.files {
-        let _ = tx.send((p.clone(), h.clone()));
+        let _ = tx.send(Check::Plain(p.clone(), h.clone()));
+    }
+    for (p, h) in &sums.files {
+        if !covered.contains(p) {
+            let _ = tx.send(Check::Stored(p.clone(), h.clone()));
+        }
     }
     drop(tx);
+    let result = |path: String, expected: String, outcome: Result<String>| match outcome {
+        Ok(h) if h == expected => FileVerification { path, expected, computed: h, error: None },
+        Ok(h) => FileVerification { path, expected, computed: h, error: Some("checksum mismatch".into()) },
+        Err(e) => FileVerification { path, expected, computed: String::new(), error: Some(e.to_string()) },
+    };
     std::thread::scope(|s| {
         for _ in 0..workers.max(1) {
             s.spawn(|| {
-                for (path, expected) in rx.iter() {
-                    let v = match stored.get(&path) {
-                        None => {
-                            FileVerification { path, expected, computed: String::new(), error: Some("missing".into()) }
-                        }
-                        Some(st) => match hash_stored(store, st, cipher, master_key) {
-                            Ok(h) if h == expected => FileVerification { path, expected, computed: h, error: None },
-                            Ok(h) => FileVerification {
+                for check in rx.iter() {
+                    let v = match check {
+                        Check::Plain(path, expected) => match stored.get(&path) {
+                            None => FileVerification {
                                 path,
                                 expected,
-                                computed: h,
-                                error: Some("checksum mismatch".into()),
+                                computed: String::new(),
+                                error: Some("missing".into()),
                             },
-                            Err(e) => {
-                                FileVerification { path, expected, computed: String::new(), error: Some(e.to_string()) }
-                            }
+                            Some(st) => match hash_stored(store, st, cipher, master_key) {
+                                Ok((plain, raw)) => {
+                                    let stored_expected = sums.files.get(&relative(st));
+                                    let mut v = result(path, expected, Ok(plain));
+                                    if v.error.is_none() && stored_expected.is_some_and(|e| *e != raw) {
+                                        v.error = Some(format!("{} does not match backup.sha512", relative(st)));
+                                    }
+                                    v
+                                }
+                                Err(e) => result(path, expected, Err(e)),
+                            },
                         },
+                        Check::Stored(path, expected) => {
+                            let outcome = hash_raw(store, &join(&[&dir, &path]));
+                            result(path, expected, outcome)
+                        }
                     };
                     all.lock().expect("not poisoned").push(v);
                 }
@@ -652,6 +695,13 @@ pub fn verify(
     all.sort_by(|a, b| a.path.cmp(&b.path));
     let failed = all.iter().filter(|v| v.error.is_some()).cloned().collect();
     Ok((failed, all))
+}
+
+/// The SHA-512 of a stored file's bytes as they are.
+fn hash_raw(store: &dyn Store, stored: &str) -> Result<String> {
+    let mut raw = HashingReader::new(store.open(stored)?, HashAlgorithm::Sha512);
+    std::io::copy(&mut raw, &mut std::io::sink()).map_err(StorageError::io("reading", stored))?;
+    Ok(raw.finish_hex().1)
 }
 
 fn walk_names(store: &dyn Store, dir: &str, prefix: &str, out: &mut Vec<(String, String)>) -> Result<()> {
@@ -669,28 +719,41 @@ fn walk_names(store: &dyn Store, dir: &str, prefix: &str, out: &mut Vec<(String,
     Ok(())
 }
 
-/// The SHA-512 of a stored file's plain contents.
-fn hash_stored(store: &dyn Store, stored: &str, cipher: Option<Cipher>, key: Option<&MasterKey>) -> Result<String> {
+/// The SHA-512 of a stored file's plain contents and of its stored bytes, in one streaming pass.
+fn hash_stored(
+    store: &dyn Store,
+    stored: &str,
+    cipher: Option<Cipher>,
+    key: Option<&MasterKey>,
+) -> Result<(String, String)> {
     let name = stored.rsplit('/').next().unwrap_or(stored);
     let (_, algorithm, encrypted) = stored_form(name);
-    let raw = store.open(stored)?;
+    let mut raw = HashingReader::new(store.open(stored)?, HashAlgorithm::Sha512);
     let mut sink = HashingWriter::new(std::io::sink(), HashAlgorithm::Sha512);
-    let input: Box<dyn Read + Send> = if encrypted {
+    let corrupt = |e: std::io::Error| StorageError::corrupt(stored, e.to_string());
+    if encrypted {
         let key =
             key.ok_or_else(|| StorageError::Invalid(format!("{stored} is encrypted and no master key was given")))?;
-        let mut dec = DecryptReader::new(key, cipher.unwrap_or(Cipher::Aes256Gcm), raw, stored);
-        // Decrypt fully first so that a wrong key is reported as such (bounded by the file).
-        let mut plain = Vec::new();
-        dec.read_to_end(&mut plain).map_err(|e| StorageError::corrupt(stored, e.to_string()))?;
-        Box::new(std::io::Cursor::new(plain))
+        let mut dec = DecryptReader::new(key, cipher.unwrap_or(Cipher::Aes256Gcm), &mut raw, stored);
+        let copied = Decoder::new(algorithm, BufReader::with_capacity(256 << 10, &mut dec))
+            .map_err(CopyError::Decode)
+            .and_then(|mut d| d.copy_to(&mut sink));
+        match copied {
+            // A decoding error on unauthenticated data: the tag says whether the key is wrong.
+            Err(CopyError::Decode(e)) => return Err(corrupt(dec.verify_rest().err().unwrap_or(e))),
+            Err(CopyError::Write(e)) => return Err(StorageError::io("hashing", stored)(e)),
+            Ok(_) => dec.verify_rest().map_err(corrupt)?,
+        }
     } else {
-        raw
-    };
-    let mut d = Decoder::new(algorithm, BufReader::with_capacity(256 << 10, input))
-        .map_err(|e| StorageError::corrupt(stored, e.to_string()))?;
-    d.copy_to(&mut sink).map_err(|e| StorageError::corrupt(stored, e.to_string()))?;
+        Decoder::new(algorithm, BufReader::with_capacity(256 << 10, &mut raw))
+            .map_err(corrupt)?
+            .copy_to(&mut sink)
+            .map_err(|e| StorageError::corrupt(stored, e.to_string()))?;
+        // Whatever the decoder left unread still counts for the stored checksum.
+        std::io::copy(&mut raw, &mut std::io::sink()).map_err(StorageError::io("reading", stored))?;
+    }
     sink.flush().map_err(StorageError::io("hashing", stored))?;
-    Ok(sink.finish_hex().1)
+    Ok((sink.finish_hex().1, raw.finish_hex().1))
 }
 
 #[cfg(test)]

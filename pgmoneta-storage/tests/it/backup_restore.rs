@@ -283,10 +283,22 @@ fn damage_and_wrong_keys_are_reported() {
     bytes[mid] ^= 0x10;
     std::fs::write(&stored, &bytes).unwrap();
 
-    let (failed, _) = verify(store.as_ref(), "primary", &info.label, Some(&key), 1).unwrap();
+    let (failed, all) = verify(store.as_ref(), "primary", &info.label, Some(&key), 1).unwrap();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].path, oid);
     assert!(failed[0].error.as_deref().unwrap().contains("authentication failed"), "{failed:?}");
+    // The files kept beside the data are checked as stored: backup.info among them.
+    for name in ["backup.info", "backup.manifest", "data/backup_manifest"] {
+        assert!(all.iter().any(|v| v.path == name), "{name} not verified");
+    }
+    let info_path = repo.path().join(format!("primary/backup/{}/backup.info", info.label));
+    let text = std::fs::read_to_string(&info_path).unwrap();
+    let changed = text.replacen("KEEP=0", "KEEP=1", 1);
+    assert_ne!(text, changed);
+    std::fs::write(&info_path, changed).unwrap();
+    let (failed, _) = verify(store.as_ref(), "primary", &info.label, Some(&key), 1).unwrap();
+    assert!(failed.iter().any(|v| v.path == "backup.info"), "{failed:?}");
+    std::fs::write(&info_path, text).unwrap();
 
     let root = restore_root();
     let mut ropts = RestoreOptions::new("primary", BackupSelector::Newest, root.path());
@@ -301,4 +313,59 @@ fn damage_and_wrong_keys_are_reported() {
     assert!(err.to_string().contains("authentication failed"), "{err}");
     let listed: Vec<StoreEntry> = store.list(&format!("primary/backup/{}", info.label)).unwrap();
     assert!(listed.iter().any(|e| e.name == "backup.info" && e.kind == EntryKind::File));
+}
+
+/// A tablespace is stored as `tblspc_<name>`, linked from `pg_tblspc/<oid>` in the backup, and
+/// restored next to the data directory with a relative link; the restored server reads it.
+#[test]
+fn tablespaces_are_backed_up_and_restored() {
+    let cluster = Cluster::builder().start().unwrap();
+    let location = tempfile::Builder::new().prefix("pgmoneta-ts-").tempdir_in("/tmp").unwrap();
+    if nix::unistd::geteuid().is_root() {
+        let ok = std::process::Command::new("chown").arg("postgres:postgres").arg(location.path()).status().unwrap();
+        assert!(ok.success());
+    }
+    cluster.execute(&format!("CREATE TABLESPACE fast LOCATION '{}'", location.path().display())).unwrap();
+    cluster
+        .execute("CREATE TABLE spaced TABLESPACE fast AS SELECT g, md5(g::text) AS h FROM generate_series(1, 50000) g")
+        .unwrap();
+    cluster.execute("CHECKPOINT").unwrap();
+    let expected =
+        cluster.query_scalar("SELECT count(*) || ':' || md5(string_agg(h, ',' ORDER BY g)) FROM spaced").unwrap();
+    let oid = cluster.query_scalar("SELECT oid FROM pg_tablespace WHERE spcname = 'fast'").unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::new(repo.path()));
+    let mut opts = BackupOptions::new("primary", label(60));
+    opts.compression = Compression::client(Algorithm::Zstd);
+    opts.tablespace_names.insert(oid.parse().unwrap(), "fast".to_owned());
+    let info = backup(&cluster, store.clone(), &opts);
+    assert_eq!(info.tablespaces.len(), 1, "{:?}", info.tablespaces);
+    assert_eq!(info.tablespaces[0].dir, "tblspc_fast");
+    assert_eq!(info.tablespaces[0].oid, oid);
+    assert_eq!(info.tablespaces[0].path, location.path().display().to_string());
+    let text = info.to_text();
+    assert!(text.contains("TABLESPACE1=tblspc_fast\n") && text.contains(&format!("TABLESPACE_OID1={oid}\n")));
+    let backup_dir = repo.path().join(format!("primary/backup/{}", info.label));
+    let link = std::fs::read_link(backup_dir.join(format!("data/pg_tblspc/{oid}"))).unwrap();
+    assert_eq!(link, backup_dir.join("tblspc_fast"));
+    let (failed, _) = verify(store.as_ref(), "primary", &info.label, None, 2).unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+
+    let root = restore_root();
+    let report = restore(store.as_ref(), &RestoreOptions::new("primary", BackupSelector::Newest, root.path())).unwrap();
+    let restored_link = std::fs::read_link(report.data_dir.join(format!("pg_tblspc/{oid}"))).unwrap();
+    assert_eq!(restored_link, PathBuf::from(format!("../../primary-{}-tblspc_fast", info.label)));
+    if nix::unistd::geteuid().is_root() {
+        let ok =
+            std::process::Command::new("chown").arg("-R").arg("postgres:postgres").arg(root.path()).status().unwrap();
+        assert!(ok.success());
+    }
+    let restored =
+        Cluster::start_on(cluster.install().clone(), &report.data_dir, cluster.superuser_password()).unwrap();
+    let got =
+        restored.query_scalar("SELECT count(*) || ':' || md5(string_agg(h, ',' ORDER BY g)) FROM spaced").unwrap();
+    assert_eq!(got, expected);
+    let location_seen =
+        restored.query_scalar("SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'fast'").unwrap();
+    assert!(location_seen.contains(&format!("primary-{}-tblspc_fast", info.label)), "{location_seen}");
 }

@@ -61,10 +61,11 @@ pub fn pgbench_state(cluster: &Cluster) -> Vec<(String, String)> {
     .collect()
 }
 
-/// The PostgreSQL 15 `pg_verifybackup` next to the cluster's server, if there is one.
+/// The cluster's own `pg_verifybackup`, if its installation has one (another version's cannot
+/// read every manifest: 17 writes version 2).
 pub fn pg_verifybackup(cluster: &Cluster) -> Option<PathBuf> {
-    let p = cluster.install().client_program("pg_verifybackup");
-    p.exists().then_some(p)
+    let p = cluster.install().bindir().join("pg_verifybackup");
+    p.is_file().then_some(p)
 }
 
 /// Runs `pg_verifybackup` on a restored directory with the manifest kept in the repository.

@@ -112,6 +112,15 @@ fn streamed_segments_equal_the_servers_and_streaming_resumes() {
     let err = archive.fetch(&all[0][..24], &missing, Some(&wrong)).unwrap_err();
     assert!(err.to_string().contains("authentication failed"), "{err}");
     assert!(!missing.exists());
+    // A damaged stored segment is an error naming it, never a segment with wrong bytes.
+    let stored = archive.dir().join(&all[1]);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    std::fs::write(&stored, &bytes).unwrap();
+    let err = archive.fetch(&all[1][..24], &missing, Some(&key)).unwrap_err();
+    assert!(err.to_string().contains(&all[1]), "{err}");
+    assert!(!missing.exists());
 
     // The slot follows what was flushed.
     let slot: pgmoneta_core::Lsn = cluster
