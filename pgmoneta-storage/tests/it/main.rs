@@ -19,8 +19,14 @@ use pgmoneta_wire::{ConnectOptions, PgConnection, ReplicationMode, SslMode};
 
 /// A replication connection to the cluster.
 pub fn replication(cluster: &Cluster) -> PgConnection {
+    replication_with(cluster, cluster.replication_password())
+}
+
+/// A replication connection with a given password (a server started on a restored directory
+/// has its source's).
+pub fn replication_with(cluster: &Cluster, password: &str) -> PgConnection {
     let opts = ConnectOptions::new(cluster.host(), cluster.port(), cluster.replication_user())
-        .password(cluster.replication_password())
+        .password(password)
         .replication(ReplicationMode::Physical)
         .ssl_mode(SslMode::Disable);
     PgConnection::connect(&opts).unwrap_or_else(|e| panic!("connecting: {e}"))

@@ -26,11 +26,21 @@ fn sealed_segments(archive: &WalArchive) -> Vec<String> {
 
 /// Streams until `stop_when` holds for the archive, then stops.
 fn stream_until(cluster: &Cluster, archive: &WalArchive, stop_when: impl Fn(&WalArchive) -> bool, work: impl FnOnce()) {
+    stream_until_with(cluster, replication(cluster), archive, stop_when, work)
+}
+
+fn stream_until_with(
+    cluster: &Cluster,
+    conn: pgmoneta_wire::PgConnection,
+    archive: &WalArchive,
+    stop_when: impl Fn(&WalArchive) -> bool,
+    work: impl FnOnce(),
+) {
     let options = StreamOptions::new(Some("pgmoneta"));
     let stop = options.stop.clone();
     let handle = {
         let archive = archive.clone();
-        let mut conn = replication(cluster);
+        let mut conn = conn;
         let version = cluster.version();
         std::thread::spawn(move || stream_wal(&mut conn, &archive, version, &options))
     };
@@ -141,4 +151,71 @@ fn streamed_segments_equal_the_servers_and_streaming_resumes() {
     let WalFileKind::Segment(keep) = keep else { unreachable!() };
     assert_eq!(archive.prune_before(keep).unwrap(), 2);
     assert_eq!(sealed_segments(&archive), all[2..]);
+}
+
+/// Streaming from a standby restored as a `replica` follows its promotion: the archive gains
+/// the new timeline's history file and segments, and the old timeline's last segment stays
+/// partial.
+#[test]
+fn streaming_follows_a_promotion_to_a_new_timeline() {
+    use pgmoneta_compress::Compression;
+    use pgmoneta_storage::backup::BackupOptions;
+    use pgmoneta_storage::restore::{restore, BackupSelector, RestoreOptions};
+    use pgmoneta_storage::store::LocalStore;
+    use std::os::unix::fs::PermissionsExt;
+
+    let primary = Cluster::builder().setting("wal_keep_size", "1GB").start().unwrap();
+    primary.execute("CREATE TABLE t(x int); INSERT INTO t VALUES (1)").unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::new(repo.path()));
+    let mut opts = BackupOptions::new("primary", crate::label(700));
+    opts.compression = Compression::client(Algorithm::Lz4);
+    crate::backup(&primary, store.clone(), &opts);
+
+    let root = tempfile::Builder::new().prefix("pgmoneta-standby-").tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut ropts = RestoreOptions::new("primary", BackupSelector::Newest, root.path());
+    ropts.position = "replica".to_owned();
+    ropts.primary_conninfo = Some(primary.tcp_conninfo(primary.replication_user(), primary.replication_password(), ""));
+    let report = restore(store.as_ref(), &ropts).unwrap();
+    assert!(report.data_dir.join("standby.signal").exists());
+    let standby = Cluster::start_on(primary.install().clone(), &report.data_dir, primary.superuser_password()).unwrap();
+    assert_eq!(standby.query_scalar("SELECT pg_is_in_recovery()").unwrap(), "t");
+    standby.execute("SELECT pg_create_physical_replication_slot('pgmoneta', true)").unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let archive = WalArchive::open(dir.path().join("wal"), SEG, WalOptions::new(Algorithm::Zstd, 1)).unwrap();
+    let has = |a: &WalArchive, f: &dyn Fn(&WalFileKind) -> bool| a.entries().unwrap().iter().any(|e| f(&e.kind));
+    stream_until_with(
+        &standby,
+        crate::replication_with(&standby, primary.replication_password()),
+        &archive,
+        |a| {
+            has(a, &|k| matches!(k, WalFileKind::Segment(s) if s.timeline.0 == 2))
+                && has(a, &|k| matches!(k, WalFileKind::History(t) if t.0 == 2))
+        },
+        || {
+            // WAL on timeline 1, replayed by the standby and streamed from it.
+            primary.execute("INSERT INTO t SELECT g FROM generate_series(1, 1000) g").unwrap();
+            primary.switch_wal().unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+            // Promotion starts timeline 2; new WAL there completes a segment.
+            standby.execute("SELECT pg_promote()").unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while standby.query_scalar("SELECT pg_is_in_recovery()").unwrap() == "t" {
+                assert!(Instant::now() < deadline, "the standby was not promoted");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            standby.execute("INSERT INTO t SELECT g FROM generate_series(1, 1000) g").unwrap();
+            standby.switch_wal().unwrap();
+        },
+    );
+    let entries = archive.entries().unwrap();
+    assert!(
+        entries.iter().any(|e| matches!(e.kind, WalFileKind::Partial(s) if s.timeline.0 == 1)
+            || matches!(e.kind, WalFileKind::Segment(s) if s.timeline.0 == 1)),
+        "{entries:?}"
+    );
+    let history = std::fs::read_to_string(archive.dir().join("00000002.history")).unwrap();
+    assert!(history.starts_with("1\t"), "{history}");
 }
