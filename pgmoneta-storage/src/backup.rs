@@ -157,25 +157,40 @@ impl Shared {
 
 /// The layers a stored file's bytes go through after hashing.
 enum Sealed {
+    /// Stored as received: the stored bytes' SHA-512 is the plain one, computed anyway.
+    Unchanged(Box<dyn StoreWriter>, u64),
+    /// Compressed: the stored bytes are hashed on their way to the file.
     Plain(HashingWriter<Box<dyn StoreWriter>>),
+    /// Encrypted (and maybe compressed).
     Aes(EncryptWriter<HashingWriter<Box<dyn StoreWriter>>>),
 }
 
 impl Write for Sealed {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
+            Sealed::Unchanged(w, n) => {
+                let written = w.write(buf)?;
+                *n += written as u64;
+                Ok(written)
+            }
             Sealed::Plain(w) => w.write(buf),
             Sealed::Aes(w) => w.write(buf),
         }
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
+            Sealed::Unchanged(w, n) => {
+                w.write_all(buf)?;
+                *n += buf.len() as u64;
+                Ok(())
+            }
             Sealed::Plain(w) => w.write_all(buf),
             Sealed::Aes(w) => w.write_all(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
+            Sealed::Unchanged(w, _) => w.flush(),
             Sealed::Plain(w) => w.flush(),
             Sealed::Aes(w) => w.flush(),
         }
@@ -271,10 +286,13 @@ fn handle(shared: &Shared, job: Job, current: &mut Option<OpenFile>, t: &mut Tim
             // The backup is not valid before its backup.info: files go straight under their
             // names, and one sync of the whole tree makes them durable before that.
             let w = shared.store.create_unsynced(&join(&[&shared.backup_dir, &stored_rel]))?;
-            let hashed = HashingWriter::new(w, HashAlgorithm::Sha512);
-            let sealed = match (&o.encryption, plain) {
-                (Some((cipher, key)), false) => Sealed::Aes(EncryptWriter::new(key, *cipher, hashed)?),
-                _ => Sealed::Plain(hashed),
+            let unchanged = plain || (o.encryption.is_none() && o.compression.algorithm == Algorithm::None);
+            let sealed = match (&o.encryption, unchanged) {
+                (_, true) => Sealed::Unchanged(w, 0),
+                (Some((cipher, key)), false) => {
+                    Sealed::Aes(EncryptWriter::new(key, *cipher, HashingWriter::new(w, HashAlgorithm::Sha512))?)
+                }
+                (None, false) => Sealed::Plain(HashingWriter::new(w, HashAlgorithm::Sha512)),
             };
             let out = if plain || o.compression.algorithm == Algorithm::None {
                 Output::Direct(sealed)
@@ -330,12 +348,21 @@ fn handle(shared: &Shared, job: Job, current: &mut Option<OpenFile>, t: &mut Tim
                 Output::Direct(s) => s,
                 Output::Compressed(e) => e.finish().map_err(StorageError::io("compressing", &stored))?,
             };
-            let hashed = match sealed {
-                Sealed::Plain(h) => h,
-                Sealed::Aes(e) => e.finish()?,
+            let (w, stored_size, stored_sha) = match sealed {
+                Sealed::Unchanged(w, n) => (w, n, sha512.clone()),
+                Sealed::Plain(h) => {
+                    let n = h.bytes();
+                    let (w, sha) = h.finish_hex();
+                    (w, n, sha)
+                }
+                Sealed::Aes(e) => {
+                    let h = e.finish()?;
+                    let n = h.bytes();
+                    let (w, sha) = h.finish_hex();
+                    (w, n, sha)
+                }
             };
-            result.stored_size = hashed.bytes();
-            let (w, stored_sha) = hashed.finish_hex();
+            result.stored_size = stored_size;
             w.commit(false)?;
             t.hash += hash_seconds;
             result.sha512 = sha512;
