@@ -276,9 +276,19 @@ pub fn select_backup(backups: &[BackupInfo], selector: &BackupSelector, target: 
         _ => match &target.target {
             // The newest backup that ends before the target can reach it.
             Some(TargetKind::Lsn(lsn)) => valid.rfind(|b| b.end_lsn <= *lsn),
+            // Labels are local times: the newest backup started at or before the target time
+            // (`YYYY-MM-DD[ HH:MM[:SS]]`, missing parts read as zero).
             Some(TargetKind::Time(t)) => {
-                let digits: String = t.chars().filter(char::is_ascii_digit).take(14).collect();
+                let mut digits: String = t.chars().filter(char::is_ascii_digit).take(14).collect();
+                while digits.len() < 14 {
+                    digits.push('0');
+                }
                 valid.rfind(|b| b.label <= digits)
+            }
+            // A timeline alone: the newest backup that started on it.
+            None if target.timeline.as_deref().is_some_and(|t| t.parse::<u32>().is_ok()) => {
+                let tli: u32 = target.timeline.as_deref().and_then(|t| t.parse().ok()).unwrap_or(0);
+                valid.rfind(|b| b.start_timeline == tli)
             }
             _ if matches!(selector, BackupSelector::Oldest) => backups.iter().find(|b| b.valid),
             _ => valid.next_back(),
@@ -778,6 +788,37 @@ mod tests {
         for bad in ["lsn=0/1,xid=5", "xid=abc", "lsn=zz", "inclusive=maybe", "frobnicate", "action=explode"] {
             assert!(RecoveryTarget::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn backup_selection() {
+        let b = |label: &str, valid: bool, end: &str, tli: u32| BackupInfo {
+            label: label.into(),
+            valid,
+            end_lsn: end.parse().unwrap(),
+            start_timeline: tli,
+            ..BackupInfo::default()
+        };
+        let all = [
+            b("20261101000000", true, "0/1000000", 1),
+            b("20261110000000", true, "0/5000000", 1),
+            b("20261115000000", false, "0/6000000", 2),
+            b("20261120000000", true, "0/9000000", 2),
+        ];
+        let pick = |sel: &str, pos: &str| {
+            select_backup(&all, &BackupSelector::parse(sel), &RecoveryTarget::parse(pos).unwrap()).map(|i| i.label)
+        };
+        assert_eq!(pick("oldest", "").unwrap(), "20261101000000");
+        assert_eq!(pick("newest", "").unwrap(), "20261120000000");
+        assert_eq!(pick("latest", "").unwrap(), "20261120000000");
+        assert_eq!(pick("newest", "lsn=0/6000000").unwrap(), "20261110000000");
+        assert_eq!(pick("newest", "time=2026-11-15 12:00:00").unwrap(), "20261110000000");
+        assert_eq!(pick("newest", "time=2026-11-20").unwrap(), "20261120000000");
+        assert_eq!(pick("newest", "timeline=1").unwrap(), "20261110000000");
+        assert_eq!(pick("20261101000000", "lsn=0/9000000").unwrap(), "20261101000000");
+        assert!(pick("20261115000000", "").is_err(), "an invalid backup is never restored");
+        assert!(pick("newest", "lsn=0/100").is_err());
+        assert!(pick("newest", "timeline=3").is_err());
     }
 
     #[test]
