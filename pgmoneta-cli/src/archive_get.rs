@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use pgmoneta_compress::Algorithm;
 use pgmoneta_core::config::Config;
 use pgmoneta_core::WalSegmentSize;
-use pgmoneta_crypto::MasterKeyFile;
+use pgmoneta_crypto::{Cipher, MasterKeyFile};
 use pgmoneta_storage::wal::{WalArchive, WalOptions};
 use pgmoneta_storage::StorageError;
 
@@ -63,10 +63,9 @@ fn fetch(args: &ArchiveGet) -> anyhow::Result<()> {
     if !dir.is_dir() {
         bail!("the WAL archive {} does not exist", dir.display());
     }
-    // The archive only reads here: the segment size and storage options do not matter.
-    let archive = WalArchive::open(&dir, WalSegmentSize::DEFAULT, WalOptions::new(Algorithm::None, 0))?;
     let needs_key = std::fs::read_dir(&dir)?.filter_map(|e| e.ok()).any(|e| {
-        e.file_name().to_string_lossy().starts_with(&args.file) && e.file_name().to_string_lossy().ends_with(".aes")
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.starts_with(&args.file) && name.ends_with(".aes")
     });
     let key = if needs_key {
         let file = match &args.master_key {
@@ -77,6 +76,12 @@ fn fetch(args: &ArchiveGet) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Reading only: the cipher is the configured one; compression comes from each file's name.
+    let mut options = WalOptions::new(Algorithm::None, 0);
+    if let (Some(k), Some(cipher)) = (&key, Cipher::from_code(config.main.encryption.code() as u8)) {
+        options.encryption = Some((cipher, std::sync::Arc::new(k.clone())));
+    }
+    let archive = WalArchive::open(&dir, WalSegmentSize::DEFAULT, options)?;
     archive.fetch(&args.file, &args.destination, key.as_ref())?;
     Ok(())
 }

@@ -325,43 +325,55 @@ fn restore_file(
     cipher: Option<Cipher>,
     key: Option<&MasterKey>,
 ) -> Result<u64> {
+    let mut raw = store.open(stored)?;
+    let mut out = fsio::AtomicFile::create(target)?;
+    let n = decode_stored(&mut raw, stored, cipher, key, &mut out, target)?;
+    out.commit_with(false)?;
+    Ok(n)
+}
+
+/// Decrypts (when the name ends in `.aes`) and decompresses (by the name's suffix) the stored
+/// bytes `raw` of `stored` into `out`, reading `raw` to its end. Returns the bytes written.
+/// Nothing written is authenticated before this returns `Ok`: write into a temporary file.
+///
+/// # Errors
+/// [`StorageError::Corrupt`] naming `stored` for damaged or truncated data and for a wrong key
+/// (said as such: the tag is checked even when decompression fails first); a write failure
+/// names `target`.
+pub(crate) fn decode_stored(
+    raw: &mut dyn Read,
+    stored: &str,
+    cipher: Option<Cipher>,
+    key: Option<&MasterKey>,
+    out: &mut dyn Write,
+    target: &Path,
+) -> Result<u64> {
     let name = stored.rsplit('/').next().unwrap_or(stored);
     let (_, algorithm, encrypted) = stored_form(name);
-    let raw = store.open(stored)?;
-    let mut out = fsio::AtomicFile::create(target)?;
-    let copy = |input: Box<dyn Read + Send>, out: &mut fsio::AtomicFile| -> std::result::Result<u64, CopyError> {
-        let mut d = Decoder::new(algorithm, BufReader::with_capacity(256 << 10, input)).map_err(CopyError::Decode)?;
-        d.copy_to(out)
-    };
     let result = if encrypted {
         let key =
             key.ok_or_else(|| StorageError::Invalid(format!("{stored} is encrypted and no master key was given")))?;
         let mut dec = DecryptReader::new(key, cipher.unwrap_or(Cipher::Aes256Gcm), raw, stored);
-        let r = copy(Box::new(ReadRef(&mut dec)), &mut out);
-        match r {
+        let copied = Decoder::new(algorithm, BufReader::with_capacity(256 << 10, &mut dec))
+            .map_err(CopyError::Decode)
+            .and_then(|mut d| d.copy_to(out));
+        match copied {
             // A decoding error on unauthenticated data: the tag says whether the key is wrong.
-            Err(CopyError::Decode(e)) => Err(match dec.verify_rest() {
-                Err(auth) => CopyError::Decode(auth),
-                Ok(()) => CopyError::Decode(e),
-            }),
-            other => other.and_then(|n| {
-                if dec.is_authenticated() {
-                    Ok(n)
-                } else {
-                    dec.verify_rest().map(|()| n).map_err(CopyError::Decode)
-                }
-            }),
+            Err(CopyError::Decode(e)) => Err(CopyError::Decode(dec.verify_rest().err().unwrap_or(e))),
+            Err(e) => Err(e),
+            Ok(n) => dec.verify_rest().map(|()| n).map_err(CopyError::Decode),
         }
     } else {
-        copy(raw, &mut out)
+        Decoder::new(algorithm, BufReader::with_capacity(256 << 10, &mut *raw))
+            .map_err(CopyError::Decode)
+            .and_then(|mut d| d.copy_to(out))
+            .and_then(|n| std::io::copy(raw, &mut std::io::sink()).map(|_| n).map_err(CopyError::Decode))
     };
-    let n = match result {
-        Ok(n) => n,
-        Err(CopyError::Decode(e)) => return Err(StorageError::corrupt(stored, e.to_string())),
-        Err(CopyError::Write(e)) => return Err(StorageError::io("writing", target)(e)),
-    };
-    out.commit_with(false)?;
-    Ok(n)
+    match result {
+        Ok(n) => Ok(n),
+        Err(CopyError::Decode(e)) => Err(StorageError::corrupt(stored, e.to_string())),
+        Err(CopyError::Write(e)) => Err(StorageError::io("writing", target)(e)),
+    }
 }
 
 /// Restores the file a manifest path names (`base/1/1259`, `pg_tblspc/<oid>/...`) of a backup
@@ -398,15 +410,6 @@ pub fn restore_one(
         .map(|e| join(&[parent, &e.name]))
         .ok_or_else(|| StorageError::NotFound(format!("backup {} holds no {path}", info.label)))?;
     restore_file(store, &stored, target, Cipher::from_code(info.encryption), key)
-}
-
-/// `Read` through a mutable reference that is `Send` for the decoder's box.
-struct ReadRef<'a, R: Read>(&'a mut R);
-
-impl<R: Read> Read for ReadRef<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(buf)
-    }
 }
 
 /// Walks a stored tree, creating directories under `target` and collecting files.
@@ -736,33 +739,9 @@ fn hash_stored(
     cipher: Option<Cipher>,
     key: Option<&MasterKey>,
 ) -> Result<(String, String)> {
-    let name = stored.rsplit('/').next().unwrap_or(stored);
-    let (_, algorithm, encrypted) = stored_form(name);
     let mut raw = HashingReader::new(store.open(stored)?, HashAlgorithm::Sha512);
     let mut sink = HashingWriter::new(std::io::sink(), HashAlgorithm::Sha512);
-    let corrupt = |e: std::io::Error| StorageError::corrupt(stored, e.to_string());
-    if encrypted {
-        let key =
-            key.ok_or_else(|| StorageError::Invalid(format!("{stored} is encrypted and no master key was given")))?;
-        let mut dec = DecryptReader::new(key, cipher.unwrap_or(Cipher::Aes256Gcm), &mut raw, stored);
-        let copied = Decoder::new(algorithm, BufReader::with_capacity(256 << 10, &mut dec))
-            .map_err(CopyError::Decode)
-            .and_then(|mut d| d.copy_to(&mut sink));
-        match copied {
-            // A decoding error on unauthenticated data: the tag says whether the key is wrong.
-            Err(CopyError::Decode(e)) => return Err(corrupt(dec.verify_rest().err().unwrap_or(e))),
-            Err(CopyError::Write(e)) => return Err(StorageError::io("hashing", stored)(e)),
-            Ok(_) => dec.verify_rest().map_err(corrupt)?,
-        }
-    } else {
-        Decoder::new(algorithm, BufReader::with_capacity(256 << 10, &mut raw))
-            .map_err(corrupt)?
-            .copy_to(&mut sink)
-            .map_err(|e| StorageError::corrupt(stored, e.to_string()))?;
-        // Whatever the decoder left unread still counts for the stored checksum.
-        std::io::copy(&mut raw, &mut std::io::sink()).map_err(StorageError::io("reading", stored))?;
-    }
-    sink.flush().map_err(StorageError::io("hashing", stored))?;
+    decode_stored(&mut raw, stored, cipher, key, &mut sink, Path::new(stored))?;
     Ok((sink.finish_hex().1, raw.finish_hex().1))
 }
 

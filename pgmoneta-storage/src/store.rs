@@ -166,53 +166,49 @@ impl LocalStore {
     }
 }
 
-struct LocalWriter(fsio::AtomicFile);
+/// A file being written by a [`LocalStore`]: under a temporary name, or directly.
+enum LocalWriter {
+    Atomic(fsio::AtomicFile),
+    Direct(fsio::DirectFile),
+}
+
+impl LocalWriter {
+    fn inner(&mut self) -> &mut dyn Write {
+        match self {
+            LocalWriter::Atomic(f) => f,
+            LocalWriter::Direct(f) => f,
+        }
+    }
+}
 
 impl Write for LocalWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        self.inner().write(buf)
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.0.write_all(buf)
+        self.inner().write_all(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+        self.inner().flush()
     }
 }
 
 impl StoreWriter for LocalWriter {
-    fn commit(self: Box<Self>, sync_dir: bool) -> Result<u64> {
-        self.0.commit_with(sync_dir)
-    }
-}
-
-struct DirectWriter(fsio::DirectFile);
-
-impl Write for DirectWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.0.write_all(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl StoreWriter for DirectWriter {
     fn commit(self: Box<Self>, sync: bool) -> Result<u64> {
-        self.0.finish(sync)
+        match *self {
+            LocalWriter::Atomic(f) => f.commit_with(sync),
+            LocalWriter::Direct(f) => f.finish(sync),
+        }
     }
 }
 
 impl Store for LocalStore {
     fn create(&self, path: &str) -> Result<Box<dyn StoreWriter>> {
-        Ok(Box::new(LocalWriter(fsio::AtomicFile::create(&self.path(path))?)))
+        Ok(Box::new(LocalWriter::Atomic(fsio::AtomicFile::create(&self.path(path))?)))
     }
 
     fn create_unsynced(&self, path: &str) -> Result<Box<dyn StoreWriter>> {
-        Ok(Box::new(DirectWriter(fsio::DirectFile::create(&self.path(path))?)))
+        Ok(Box::new(LocalWriter::Direct(fsio::DirectFile::create(&self.path(path))?)))
     }
 
     fn sync_tree(&self, dir: &str) -> Result<()> {

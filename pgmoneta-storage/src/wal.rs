@@ -13,7 +13,7 @@
 //! timeline) and every history file; see [`WalArchive::prune_before`].
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Sender};
-use pgmoneta_compress::{Algorithm, CopyError, Decoder, Encoder, EncoderOptions};
+use pgmoneta_compress::{Algorithm, Encoder, EncoderOptions};
 use pgmoneta_core::{Lsn, TimelineId, WalFileKind, WalSegment, WalSegmentSize};
-use pgmoneta_crypto::{Cipher, DecryptReader, EncryptWriter, MasterKey, AES_SUFFIX};
+use pgmoneta_crypto::{Cipher, EncryptWriter, MasterKey, AES_SUFFIX};
 use pgmoneta_wire::replication::WalEvent;
 use pgmoneta_wire::PgConnection;
 
@@ -246,35 +246,11 @@ impl WalArchive {
         })?;
         let is_segment = name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit());
         let path = self.dir.join(&found);
-        let (_, algorithm, encrypted) = stored_form(&found);
-        let raw = File::open(&path).map_err(StorageError::io("opening", &path))?;
+        let mut raw = File::open(&path).map_err(StorageError::io("opening", &path))?;
         let mut out = fsio::AtomicFile::create(dest)?;
-        let stored = found.as_str();
-        let copied = if encrypted {
-            let key =
-                key.ok_or_else(|| StorageError::Invalid(format!("{stored} is encrypted and no master key was given")))?;
-            let cipher = self.options.encryption.as_ref().map_or(Cipher::Aes256Gcm, |(c, _)| *c);
-            let mut dec = DecryptReader::new(key, cipher, raw, stored);
-            let mut plain = Decoder::new(algorithm, BufReader::with_capacity(256 << 10, &mut dec))
-                .map_err(|e| StorageError::corrupt(&path, e.to_string()))?;
-            let r = plain.copy_to(&mut out);
-            drop(plain);
-            match r {
-                Ok(n) if dec.is_authenticated() => Ok(n),
-                Ok(n) => dec.verify_rest().map(|()| n).map_err(CopyError::Decode),
-                Err(CopyError::Decode(e)) => Err(CopyError::Decode(dec.verify_rest().err().unwrap_or(e))),
-                Err(e) => Err(e),
-            }
-        } else {
-            Decoder::new(algorithm, BufReader::with_capacity(256 << 10, raw))
-                .map_err(|e| StorageError::corrupt(&path, e.to_string()))?
-                .copy_to(&mut out)
-        };
-        let n = match copied {
-            Ok(n) => n,
-            Err(CopyError::Decode(e)) => return Err(StorageError::corrupt(&path, e.to_string())),
-            Err(CopyError::Write(e)) => return Err(StorageError::io("writing", dest)(e)),
-        };
+        let cipher = self.options.encryption.as_ref().map(|(c, _)| *c);
+        let stored = path.display().to_string();
+        let n = crate::restore::decode_stored(&mut raw, &stored, cipher, key, &mut out, dest)?;
         if is_segment && WalSegmentSize::new(n).is_err() {
             return Err(StorageError::corrupt(&path, format!("{n} bytes is not the size of a WAL segment")));
         }

@@ -1,7 +1,6 @@
 //! Full backups under load, with every compression and with encryption, restored and started.
 
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,14 +13,7 @@ use pgmoneta_storage::store::{EntryKind, LocalStore, Store, StoreEntry, StoreWri
 use pgmoneta_storage::StorageError;
 use pgmoneta_testkit::Cluster;
 
-use crate::{backup, label, pg_verifybackup, pgbench_state, run_pg_verifybackup};
-
-/// A directory the `postgres` user can enter, for restored clusters.
-fn restore_root() -> tempfile::TempDir {
-    let d = tempfile::Builder::new().prefix("pgmoneta-restore-").tempdir_in("/tmp").unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    d
-}
+use crate::{backup, label, pg_verifybackup, pgbench_state, run_pg_verifybackup, shared_dir};
 
 /// A store that runs a hook (once) when the `n`th file is created: a point in the middle of the
 /// backup's file copy.
@@ -87,7 +79,7 @@ fn restore_and_start(
     key: Option<Arc<MasterKey>>,
     workers: usize,
 ) -> (Cluster, tempfile::TempDir) {
-    let root = restore_root();
+    let root = shared_dir("pgmoneta-restore-");
     let mut opts = RestoreOptions::new("primary", BackupSelector::Label(lbl.to_owned()), root.path());
     opts.workers = workers;
     opts.master_key = key;
@@ -300,7 +292,7 @@ fn damage_and_wrong_keys_are_reported() {
     assert!(failed.iter().any(|v| v.path == "backup.info"), "{failed:?}");
     std::fs::write(&info_path, text).unwrap();
 
-    let root = restore_root();
+    let root = shared_dir("pgmoneta-restore-");
     let mut ropts = RestoreOptions::new("primary", BackupSelector::Newest, root.path());
     ropts.master_key = Some(key.clone());
     let err = restore(store.as_ref(), &ropts).unwrap_err();
@@ -351,7 +343,7 @@ fn tablespaces_are_backed_up_and_restored() {
     let (failed, _) = verify(store.as_ref(), "primary", &info.label, None, 2).unwrap();
     assert!(failed.is_empty(), "{failed:?}");
 
-    let root = restore_root();
+    let root = shared_dir("pgmoneta-restore-");
     let report = restore(store.as_ref(), &RestoreOptions::new("primary", BackupSelector::Newest, root.path())).unwrap();
     let restored_link = std::fs::read_link(report.data_dir.join(format!("pg_tblspc/{oid}"))).unwrap();
     assert_eq!(restored_link, PathBuf::from(format!("../../primary-{}-tblspc_fast", info.label)));

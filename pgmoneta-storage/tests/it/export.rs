@@ -1,7 +1,6 @@
 //! `archive` and hot standbys.
 
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use pgmoneta_compress::{Algorithm, Compression, Decoder};
@@ -12,13 +11,7 @@ use pgmoneta_storage::restore::BackupSelector;
 use pgmoneta_storage::store::LocalStore;
 use pgmoneta_testkit::Cluster;
 
-use crate::{backup, label, pgbench_state};
-
-fn shared_dir(prefix: &str) -> tempfile::TempDir {
-    let d = tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    d
-}
+use crate::{backup, label, pgbench_state, shared_dir};
 
 /// The archive is one tar file, compressed and encrypted like the backup; unpacked, it starts.
 #[test]

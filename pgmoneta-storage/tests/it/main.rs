@@ -90,3 +90,11 @@ pub fn run_pg_verifybackup(tool: &Path, data_dir: &Path, manifest: &Path) {
 pub fn version_name(v: PgVersion) -> String {
     format!("PostgreSQL {}", v.major())
 }
+
+/// A directory under /tmp that the `postgres` user can enter, for restored clusters.
+pub fn shared_dir(prefix: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}

@@ -31,8 +31,7 @@ fn links_in(store: &dyn Store, dir: &str) -> usize {
 }
 
 fn restore_and_compare(cluster: &Cluster, store: &dyn Store, lbl: &str, expected: &[(String, String)]) {
-    let root = tempfile::Builder::new().prefix("pgmoneta-restore-").tempdir_in("/tmp").unwrap();
-    std::fs::set_permissions(root.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let root = crate::shared_dir("pgmoneta-restore-");
     let mut opts = RestoreOptions::new("primary", BackupSelector::Label(lbl.to_owned()), root.path());
     opts.workers = 2;
     let report = restore(store, &opts).unwrap_or_else(|e| panic!("restore {lbl}: {e}"));
