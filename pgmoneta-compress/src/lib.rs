@@ -31,6 +31,7 @@ mod file;
 #[doc(hidden)]
 pub mod fuzzing;
 mod legacy_lz4;
+mod lz4_message;
 mod stream;
 mod zstd_frames;
 
@@ -39,4 +40,5 @@ pub use buffer::{compress, decompress, decompress_detect};
 pub use error::{CompressError, Result};
 pub use file::{check_magic, compress_file, decompress_file};
 pub use legacy_lz4::LegacyLz4Decoder;
+pub use lz4_message::{lz4_message_compress, lz4_message_decompress};
 pub use stream::{CopyError, Decoder, Encoder, EncoderOptions};

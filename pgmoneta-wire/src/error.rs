@@ -145,6 +145,9 @@ pub enum WireError {
     /// No answer within the configured time.
     #[error("timed out {0}")]
     Timeout(String),
+    /// A management frame or payload that cannot be read (upstream's BAD_PAYLOAD).
+    #[error("bad management payload: {0}")]
+    Management(String),
 }
 
 impl WireError {

@@ -49,6 +49,7 @@
 pub mod auth;
 mod connection;
 mod error;
+pub mod management;
 pub mod message;
 pub mod replication;
 

@@ -4,6 +4,7 @@
 mod auth;
 mod base_backup;
 mod fuzz_seeds;
+mod management;
 mod streaming;
 mod tar;
 mod tls;

@@ -1,0 +1,167 @@
+//! pgmoneta's management protocol: how `pgmoneta-cli` and the daemon talk, on the local Unix
+//! socket and (after the SCRAM handshake of [`crate::auth`]) on the remote management port.
+//!
+//! One request and one response per connection, each a [`Frame`]: a compression code, an
+//! encryption code, a big-endian 32-bit length and the payload. The payload is the JSON
+//! [`Document`], as compact text when both codes are 0, else
+//! `base64(encrypt(compress(json)))` with the master key ([`payload`]). The server answers with
+//! the compression and encryption it received.
+
+mod document;
+mod frame;
+pub mod payload;
+
+pub use document::{Command, Document, Header, Outcome, OutputFormat, CLIENT_VERSION};
+pub use frame::{read_frame, write_frame, Frame, MAX_PAYLOAD};
+
+/// Upstream's error codes (`Outcome.Error`).
+#[allow(missing_docs)] // each constant is named after upstream's code
+pub mod error_code {
+    pub const BAD_PAYLOAD: u32 = 1;
+    pub const UNKNOWN_COMMAND: u32 = 2;
+    pub const ALLOCATION: u32 = 3;
+    pub const BACKUP_INVALID: u32 = 100;
+    pub const BACKUP_WAL: u32 = 101;
+    pub const BACKUP_ACTIVE: u32 = 102;
+    pub const BACKUP_NOBACKUPS: u32 = 103;
+    pub const BACKUP_NOCHILD: u32 = 104;
+    pub const BACKUP_ALREADYCHILD: u32 = 105;
+    pub const BACKUP_SETUP: u32 = 106;
+    pub const BACKUP_EXECUTE: u32 = 107;
+    pub const BACKUP_TEARDOWN: u32 = 108;
+    pub const BACKUP_NETWORK: u32 = 109;
+    pub const BACKUP_OFFLINE: u32 = 110;
+    pub const BACKUP_NOSERVER: u32 = 111;
+    pub const BACKUP_NOFORK: u32 = 112;
+    pub const BACKUP_ERROR: u32 = 113;
+    pub const INCREMENTAL_BACKUP_SETUP: u32 = 200;
+    pub const INCREMENTAL_BACKUP_EXECUTE: u32 = 201;
+    pub const INCREMENTAL_BACKUP_TEARDOWN: u32 = 202;
+    pub const LIST_BACKUP_DEQUE_CREATE: u32 = 300;
+    pub const LIST_BACKUP_BACKUPS: u32 = 301;
+    pub const LIST_BACKUP_JSON_VALUE: u32 = 302;
+    pub const LIST_BACKUP_NETWORK: u32 = 303;
+    pub const LIST_BACKUP_NOSERVER: u32 = 304;
+    pub const LIST_BACKUP_NOFORK: u32 = 305;
+    pub const LIST_BACKUP_INVALID_SORT: u32 = 306;
+    pub const LIST_BACKUP_ERROR: u32 = 307;
+    pub const DELETE_SETUP: u32 = 400;
+    pub const DELETE_NOSERVER: u32 = 403;
+    pub const DELETE_NOFORK: u32 = 404;
+    pub const DELETE_NETWORK: u32 = 405;
+    pub const DELETE_ERROR: u32 = 406;
+    pub const DELETE_BACKUP_SETUP: u32 = 500;
+    pub const DELETE_BACKUP_EXECUTE: u32 = 501;
+    pub const DELETE_BACKUP_TEARDOWN: u32 = 502;
+    pub const DELETE_BACKUP_ACTIVE: u32 = 503;
+    pub const DELETE_BACKUP_NOBACKUPS: u32 = 504;
+    pub const DELETE_BACKUP_NOBACKUP: u32 = 505;
+    pub const DELETE_BACKUP_RETAINED: u32 = 506;
+    pub const DELETE_BACKUP_ROLLUP: u32 = 507;
+    pub const DELETE_BACKUP_FULL: u32 = 508;
+    pub const DELETE_BACKUP_ERROR: u32 = 509;
+    pub const RESTORE_NOBACKUP: u32 = 600;
+    pub const RESTORE_NODISK: u32 = 601;
+    pub const RESTORE_ACTIVE: u32 = 602;
+    pub const RESTORE_NOSERVER: u32 = 603;
+    pub const RESTORE_SETUP: u32 = 604;
+    pub const RESTORE_EXECUTE: u32 = 605;
+    pub const RESTORE_TEARDOWN: u32 = 606;
+    pub const RESTORE_NOFORK: u32 = 607;
+    pub const RESTORE_NETWORK: u32 = 608;
+    pub const RESTORE_ERROR: u32 = 609;
+    pub const COMBINE_SETUP: u32 = 700;
+    pub const COMBINE_EXECUTE: u32 = 701;
+    pub const COMBINE_TEARDOWN: u32 = 702;
+    pub const VERIFY_NOSERVER: u32 = 800;
+    pub const VERIFY_SETUP: u32 = 801;
+    pub const VERIFY_EXECUTE: u32 = 802;
+    pub const VERIFY_TEARDOWN: u32 = 803;
+    pub const VERIFY_NOFORK: u32 = 804;
+    pub const VERIFY_NETWORK: u32 = 805;
+    pub const VERIFY_ERROR: u32 = 806;
+    pub const ARCHIVE_NOBACKUP: u32 = 900;
+    pub const ARCHIVE_NOSERVER: u32 = 901;
+    pub const ARCHIVE_ACTIVE: u32 = 902;
+    pub const ARCHIVE_SETUP: u32 = 903;
+    pub const ARCHIVE_EXECUTE: u32 = 904;
+    pub const ARCHIVE_TEARDOWN: u32 = 905;
+    pub const ARCHIVE_NOFORK: u32 = 906;
+    pub const ARCHIVE_NETWORK: u32 = 907;
+    pub const ARCHIVE_ERROR: u32 = 908;
+    pub const STATUS_NOFORK: u32 = 1000;
+    pub const STATUS_NETWORK: u32 = 1001;
+    pub const STATUS_DETAILS_NOFORK: u32 = 1100;
+    pub const STATUS_DETAILS_NETWORK: u32 = 1101;
+    pub const RETAIN_NOBACKUP: u32 = 1200;
+    pub const RETAIN_NOSERVER: u32 = 1201;
+    pub const RETAIN_NOFORK: u32 = 1202;
+    pub const RETAIN_NETWORK: u32 = 1203;
+    pub const RETAIN_ERROR: u32 = 1204;
+    pub const EXPUNGE_NOBACKUP: u32 = 1300;
+    pub const EXPUNGE_NOSERVER: u32 = 1301;
+    pub const EXPUNGE_NOFORK: u32 = 1302;
+    pub const EXPUNGE_NETWORK: u32 = 1303;
+    pub const EXPUNGE_ERROR: u32 = 1304;
+    pub const DECRYPT_NOFILE: u32 = 1400;
+    pub const DECRYPT_NOFORK: u32 = 1401;
+    pub const DECRYPT_NETWORK: u32 = 1402;
+    pub const DECRYPT_ERROR: u32 = 1403;
+    pub const ENCRYPT_NOFILE: u32 = 1500;
+    pub const ENCRYPT_NOFORK: u32 = 1501;
+    pub const ENCRYPT_NETWORK: u32 = 1502;
+    pub const ENCRYPT_ERROR: u32 = 1503;
+    pub const GZIP_NOFILE: u32 = 1600;
+    pub const GZIP_NOFORK: u32 = 1601;
+    pub const GZIP_NETWORK: u32 = 1602;
+    pub const GZIP_ERROR: u32 = 1603;
+    pub const ZSTD_NOFILE: u32 = 1700;
+    pub const ZSTD_NOFORK: u32 = 1701;
+    pub const ZSTD_NETWORK: u32 = 1702;
+    pub const ZSTD_ERROR: u32 = 1703;
+    pub const LZ4_NOFILE: u32 = 1800;
+    pub const LZ4_NOFORK: u32 = 1801;
+    pub const LZ4_NETWORK: u32 = 1802;
+    pub const LZ4_ERROR: u32 = 1803;
+    pub const BZIP2_NOFILE: u32 = 1900;
+    pub const BZIP2_NOFORK: u32 = 1901;
+    pub const BZIP2_NETWORK: u32 = 1902;
+    pub const BZIP2_ERROR: u32 = 1903;
+    pub const DECOMPRESS_NOFORK: u32 = 2000;
+    pub const DECOMPRESS_UNKNOWN: u32 = 2001;
+    pub const COMPRESS_NOFORK: u32 = 2100;
+    pub const COMPRESS_UNKNOWN: u32 = 2101;
+    pub const INFO_NOBACKUP: u32 = 2200;
+    pub const INFO_NOSERVER: u32 = 2201;
+    pub const INFO_NOFORK: u32 = 2202;
+    pub const INFO_NETWORK: u32 = 2203;
+    pub const INFO_ERROR: u32 = 2204;
+    pub const ANNOTATE_NOBACKUP: u32 = 2500;
+    pub const ANNOTATE_NOSERVER: u32 = 2501;
+    pub const ANNOTATE_NOFORK: u32 = 2502;
+    pub const ANNOTATE_FAILED: u32 = 2503;
+    pub const ANNOTATE_NETWORK: u32 = 2504;
+    pub const ANNOTATE_ERROR: u32 = 2505;
+    pub const ANNOTATE_UNKNOWN_ACTION: u32 = 2506;
+    pub const CONF_GET_NOFORK: u32 = 2600;
+    pub const CONF_GET_NETWORK: u32 = 2602;
+    pub const CONF_GET_ERROR: u32 = 2603;
+    pub const CONF_SET_NOFORK: u32 = 2700;
+    pub const CONF_SET_NOREQUEST: u32 = 2701;
+    pub const CONF_SET_NOCONFIG_KEY_OR_VALUE: u32 = 2702;
+    pub const CONF_SET_NORESPONSE: u32 = 2703;
+    pub const CONF_SET_UNKNOWN_CONFIGURATION_KEY: u32 = 2704;
+    pub const CONF_SET_UNKNOWN_SERVER: u32 = 2705;
+    pub const CONF_SET_NETWORK: u32 = 2706;
+    pub const CONF_SET_ERROR: u32 = 2707;
+    pub const MODE_NOSERVER: u32 = 2800;
+    pub const MODE_NOFORK: u32 = 2801;
+    pub const MODE_FAILED: u32 = 2802;
+    pub const MODE_NETWORK: u32 = 2803;
+    pub const MODE_ERROR: u32 = 2804;
+    pub const MODE_UNKNOWN_ACTION: u32 = 2805;
+    pub const PROGRESS_NOSERVER: u32 = 3000;
+    pub const PROGRESS_NOFORK: u32 = 3001;
+    pub const PROGRESS_NETWORK: u32 = 3002;
+    pub const PROGRESS_ERROR: u32 = 3003;
+}
