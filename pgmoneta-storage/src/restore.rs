@@ -229,6 +229,11 @@ pub struct RestoreOptions {
     /// The command PostgreSQL runs to fetch WAL (`%f`, `%p`), written as `restore_command`
     /// when a recovery target is given.
     pub restore_command: Option<String>,
+    /// With a recovery target, also copy the archived WAL from the backup's first segment on
+    /// (decrypted, decompressed) into `pg_wal`, as upstream does, so that recovery needs no
+    /// access to the repository. Without a `restore_command`, `'false'` is written: PostgreSQL
+    /// then reads `pg_wal` alone.
+    pub copy_wal: bool,
     /// `primary_conninfo` for a `replica` restore.
     pub primary_conninfo: Option<String>,
     /// `primary_slot_name` for a `replica` restore.
@@ -246,6 +251,7 @@ impl RestoreOptions {
             workers: 1,
             master_key: None,
             restore_command: None,
+            copy_wal: false,
             primary_conninfo: None,
             primary_slot: None,
         }
@@ -542,11 +548,19 @@ fn restore_into(
         let _ = fs::remove_file(&link);
         std::os::unix::fs::symlink(rel, &link).map_err(StorageError::io("creating tablespace link", &link))?;
     }
+    let copied_wal = options.copy_wal && target.target.is_some();
+    if copied_wal {
+        copy_archived_wal(store, options, info, &data_dir.join("pg_wal"))?;
+    }
     // Recovery settings.
     let has_settings =
         target.target.is_some() || target.replica || !target.other.is_empty() || target.timeline.is_some();
     if has_settings {
-        let command = target.target.is_some().then_some(()).and(options.restore_command.as_deref());
+        let command = target
+            .target
+            .is_some()
+            .then_some(())
+            .and(options.restore_command.as_deref().or(copied_wal.then_some("false")));
         if target.target.is_some() && command.is_none() && !target.replica {
             return Err(StorageError::Invalid(
                 "a recovery target needs a restore_command to fetch WAL from the repository".into(),
@@ -576,6 +590,51 @@ fn restore_into(
     }
     fsio::set_mode(data_dir, 0o700)?;
     Ok(RestoreReport { info: info.clone(), data_dir: data_dir.to_owned(), files: totals.0, bytes: totals.1 })
+}
+
+/// Copies the archived WAL a recovery from `info` may need into `pg_wal`: every segment from
+/// the backup's first one on, on its timeline and later ones, and every history file.
+fn copy_archived_wal(store: &dyn Store, options: &RestoreOptions, info: &BackupInfo, pg_wal: &Path) -> Result<usize> {
+    let stored_dir = layout::wal_dir(&options.server);
+    let Some(dir) = store.local_path(&stored_dir) else {
+        return Err(StorageError::Invalid("copying WAL into pg_wal needs a local WAL archive".into()));
+    };
+    fsio::create_dir_all(pg_wal)?;
+    let first = info.wal.get(8..).unwrap_or_default().to_owned();
+    let timeline = info.wal.get(..8).unwrap_or_default().to_owned();
+    let cipher = Cipher::from_code(info.encryption);
+    let mut copied = 0;
+    for e in store.list(&stored_dir)? {
+        if e.kind != EntryKind::File || e.name.ends_with(fsio::TEMP_SUFFIX) {
+            continue;
+        }
+        let (plain, _, _) = stored_form(&e.name);
+        let is_segment = plain.len() == 24 && plain.bytes().all(|b| b.is_ascii_hexdigit());
+        let wanted = if is_segment {
+            // Names compare as numbers: fixed width, upper-case hex.
+            plain[8..] >= *first.as_str() && plain[..8] >= *timeline.as_str()
+        } else {
+            plain.ends_with(".history")
+        };
+        if !wanted {
+            continue;
+        }
+        let mut raw = std::fs::File::open(dir.join(&e.name)).map_err(StorageError::io("opening", dir.join(&e.name)))?;
+        let target = pg_wal.join(plain);
+        let mut out = fsio::AtomicFile::create(&target)?;
+        decode_stored(
+            &mut raw,
+            &join(&[&stored_dir, &e.name]),
+            cipher,
+            options.master_key.as_deref(),
+            &mut out,
+            &target,
+        )?;
+        out.commit_with(false)?;
+        copied += 1;
+    }
+    fsio::sync_dir(pg_wal)?;
+    Ok(copied)
 }
 
 /// The result of verifying one file.

@@ -126,14 +126,22 @@ fn restores_stop_exactly_at_each_recovery_target() {
         ("name=before_four", "{1,2,3}"),
         (&*format!("time={time_after_4}"), "{1,2,3,4}"),
     ];
-    for (position, expected) in cases {
+    // Cases run with the WAL copied into pg_wal and no restore_command at all, as upstream
+    // restores do: recovery must stop at the target from pg_wal alone.
+    let copied = [(&*format!("lsn={after_1}"), "{1}"), ("name=before_four", "{1,2,3}")];
+    let cases = cases.iter().map(|(p, e)| (*p, *e, false)).chain(copied.iter().map(|(p, e)| (*p, *e, true)));
+    for (position, expected, copy_wal) in cases {
         let root = tempfile::Builder::new().prefix("pgmoneta-pitr-restore-").tempdir_in("/tmp").unwrap();
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut ropts = RestoreOptions::new("primary", BackupSelector::Label(info.label.clone()), root.path());
         ropts.position = position.to_owned();
         ropts.master_key = Some(key.clone());
         ropts.workers = 2;
-        ropts.restore_command = Some(restore_command.clone());
+        if copy_wal {
+            ropts.copy_wal = true;
+        } else {
+            ropts.restore_command = Some(restore_command.clone());
+        }
         let report = restore(store.as_ref(), &ropts).unwrap_or_else(|e| panic!("{position}: {e}"));
         let restored = Cluster::start_on(cluster.install().clone(), &report.data_dir, cluster.superuser_password())
             .unwrap_or_else(|e| panic!("{position}: {e}"));
@@ -142,6 +150,10 @@ fn restores_stop_exactly_at_each_recovery_target() {
             assert!(Instant::now() < deadline, "{position}: recovery did not finish:\n{}", restored.log());
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert_eq!(rows(&restored), expected, "{position}:\n{}", restored.log());
+        assert_eq!(rows(&restored), expected, "{position} (WAL copied: {copy_wal}):\n{}", restored.log());
+        if copy_wal {
+            let auto = std::fs::read_to_string(report.data_dir.join("postgresql.auto.conf")).unwrap();
+            assert!(auto.contains("restore_command = 'false'"), "{auto}");
+        }
     }
 }
