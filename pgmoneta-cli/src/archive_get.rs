@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use pgmoneta_compress::Algorithm;
 use pgmoneta_core::config::Config;
 use pgmoneta_core::WalSegmentSize;
-use pgmoneta_crypto::{Cipher, MasterKeyFile};
+use pgmoneta_crypto::{Cipher, MasterKeyFile, AES_SUFFIX};
 use pgmoneta_storage::wal::{WalArchive, WalOptions};
 use pgmoneta_storage::StorageError;
 
@@ -63,11 +63,11 @@ fn fetch(args: &ArchiveGet) -> anyhow::Result<()> {
     if !dir.is_dir() {
         bail!("the WAL archive {} does not exist", dir.display());
     }
-    let needs_key = std::fs::read_dir(&dir)?.filter_map(|e| e.ok()).any(|e| {
-        let name = e.file_name().to_string_lossy().into_owned();
-        name.starts_with(&args.file) && name.ends_with(".aes")
-    });
-    let key = if needs_key {
+    // Reading only: the segment size and storage options do not matter; each file's name
+    // says how it is stored.
+    let archive = WalArchive::open(&dir, WalSegmentSize::DEFAULT, WalOptions::new(Algorithm::None, 0))?;
+    let stored = archive.locate(&args.file)?;
+    let key = if stored.ends_with(AES_SUFFIX) {
         let file = match &args.master_key {
             Some(p) => MasterKeyFile::new(p),
             None => MasterKeyFile::default_location()?,
@@ -76,12 +76,7 @@ fn fetch(args: &ArchiveGet) -> anyhow::Result<()> {
     } else {
         None
     };
-    // Reading only: the cipher is the configured one; compression comes from each file's name.
-    let mut options = WalOptions::new(Algorithm::None, 0);
-    if let (Some(k), Some(cipher)) = (&key, Cipher::from_code(config.main.encryption.code() as u8)) {
-        options.encryption = Some((cipher, std::sync::Arc::new(k.clone())));
-    }
-    let archive = WalArchive::open(&dir, WalSegmentSize::DEFAULT, options)?;
-    archive.fetch(&args.file, &args.destination, key.as_ref())?;
+    let cipher = Cipher::from_code(config.main.encryption.code() as u8);
+    archive.fetch_file(&stored, &args.destination, cipher, key.as_ref())?;
     Ok(())
 }

@@ -671,8 +671,9 @@ fn run<S: Read + Write>(
                         let handle = s.spawn(move || {
                             let input = ChannelReader { rx, current: Bytes::new() };
                             let r = parse_archive(&shared, &info, &root, input, &senders);
-                            if let Err(e) = &r {
-                                shared.fail(StorageError::Invalid(format!("archive {}: {e}", info.name)));
+                            if r.is_err() {
+                                // Stops the receiving loop; the error itself is returned by join.
+                                shared.failed.store(true, Ordering::SeqCst);
                             }
                             r
                         });
@@ -750,10 +751,13 @@ fn run<S: Read + Write>(
         ..BackupInfo::default()
     };
     let linked = crate::ops::link_backup(store.as_ref(), &options.server, &draft)?;
-    if let Some(previous) = &linked.previous {
-        let path = join(&[&layout::backup_dir(&options.server, previous), BACKUP_SHA512]);
-        let text = String::from_utf8(store.read(&path)?).map_err(|_| StorageError::corrupt(&path, "not UTF-8"))?;
-        let old = Sha512Sums::parse(&text, &path)?;
+    if let Some(old) = linked
+        .previous
+        .as_ref()
+        .map(|p| crate::ops::load_sums(store.as_ref(), &options.server, p))
+        .transpose()?
+        .flatten()
+    {
         for rel in &linked.linked {
             if let Some(h) = old.files.get(rel) {
                 sums.files.insert(rel.clone(), h.clone());

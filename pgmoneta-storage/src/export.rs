@@ -8,14 +8,13 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use pgmoneta_compress::{Compression, Encoder, EncoderOptions};
-use pgmoneta_crypto::{Cipher, EncryptWriter, MasterKey, AES_SUFFIX};
+use pgmoneta_compress::Compression;
+use pgmoneta_crypto::{Cipher, MasterKey, AES_SUFFIX};
 
 use crate::error::{Result, StorageError};
 use crate::fsio;
 use crate::layout;
-use crate::manifest::{BackupManifest, BACKUP_MANIFEST};
-use crate::ops::load_info;
+use crate::ops::{load_info, load_manifest, NEVER_LINKED};
 use crate::restore::{list_backups, restore, BackupSelector, RestoreOptions};
 use crate::store::{join, Store};
 use crate::tar::TarWriter;
@@ -108,33 +107,23 @@ pub fn archive(store: &dyn Store, options: &ArchiveOptions) -> Result<PathBuf> {
     }
     let result = (|| -> Result<()> {
         let mut out = fsio::AtomicFile::create(&target)?;
-        let opts = EncoderOptions { level: options.level.max(compression.algorithm.fastest_level()), workers: 0 };
-        match cipher {
-            Some(c) => {
-                let key = options.master_key.as_deref().ok_or_else(|| {
+        let encryption = match cipher {
+            Some(c) => Some((
+                c,
+                options.master_key.as_deref().ok_or_else(|| {
                     StorageError::Invalid("the backup is encrypted and no master key was given".into())
-                })?;
-                let enc = EncryptWriter::new(key, c, &mut out)?;
-                let comp =
-                    Encoder::new(compression.algorithm, opts, enc).map_err(StorageError::io("compressing", &target))?;
-                let mut tar = TarWriter::new(comp);
-                for (dir, n) in &trees {
-                    tar_tree(&mut tar, dir, n)?;
-                }
-                let comp = tar.finish().map_err(StorageError::io("writing", &target))?;
-                comp.finish().map_err(StorageError::io("compressing", &target))?.finish()?;
+                })?,
+            )),
+            None => None,
+        };
+        let level = options.level.max(compression.algorithm.fastest_level());
+        fsio::write_sealed(&mut out, compression.algorithm, level, encryption, &target, &mut |w| {
+            let mut tar = TarWriter::new(w);
+            for (dir, n) in &trees {
+                tar_tree(&mut tar, dir, n)?;
             }
-            None => {
-                let comp = Encoder::new(compression.algorithm, opts, &mut out)
-                    .map_err(StorageError::io("compressing", &target))?;
-                let mut tar = TarWriter::new(comp);
-                for (dir, n) in &trees {
-                    tar_tree(&mut tar, dir, n)?;
-                }
-                let comp = tar.finish().map_err(StorageError::io("writing", &target))?;
-                comp.finish().map_err(StorageError::io("compressing", &target))?;
-            }
-        }
+            tar.finish().map(|_| ()).map_err(StorageError::io("writing", &target))
+        })?;
         out.commit().map(|_| ())
     })();
     for (dir, _) in &trees {
@@ -235,17 +224,11 @@ fn incremental_update(
     newest: &str,
     dest: &Path,
 ) -> Result<usize> {
-    let manifest = |label: &str| -> Result<BackupManifest> {
-        let path = join(&[&layout::backup_dir(&options.server, label), BACKUP_MANIFEST]);
-        let text = String::from_utf8(store.read(&path)?).map_err(|_| StorageError::corrupt(&path, "not UTF-8"))?;
-        BackupManifest::parse(&text, &path)
-    };
-    let (old, new) = (manifest(prev)?, manifest(newest)?);
+    let (old, new) = (load_manifest(store, &options.server, prev)?, load_manifest(store, &options.server, newest)?);
     let info = load_info(store, &options.server, newest)?;
-    let always = ["global/pg_control", "postgresql.conf", "pg_hba.conf", "backup_label", "tablespace_map"];
     let mut written = 0;
     for (path, hash) in &new.files {
-        if old.files.get(path) == Some(hash) && !always.contains(&path.as_str()) {
+        if old.files.get(path) == Some(hash) && !NEVER_LINKED.contains(&path.as_str()) {
             continue;
         }
         let target = dest.join(path);

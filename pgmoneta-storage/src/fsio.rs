@@ -305,3 +305,36 @@ pub fn sync_tree(dir: &Path) -> Result<()> {
     nix::unistd::syncfs(d.as_raw_fd())
         .map_err(|e| StorageError::io("syncing the file system of", dir)(io::Error::from_raw_os_error(e as i32)))
 }
+
+/// Writes what `body` produces through compression and then encryption into `out`, finishing
+/// each layer in order (the compressed stream's end, then the GCM tag). `what` names the
+/// output in errors.
+///
+/// # Errors
+/// Codec and encryption failures, and those of `body`.
+pub(crate) fn write_sealed(
+    out: &mut dyn Write,
+    algorithm: pgmoneta_compress::Algorithm,
+    level: i32,
+    encryption: Option<(pgmoneta_crypto::Cipher, &pgmoneta_crypto::MasterKey)>,
+    what: &Path,
+    body: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    use pgmoneta_compress::{Encoder, EncoderOptions};
+    let options = EncoderOptions { level, workers: 0 };
+    let compressing = StorageError::io("compressing", what);
+    match encryption {
+        Some((cipher, key)) => {
+            let encrypted = pgmoneta_crypto::EncryptWriter::new(key, cipher, out)?;
+            let mut z = Encoder::new(algorithm, options, encrypted).map_err(StorageError::io("compressing", what))?;
+            body(&mut z)?;
+            z.finish().map_err(compressing)?.finish()?;
+        }
+        None => {
+            let mut z = Encoder::new(algorithm, options, out).map_err(StorageError::io("compressing", what))?;
+            body(&mut z)?;
+            z.finish().map_err(compressing)?;
+        }
+    }
+    Ok(())
+}

@@ -12,14 +12,14 @@ use std::collections::BTreeMap;
 use crate::error::{Result, StorageError};
 use crate::info::{BackupInfo, BackupType, BACKUP_INFO};
 use crate::layout;
-use crate::manifest::{BackupManifest, BACKUP_MANIFEST};
+use crate::manifest::{BackupManifest, Sha512Sums, BACKUP_MANIFEST, BACKUP_SHA512};
 use crate::restore::{list_backups, stored_form};
 use crate::retention::RetentionPlan;
 use crate::store::{join, EntryKind, Store};
 
-/// Files restored last and never linked: they are what a restored cluster is configured and
-/// started from.
-const NEVER_LINKED: [&str; 5] =
+/// Files never linked and always copied to a hot standby: they are what a restored cluster is
+/// configured and started from.
+pub(crate) const NEVER_LINKED: [&str; 5] =
     ["global/pg_control", "postgresql.conf", "pg_hba.conf", "backup_label", "tablespace_map"];
 
 /// Reads a backup's `backup.info`.
@@ -31,8 +31,12 @@ pub fn load_info(store: &dyn Store, server: &str, label: &str) -> Result<BackupI
     if !store.exists(&path) {
         return Err(StorageError::NotFound(format!("no backup {label} of server {server}")));
     }
-    let text = String::from_utf8(store.read(&path)?).map_err(|_| StorageError::corrupt(&path, "not UTF-8"))?;
-    BackupInfo::parse(&text, &path)
+    BackupInfo::parse(&read_text(store, &path)?, &path)
+}
+
+/// A stored text file.
+pub(crate) fn read_text(store: &dyn Store, path: &str) -> Result<String> {
+    String::from_utf8(store.read(path)?).map_err(|_| StorageError::corrupt(path, "not UTF-8"))
 }
 
 /// Writes a backup's `backup.info` (atomically), then its entry in `backup.sha512`, as
@@ -45,29 +49,38 @@ pub fn save_info(store: &dyn Store, server: &str, info: &BackupInfo) -> Result<(
     let dir = layout::backup_dir(server, &info.label);
     let text = info.to_text();
     store.write(&join(&[&dir, BACKUP_INFO]), text.as_bytes())?;
-    let sums_path = join(&[&dir, crate::manifest::BACKUP_SHA512]);
-    if store.exists(&sums_path) {
-        let old =
-            String::from_utf8(store.read(&sums_path)?).map_err(|_| StorageError::corrupt(&sums_path, "not UTF-8"))?;
-        let mut sums = crate::manifest::Sha512Sums::parse(&old, &sums_path)?;
+    if let Some(mut sums) = load_sums(store, server, &info.label)? {
         sums.files.insert(
             BACKUP_INFO.to_owned(),
             pgmoneta_crypto::digest_hex(pgmoneta_crypto::HashAlgorithm::Sha512, text.as_bytes()),
         );
-        store.write(&sums_path, sums.to_text().as_bytes())?;
+        store.write(&join(&[&dir, BACKUP_SHA512]), sums.to_text().as_bytes())?;
     }
     Ok(())
 }
 
-fn load_manifest(store: &dyn Store, server: &str, label: &str) -> Result<BackupManifest> {
+/// A backup's `backup.manifest`.
+pub(crate) fn load_manifest(store: &dyn Store, server: &str, label: &str) -> Result<BackupManifest> {
     let path = join(&[&layout::backup_dir(server, label), BACKUP_MANIFEST]);
-    let text = String::from_utf8(store.read(&path)?).map_err(|_| StorageError::corrupt(&path, "not UTF-8"))?;
-    BackupManifest::parse(&text, &path)
+    BackupManifest::parse(&read_text(store, &path)?, &path)
+}
+
+/// A backup's `backup.sha512`, when it has one.
+pub(crate) fn load_sums(store: &dyn Store, server: &str, label: &str) -> Result<Option<Sha512Sums>> {
+    let path = join(&[&layout::backup_dir(server, label), BACKUP_SHA512]);
+    if !store.exists(&path) {
+        return Ok(None);
+    }
+    Sha512Sums::parse(&read_text(store, &path)?, &path).map(Some)
 }
 
 /// Stored files of a backup: manifest path to stored path (relative to the repository), for
 /// regular files and for links alike.
-fn stored_files(store: &dyn Store, server: &str, info: &BackupInfo) -> Result<BTreeMap<String, (String, bool)>> {
+pub(crate) fn stored_files(
+    store: &dyn Store,
+    server: &str,
+    info: &BackupInfo,
+) -> Result<BTreeMap<String, (String, bool)>> {
     let dir = layout::backup_dir(server, &info.label);
     let mut out = BTreeMap::new();
     let mut roots = vec![(join(&[&dir, "data"]), String::new())];

@@ -18,7 +18,6 @@ use crate::error::{Result, StorageError};
 use crate::fsio;
 use crate::info::{BackupInfo, BACKUP_INFO};
 use crate::layout;
-use crate::manifest::{BackupManifest, BACKUP_MANIFEST};
 use crate::store::{join, EntryKind, Store};
 
 /// The backups of a server, oldest first, with their `backup.info`; directories without one
@@ -36,8 +35,7 @@ pub fn list_backups(store: &dyn Store, server: &str) -> Result<Vec<BackupInfo>> 
         if !store.exists(&path) {
             continue;
         }
-        let text = String::from_utf8(store.read(&path)?).map_err(|_| StorageError::corrupt(&path, "not UTF-8"))?;
-        out.push(BackupInfo::parse(&text, &path)?);
+        out.push(BackupInfo::parse(&crate::ops::read_text(store, &path)?, &path)?);
     }
     out.sort_by(|a, b| a.label.cmp(&b.label));
     Ok(out)
@@ -556,16 +554,18 @@ fn restore_into(
     let has_settings =
         target.target.is_some() || target.replica || !target.other.is_empty() || target.timeline.is_some();
     if has_settings {
-        let command = target
-            .target
-            .is_some()
-            .then_some(())
-            .and(options.restore_command.as_deref().or(copied_wal.then_some("false")));
-        if target.target.is_some() && command.is_none() && !target.replica {
-            return Err(StorageError::Invalid(
-                "a recovery target needs a restore_command to fetch WAL from the repository".into(),
-            ));
-        }
+        let command = match (&target.target, options.restore_command.as_deref()) {
+            (None, _) => None,
+            (Some(_), Some(c)) => Some(c),
+            // PostgreSQL then reads the copied WAL from pg_wal alone.
+            (Some(_), None) if copied_wal => Some("false"),
+            (Some(_), None) if target.replica => None,
+            (Some(_), None) => {
+                return Err(StorageError::Invalid(
+                    "a recovery target needs a restore_command to fetch WAL from the repository".into(),
+                ))
+            }
+        };
         let settings = target.settings(command, options.primary_conninfo.as_deref(), options.primary_slot.as_deref());
         let auto = data_dir.join("postgresql.auto.conf");
         let mut text = fs::read_to_string(&auto).unwrap_or_default();
@@ -676,33 +676,11 @@ pub fn verify(
         .find(|b| b.label == label)
         .ok_or_else(|| StorageError::NotFound(format!("no backup {label} of {server}")))?;
     let dir = layout::backup_dir(server, label);
-    let mpath = join(&[&dir, BACKUP_MANIFEST]);
-    let manifest = BackupManifest::parse(
-        &String::from_utf8(store.read(&mpath)?).map_err(|_| StorageError::corrupt(&mpath, "not UTF-8"))?,
-        &mpath,
-    )?;
-    let spath = join(&[&dir, crate::manifest::BACKUP_SHA512]);
-    let sums = if store.exists(&spath) {
-        crate::manifest::Sha512Sums::parse(
-            &String::from_utf8(store.read(&spath)?).map_err(|_| StorageError::corrupt(&spath, "not UTF-8"))?,
-            &spath,
-        )?
-    } else {
-        crate::manifest::Sha512Sums::default()
-    };
+    let manifest = crate::ops::load_manifest(store, server, label)?;
+    let sums = crate::ops::load_sums(store, server, label)?.unwrap_or_default();
     // Where each manifest path is stored.
-    let mut stored: BTreeMap<String, String> = BTreeMap::new();
-    let mut files = Vec::new();
-    walk_names(store, &join(&[&dir, "data"]), "", &mut files)?;
-    for (rel, s) in files.drain(..) {
-        stored.insert(rel, s);
-    }
-    for t in &info.tablespaces {
-        walk_names(store, &join(&[&dir, &t.dir]), &format!("pg_tblspc/{}/", t.oid), &mut files)?;
-        for (rel, s) in files.drain(..) {
-            stored.insert(rel, s);
-        }
-    }
+    let stored: BTreeMap<String, String> =
+        crate::ops::stored_files(store, server, info)?.into_iter().map(|(p, (st, _))| (p, st)).collect();
     let dir_prefix = format!("{dir}/");
     let relative = |st: &str| st.strip_prefix(&dir_prefix).unwrap_or(st).to_owned();
     // Stored files checked through the manifest pass; the others are hashed as stored.
@@ -774,21 +752,6 @@ fn hash_raw(store: &dyn Store, stored: &str) -> Result<String> {
     let mut raw = HashingReader::new(store.open(stored)?, HashAlgorithm::Sha512);
     std::io::copy(&mut raw, &mut std::io::sink()).map_err(StorageError::io("reading", stored))?;
     Ok(raw.finish_hex().1)
-}
-
-fn walk_names(store: &dyn Store, dir: &str, prefix: &str, out: &mut Vec<(String, String)>) -> Result<()> {
-    for e in store.list(dir)? {
-        let stored = join(&[dir, &e.name]);
-        match e.kind {
-            EntryKind::Dir => walk_names(store, &stored, &format!("{prefix}{}/", e.name), out)?,
-            EntryKind::Symlink if dir.ends_with("/data/pg_tblspc") => {}
-            EntryKind::File | EntryKind::Symlink => {
-                let (plain, _, _) = stored_form(&e.name);
-                out.push((format!("{prefix}{plain}"), stored));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The SHA-512 of a stored file's plain contents and of its stored bytes, in one streaming pass.

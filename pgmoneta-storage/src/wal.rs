@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Sender};
-use pgmoneta_compress::{Algorithm, Encoder, EncoderOptions};
+use pgmoneta_compress::Algorithm;
 use pgmoneta_core::{Lsn, TimelineId, WalFileKind, WalSegment, WalSegmentSize};
-use pgmoneta_crypto::{Cipher, EncryptWriter, MasterKey, AES_SUFFIX};
+use pgmoneta_crypto::{Cipher, MasterKey, AES_SUFFIX};
 use pgmoneta_wire::replication::WalEvent;
 use pgmoneta_wire::PgConnection;
 
@@ -154,29 +154,10 @@ impl WalArchive {
         let dst = self.dir.join(&stored);
         let mut input = File::open(&src).map_err(StorageError::io("opening", &src))?;
         let mut out = fsio::AtomicFile::create(&dst)?;
-        match &self.options.encryption {
-            Some((cipher, key)) => {
-                let enc = EncryptWriter::new(key, *cipher, &mut out)?;
-                let mut c = Encoder::new(
-                    self.options.compression,
-                    EncoderOptions { level: self.options.level, workers: 0 },
-                    enc,
-                )
-                .map_err(StorageError::io("compressing", &src))?;
-                std::io::copy(&mut input, &mut c).map_err(StorageError::io("compressing", &src))?;
-                c.finish().map_err(StorageError::io("compressing", &src))?.finish()?;
-            }
-            None => {
-                let mut c = Encoder::new(
-                    self.options.compression,
-                    EncoderOptions { level: self.options.level, workers: 0 },
-                    &mut out,
-                )
-                .map_err(StorageError::io("compressing", &src))?;
-                std::io::copy(&mut input, &mut c).map_err(StorageError::io("compressing", &src))?;
-                c.finish().map_err(StorageError::io("compressing", &src))?;
-            }
-        }
+        let encryption = self.options.encryption.as_ref().map(|(c, k)| (*c, k.as_ref()));
+        fsio::write_sealed(&mut out, self.options.compression, self.options.level, encryption, &src, &mut |w| {
+            std::io::copy(&mut input, w).map(|_| ()).map_err(StorageError::io("compressing", &src))
+        })?;
         out.commit()?;
         fs::remove_file(&src).map_err(StorageError::io("removing", &src))?;
         fsio::sync_dir(&self.dir)?;
@@ -232,25 +213,44 @@ impl WalArchive {
     /// [`StorageError::NotFound`] when the archive does not have it; a damaged file or a wrong
     /// key (nothing is left at `dest` then).
     pub fn fetch(&self, name: &str, dest: &Path, key: Option<&MasterKey>) -> Result<u64> {
-        // Matched by name alone, so that any segment size is found.
-        let mut found = None;
+        let cipher = self.options.encryption.as_ref().map(|(c, _)| *c);
+        self.fetch_file(&self.locate(name)?, dest, cipher, key)
+    }
+
+    /// The name under which `name` (a segment or history file) is stored, with its suffixes.
+    /// Matched by name alone, so that any segment size is found.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`] when the archive does not have it.
+    pub fn locate(&self, name: &str) -> Result<String> {
         for e in fs::read_dir(&self.dir).map_err(StorageError::io("listing", &self.dir))? {
             let file_name =
                 e.map_err(StorageError::io("listing", &self.dir))?.file_name().to_string_lossy().into_owned();
             if !file_name.ends_with(fsio::TEMP_SUFFIX) && stored_form(&file_name).0 == name {
-                found = Some(file_name);
+                return Ok(file_name);
             }
         }
-        let found = found.ok_or_else(|| {
-            StorageError::NotFound(format!("{name} is not in the WAL archive {}", self.dir.display()))
-        })?;
+        Err(StorageError::NotFound(format!("{name} is not in the WAL archive {}", self.dir.display())))
+    }
+
+    /// Writes the plain contents of the stored file `stored` (a name [`WalArchive::locate`]
+    /// gave) to `dest`; `cipher` and `key` decrypt a `.aes` file.
+    ///
+    /// # Errors
+    /// A damaged file or a wrong key (nothing is left at `dest` then), I/O failures.
+    pub fn fetch_file(
+        &self,
+        stored: &str,
+        dest: &Path,
+        cipher: Option<Cipher>,
+        key: Option<&MasterKey>,
+    ) -> Result<u64> {
+        let name = stored_form(stored).0;
         let is_segment = name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit());
-        let path = self.dir.join(&found);
+        let path = self.dir.join(stored);
         let mut raw = File::open(&path).map_err(StorageError::io("opening", &path))?;
         let mut out = fsio::AtomicFile::create(dest)?;
-        let cipher = self.options.encryption.as_ref().map(|(c, _)| *c);
-        let stored = path.display().to_string();
-        let n = crate::restore::decode_stored(&mut raw, &stored, cipher, key, &mut out, dest)?;
+        let n = crate::restore::decode_stored(&mut raw, &path.display().to_string(), cipher, key, &mut out, dest)?;
         if is_segment && WalSegmentSize::new(n).is_err() {
             return Err(StorageError::corrupt(&path, format!("{n} bytes is not the size of a WAL segment")));
         }
