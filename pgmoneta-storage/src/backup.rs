@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufReader, Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -64,6 +64,18 @@ pub struct BackupOptions {
     pub max_rate_kb: Option<u32>,
     /// Set to stop the backup; it then fails with [`StorageError::Cancelled`].
     pub cancel: Arc<AtomicBool>,
+    /// Bytes received and the server's size estimate, published while the backup runs.
+    pub progress: Arc<BackupProgress>,
+}
+
+/// How far a running backup is: bytes received of the archives (as sent, so compressed with
+/// server-side compression) against PostgreSQL's estimate of the uncompressed total.
+#[derive(Debug, Default)]
+pub struct BackupProgress {
+    /// Bytes of archive data received.
+    pub done: AtomicU64,
+    /// The server's estimate of the backup's size in bytes (0 until known).
+    pub total: AtomicU64,
 }
 
 impl BackupOptions {
@@ -80,6 +92,7 @@ impl BackupOptions {
             fast_checkpoint: true,
             max_rate_kb: None,
             cancel: Arc::new(AtomicBool::new(false)),
+            progress: Arc::new(BackupProgress::default()),
         }
     }
 
@@ -638,6 +651,9 @@ fn run<S: Read + Write>(
         let outcome = (|| -> Result<((Lsn, u32), (Lsn, u32))> {
             let mut backup = conn.base_backup(&bb, version)?;
             let start = (backup.start_lsn(), backup.start_timeline().0);
+            let estimate: u64 = backup.tablespaces().iter().filter_map(|t| t.size_kb).sum::<u64>() * 1024;
+            options.progress.done.store(0, Ordering::Relaxed);
+            options.progress.total.store(estimate, Ordering::Relaxed);
             let mut archive: Option<(Sender<Bytes>, std::thread::ScopedJoinHandle<'_, Result<()>>)> = None;
             let finish_archive =
                 |a: Option<(Sender<Bytes>, std::thread::ScopedJoinHandle<'_, Result<()>>)>| -> Result<()> {
@@ -680,6 +696,7 @@ fn run<S: Read + Write>(
                         archive = Some((tx, handle));
                     }
                     BaseBackupEvent::ArchiveData(d) => {
+                        options.progress.done.fetch_add(d.len() as u64, Ordering::Relaxed);
                         let Some((tx, _)) = &archive else {
                             return Err(StorageError::Invalid("archive data before any archive".into()));
                         };

@@ -16,13 +16,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Sender};
 use pgmoneta_compress::Algorithm;
-use pgmoneta_core::{Lsn, TimelineId, WalFileKind, WalSegment, WalSegmentSize};
+use pgmoneta_core::{AtomicLsn, Lsn, TimelineId, WalFileKind, WalSegment, WalSegmentSize};
 use pgmoneta_crypto::{Cipher, MasterKey, AES_SUFFIX};
 use pgmoneta_wire::replication::WalEvent;
 use pgmoneta_wire::PgConnection;
@@ -443,6 +443,20 @@ pub struct StreamOptions {
     pub stop: Arc<AtomicBool>,
     /// Longest time between status updates (and syncs while data arrives).
     pub status_interval: Duration,
+    /// Where streaming stands, published for status and metrics.
+    pub progress: Arc<StreamProgress>,
+}
+
+/// Where a stream stands, updated as it runs: what is on disk, what the server has, the
+/// timeline. Read from other threads.
+#[derive(Debug, Default)]
+pub struct StreamProgress {
+    /// The position written and synced.
+    pub flushed: AtomicLsn,
+    /// The server's end of WAL, as of its last message.
+    pub server_end: AtomicLsn,
+    /// The timeline being streamed (0 before the stream starts).
+    pub timeline: AtomicU32,
 }
 
 impl StreamOptions {
@@ -452,6 +466,7 @@ impl StreamOptions {
             slot: slot.map(str::to_owned),
             stop: Arc::new(AtomicBool::new(false)),
             status_interval: Duration::from_secs(10),
+            progress: Arc::new(StreamProgress::default()),
         }
     }
 }
@@ -520,6 +535,7 @@ fn stream_loop(
             archive.store_history(&h.file_name, &h.content)?;
         }
         let mut stream = conn.start_replication(options.slot.as_deref(), *start, *timeline)?;
+        options.progress.timeline.store(timeline.0, Ordering::Relaxed);
         let mut last_status = Instant::now();
         let mut dirty = false;
         loop {
@@ -536,11 +552,15 @@ fn stream_loop(
             let idle = event.is_none();
             let mut reply = false;
             match event {
-                Some(WalEvent::Data { start: at, data, .. }) => {
+                Some(WalEvent::Data { start: at, data, server_end, .. }) => {
                     writer.write(at, &data)?;
+                    options.progress.server_end.fetch_max(server_end);
                     dirty = true;
                 }
-                Some(WalEvent::Keepalive { reply_requested, .. }) => reply = reply_requested,
+                Some(WalEvent::Keepalive { reply_requested, server_end, .. }) => {
+                    options.progress.server_end.fetch_max(server_end);
+                    reply = reply_requested;
+                }
                 Some(WalEvent::End { next_timeline, next_start }) => {
                     let flushed = writer.flush()?;
                     for name in writer.take_completed() {
@@ -561,6 +581,7 @@ fn stream_loop(
             let due = last_status.elapsed() >= options.status_interval;
             if reply || !completed.is_empty() || (dirty && idle) || due {
                 let flushed = writer.flush()?;
+                options.progress.flushed.fetch_max(flushed);
                 stream.send_status(writer.written(), flushed, false)?;
                 last_status = Instant::now();
                 dirty = false;
