@@ -1,8 +1,143 @@
 //! The pgmoneta daemon.
 //!
-//! This crate composes the libraries into the `pgmoneta` service: configuration and vault loading,
-//! one WAL receiver thread per server under a supervisor, the management server (Unix socket and
-//! remote TCP with SCRAM-SHA-256 and TLS), the worker pool, timers for retention and verification,
-//! the Prometheus endpoint, signals and reload.
+//! This crate composes the libraries into the `pgmoneta` service:
 //!
-//! Nothing is public yet; the `pgmoneta` binary is added with the services it runs.
+//! - [`state`]: what the threads share (configuration, secrets, per-server status and locks);
+//! - [`pg`]: connections to the configured servers and the checks that make one valid;
+//! - [`walservice`]: one WAL receiver thread per server under a supervisor;
+//! - [`mgmt`] and [`commands`]: the management server (Unix socket, remote TCP with TLS and
+//!   SCRAM-SHA-256) and every management command;
+//! - [`metrics`]: the Prometheus endpoint;
+//! - [`timers`]: retention, background verification and server re-checks;
+//! - [`logging`], [`pidfile`], [`clock`]: the process's plumbing.
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod commands;
+pub mod logging;
+pub mod metrics;
+pub mod mgmt;
+pub mod pg;
+pub mod pidfile;
+pub mod state;
+pub mod timers;
+pub mod walservice;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use pgmoneta_core::config::Config;
+use pgmoneta_crypto::{MasterKey, Vault, VaultKind};
+
+use crate::state::Shared;
+
+/// `[pgmoneta]` keys whose change needs a restart: a reload keeps their old value and says so.
+pub const RESTART_KEYS: &[&str] = &[
+    "host",
+    "unix_socket_dir",
+    "base_dir",
+    "workspace",
+    "pidfile",
+    "libev",
+    "log_type",
+    "log_path",
+    "hugepage",
+    "update_process_title",
+    "tls",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_ca_file",
+    "metrics",
+    "management",
+    "metrics_cert_file",
+    "metrics_key_file",
+    "metrics_ca_file",
+    "metrics_cache_max_size",
+    "metrics_cache_max_age",
+    "blocking_timeout",
+    "verification",
+    "retention_interval",
+    "direct_io",
+];
+
+/// Reads a vault and decrypts every password with the master key.
+///
+/// # Errors
+/// A sentence naming the file and what is wrong.
+pub fn read_vault(path: &Path, kind: VaultKind, key: Option<&MasterKey>) -> Result<HashMap<String, String>, String> {
+    let vault = Vault::load(path, kind).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = HashMap::new();
+    let users: Vec<String> = vault.users().into_iter().map(str::to_owned).collect();
+    if users.is_empty() {
+        return Ok(out);
+    }
+    let key = key.ok_or_else(|| {
+        format!("{}: the master key is needed to read it (pgmoneta-admin master-key)", path.display())
+    })?;
+    for user in users {
+        match vault.password(key, &user) {
+            Ok(Some(p)) => {
+                out.insert(user, p);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(format!(
+                    "{}: user {user:?}: {e} (is this the master key the vault was written with?)",
+                    path.display()
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Re-reads the configuration and the vaults from disk and applies what can change at run
+/// time. Keys that need a restart keep their value; the result says whether any did.
+///
+/// # Errors
+/// Every problem of the new configuration (nothing is applied then).
+pub fn reload(shared: &Arc<Shared>) -> Result<bool, String> {
+    let parsed = Config::load(&shared.paths.config).map_err(|e| e.to_string())?;
+    let (mut next, warnings) = parsed.check().map_err(|e| e.to_string())?;
+    for w in warnings {
+        log::warn!("{w}");
+    }
+    let current = shared.config();
+    let mut restart = false;
+    for key in RESTART_KEYS {
+        let (old, new) = (current.get(key), next.get(key));
+        if let (Ok(old), Ok(new)) = (old, new) {
+            if old != new {
+                log::warn!("reload: {key} changed from {old:?} to {new:?}; it takes effect after a restart");
+                let _ = next.set(key, &old);
+                restart = true;
+            }
+        }
+    }
+    let names = |c: &Config| c.servers.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+    if names(&next) != names(&current) {
+        log::warn!("reload: the servers changed; the new set takes effect after a restart");
+        next.servers = current.servers.clone();
+        restart = true;
+    }
+    let key = shared.master_key.as_deref();
+    let users = read_vault(&shared.paths.users, VaultKind::Users, key)?;
+    let admins = match &shared.paths.admins {
+        Some(p) if p.exists() => read_vault(p, VaultKind::Admins, key)?,
+        _ => HashMap::new(),
+    };
+    *shared.users.write() = users;
+    *shared.admins.write() = admins;
+    *shared.config.write() = Arc::new(next);
+    logging::install(&shared.config().main);
+    log::info!("configuration reloaded{}", if restart { " (some changes need a restart)" } else { "" });
+    Ok(restart)
+}
+
+/// Starts an orderly shutdown: the signal thread wakes and stops everything.
+pub fn request_shutdown(shared: &Shared) {
+    shared.shutdown.store(true, Ordering::SeqCst);
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGTERM);
+}

@@ -1,0 +1,895 @@
+//! The management commands: each request document is answered with upstream's response fields
+//! and error codes (see `docs/management.md`).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use pgmoneta_compress::{Algorithm, Compression, EncoderOptions};
+use pgmoneta_core::config::Config;
+use pgmoneta_core::{BackupLabel, Clock, Lsn};
+use pgmoneta_crypto::Cipher;
+use pgmoneta_storage::backup::{take_backup, BackupOptions, BackupProgress};
+use pgmoneta_storage::export::{archive, ArchiveOptions, HotStandbyOptions};
+use pgmoneta_storage::info::{BackupInfo, BackupType};
+use pgmoneta_storage::ops::{self, Annotation};
+use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, FileVerification, RestoreOptions};
+use pgmoneta_storage::store::Store;
+use pgmoneta_storage::{layout, StorageError};
+use pgmoneta_wire::management::{error_code as ec, Command, Document, Outcome};
+use serde_json::{json, Map, Value};
+
+use crate::clock::SystemClock;
+use crate::state::{Activity, ServerState, Shared};
+use crate::{pg, walservice};
+
+/// The version the daemon reports as `ServerVersion`.
+pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A failed command: upstream's error code and workflow name.
+#[derive(Debug)]
+pub struct Failure {
+    code: u32,
+    workflow: Option<&'static str>,
+}
+
+fn fail(code: u32, what: impl AsRef<str>) -> Failure {
+    log::error!("{}", what.as_ref());
+    Failure { code, workflow: None }
+}
+
+fn fail_in(code: u32, workflow: &'static str, what: impl AsRef<str>) -> Failure {
+    log::error!("{}", what.as_ref());
+    Failure { code, workflow: Some(workflow) }
+}
+
+type Reply = Result<Map<String, Value>, Failure>;
+
+/// The `Response` every reply carries.
+pub fn base_response() -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("ServerVersion".into(), json!(SERVER_VERSION));
+    m
+}
+
+fn text(req: &Map<String, Value>, key: &str) -> Option<String> {
+    match req.get(key) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn flag(req: &Map<String, Value>, key: &str) -> bool {
+    match req.get(key) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => matches!(s.as_str(), "true" | "on" | "yes" | "1"),
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(0) != 0,
+        _ => false,
+    }
+}
+
+/// Runs the request in `doc` and returns the reply document.
+pub fn dispatch(shared: &Arc<Shared>, doc: Document, started: Instant) -> Document {
+    let req = &doc.request;
+    let command = doc.header.command;
+    log::debug!("management: {} {}", command.name(), serde_json::Value::Object(req.clone()));
+    let result = match command {
+        Command::Backup => backup(shared, req),
+        Command::ListBackup => list_backup(shared, req),
+        Command::Restore => restore_cmd(shared, req),
+        Command::Archive => archive_cmd(shared, req),
+        Command::Delete => delete(shared, req),
+        Command::Shutdown | Command::Ping => Ok(Map::new()),
+        Command::Status => status(shared, false),
+        Command::StatusDetails => status(shared, true),
+        Command::Reset => {
+            shared.log_counters.reset();
+            Ok(Map::new())
+        }
+        Command::Reload => reload_cmd(shared),
+        Command::Retain => keep(shared, req, true),
+        Command::Expunge => keep(shared, req, false),
+        Command::Encrypt => encrypt(shared, req),
+        Command::Decrypt => decrypt(shared, req),
+        Command::Compress => compress(shared, req),
+        Command::Decompress => decompress(req),
+        Command::Info => info_cmd(shared, req),
+        Command::Verify => verify_cmd(shared, req),
+        Command::Annotate => annotate(shared, req),
+        Command::ConfLs => Ok(conf_ls(shared)),
+        Command::ConfGet => Ok(conf_get(&shared.config())),
+        Command::ConfSet => conf_set(shared, req),
+        Command::Mode => mode(shared, req),
+        Command::Progress => progress(shared, req),
+        _ => Err(fail(ec::UNKNOWN_COMMAND, format!("management: unknown command id {}", doc.header.command_id))),
+    };
+    let server = text(req, "Server");
+    let mut reply = doc.clone();
+    let mut response = base_response();
+    if let Some(name) = server.as_deref().filter(|n| shared.server(n).is_some()) {
+        response.insert("Server".into(), json!(name));
+        if let Some(state) = shared.server(name) {
+            let facts = state.facts.read();
+            if let Some(v) = facts.version {
+                response.insert("MajorVersion".into(), json!(v.major()));
+                response.insert("MinorVersion".into(), json!(facts.minor));
+            }
+        }
+    }
+    match result {
+        Ok(fields) => {
+            response.extend(fields);
+            reply.response = Some(response);
+            reply.outcome = Some(Outcome::success(started.elapsed().as_secs_f64()));
+        }
+        Err(f) => {
+            response.retain(|k, _| k == "Server" || k == "ServerVersion");
+            reply.response = Some(response);
+            reply.outcome = Some(Outcome::failure(f.code, f.workflow));
+        }
+    }
+    reply
+}
+
+fn server_state<'a>(
+    shared: &'a Shared,
+    req: &Map<String, Value>,
+    code: u32,
+) -> Result<(String, &'a Arc<ServerState>), Failure> {
+    let name = text(req, "Server").unwrap_or_default();
+    match shared.server(&name) {
+        Some(s) => Ok((name, s)),
+        None => Err(fail(code, format!("no server named {name:?}"))),
+    }
+}
+
+/// Resolves `oldest`, `newest`/`latest` or a label to an existing backup.
+fn resolve(shared: &Shared, server: &str, id: &str) -> Result<BackupInfo, String> {
+    let backups = list_backups(shared.store(), server).map_err(|e| e.to_string())?;
+    let found = match BackupSelector::parse(id) {
+        BackupSelector::Oldest => backups.first().cloned(),
+        BackupSelector::Newest => backups.last().cloned(),
+        BackupSelector::Label(l) => backups.into_iter().find(|b| b.label == l),
+    };
+    found.ok_or_else(|| format!("server [{server}]: no backup {id:?}"))
+}
+
+fn lsn_halves(lsn: Lsn) -> (u64, u64) {
+    (lsn.0 >> 32, lsn.0 & 0xffff_ffff)
+}
+
+fn backup_summary(b: &BackupInfo) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("Backup".into(), json!(b.label));
+    m.insert("Keep".into(), json!(b.keep));
+    m.insert("Valid".into(), json!(i8::from(b.valid)));
+    m.insert("BackupSize".into(), json!(b.backup_size));
+    m.insert("RestoreSize".into(), json!(b.restore_size));
+    m.insert("BiggestFileSize".into(), json!(b.biggest_file));
+    m.insert("Compression".into(), json!(b.compression));
+    m.insert("Encryption".into(), json!(b.encryption));
+    m.insert("Comments".into(), json!(b.comments));
+    m.insert("Incremental".into(), json!(b.backup_type == BackupType::Incremental));
+    m.insert("IncrementalParent".into(), json!(b.parent));
+    m
+}
+
+fn info_fields(b: &BackupInfo) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("Backup".into(), json!(b.label));
+    m.insert("WAL".into(), json!(b.wal));
+    m.insert("BackupSize".into(), json!(b.backup_size));
+    m.insert("RestoreSize".into(), json!(b.restore_size));
+    m.insert("BiggestFileSize".into(), json!(b.biggest_file));
+    m.insert("Elapsed".into(), json!(b.elapsed.total));
+    m.insert("MajorVersion".into(), json!(b.major_version));
+    m.insert("MinorVersion".into(), json!(b.minor_version));
+    m.insert("Keep".into(), json!(b.keep));
+    m.insert("Valid".into(), json!(i8::from(b.valid)));
+    m.insert("NumberOfTablespaces".into(), json!(b.tablespaces.len()));
+    m.insert("Compression".into(), json!(b.compression));
+    m.insert("Encryption".into(), json!(b.encryption));
+    let spaces: Vec<Value> = b.tablespaces.iter().map(|t| json!({"TablespaceName": t.dir})).collect();
+    m.insert("Tablespaces".into(), Value::Array(spaces));
+    for (name, lsn) in [("Start", b.start_lsn), ("End", b.end_lsn), ("Checkpoint", b.checkpoint_lsn)] {
+        let (hi, lo) = lsn_halves(lsn);
+        m.insert(format!("{name}HiLSN"), json!(hi));
+        m.insert(format!("{name}LoLSN"), json!(lo));
+    }
+    m.insert("StartTimeline".into(), json!(b.start_timeline));
+    m.insert("EndTimeline".into(), json!(b.end_timeline));
+    m.insert("Comments".into(), json!(b.comments));
+    m.insert("Incremental".into(), json!(b.backup_type == BackupType::Incremental));
+    m.insert("IncrementalParent".into(), json!(b.parent));
+    m
+}
+
+fn new_label(shared: &Shared, server: &str) -> BackupLabel {
+    loop {
+        let label = BackupLabel::new(SystemClock.now().local());
+        if !shared.store().exists(&layout::backup_dir(server, &label.to_string())) {
+            return label;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn backup(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
+    let (name, state) = server_state(shared, req, ec::BACKUP_NOSERVER)?;
+    if let Some(parent) = text(req, "Backup").filter(|p| !p.is_empty()) {
+        return Err(fail_in(
+            ec::INCREMENTAL_BACKUP_SETUP,
+            "Incremental backup",
+            format!("server [{name}]: incremental backup on {parent} requested; incremental backups are not available in this version"),
+        ));
+    }
+    if state.forced_offline.load(Ordering::SeqCst) {
+        return Err(fail(ec::BACKUP_OFFLINE, format!("server [{name}] is offline (mode offline)")));
+    }
+    let facts = state.facts.read().clone();
+    if !facts.valid {
+        return Err(fail(ec::BACKUP_INVALID, format!("server [{name}] is not valid: {}", facts.problems.join("; "))));
+    }
+    if !state.wal_streaming.load(Ordering::SeqCst) {
+        return Err(fail(
+            ec::BACKUP_WAL,
+            format!("server [{name}]: WAL is not streaming; a backup would not be restorable"),
+        ));
+    }
+    let _guard = state
+        .lock(Activity::Backup)
+        .map_err(|other| fail(ec::BACKUP_ACTIVE, format!("server [{name}]: busy with {other:?}")))?;
+    let result = run_backup(shared, state, &name, &facts);
+    state.record(result.is_ok());
+    *state.backup_progress.lock() = None;
+    *state.backup_cancel.lock() = None;
+    result
+}
+
+fn run_backup(shared: &Arc<Shared>, state: &Arc<ServerState>, name: &str, facts: &crate::state::ServerFacts) -> Reply {
+    let config = shared.config();
+    let server = config.server(name).cloned().ok_or_else(|| fail(ec::BACKUP_NOSERVER, "server removed"))?;
+    let version = facts.version.ok_or_else(|| fail(ec::BACKUP_INVALID, "server version unknown"))?;
+    let label = new_label(shared, name);
+    let mut options = BackupOptions::new(name, label);
+    options.compression = Compression::from_code(config.main.compression.code()).unwrap_or(Compression::NONE);
+    options.level = config.main.compression_level;
+    options.workers = shared.workers(&server);
+    options.encryption = walservice::encryption(shared).map_err(|e| fail(ec::BACKUP_SETUP, e))?;
+    options.tablespace_names = pg::tablespace_names(shared, &server).map_err(|e| fail(ec::BACKUP_NETWORK, e))?;
+    let rate = if server.max_rate >= 0 { server.max_rate as u64 } else { config.main.max_rate };
+    if rate > 0 {
+        options.max_rate_kb = Some(rate.div_ceil(1024).clamp(32, 1_048_576) as u32);
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    options.cancel = cancel.clone();
+    options.progress = Arc::new(BackupProgress::default());
+    *state.backup_cancel.lock() = Some(cancel);
+    *state.backup_progress.lock() = Some((options.progress.clone(), Instant::now()));
+    log::info!("server [{name}]: backup {label} started");
+    let mut conn = pg::connect(shared, &server, true).map_err(|e| fail_in(ec::BACKUP_NETWORK, "Backup", e))?;
+    let store: Arc<dyn Store> = shared.store.clone();
+    let info = take_backup(&mut conn, version, facts.minor, store, &options)
+        .map_err(|e| fail_in(ec::BACKUP_EXECUTE, "Backup", format!("server [{name}]: backup {label} failed: {e}")))?;
+    let _ = conn.close();
+    if config.main.link {
+        match ops::link_backup(shared.store(), name, &info) {
+            Ok(r) if !r.linked.is_empty() => log::info!(
+                "server [{name}]: backup {label}: {} files linked to {}",
+                r.linked.len(),
+                r.previous.as_deref().unwrap_or("")
+            ),
+            Ok(_) => {}
+            Err(e) => log::warn!("server [{name}]: linking backup {label}: {e}"),
+        }
+    }
+    let info = ops::load_info(shared.store(), name, &label.to_string()).unwrap_or(info);
+    for dir in &server.hot_standby.0 {
+        let mut hs = HotStandbyOptions::new(name, PathBuf::from(dir).join(name));
+        hs.master_key = shared.master_key.clone();
+        hs.workers = options.workers;
+        if let Err(e) = pgmoneta_storage::export::update_hot_standby(shared.store(), &hs) {
+            log::error!("server [{name}]: hot standby {dir}: {e}");
+        }
+    }
+    log::info!(
+        "server [{name}]: backup {label} done: {} bytes stored, {} to restore, {:.1} s",
+        info.backup_size,
+        info.restore_size,
+        info.elapsed.total
+    );
+    let mut m = backup_summary(&info);
+    m.remove("Keep");
+    m.remove("Comments");
+    Ok(m)
+}
+
+fn list_backup(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
+    let (name, _) = server_state(shared, req, ec::LIST_BACKUP_NOSERVER)?;
+    let sort = text(req, "Sort").unwrap_or_else(|| "asc".into());
+    let desc = match sort.as_str() {
+        "asc" | "" => false,
+        "desc" => true,
+        other => return Err(fail(ec::LIST_BACKUP_INVALID_SORT, format!("invalid sort order {other:?}"))),
+    };
+    let mut backups = list_backups(shared.store(), &name)
+        .map_err(|e| fail(ec::LIST_BACKUP_BACKUPS, format!("server [{name}]: {e}")))?;
+    let seg = segment_size(shared, &name);
+    let mut entries: Vec<Value> = Vec::new();
+    let mut previous: Option<Lsn> = None;
+    for b in &backups {
+        let mut m = backup_summary(b);
+        m.insert("Server".into(), json!(name));
+        let wal = previous.map_or(0, |p| b.start_lsn.0.saturating_sub(p.0) / seg * seg);
+        m.insert("WAL".into(), json!(wal));
+        previous = Some(b.start_lsn);
+        entries.push(Value::Object(m));
+    }
+    if desc {
+        entries.reverse();
+        backups.reverse();
+    }
+    let mut m = Map::new();
+    m.insert("NumberOfBackups".into(), json!(entries.len()));
+    m.insert("Backups".into(), Value::Array(entries));
+    Ok(m)
+}
+
+fn segment_size(shared: &Shared, name: &str) -> u64 {
+    shared.server(name).map(|s| s.facts.read().segment_size).filter(|s| *s > 0).unwrap_or(16 << 20)
+}
+
+fn restore_options(shared: &Shared, name: &str, id: &str, position: &str, directory: &str) -> RestoreOptions {
+    let config = shared.config();
+    let server = config.server(name).cloned().unwrap_or_default();
+    let mut o = RestoreOptions::new(name, BackupSelector::parse(id), directory);
+    o.position = position.to_owned();
+    o.workers = shared.workers(&server);
+    o.master_key = shared.master_key.clone();
+    // With a target, the WAL from the backup on is copied into pg_wal: the restored cluster
+    // reaches its target without access to the repository.
+    o.copy_wal = true;
+    let password = server.user.as_ref().and_then(|u| shared.users.read().get(u).cloned()).unwrap_or_default();
+    o.primary_conninfo = Some(format!(
+        "host={} port={} user={} password={} application_name={}",
+        server.host.as_deref().unwrap_or("localhost"),
+        server.port.unwrap_or(5432),
+        server.user.as_deref().unwrap_or(""),
+        password,
+        server.wal_slot.as_deref().unwrap_or("pgmoneta")
+    ));
+    o.primary_slot = server.wal_slot.clone();
+    o
+}
+
+fn restore_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
+    let (name, state) = server_state(shared, req, ec::RESTORE_NOSERVER)?;
+    let id = text(req, "Backup").unwrap_or_else(|| "newest".into());
+    let position = text(req, "Position").unwrap_or_default();
+    let Some(directory) = text(req, "Directory").filter(|d| !d.is_empty()) else {
+        return Err(fail(ec::RESTORE_SETUP, "restore: no directory given"));
+    };
+    let _guard = state
+        .lock(Activity::Restore)
+        .map_err(|other| fail(ec::RESTORE_ACTIVE, format!("server [{name}]: busy with {other:?}")))?;
+    let options = restore_options(shared, &name, &id, &position, &directory);
+    let result = restore(shared.store(), &options);
+    state.record(result.is_ok());
+    let report = result.map_err(|e| {
+        let code = match &e {
+            StorageError::NotFound(_) => ec::RESTORE_NOBACKUP,
+            StorageError::NoSpace { .. } => ec::RESTORE_NODISK,
+            _ => ec::RESTORE_EXECUTE,
+        };
+        fail_in(code, "Restore", format!("server [{name}]: restore of {id} failed: {e}"))
+    })?;
+    log::info!("server [{name}]: backup {} restored into {}", report.info.label, report.data_dir.display());
+    let mut m = backup_summary(&report.info);
+    m.remove("Keep");
+    m.remove("Valid");
+    Ok(m)
+}
+
+fn archive_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
+    let (name, state) = server_state(shared, req, ec::ARCHIVE_NOSERVER)?;
+    let id = text(req, "Backup").unwrap_or_else(|| "newest".into());
+    let Some(directory) = text(req, "Directory").filter(|d| !d.is_empty()) else {
+        return Err(fail(ec::ARCHIVE_SETUP, "archive: no directory given"));
+    };
+    resolve(shared, &name, &id).map_err(|e| fail(ec::ARCHIVE_NOBACKUP, e))?;
+    let _guard = state
+        .lock(Activity::Archive)
+        .map_err(|other| fail(ec::ARCHIVE_ACTIVE, format!("server [{name}]: busy with {other:?}")))?;
+    let config = shared.config();
+    let server = config.server(&name).cloned().unwrap_or_default();
+    let mut o = ArchiveOptions::new(&name, BackupSelector::parse(&id), &directory);
+    o.workers = shared.workers(&server);
+    o.master_key = shared.master_key.clone();
+    o.level = config.main.compression_level;
+    let result = archive(shared.store(), &o);
+    state.record(result.is_ok());
+    let file =
+        result.map_err(|e| fail_in(ec::ARCHIVE_EXECUTE, "Archive", format!("server [{name}]: archive failed: {e}")))?;
+    let mut m = Map::new();
+    m.insert("FileName".into(), json!(file.display().to_string()));
+    if let Some(label) = file.file_name().and_then(|f| f.to_str()).and_then(|f| f.split('-').nth(2)) {
+        m.insert("Backup".into(), json!(label.split('.').next().unwrap_or(label)));
+    }
+    Ok(m)
+}
+
+fn delete(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
+    let (name, state) = server_state(shared, req, ec::DELETE_NOSERVER)?;
+    let id = text(req, "Backup").unwrap_or_default();
+    let force = flag(req, "Force");
+    let info = resolve(shared, &name, &id).map_err(|e| fail_in(ec::DELETE_BACKUP_NOBACKUP, "Delete backup", e))?;
+    let _guard = state
+        .lock(Activity::Delete)
+        .map_err(|other| fail(ec::DELETE_BACKUP_ACTIVE, format!("server [{name}]: busy with {other:?}")))?;
+    let result = ops::delete_backup(shared.store(), &name, &info.label, force);
+    state.record(result.is_ok());
+    result.map_err(|e| {
+        let code = match &e {
+            StorageError::NotFound(_) => ec::DELETE_BACKUP_NOBACKUP,
+            StorageError::Invalid(m) if m.contains("retained") => ec::DELETE_BACKUP_RETAINED,
+            _ => ec::DELETE_BACKUP_EXECUTE,
+        };
+        fail_in(code, "Delete backup", format!("server [{name}]: delete {}: {e}", info.label))
+    })?;
+    log::info!("server [{name}]: backup {} deleted", info.label);
+    let mut m = Map::new();
+    m.insert("Backup".into(), json!(info.label));
+    Ok(m)
+}
+
+fn keep(shared: &Arc<Shared>, req: &Map<String, Value>, on: bool) -> Reply {
+    let (noserver, nobackup, error) = if on {
+        (ec::RETAIN_NOSERVER, ec::RETAIN_NOBACKUP, ec::RETAIN_ERROR)
+    } else {
+        (ec::EXPUNGE_NOSERVER, ec::EXPUNGE_NOBACKUP, ec::EXPUNGE_ERROR)
+    };
+    let (name, _) = server_state(shared, req, noserver)?;
+    let id = text(req, "Backup").unwrap_or_default();
+    let cascade = flag(req, "Cascade");
+    let info = resolve(shared, &name, &id).map_err(|e| fail(nobackup, e))?;
+    let touched = ops::set_keep(shared.store(), &name, &info.label, on, cascade)
+        .map_err(|e| fail(error, format!("server [{name}]: {e}")))?;
+    let after = ops::load_info(shared.store(), &name, &info.label).map_err(|e| fail(error, e.to_string()))?;
+    let mut m = Map::new();
+    m.insert("Backups".into(), json!(touched));
+    m.insert("Backup".into(), json!(after.label));
+    m.insert("Valid".into(), json!(i8::from(after.valid)));
+    m.insert("Comments".into(), json!(after.comments));
+    m.insert("Keep".into(), json!(after.keep));
+    m.insert("Cascade".into(), json!(cascade));
+    Ok(m)
+}
+
+fn info_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
+    let (name, _) = server_state(shared, req, ec::INFO_NOSERVER)?;
+    let id = text(req, "Backup").unwrap_or_default();
+    let info = resolve(shared, &name, &id).map_err(|e| fail(ec::INFO_NOBACKUP, e))?;
+    Ok(info_fields(&info))
+}
+
+fn annotate(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
+    let (name, _) = server_state(shared, req, ec::ANNOTATE_NOSERVER)?;
+    let id = text(req, "Backup").unwrap_or_default();
+    let info = resolve(shared, &name, &id).map_err(|e| fail(ec::ANNOTATE_NOBACKUP, e))?;
+    let key = text(req, "Key").unwrap_or_default();
+    let comment = text(req, "Comment").unwrap_or_default();
+    let change = match text(req, "Action").unwrap_or_default().as_str() {
+        "add" => Annotation::Add(key, comment),
+        "update" => Annotation::Update(key, comment),
+        "remove" => Annotation::Remove(key),
+        other => return Err(fail(ec::ANNOTATE_UNKNOWN_ACTION, format!("annotate: unknown action {other:?}"))),
+    };
+    ops::annotate(shared.store(), &name, &info.label, &change)
+        .map_err(|e| fail(ec::ANNOTATE_FAILED, format!("server [{name}]: annotate {}: {e}", info.label)))?;
+    let after =
+        ops::load_info(shared.store(), &name, &info.label).map_err(|e| fail(ec::ANNOTATE_ERROR, e.to_string()))?;
+    Ok(info_fields(&after))
+}
+
+fn file_entry(f: &FileVerification) -> Value {
+    let path = Path::new(&f.path);
+    json!({
+        "Directory": path.parent().map(|p| p.display().to_string()).unwrap_or_default(),
+        "FileName": path.file_name().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+        "Original": f.expected,
+        "HashAlgorithm": "SHA512",
+        "Calculated": if f.computed.is_empty() { "Unknown".to_owned() } else { f.computed.clone() },
+    })
+}
+
+fn verify_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
+    let (name, state) = server_state(shared, req, ec::VERIFY_NOSERVER)?;
+    let id = text(req, "Backup").unwrap_or_default();
+    let all = text(req, "Files").is_some_and(|f| f == "all");
+    let info = resolve(shared, &name, &id).map_err(|e| fail_in(ec::VERIFY_SETUP, "Verify", e))?;
+    let _guard = state
+        .lock(Activity::Verify)
+        .map_err(|other| fail(ec::VERIFY_ERROR, format!("server [{name}]: busy with {other:?}")))?;
+    let config = shared.config();
+    let workers = shared.workers(&config.server(&name).cloned().unwrap_or_default());
+    let result = verify(shared.store(), &name, &info.label, shared.master_key.as_deref(), workers);
+    state.record(result.is_ok());
+    let (failed, every) = result
+        .map_err(|e| fail_in(ec::VERIFY_EXECUTE, "Verify", format!("server [{name}]: verify {}: {e}", info.label)))?;
+    if failed.is_empty() {
+        log::info!("server [{name}]: backup {} verified: {} files", info.label, every.len());
+    } else {
+        log::error!(
+            "server [{name}]: backup {}: {} of {} files failed verification",
+            info.label,
+            failed.len(),
+            every.len()
+        );
+    }
+    let mut files = Map::new();
+    files.insert("Failed".into(), Value::Array(failed.iter().map(file_entry).collect()));
+    files.insert("All".into(), if all { Value::Array(every.iter().map(file_entry).collect()) } else { Value::Null });
+    let mut m = Map::new();
+    m.insert("Backup".into(), json!(info.label));
+    m.insert("Files".into(), Value::Object(files));
+    Ok(m)
+}
+
+/// Bytes under `path` (files as stored, links not followed).
+pub fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Free and total bytes of the file system holding `path`.
+pub fn disk_space(path: &Path) -> (u64, u64) {
+    match nix::sys::statvfs::statvfs(path) {
+        Ok(s) => {
+            let f = s.fragment_size();
+            (s.blocks_available() * f, s.blocks() * f)
+        }
+        Err(_) => (0, 0),
+    }
+}
+
+fn status(shared: &Arc<Shared>, details: bool) -> Reply {
+    let config = shared.config();
+    let base = shared.base_dir();
+    let (free, total) = disk_space(&base);
+    let mut m = Map::new();
+    m.insert("UsedSpace".into(), json!(dir_size(&base)));
+    m.insert("FreeSpace".into(), json!(free));
+    m.insert("TotalSpace".into(), json!(total));
+    m.insert("Workers".into(), json!(config.main.workers));
+    m.insert("NumberOfServers".into(), json!(config.servers.len()));
+    if details {
+        m.insert("PgmonetaFips".into(), json!(false));
+    }
+    let mut servers = Vec::new();
+    for s in &config.servers {
+        let Some(state) = shared.server(&s.name) else { continue };
+        let facts = state.facts.read().clone();
+        let retention = config.effective_retention(s);
+        let backups = list_backups(shared.store(), &s.name).unwrap_or_default();
+        let active = state.activity();
+        let mut e = Map::new();
+        e.insert("Server".into(), json!(s.name));
+        e.insert("Online".into(), json!(state.online()));
+        e.insert("Primary".into(), json!(facts.primary));
+        e.insert("Valid".into(), json!(facts.valid));
+        e.insert("Problems".into(), json!(facts.problems));
+        for (k, v) in [
+            ("RetentionDays", retention.days),
+            ("RetentionWeeks", retention.weeks),
+            ("RetentionMonths", retention.months),
+            ("RetentionYears", retention.years),
+        ] {
+            e.insert(k.into(), json!(v.map_or(-1, i64::from)));
+        }
+        e.insert("ActiveBackup".into(), json!(active == Some(Activity::Backup)));
+        e.insert("ActiveRestore".into(), json!(active == Some(Activity::Restore)));
+        e.insert("ActiveArchive".into(), json!(active == Some(Activity::Archive)));
+        e.insert("ActiveDelete".into(), json!(active == Some(Activity::Delete)));
+        e.insert("ActiveRetention".into(), json!(active == Some(Activity::Retention)));
+        e.insert("ActiveVerify".into(), json!(active == Some(Activity::Verify)));
+        e.insert("NumberOfBackups".into(), json!(backups.len()));
+        e.insert("ServerSize".into(), json!(dir_size(&base.join(&s.name))));
+        let workspace = s.workspace.clone().or_else(|| config.main.workspace.clone());
+        e.insert("WorkspaceFreeSpace".into(), json!(workspace.map_or(0, |w| dir_size(Path::new(&w)))));
+        let hs: u64 = s.hot_standby.0.iter().map(|d| dir_size(&Path::new(d).join(&s.name))).sum();
+        e.insert("HotStandbySize".into(), json!(hs));
+        e.insert("Workers".into(), json!(shared.workers(s)));
+        e.insert("Checksums".into(), json!(facts.checksums));
+        e.insert("WalStreaming".into(), json!(state.wal_streaming.load(Ordering::SeqCst)));
+        let progress = state.stream.read().clone();
+        let flushed = progress.flushed.load();
+        let server_end = progress.server_end.load();
+        e.insert("WalFlushed".into(), json!(flushed.to_string()));
+        e.insert("WalLag".into(), json!(server_end.0.saturating_sub(flushed.0)));
+        if details {
+            e.insert("Fips".into(), json!(facts.fips));
+            let seg = if facts.segment_size > 0 { facts.segment_size } else { 16 << 20 };
+            let mut list = Vec::new();
+            for b in &backups {
+                let mut bm = backup_summary(b);
+                bm.remove("Incremental");
+                bm.remove("IncrementalParent");
+                let wal = flushed.0.saturating_sub(b.start_lsn.0) / seg * seg;
+                bm.insert("WAL".into(), json!(wal));
+                bm.insert("Delta".into(), json!(b.restore_size));
+                list.push(Value::Object(bm));
+            }
+            e.insert("Backups".into(), Value::Array(list));
+        }
+        servers.push(Value::Object(e));
+    }
+    m.insert("Servers".into(), Value::Array(servers));
+    Ok(m)
+}
+
+fn reload_cmd(shared: &Arc<Shared>) -> Reply {
+    let restart = crate::reload(shared).map_err(|e| fail(ec::UNKNOWN_COMMAND, format!("reload: {e}")))?;
+    let mut m = Map::new();
+    m.insert("Restart".into(), json!(restart));
+    Ok(m)
+}
+
+fn conf_ls(shared: &Shared) -> Map<String, Value> {
+    let p = &shared.paths;
+    let mut m = Map::new();
+    m.insert("main_configuration_path".into(), json!(p.config.display().to_string()));
+    m.insert("users_configuration_path".into(), json!(p.users.display().to_string()));
+    m.insert(
+        "admin_configuration_path".into(),
+        json!(p.admins.as_ref().map(|a| a.display().to_string()).unwrap_or_default()),
+    );
+    m
+}
+
+/// Keys rendered as `{"value": code, "string_value": word}`.
+fn typed_value(
+    config: &Config,
+    server: Option<&pgmoneta_core::config::ServerConfig>,
+    key: &str,
+    rendered: &str,
+) -> Value {
+    let m = &config.main;
+    if server.is_none() {
+        let code = match key {
+            "compression" => Some(m.compression.code()),
+            "encryption" => Some(m.encryption.code()),
+            "log_type" => Some(m.log_type.code()),
+            "log_level" => Some(m.log_level.code()),
+            "log_mode" => Some(m.log_mode.code()),
+            "hugepage" => Some(m.hugepage.code()),
+            "direct_io" => Some(m.direct_io.code()),
+            "update_process_title" => Some(m.update_process_title.code()),
+            "libev" => Some(m.libev.code()),
+            _ => None,
+        };
+        if let Some(code) = code {
+            return json!({"value": code, "string_value": rendered});
+        }
+        let amount = match key {
+            "metrics_cache_max_age" => Some(m.metrics_cache_max_age.0),
+            "blocking_timeout" => Some(m.blocking_timeout.0),
+            "verification" => Some(m.verification.0),
+            "log_rotation_age" => Some(m.log_rotation_age.0),
+            "metrics_cache_max_size" => Some(m.metrics_cache_max_size.bytes()),
+            "log_rotation_size" => Some(m.log_rotation_size.bytes()),
+            _ => None,
+        };
+        if let Some(v) = amount {
+            return json!({"value": v, "string_value": rendered});
+        }
+    }
+    if let Ok(n) = rendered.parse::<i64>() {
+        return json!(n);
+    }
+    match rendered {
+        "on" | "true" => json!(true),
+        "off" | "false" => json!(false),
+        _ => json!(rendered),
+    }
+}
+
+fn conf_get(config: &Config) -> Map<String, Value> {
+    let mut m = Map::new();
+    for (k, v) in config.main_entries() {
+        m.insert(k.to_owned(), typed_value(config, None, k, &v));
+    }
+    let mut servers = Map::new();
+    for s in &config.servers {
+        let mut e = Map::new();
+        for (k, v) in Config::server_entries(s) {
+            e.insert(k.to_owned(), typed_value(config, Some(s), k, &v));
+        }
+        servers.insert(s.name.clone(), Value::Object(e));
+    }
+    m.insert("server".into(), Value::Object(servers));
+    m
+}
+
+fn conf_set(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
+    let (Some(key), Some(value)) = (text(req, "ConfigKey"), text(req, "ConfigValue")) else {
+        return Err(fail(ec::CONF_SET_NOCONFIG_KEY_OR_VALUE, "conf set: ConfigKey and ConfigValue are required"));
+    };
+    let current = shared.config();
+    let old = current.get(&key).map_err(|e| {
+        let code = if e.starts_with("no server") {
+            ec::CONF_SET_UNKNOWN_SERVER
+        } else {
+            ec::CONF_SET_UNKNOWN_CONFIGURATION_KEY
+        };
+        fail(code, format!("conf set {key}: {e}"))
+    })?;
+    let mut next = (*current).clone();
+    next.set(&key, &value).map_err(|e| fail(ec::CONF_SET_ERROR, format!("conf set {key}: {e}")))?;
+    let problems: Vec<String> = next
+        .validate()
+        .into_iter()
+        .filter(|d| d.severity == pgmoneta_core::config::Severity::Error)
+        .map(|d| d.to_string())
+        .collect();
+    if !problems.is_empty() {
+        return Err(fail(ec::CONF_SET_ERROR, format!("conf set {key}: {}", problems.join("; "))));
+    }
+    let new = next.get(&key).unwrap_or_else(|_| value.clone());
+    let bare = key.rsplit('.').next().unwrap_or(&key);
+    let mut m = Map::new();
+    m.insert("config_key".into(), json!(key));
+    if crate::RESTART_KEYS.contains(&bare) && !key.contains('.')
+        || crate::RESTART_KEYS.contains(&bare) && key.starts_with("pgmoneta.")
+    {
+        m.insert("status".into(), json!("success_restart_required"));
+        m.insert(
+            "message".into(),
+            json!(format!("{key} takes effect after a restart; the current value stays in force")),
+        );
+        m.insert("requested_value".into(), json!(new));
+        m.insert("current_value".into(), json!(old));
+        m.insert("restart_required".into(), json!(true));
+        return Ok(m);
+    }
+    *shared.config.write() = Arc::new(next);
+    crate::logging::install(&shared.config().main);
+    log::info!("conf set: {key} = {new} (was {old})");
+    m.insert("status".into(), json!("success"));
+    m.insert("message".into(), json!(format!("{key} changed")));
+    m.insert("old_value".into(), json!(old));
+    m.insert("new_value".into(), json!(new));
+    m.insert("restart_required".into(), json!(false));
+    Ok(m)
+}
+
+fn mode(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
+    let (name, state) = server_state(shared, req, ec::MODE_NOSERVER)?;
+    match text(req, "Action").unwrap_or_default().as_str() {
+        "offline" => {
+            state.forced_offline.store(true, Ordering::SeqCst);
+            walservice::stop_stream(state);
+            log::info!("server [{name}]: offline by request");
+        }
+        "online" => {
+            let config = shared.server_config(&name).ok_or_else(|| fail(ec::MODE_NOSERVER, "server removed"))?;
+            let facts = pg::check_server(shared, &config);
+            if !facts.valid {
+                log::warn!("server [{name}]: still offline: {}", facts.problems.join("; "));
+            }
+            *state.facts.write() = facts;
+            state.forced_offline.store(false, Ordering::SeqCst);
+            log::info!("server [{name}]: online by request");
+        }
+        other => return Err(fail(ec::MODE_UNKNOWN_ACTION, format!("mode: unknown action {other:?}"))),
+    }
+    let mut m = Map::new();
+    m.insert("Online".into(), json!(state.online()));
+    Ok(m)
+}
+
+fn progress(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
+    let (_, state) = server_state(shared, req, ec::PROGRESS_NOSERVER)?;
+    let running = state.backup_progress.lock().clone();
+    let mut m = Map::new();
+    m.insert("Command".into(), json!(text(req, "Command").unwrap_or_else(|| "backup".into())));
+    match running {
+        Some((p, since)) => {
+            let done = p.done.load(Ordering::Relaxed);
+            let total = p.total.load(Ordering::Relaxed).max(done);
+            let elapsed = since.elapsed().as_secs_f64();
+            let pct = (done * 100).checked_div(total).unwrap_or(0);
+            let remaining = if done > 0 { elapsed * (total - done) as f64 / done as f64 } else { 0.0 };
+            m.insert("ProgressState".into(), json!(1));
+            m.insert("Done".into(), json!(done));
+            m.insert("Total".into(), json!(total));
+            m.insert("Elapsed".into(), json!(elapsed));
+            m.insert("Percentage".into(), json!(pct));
+            m.insert("Remaining".into(), json!({"Seconds": remaining.round() as u64}));
+        }
+        None => {
+            m.insert("ProgressState".into(), json!(0));
+            for k in ["Done", "Total", "Percentage"] {
+                m.insert(k.into(), json!(0));
+            }
+            m.insert("Elapsed".into(), json!(0.0));
+            m.insert("Remaining".into(), json!({"Seconds": 0}));
+        }
+    }
+    Ok(m)
+}
+
+fn source_file(req: &Map<String, Value>, nofile: u32) -> Result<PathBuf, Failure> {
+    let p = PathBuf::from(text(req, "SourceFile").unwrap_or_default());
+    if !p.is_file() {
+        return Err(fail(nofile, format!("no file {}", p.display())));
+    }
+    Ok(p)
+}
+
+fn destination(p: PathBuf) -> Reply {
+    let mut m = Map::new();
+    m.insert("DestinationFile".into(), json!(p.display().to_string()));
+    Ok(m)
+}
+
+fn cipher(shared: &Shared) -> Cipher {
+    Cipher::from_code(shared.config().main.encryption.code() as u8).unwrap_or(Cipher::Aes256Gcm)
+}
+
+fn encrypt(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
+    let path = source_file(req, ec::ENCRYPT_NOFILE)?;
+    let key = shared.master_key.as_deref().ok_or_else(|| fail(ec::ENCRYPT_ERROR, "encrypt: no master key"))?;
+    let out = pgmoneta_crypto::encrypt_in_place(key, cipher(shared), &path)
+        .map_err(|e| fail(ec::ENCRYPT_ERROR, format!("encrypt {}: {e}", path.display())))?;
+    destination(out)
+}
+
+fn decrypt(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
+    let path = source_file(req, ec::DECRYPT_NOFILE)?;
+    let key = shared.master_key.as_deref().ok_or_else(|| fail(ec::DECRYPT_ERROR, "decrypt: no master key"))?;
+    let out = pgmoneta_crypto::decrypt_in_place(key, cipher(shared), &path)
+        .map_err(|e| fail(ec::DECRYPT_ERROR, format!("decrypt {}: {e}", path.display())))?;
+    destination(out)
+}
+
+/// The NOFILE code of an algorithm's family (ERROR is NOFILE + 3).
+fn family(alg: Algorithm) -> u32 {
+    match alg {
+        Algorithm::Gzip => ec::GZIP_NOFILE,
+        Algorithm::Lz4 => ec::LZ4_NOFILE,
+        Algorithm::Bzip2 => ec::BZIP2_NOFILE,
+        _ => ec::ZSTD_NOFILE,
+    }
+}
+
+fn compress(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
+    let config = shared.config();
+    let alg = Compression::from_code(config.main.compression.code()).map_or(Algorithm::Zstd, |c| c.algorithm);
+    let alg = if alg == Algorithm::None { Algorithm::Zstd } else { alg };
+    let path = source_file(req, family(alg))?;
+    let mut options = EncoderOptions::default_for(alg);
+    options.level = alg.clamp_level(config.main.compression_level);
+    let out = pgmoneta_compress::compress_file(&path, alg, options)
+        .map_err(|e| fail(family(alg) + 3, format!("compress {}: {e}", path.display())))?;
+    destination(out)
+}
+
+fn decompress(req: &Map<String, Value>) -> Reply {
+    let name = text(req, "SourceFile").unwrap_or_default();
+    let Some(alg) = Algorithm::from_suffix(&name) else {
+        return Err(fail(ec::DECOMPRESS_UNKNOWN, format!("decompress: {name} has no known compression suffix")));
+    };
+    let path = source_file(req, family(alg))?;
+    let out = pgmoneta_compress::decompress_file(&path)
+        .map_err(|e| fail(family(alg) + 3, format!("decompress {}: {e}", path.display())))?;
+    destination(out)
+}

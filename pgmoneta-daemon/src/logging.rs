@@ -1,0 +1,269 @@
+//! The daemon's log: to the console, a file (rotated by age and size) or syslog, each line
+//! prefixed by `log_line_prefix` (strftime-style), with counters of lines per level for the
+//! Prometheus endpoint.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use parking_lot::Mutex;
+use pgmoneta_core::config::{LogLevel, LogMode, LogType, MainConfig};
+use pgmoneta_core::{CivilDateTime, Clock};
+
+use crate::clock::SystemClock;
+
+/// Lines logged per level since start (or the last `clear prometheus`).
+#[derive(Debug, Default)]
+pub struct LogCounters {
+    /// INFO lines (and DEBUG).
+    pub info: AtomicU64,
+    /// WARN lines.
+    pub warn: AtomicU64,
+    /// ERROR lines.
+    pub error: AtomicU64,
+    /// FATAL lines (errors that stop the daemon).
+    pub fatal: AtomicU64,
+}
+
+impl LogCounters {
+    /// Zeroes every counter.
+    pub fn reset(&self) {
+        for c in [&self.info, &self.warn, &self.error, &self.fatal] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The `log` level filter for a configured level.
+pub fn level_filter(level: LogLevel) -> LevelFilter {
+    match level {
+        LogLevel::Debug5 | LogLevel::Debug4 | LogLevel::Debug3 | LogLevel::Debug2 => LevelFilter::Trace,
+        LogLevel::Debug1 => LevelFilter::Debug,
+        LogLevel::Info => LevelFilter::Info,
+        LogLevel::Warn => LevelFilter::Warn,
+        _ => LevelFilter::Error,
+    }
+}
+
+/// Renders a strftime-style prefix: `%Y %m %d %H %M %S %z %%` and `%F` / `%T`.
+pub fn format_time(pattern: &str, t: CivilDateTime, utc_offset: i32) -> String {
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('Y') => out.push_str(&format!("{:04}", t.year)),
+            Some('m') => out.push_str(&format!("{:02}", t.month)),
+            Some('d') => out.push_str(&format!("{:02}", t.day)),
+            Some('H') => out.push_str(&format!("{:02}", t.hour)),
+            Some('M') => out.push_str(&format!("{:02}", t.minute)),
+            Some('S') => out.push_str(&format!("{:02}", t.second)),
+            Some('F') => out.push_str(&format!("{:04}-{:02}-{:02}", t.year, t.month, t.day)),
+            Some('T') => out.push_str(&format!("{:02}:{:02}:{:02}", t.hour, t.minute, t.second)),
+            Some('z') => {
+                let sign = if utc_offset < 0 { '-' } else { '+' };
+                let a = utc_offset.unsigned_abs();
+                out.push_str(&format!("{sign}{:02}{:02}", a / 3600, (a % 3600) / 60));
+            }
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+enum Sink {
+    Console,
+    File { path: PathBuf, file: Option<File>, opened: Instant, written: u64 },
+    Syslog(Option<UnixDatagram>),
+}
+
+struct Settings {
+    prefix: String,
+    rotation_age: Option<Duration>,
+    rotation_size: u64,
+}
+
+/// The logger installed with [`install`].
+pub struct Logger {
+    sink: Mutex<Sink>,
+    settings: Mutex<Settings>,
+    counters: Arc<LogCounters>,
+}
+
+impl Logger {
+    fn write_line(&self, level: Level, text: &str) {
+        let now = SystemClock.now();
+        let prefix = format_time(&self.settings.lock().prefix, now.local(), now.utc_offset);
+        let line = format!("{prefix} {:<5} {text}\n", level.as_str());
+        let mut sink = self.sink.lock();
+        match &mut *sink {
+            Sink::Console => {
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            }
+            Sink::File { path, file, opened, written } => {
+                let settings = self.settings.lock();
+                let too_old = settings.rotation_age.is_some_and(|age| opened.elapsed() >= age);
+                let too_big = settings.rotation_size > 0 && *written >= settings.rotation_size;
+                drop(settings);
+                if file.is_some() && (too_old || too_big) {
+                    rotate(path);
+                    *file = open_log(path, LogMode::Create);
+                    *opened = Instant::now();
+                    *written = 0;
+                }
+                match file {
+                    Some(f) => {
+                        if f.write_all(line.as_bytes()).is_ok() {
+                            *written += line.len() as u64;
+                        }
+                    }
+                    None => {
+                        let _ = std::io::stderr().write_all(line.as_bytes());
+                    }
+                }
+            }
+            Sink::Syslog(socket) => {
+                // RFC 3164 over /dev/log, facility daemon (3).
+                let severity = match level {
+                    Level::Error => 3,
+                    Level::Warn => 4,
+                    Level::Info => 6,
+                    Level::Debug | Level::Trace => 7,
+                };
+                let msg =
+                    format!("<{}>pgmoneta[{}]: {:<5} {text}", 3 * 8 + severity, std::process::id(), level.as_str());
+                let sent = socket.as_ref().is_some_and(|s| s.send(msg.as_bytes()).is_ok());
+                if !sent {
+                    let _ = std::io::stderr().write_all(line.as_bytes());
+                }
+            }
+        }
+    }
+}
+
+fn open_log(path: &PathBuf, mode: LogMode) -> Option<File> {
+    let mut opts = OpenOptions::new();
+    opts.create(true);
+    if mode == LogMode::Create {
+        opts.write(true).truncate(true);
+    } else {
+        opts.append(true);
+    }
+    opts.open(path).ok()
+}
+
+/// Moves the current log aside as `<path>.<YYYYMMDDhhmmss>`.
+fn rotate(path: &PathBuf) {
+    let now = SystemClock.now();
+    let stamp = format_time("%Y%m%d%H%M%S", now.local(), now.utc_offset);
+    let mut target = path.clone().into_os_string();
+    target.push(format!(".{stamp}"));
+    let _ = std::fs::rename(path, PathBuf::from(target));
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        // Libraries' debug chatter stays out of an info log; their warnings and errors do not.
+        let counter = match record.level() {
+            Level::Error => &self.counters.error,
+            Level::Warn => &self.counters.warn,
+            _ => &self.counters.info,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.write_line(record.level(), &record.args().to_string());
+    }
+
+    fn flush(&self) {
+        if let Sink::File { file: Some(f), .. } = &mut *self.sink.lock() {
+            let _ = f.flush();
+        }
+    }
+}
+
+static LOGGER: std::sync::OnceLock<Logger> = std::sync::OnceLock::new();
+
+/// Installs the logger for `config` (once per process); later calls apply a reloaded level,
+/// prefix and rotation settings. Returns the line counters.
+pub fn install(config: &MainConfig) -> Arc<LogCounters> {
+    let settings = Settings {
+        prefix: config.log_line_prefix.clone(),
+        rotation_age: (config.log_rotation_age.0 > 0).then(|| Duration::from_secs(config.log_rotation_age.0)),
+        rotation_size: config.log_rotation_size.bytes(),
+    };
+    log::set_max_level(level_filter(config.log_level));
+    if let Some(existing) = LOGGER.get() {
+        *existing.settings.lock() = settings;
+        return existing.counters.clone();
+    }
+    let sink = match config.log_type {
+        LogType::File => {
+            let now = SystemClock.now();
+            let path = PathBuf::from(format_time(&config.log_path, now.local(), now.utc_offset));
+            Sink::File { file: open_log(&path, config.log_mode), path, opened: Instant::now(), written: 0 }
+        }
+        LogType::Syslog => {
+            let socket = UnixDatagram::unbound().ok().filter(|s| s.connect("/dev/log").is_ok());
+            Sink::Syslog(socket)
+        }
+        _ => Sink::Console,
+    };
+    let logger = LOGGER.get_or_init(|| Logger {
+        sink: Mutex::new(sink),
+        settings: Mutex::new(settings),
+        counters: Arc::new(LogCounters::default()),
+    });
+    let _ = log::set_logger(logger);
+    logger.counters.clone()
+}
+
+/// Logs a fatal error (counted apart from errors) before the daemon exits.
+pub fn fatal(text: &str) {
+    match LOGGER.get() {
+        Some(l) => {
+            l.counters.fatal.fetch_add(1, Ordering::Relaxed);
+            l.write_line(Level::Error, &format!("FATAL: {text}"));
+        }
+        None => eprintln!("pgmoneta: {text}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_strftime_prefixes() {
+        let t = CivilDateTime::new(2026, 11, 28, 9, 5, 7).unwrap();
+        assert_eq!(format_time("%Y-%m-%d %H:%M:%S", t, 0), "2026-11-28 09:05:07");
+        assert_eq!(format_time("%F %T %z 100%% %q", t, -5400), "2026-11-28 09:05:07 -0130 100% %q");
+        assert_eq!(format_time("/var/log/pgmoneta-%Y%m%d.log", t, 3600), "/var/log/pgmoneta-20261128.log");
+    }
+
+    #[test]
+    fn maps_levels() {
+        assert_eq!(level_filter(LogLevel::Debug3), LevelFilter::Trace);
+        assert_eq!(level_filter(LogLevel::Debug1), LevelFilter::Debug);
+        assert_eq!(level_filter(LogLevel::Info), LevelFilter::Info);
+        assert_eq!(level_filter(LogLevel::Warn), LevelFilter::Warn);
+    }
+}

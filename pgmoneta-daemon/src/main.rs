@@ -1,0 +1,329 @@
+//! `pgmoneta`: the backup daemon.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use nix::sys::signal::{SigSet, Signal};
+use pgmoneta_core::config::{Config, LogType, Severity};
+use pgmoneta_crypto::{MasterKeyFile, VaultKind};
+use pgmoneta_daemon::state::{Paths, Shared};
+use pgmoneta_daemon::{logging, metrics, mgmt, pg, pidfile, read_vault, timers, walservice};
+
+const DEFAULT_DIR: &str = "/etc/pgmoneta";
+
+/// pgmoneta: backup and restore for PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "pgmoneta", disable_help_flag = true, disable_version_flag = true)]
+struct Args {
+    /// The main configuration file (default /etc/pgmoneta/pgmoneta.conf).
+    #[arg(short = 'c', long = "config")]
+    config: Option<PathBuf>,
+    /// The users vault (default /etc/pgmoneta/pgmoneta_users.conf).
+    #[arg(short = 'u', long = "users")]
+    users: Option<PathBuf>,
+    /// The admins vault (default /etc/pgmoneta/pgmoneta_admins.conf, optional).
+    #[arg(short = 'A', long = "admins")]
+    admins: Option<PathBuf>,
+    /// A directory holding the configuration files (or PGMONETA_CONFIG_DIR).
+    #[arg(short = 'D', long = "directory")]
+    directory: Option<PathBuf>,
+    /// Run in the background.
+    #[arg(short = 'd', long = "daemon")]
+    daemon: bool,
+    /// Print the version and exit.
+    #[arg(short = 'V', long = "version")]
+    version: bool,
+    /// Print this help.
+    #[arg(short = '?', long = "help", action = clap::ArgAction::Help)]
+    help: Option<bool>,
+}
+
+/// A configuration file: the flag, else the directory's (-D, then PGMONETA_CONFIG_DIR) if it
+/// exists there, else /etc/pgmoneta's.
+fn resolve(flag: Option<PathBuf>, dir: Option<&Path>, name: &str) -> PathBuf {
+    if let Some(f) = flag {
+        return f;
+    }
+    if let Some(d) = dir {
+        let p = d.join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    Path::new(DEFAULT_DIR).join(name)
+}
+
+fn main() {
+    let args = Args::parse();
+    if args.version {
+        println!("pgmoneta {}", env!("CARGO_PKG_VERSION"));
+        std::process::exit(1);
+    }
+    std::process::exit(match run(args) {
+        Ok(()) => 0,
+        Err(problems) => {
+            for p in &problems {
+                logging::fatal(p);
+            }
+            1
+        }
+    });
+}
+
+fn run(args: Args) -> Result<(), Vec<String>> {
+    if nix::unistd::geteuid().is_root() && std::env::var("PGMONETA_ALLOW_ROOT").as_deref() != Ok("1") {
+        return Err(vec![
+            "pgmoneta refuses to run as root; run it as the pgmoneta user (containers and tests may set PGMONETA_ALLOW_ROOT=1)".into(),
+        ]);
+    }
+    let dir = args.directory.clone().or_else(|| std::env::var_os("PGMONETA_CONFIG_DIR").map(PathBuf::from));
+    let config_path = resolve(args.config, dir.as_deref(), "pgmoneta.conf");
+    let users_path = resolve(args.users, dir.as_deref(), "pgmoneta_users.conf");
+    let admins_path = resolve(args.admins, dir.as_deref(), "pgmoneta_admins.conf");
+
+    // Everything is checked, and every problem reported, before anything is touched.
+    let mut problems = Vec::new();
+    let config = match Config::load(&config_path)
+        .map_err(|e| e.to_string())
+        .and_then(|p| p.check().map_err(|e| e.to_string()))
+    {
+        Ok((c, warnings)) => {
+            for w in warnings {
+                eprintln!("pgmoneta: {w}");
+            }
+            Some(c)
+        }
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    };
+    let key_file = MasterKeyFile::default_location().map_err(|e| e.to_string());
+    let master_key = match key_file.and_then(|f| {
+        if f.path().exists() {
+            f.load().map(Some).map_err(|e| e.to_string())
+        } else {
+            Ok(None)
+        }
+    }) {
+        Ok(k) => k.map(Arc::new),
+        Err(e) => {
+            problems.push(format!("master key: {e}"));
+            None
+        }
+    };
+    let users = match read_vault(&users_path, VaultKind::Users, master_key.as_deref()) {
+        Ok(u) if u.is_empty() => {
+            problems.push(format!(
+                "{}: the users vault has no users (add them with pgmoneta-admin -f {} user add)",
+                users_path.display(),
+                users_path.display()
+            ));
+            u
+        }
+        Ok(u) => u,
+        Err(e) => {
+            problems.push(format!("users vault: {e}"));
+            HashMap::new()
+        }
+    };
+    let admins_used = admins_path.exists();
+    let admins = if admins_used {
+        read_vault(&admins_path, VaultKind::Admins, master_key.as_deref()).unwrap_or_else(|e| {
+            problems.push(format!("admins vault: {e}"));
+            HashMap::new()
+        })
+    } else {
+        HashMap::new()
+    };
+    let Some(config) = config else { return Err(problems) };
+    let m = &config.main;
+    for s in &config.servers {
+        if let Some(u) = &s.user {
+            if !users.is_empty() && !users.contains_key(u) {
+                problems.push(format!("[{}] user {u:?} is not in the users vault {}", s.name, users_path.display()));
+            }
+        }
+    }
+    let socket_dir = PathBuf::from(m.unix_socket_dir.clone().unwrap_or_default());
+    if !socket_dir.is_dir() {
+        problems.push(format!("unix_socket_dir {} does not exist", socket_dir.display()));
+    }
+    if m.encryption.code() != 0 && master_key.is_none() {
+        problems.push("encryption is on but there is no master key (pgmoneta-admin master-key)".into());
+    }
+    if args.daemon && m.log_type == LogType::Console {
+        problems.push("-d needs log_type = file or syslog: a daemon has no console".into());
+    }
+    if m.management > 0 && admins.is_empty() {
+        eprintln!("pgmoneta: warning: management = {} but no admins: remote management refuses everyone", m.management);
+    }
+    let tls = if m.management > 0 && m.tls {
+        match mgmt::tls_acceptor(
+            m.tls_cert_file.as_deref().unwrap_or(""),
+            m.tls_key_file.as_deref().unwrap_or(""),
+            m.tls_ca_file.as_deref(),
+        ) {
+            Ok(a) => Some(Arc::new(a)),
+            Err(e) => {
+                problems.push(e);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let host = m.host.clone().unwrap_or_else(|| "*".into());
+    let pidfile_path = m.pidfile.clone().map(PathBuf::from).unwrap_or_else(|| {
+        socket_dir.join(format!("pgmoneta.{}.pid", if host == "*" { "all" } else { host.as_str() }))
+    });
+    let base_dir = PathBuf::from(m.base_dir.clone().unwrap_or_default());
+
+    if args.daemon {
+        nix::unistd::daemon(true, false).map_err(|e| vec![format!("daemonizing: {e}")])?;
+    }
+    let counters = logging::install(m);
+    let pid = pidfile::PidFile::create(&pidfile_path).map_err(|e| vec![e])?;
+    pgmoneta_storage::fsio::create_dir_all(&base_dir)
+        .map_err(|e| vec![format!("base_dir {}: {e}", base_dir.display())])?;
+
+    // Signals are taken by one thread with sigwait; every other thread inherits the mask.
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGALRM] {
+        signals.add(s);
+    }
+    signals.thread_block().map_err(|e| vec![format!("blocking signals: {e}")])?;
+
+    let paths = Paths {
+        config: config_path,
+        users: users_path,
+        admins: admins_used.then_some(admins_path),
+        pidfile: pid.path().to_owned(),
+        socket: socket_dir.join(".s.pgmoneta"),
+    };
+    let management = m.management;
+    let metrics_port = m.metrics;
+    let metrics_tls = match (&m.metrics_cert_file, &m.metrics_key_file) {
+        (Some(c), Some(k)) => match mgmt::tls_acceptor(c, k, m.metrics_ca_file.as_deref()) {
+            Ok(a) => Some(Arc::new(a)),
+            Err(e) => {
+                log::error!("metrics over HTTPS: {e}; serving HTTP");
+                None
+            }
+        },
+        _ => None,
+    };
+    let shared = Arc::new(Shared::new(config.clone(), paths.clone(), master_key, users, admins, counters));
+    log::info!("pgmoneta {} starting (pid {})", env!("CARGO_PKG_VERSION"), std::process::id());
+
+    for s in &config.servers {
+        match pgmoneta_storage::ops::cleanup_incomplete(shared.store(), &s.name) {
+            Ok(removed) => {
+                for l in removed {
+                    log::warn!("server [{}]: removed the incomplete backup {l} left by an interrupted run", s.name);
+                }
+            }
+            Err(pgmoneta_storage::StorageError::NotFound(_)) => {}
+            Err(e) => log::debug!("server [{}]: looking for incomplete backups: {e}", s.name),
+        }
+    }
+    std::thread::scope(|scope| {
+        for s in &config.servers {
+            let shared = &shared;
+            scope.spawn(move || {
+                let facts = pg::check_server(shared, s);
+                if facts.valid {
+                    log::info!(
+                        "server [{}]: online (PostgreSQL {}.{})",
+                        s.name,
+                        facts.version.map_or(0, |v| v.major()),
+                        facts.minor
+                    );
+                } else {
+                    log::error!("server [{}]: offline: {}", s.name, facts.problems.join("; "));
+                }
+                if let Some(state) = shared.server(&s.name) {
+                    *state.facts.write() = facts;
+                }
+            });
+        }
+    });
+
+    let _ = std::fs::remove_file(&paths.socket);
+    let listener = UnixListener::bind(&paths.socket).map_err(|e| vec![format!("{}: {e}", paths.socket.display())])?;
+    let _ = std::fs::set_permissions(&paths.socket, std::fs::Permissions::from_mode(0o700));
+    let mut threads = vec![mgmt::serve_unix(shared.clone(), listener)];
+    let bind = |port: u16| {
+        let addr = if host == "*" { format!("0.0.0.0:{port}") } else { format!("{host}:{port}") };
+        std::net::TcpListener::bind(&addr).map_err(|e| format!("{addr}: {e}"))
+    };
+    if management > 0 {
+        match bind(management) {
+            Ok(l) => threads.push(mgmt::serve_remote(shared.clone(), l, tls)),
+            Err(e) => log::error!("remote management: {e}"),
+        }
+    }
+    if metrics_port > 0 {
+        match bind(metrics_port) {
+            Ok(l) => threads.push(metrics::serve(shared.clone(), l, metrics_tls)),
+            Err(e) => log::error!("metrics: {e}"),
+        }
+    }
+    let receivers = walservice::spawn_all(&shared);
+    threads.push(timers::spawn(shared.clone()));
+    log::info!("pgmoneta ready: {}", paths.socket.display());
+
+    loop {
+        match signals.wait() {
+            Ok(Signal::SIGHUP) => {
+                if let Err(e) = pgmoneta_daemon::reload(&shared) {
+                    log::error!("reload failed, the configuration in force is unchanged: {e}");
+                }
+            }
+            Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGALRM) => break,
+            Ok(_) => {}
+            Err(e) => {
+                log::error!("waiting for signals: {e}");
+                break;
+            }
+        }
+        if shared.stopping() {
+            break;
+        }
+    }
+    log::info!("pgmoneta stopping");
+    shared.shutdown.store(true, Ordering::SeqCst);
+    for s in &shared.servers {
+        if let Some(c) = s.backup_cancel.lock().as_ref() {
+            log::warn!("server [{}]: abandoning the running backup", s.name);
+            c.store(true, Ordering::SeqCst);
+        }
+        walservice::stop_stream(s);
+    }
+    for r in receivers {
+        let _ = r.join();
+    }
+    // Give abandoned operations a moment to remove what they wrote.
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until && shared.servers.iter().any(|s| s.activity().is_some()) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    let _ = std::fs::remove_file(&paths.socket);
+    drop(pid);
+    log::info!("pgmoneta stopped");
+    log::logger().flush();
+    let _ = Severity::Error;
+    Ok(())
+}

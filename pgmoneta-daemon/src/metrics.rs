@@ -1,0 +1,469 @@
+//! The Prometheus endpoint: `GET /metrics` in the text exposition format (chunked), `GET /` an
+//! HTML overview, 403 for other paths, 400 for other methods; HTTPS when `metrics_cert_file` and
+//! `metrics_key_file` are set.
+//!
+//! Metric names are upstream's; the ones added here (`pgmoneta_wal_lag_bytes`,
+//! `pgmoneta_backup_progress_*`, `pgmoneta_wal_flushed_lsn_bytes`) follow the Prometheus naming
+//! conventions.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use openssl::ssl::SslAcceptor;
+use pgmoneta_core::{TimelineId, WalSegment, WalSegmentSize};
+use pgmoneta_storage::info::BackupInfo;
+use pgmoneta_storage::restore::list_backups;
+
+use crate::commands::{dir_size, disk_space, SERVER_VERSION};
+use crate::state::{Activity, Shared};
+
+/// Collects metric families, keeping each family's samples together (the exposition format
+/// requires it) in the order the families first appear.
+#[derive(Default)]
+pub struct Exposition {
+    families: Vec<(&'static str, String, String)>,
+    index: std::collections::HashMap<&'static str, usize>,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+impl Exposition {
+    /// Adds one sample of gauge `name`.
+    pub fn gauge(&mut self, name: &'static str, help: &str, labels: &[(&str, &str)], value: f64) {
+        let i = *self.index.entry(name).or_insert_with(|| {
+            self.families.push((name, help.to_owned(), String::new()));
+            self.families.len() - 1
+        });
+        let out = &mut self.families[i].2;
+        out.push_str(name);
+        if !labels.is_empty() {
+            out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{k}=\"{}\"", escape(v));
+            }
+            out.push('}');
+        }
+        if value.fract() == 0.0 && value.abs() < 1e15 {
+            let _ = writeln!(out, " {}", value as i64);
+        } else {
+            let _ = writeln!(out, " {value}");
+        }
+    }
+
+    /// The text.
+    pub fn finish(self) -> String {
+        let mut out = String::new();
+        for (name, help, samples) in self.families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            out.push_str(&samples);
+        }
+        out
+    }
+}
+
+fn b(v: bool) -> f64 {
+    if v {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+fn mbs(bytes: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        (bytes as f64 / (1024.0 * 1024.0) / seconds * 100.0).round() / 100.0
+    } else {
+        0.0
+    }
+}
+
+/// Renders every metric.
+pub fn render(shared: &Shared) -> String {
+    let config = shared.config();
+    let m = &config.main;
+    let mut e = Exposition::default();
+    e.gauge("pgmoneta_state", "The state of pgmoneta", &[], 1.0);
+    e.gauge("pgmoneta_version", "The version of pgmoneta", &[("version", SERVER_VERSION)], 1.0);
+    e.gauge("pgmoneta_fips", "FIPS mode of pgmoneta's OpenSSL", &[], 0.0);
+    let c = &shared.log_counters;
+    e.gauge(
+        "pgmoneta_logging_info",
+        "The number of INFO logging statements",
+        &[],
+        c.info.load(Ordering::Relaxed) as f64,
+    );
+    e.gauge(
+        "pgmoneta_logging_warn",
+        "The number of WARN logging statements",
+        &[],
+        c.warn.load(Ordering::Relaxed) as f64,
+    );
+    e.gauge(
+        "pgmoneta_logging_error",
+        "The number of ERROR logging statements",
+        &[],
+        c.error.load(Ordering::Relaxed) as f64,
+    );
+    e.gauge(
+        "pgmoneta_logging_fatal",
+        "The number of FATAL logging statements",
+        &[],
+        c.fatal.load(Ordering::Relaxed) as f64,
+    );
+    let r = m.retention;
+    let part = |v: Option<u32>| v.map_or(-1.0, f64::from);
+    e.gauge("pgmoneta_retention_days", "The retention days of pgmoneta", &[], part(r.days));
+    e.gauge("pgmoneta_retention_weeks", "The retention weeks of pgmoneta", &[], part(r.weeks));
+    e.gauge("pgmoneta_retention_months", "The retention months of pgmoneta", &[], part(r.months));
+    e.gauge("pgmoneta_retention_years", "The retention years of pgmoneta", &[], part(r.years));
+    e.gauge("pgmoneta_compression", "The compression used", &[], f64::from(m.compression.code()));
+    let base = shared.base_dir();
+    let (free, total) = disk_space(&base);
+    e.gauge("pgmoneta_used_space", "The disk space used for pgmoneta", &[], dir_size(&base) as f64);
+    e.gauge("pgmoneta_free_space", "The free disk space for pgmoneta", &[], free as f64);
+    e.gauge("pgmoneta_total_space", "The total disk space for pgmoneta", &[], total as f64);
+
+    for s in &config.servers {
+        let name = s.name.as_str();
+        let l = [("name", name)];
+        let rs = config.effective_retention(s);
+        for (p, v) in [("days", rs.days), ("weeks", rs.weeks), ("months", rs.months), ("years", rs.years)] {
+            e.gauge(
+                "pgmoneta_retention_server",
+                "The retention of a server",
+                &[("name", name), ("parameter", p)],
+                part(v),
+            );
+        }
+        let Some(state) = shared.server(name) else { continue };
+        let facts = state.facts.read().clone();
+        let ws = s.wal_shipping.as_deref();
+        e.gauge("pgmoneta_wal_shipping", "The WAL shipping directory is configured", &l, b(ws.is_some()));
+        let (wf, wt) = ws.map_or((0, 0), |d| disk_space(std::path::Path::new(d)));
+        let wu = ws.map_or(0, |d| dir_size(&std::path::Path::new(d).join(name)));
+        e.gauge("pgmoneta_wal_shipping_used_space", "Disk space used by WAL shipping", &l, wu as f64);
+        e.gauge("pgmoneta_wal_shipping_free_space", "Free disk space for WAL shipping", &l, wf as f64);
+        e.gauge("pgmoneta_wal_shipping_total_space", "Total disk space for WAL shipping", &l, wt as f64);
+        let workspace = s.workspace.clone().or_else(|| m.workspace.clone());
+        e.gauge("pgmoneta_workspace", "The workspace directory is configured", &l, b(workspace.is_some()));
+        let (pf, pt) = workspace.as_deref().map_or((0, 0), |d| disk_space(std::path::Path::new(d)));
+        e.gauge("pgmoneta_workspace_free_space", "Free disk space for the workspace", &l, pf as f64);
+        e.gauge("pgmoneta_workspace_total_space", "Total disk space for the workspace", &l, pt as f64);
+        let hs = s.hot_standby.0.first();
+        e.gauge("pgmoneta_hot_standby", "A hot standby is configured", &l, b(hs.is_some()));
+        let (hf, ht) = hs.map_or((0, 0), |d| disk_space(std::path::Path::new(d)));
+        e.gauge("pgmoneta_hot_standby_free_space", "Free disk space for the hot standby", &l, hf as f64);
+        e.gauge("pgmoneta_hot_standby_total_space", "Total disk space for the hot standby", &l, ht as f64);
+        let progress = state.stream.read().clone();
+        let tli = progress.timeline.load(Ordering::Relaxed);
+        e.gauge("pgmoneta_server_timeline", "The timeline of the server", &l, f64::from(tli));
+        e.gauge("pgmoneta_server_workers", "The number of workers", &l, shared.workers(s) as f64);
+        e.gauge("pgmoneta_server_online", "The server is online", &l, b(state.online()));
+        e.gauge("pgmoneta_server_primary", "The server is a primary", &l, b(facts.primary));
+        e.gauge("pgmoneta_server_valid", "The server passed its checks", &l, b(facts.valid));
+        let streaming = state.wal_streaming.load(Ordering::SeqCst);
+        e.gauge("pgmoneta_wal_streaming", "WAL is streaming from the server", &l, b(streaming));
+        e.gauge(
+            "pgmoneta_server_operation_count",
+            "Operations run",
+            &l,
+            state.operations.load(Ordering::Relaxed) as f64,
+        );
+        e.gauge(
+            "pgmoneta_server_failed_operation_count",
+            "Operations failed",
+            &l,
+            state.failed_operations.load(Ordering::Relaxed) as f64,
+        );
+        e.gauge(
+            "pgmoneta_server_last_operation_time",
+            "Unix time of the last operation",
+            &l,
+            state.last_operation.load(Ordering::Relaxed) as f64,
+        );
+        e.gauge(
+            "pgmoneta_server_last_failed_operation_time",
+            "Unix time of the last failed operation",
+            &l,
+            state.last_failed_operation.load(Ordering::Relaxed) as f64,
+        );
+        e.gauge("pgmoneta_server_checksums", "Data checksums are on", &l, b(facts.checksums));
+        e.gauge("pgmoneta_server_summarize_wal", "summarize_wal is on", &l, b(facts.summarize_wal));
+        e.gauge("pgmoneta_server_fips_mode", "FIPS mode of the server", &l, b(facts.fips));
+        e.gauge("pgmoneta_server_extensions_detected", "Extensions detected", &l, 0.0);
+        let active = state.activity();
+        for (metric, a) in [
+            ("pgmoneta_active_backup", Activity::Backup),
+            ("pgmoneta_active_restore", Activity::Restore),
+            ("pgmoneta_active_archive", Activity::Archive),
+            ("pgmoneta_active_delete", Activity::Delete),
+            ("pgmoneta_active_retention", Activity::Retention),
+        ] {
+            e.gauge(metric, "The operation is running", &l, b(active == Some(a)));
+        }
+        let flushed = progress.flushed.load();
+        let end = progress.server_end.load();
+        let seg = WalSegmentSize::new(facts.segment_size).unwrap_or(WalSegmentSize::DEFAULT);
+        if streaming && tli > 0 {
+            let file = WalSegment::containing(TimelineId(tli), flushed, seg).file_name(seg);
+            e.gauge(
+                "pgmoneta_current_wal_file",
+                "The WAL file being streamed",
+                &[("name", name), ("file", &file)],
+                1.0,
+            );
+            let lsn = flushed.to_string();
+            e.gauge("pgmoneta_current_wal_lsn", "The WAL position flushed", &[("name", name), ("lsn", &lsn)], 1.0);
+        }
+        e.gauge(
+            "pgmoneta_wal_lag_bytes",
+            "Bytes of WAL the server has that are not yet flushed to the archive",
+            &l,
+            end.0.saturating_sub(flushed.0) as f64,
+        );
+        e.gauge(
+            "pgmoneta_wal_flushed_lsn_bytes",
+            "The WAL position flushed to the archive, in bytes",
+            &l,
+            flushed.0 as f64,
+        );
+        let (done, total, elapsed) = match state.backup_progress.lock().as_ref() {
+            Some((p, since)) => {
+                (p.done.load(Ordering::Relaxed), p.total.load(Ordering::Relaxed), since.elapsed().as_secs_f64())
+            }
+            None => (0, 0, 0.0),
+        };
+        e.gauge("pgmoneta_backup_progress_done_bytes", "Bytes received by the running backup", &l, done as f64);
+        e.gauge("pgmoneta_backup_progress_total_bytes", "Estimated size of the running backup", &l, total as f64);
+        e.gauge("pgmoneta_backup_progress_elapsed_seconds", "Seconds the running backup has run", &l, elapsed);
+        let workflow = [("name", name), ("workflow", "backup"), ("phase", "Base backup")];
+        e.gauge("pgmoneta_progress_done", "Progress done", &workflow, done as f64);
+        e.gauge("pgmoneta_progress_total", "Progress total", &workflow, total as f64);
+        let pct = (done.min(total) * 100).checked_div(total).unwrap_or(0) as f64;
+        e.gauge("pgmoneta_progress_percentage", "Progress percentage", &workflow, pct);
+        e.gauge("pgmoneta_progress_elapsed_time", "Progress elapsed time", &workflow, elapsed);
+
+        backups(&mut e, shared, name);
+    }
+    e.finish()
+}
+
+fn backups(e: &mut Exposition, shared: &Shared, name: &str) {
+    let l = [("name", name)];
+    let list: Vec<BackupInfo> = list_backups(shared.store(), name).unwrap_or_default();
+    let valid: Vec<&BackupInfo> = list.iter().filter(|b| b.valid).collect();
+    let label_num = |b: Option<&&BackupInfo>| b.and_then(|b| b.label.parse::<f64>().ok()).unwrap_or(0.0);
+    e.gauge("pgmoneta_backup_oldest", "The oldest valid backup", &l, label_num(valid.first()));
+    e.gauge("pgmoneta_backup_newest", "The newest valid backup", &l, label_num(valid.last()));
+    e.gauge("pgmoneta_backup_valid", "Valid backups", &l, valid.len() as f64);
+    e.gauge("pgmoneta_backup_invalid", "Invalid backups", &l, (list.len() - valid.len()) as f64);
+    let backup_total: u64 = dir_size(&shared.base_dir().join(name).join("backup"));
+    let wal_total: u64 = dir_size(&shared.base_dir().join(name).join("wal"));
+    e.gauge("pgmoneta_backup_total_size", "Size of the backups", &l, backup_total as f64);
+    e.gauge("pgmoneta_wal_total_size", "Size of the WAL archive", &l, wal_total as f64);
+    e.gauge("pgmoneta_total_size", "Size of the server's repository", &l, (backup_total + wal_total) as f64);
+    let newest = valid.last();
+    e.gauge("pgmoneta_backup_newest_size", "Size of the newest backup", &l, newest.map_or(0, |b| b.backup_size) as f64);
+    e.gauge(
+        "pgmoneta_restore_newest_size",
+        "Restore size of the newest backup",
+        &l,
+        newest.map_or(0, |b| b.restore_size) as f64,
+    );
+    if list.is_empty() {
+        e.gauge("pgmoneta_backup", "The backup is valid", &[("name", name), ("label", "0")], 0.0);
+        return;
+    }
+    let mut previous_restore = 0u64;
+    for bi in &list {
+        let bl = [("name", name), ("label", bi.label.as_str())];
+        let el = &bi.elapsed;
+        e.gauge("pgmoneta_backup", "The backup is valid", &bl, b(bi.valid));
+        e.gauge("pgmoneta_backup_retain", "The backup is retained", &bl, b(bi.keep));
+        e.gauge("pgmoneta_backup_size", "Stored size of the backup", &bl, bi.backup_size as f64);
+        e.gauge("pgmoneta_restore_size", "Restore size of the backup", &bl, bi.restore_size as f64);
+        e.gauge(
+            "pgmoneta_restore_size_increment",
+            "Restore size change from the previous backup",
+            &bl,
+            bi.restore_size as f64 - previous_restore as f64,
+        );
+        previous_restore = bi.restore_size;
+        let ratio = if bi.restore_size > 0 { 1.0 - bi.backup_size as f64 / bi.restore_size as f64 } else { 0.0 };
+        e.gauge(
+            "pgmoneta_backup_compression_ratio",
+            "Compression ratio of the backup",
+            &bl,
+            (ratio * 100.0).round() / 100.0,
+        );
+        e.gauge("pgmoneta_backup_throughput", "Backup throughput in MB/s", &bl, mbs(bi.restore_size, el.total));
+        e.gauge("pgmoneta_backup_total_elapsed_time", "Seconds the backup took", &bl, el.total);
+        e.gauge("pgmoneta_backup_basebackup_elapsed_time", "Seconds of BASE_BACKUP", &bl, el.basebackup);
+        e.gauge("pgmoneta_backup_basebackup_mbs", "BASE_BACKUP MB/s", &bl, mbs(bi.restore_size, el.basebackup));
+        e.gauge("pgmoneta_backup_manifest_elapsed_time", "Seconds of the manifest check", &bl, el.manifest);
+        e.gauge("pgmoneta_backup_manifest_mbs", "Manifest check MB/s", &bl, mbs(bi.restore_size, el.manifest));
+        for (metric, mb, secs) in [
+            (
+                "pgmoneta_backup_compression_gzip_elapsed_time",
+                "pgmoneta_backup_compression_gzip_mbs",
+                el.compression_gzip,
+            ),
+            (
+                "pgmoneta_backup_compression_zstd_elapsed_time",
+                "pgmoneta_backup_compression_zstd_mbs",
+                el.compression_zstd,
+            ),
+            ("pgmoneta_backup_compression_lz4_elapsed_time", "pgmoneta_backup_compression_lz4_mbs", el.compression_lz4),
+            (
+                "pgmoneta_backup_compression_bzip2_elapsed_time",
+                "pgmoneta_backup_compression_bzip2_mbs",
+                el.compression_bzip2,
+            ),
+            ("pgmoneta_backup_encryption_elapsed_time", "pgmoneta_backup_encryption_mbs", el.encryption),
+            ("pgmoneta_backup_linking_elapsed_time", "pgmoneta_backup_linking_mbs", el.linking),
+            ("pgmoneta_backup_remote_ssh_elapsed_time", "pgmoneta_backup_remote_ssh_mbs", el.remote_ssh),
+            ("pgmoneta_backup_remote_s3_elapsed_time", "pgmoneta_backup_remote_s3_mbs", el.remote_s3),
+            ("pgmoneta_backup_remote_azure_elapsed_time", "pgmoneta_backup_remote_azure_mbs", el.remote_azure),
+        ] {
+            e.gauge(metric, "Seconds of the step", &bl, secs);
+            e.gauge(mb, "MB/s of the step", &bl, mbs(bi.restore_size, secs));
+        }
+        e.gauge("pgmoneta_backup_start_timeline", "Start timeline of the backup", &bl, f64::from(bi.start_timeline));
+        e.gauge("pgmoneta_backup_end_timeline", "End timeline of the backup", &bl, f64::from(bi.end_timeline));
+        for (metric, lsn) in [
+            ("pgmoneta_backup_start_walpos", bi.start_lsn),
+            ("pgmoneta_backup_end_walpos", bi.end_lsn),
+            ("pgmoneta_backup_checkpoint_walpos", bi.checkpoint_lsn),
+        ] {
+            let pos = lsn.to_string();
+            e.gauge(
+                metric,
+                "WAL position of the backup",
+                &[("name", name), ("label", &bi.label), ("walpos", &pos)],
+                1.0,
+            );
+        }
+        let (major, minor) = (bi.major_version.to_string(), bi.minor_version.to_string());
+        e.gauge(
+            "pgmoneta_backup_version",
+            "PostgreSQL version of the backup",
+            &[("name", name), ("label", &bi.label), ("major", &major), ("minor", &minor)],
+            1.0,
+        );
+    }
+}
+
+const OVERVIEW: &str = "<!DOCTYPE html>\n<html>\n<head><title>pgmoneta</title></head>\n<body>\n<h1>pgmoneta</h1>\n\
+<p>Prometheus metrics of the pgmoneta backup daemon are at <a href=\"/metrics\">/metrics</a>.</p>\n\
+<p>Every metric is a gauge; servers are labelled <code>name</code>, backups <code>label</code>.</p>\n</body>\n</html>\n";
+
+fn write_chunked<S: Write>(s: &mut S, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nConnection: close\r\n");
+    if body.is_empty() {
+        head.push_str("Content-Length: 0\r\n\r\n");
+        s.write_all(head.as_bytes())?;
+        return s.flush();
+    }
+    head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+    s.write_all(head.as_bytes())?;
+    for chunk in body.as_bytes().chunks(16 << 10) {
+        write!(s, "{:X}\r\n", chunk.len())?;
+        s.write_all(chunk)?;
+        s.write_all(b"\r\n")?;
+    }
+    s.write_all(b"0\r\n\r\n")?;
+    s.flush()
+}
+
+/// Answers one HTTP request on `stream`.
+pub fn handle<S: Read + Write>(shared: &Shared, stream: &mut S) -> std::io::Result<()> {
+    let mut reader = BufReader::new(&mut *stream);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    drop(reader);
+    let mut parts = request_line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if method != "GET" {
+        return write_chunked(stream, "400 Bad Request", "text/plain; charset=utf-8", "");
+    }
+    match path.split('?').next().unwrap_or("") {
+        "/metrics" => write_chunked(stream, "200 OK", "text/plain; version=0.0.4; charset=utf-8", &render(shared)),
+        "/" | "/index.html" => write_chunked(stream, "200 OK", "text/html; charset=utf-8", OVERVIEW),
+        _ => write_chunked(stream, "403 Forbidden", "text/plain; charset=utf-8", ""),
+    }
+}
+
+/// Serves the metrics port until the daemon stops.
+pub fn serve(shared: Arc<Shared>, listener: TcpListener, tls: Option<Arc<SslAcceptor>>) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            let _ = listener.set_nonblocking(true);
+            while !shared.stopping() {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let shared = shared.clone();
+                        let tls = tls.clone();
+                        let _ = std::thread::Builder::new().name("metrics-request".into()).spawn(move || {
+                            let _ = serve_stream(&shared, stream, tls.as_deref());
+                        });
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        })
+        .expect("spawning a thread")
+}
+
+fn serve_stream(shared: &Shared, stream: TcpStream, tls: Option<&SslAcceptor>) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    match tls {
+        Some(acceptor) => {
+            let mut s = acceptor.accept(stream).map_err(|e| std::io::Error::other(e.to_string()))?;
+            handle(shared, &mut s)
+        }
+        None => {
+            let mut s = stream;
+            handle(shared, &mut s)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_help_and_type_once_per_family() {
+        let mut e = Exposition::default();
+        e.gauge("pgmoneta_x", "An x", &[("name", "a")], 1.0);
+        e.gauge("pgmoneta_x", "An x", &[("name", "b\"q")], 2.5);
+        e.gauge("pgmoneta_y", "A y", &[], 0.0);
+        assert_eq!(
+            e.finish(),
+            "# HELP pgmoneta_x An x\n# TYPE pgmoneta_x gauge\npgmoneta_x{name=\"a\"} 1\npgmoneta_x{name=\"b\\\"q\"} 2.5\n\
+             # HELP pgmoneta_y A y\n# TYPE pgmoneta_y gauge\npgmoneta_y 0\n"
+        );
+    }
+}

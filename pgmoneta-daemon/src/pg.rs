@@ -1,0 +1,197 @@
+//! Connections to the configured PostgreSQL servers, and the checks that make a server valid.
+
+use std::time::Duration;
+
+use pgmoneta_core::config::ServerConfig;
+use pgmoneta_core::PgVersion;
+use pgmoneta_wire::{ConnectOptions, PgConnection, ReplicationMode, SslMode};
+
+use crate::state::{ServerFacts, Shared};
+
+/// Connection options for `server`: its host, port and user, the user's password from the users
+/// vault, and TLS from the server's `tls_*` keys.
+///
+/// # Errors
+/// A sentence when the user has no password in the vault.
+pub fn connect_options(shared: &Shared, server: &ServerConfig, replication: bool) -> Result<ConnectOptions, String> {
+    let user = server.user.clone().unwrap_or_default();
+    let password = shared
+        .users
+        .read()
+        .get(&user)
+        .cloned()
+        .ok_or_else(|| format!("user {user:?} of server [{}] is not in the users vault", server.name))?;
+    let timeout = Duration::from_secs(shared.config().main.blocking_timeout.0.max(1));
+    let mut opts =
+        ConnectOptions::new(server.host.as_deref().unwrap_or("localhost"), server.port.unwrap_or(5432), &user)
+            .password(&password)
+            .connect_timeout(Some(timeout));
+    opts.application_name = Some(server.wal_slot.clone().unwrap_or_else(|| "pgmoneta".to_owned()));
+    if replication {
+        opts = opts.replication(ReplicationMode::Physical);
+    } else {
+        opts = opts.database("postgres").read_timeout(Some(Duration::from_secs(300)));
+    }
+    opts = match (&server.tls_ca_file, &server.tls_cert_file, &server.tls_key_file) {
+        (Some(ca), _, _) => opts.ssl_mode(SslMode::VerifyCa).ssl_root_cert(ca),
+        (None, Some(_), Some(_)) => opts.ssl_mode(SslMode::Require),
+        _ => opts.ssl_mode(SslMode::Prefer),
+    };
+    if let (Some(cert), Some(key)) = (&server.tls_cert_file, &server.tls_key_file) {
+        opts = opts.ssl_client_cert(cert, key);
+    }
+    Ok(opts)
+}
+
+/// Connects to `server`.
+///
+/// # Errors
+/// A sentence naming the server and what failed.
+pub fn connect(shared: &Shared, server: &ServerConfig, replication: bool) -> Result<PgConnection, String> {
+    let opts = connect_options(shared, server, replication)?;
+    PgConnection::connect(&opts).map_err(|e| format!("server [{}]: connecting: {e}", server.name))
+}
+
+fn setting(conn: &mut PgConnection, name: &str) -> Result<String, String> {
+    conn.show(name).map_err(|e| format!("SHOW {name}: {e}"))
+}
+
+/// Runs every check on `server` (version, `wal_level`, checksums, segment size, `summarize_wal`
+/// on 17+, the replication slot, created when `create_slot` is on) and reports what it found.
+/// A problem that makes the server unusable is listed in `problems`.
+pub fn check_server(shared: &Shared, server: &ServerConfig) -> ServerFacts {
+    let mut facts = ServerFacts::default();
+    let mut conn = match connect(shared, server, true) {
+        Ok(c) => c,
+        Err(e) => {
+            facts.problems.push(e);
+            return facts;
+        }
+    };
+    match conn.server_version() {
+        Ok((v, _)) => facts.version = Some(v),
+        Err(e) => {
+            facts.problems.push(format!("unsupported server version: {e}"));
+            return facts;
+        }
+    }
+    let version = facts.version.unwrap_or(PgVersion::V15);
+    let num = conn
+        .parameter("server_version_num")
+        .map(str::to_owned)
+        .or_else(|| setting(&mut conn, "server_version_num").ok());
+    facts.minor = num.and_then(|n| n.trim().parse::<u32>().ok()).map_or(0, |n| n % 10000);
+    facts.primary = conn.parameter("in_hot_standby").is_none_or(|v| v != "on");
+    match setting(&mut conn, "wal_level") {
+        Ok(level) if level == "replica" || level == "logical" => {}
+        Ok(level) => facts.problems.push(format!("wal_level is {level}; it must be replica or logical")),
+        Err(e) => facts.problems.push(e),
+    }
+    facts.checksums = setting(&mut conn, "data_checksums").is_ok_and(|v| v == "on");
+    match setting(&mut conn, "wal_segment_size") {
+        Ok(v) => match parse_size(&v) {
+            Some(bytes) => facts.segment_size = bytes,
+            None => facts.problems.push(format!("wal_segment_size {v:?} is not understood")),
+        },
+        Err(e) => facts.problems.push(e),
+    }
+    if version >= PgVersion::V17 {
+        facts.summarize_wal = setting(&mut conn, "summarize_wal").is_ok_and(|v| v == "on");
+    }
+    let config = shared.config();
+    let create = server.create_slot.unwrap_or(config.main.create_slot);
+    if let Some(slot) = &server.wal_slot {
+        if let Err(e) = check_slot(shared, server, &mut conn, version, slot, create) {
+            facts.problems.push(e);
+        }
+    }
+    let _ = conn.close();
+    facts.valid = facts.problems.is_empty();
+    facts
+}
+
+fn check_slot(
+    shared: &Shared,
+    server: &ServerConfig,
+    repl: &mut PgConnection,
+    version: PgVersion,
+    slot: &str,
+    create: bool,
+) -> Result<(), String> {
+    let kind = if version >= PgVersion::V15 {
+        repl.read_replication_slot(slot).map_err(|e| format!("READ_REPLICATION_SLOT {slot}: {e}"))?.map(|s| s.slot_type)
+    } else {
+        let mut sql = connect(shared, server, false)?;
+        let rows = sql
+            .query(&format!(
+                "SELECT slot_type FROM pg_replication_slots WHERE slot_name = '{}'",
+                slot.replace('\'', "''")
+            ))
+            .map_err(|e| format!("reading pg_replication_slots: {e}"))?;
+        let _ = sql.close();
+        rows.first().map(|r| r.get(0).ok().flatten().unwrap_or_default().to_owned())
+    };
+    match kind {
+        Some(k) if k.is_empty() || k == "physical" => Ok(()),
+        Some(k) => Err(format!("replication slot {slot:?} is a {k} slot; a physical slot is needed")),
+        None if create => {
+            repl.create_physical_slot(slot, version).map_err(|e| format!("creating replication slot {slot:?}: {e}"))?;
+            log::info!("server [{}]: created replication slot {slot:?}", server.name);
+            Ok(())
+        }
+        None => Err(format!(
+            "replication slot {slot:?} does not exist: create it (SELECT pg_create_physical_replication_slot('{slot}', true);) or set create_slot = on"
+        )),
+    }
+}
+
+/// `16MB`, `1GB`, `16777216` (bytes) as `SHOW` prints them.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..digits].parse().ok()?;
+    let unit = match t[digits..].trim() {
+        "" | "B" => 1,
+        "kB" => 1 << 10,
+        "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        _ => return None,
+    };
+    Some(n * unit)
+}
+
+/// Tablespace names by OID, for naming `tblspc_<name>` directories.
+///
+/// # Errors
+/// Connection or query failures.
+pub fn tablespace_names(
+    shared: &Shared,
+    server: &ServerConfig,
+) -> Result<std::collections::BTreeMap<u32, String>, String> {
+    let mut conn = connect(shared, server, false)?;
+    let rows = conn
+        .query("SELECT oid, spcname FROM pg_tablespace")
+        .map_err(|e| format!("server [{}]: reading pg_tablespace: {e}", server.name))?;
+    let _ = conn.close();
+    let mut out = std::collections::BTreeMap::new();
+    for r in rows {
+        if let (Ok(Some(oid)), Ok(Some(name))) = (r.parse::<u32>(0), r.get(1)) {
+            out.insert(oid, name.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_show_sizes() {
+        assert_eq!(parse_size("16MB"), Some(16 << 20));
+        assert_eq!(parse_size("1GB"), Some(1 << 30));
+        assert_eq!(parse_size("8kB"), Some(8192));
+        assert_eq!(parse_size("16777216"), Some(16 << 20));
+        assert_eq!(parse_size("16 parsecs"), None);
+    }
+}

@@ -1,0 +1,272 @@
+//! What the daemon's threads share: the configuration in force, the secrets, and each server's
+//! status, locks and counters. Nothing here is re-read from disk per request.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+use pgmoneta_core::config::{Config, ServerConfig};
+use pgmoneta_core::{AtomicLsn, Lsn, PgVersion};
+use pgmoneta_crypto::MasterKey;
+use pgmoneta_storage::backup::BackupProgress;
+use pgmoneta_storage::store::{LocalStore, Store};
+use pgmoneta_storage::wal::StreamProgress;
+
+use crate::logging::LogCounters;
+
+/// The files the daemon was started with.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    /// `pgmoneta.conf`.
+    pub config: PathBuf,
+    /// The users vault.
+    pub users: PathBuf,
+    /// The admins vault, when one is used.
+    pub admins: Option<PathBuf>,
+    /// The pidfile.
+    pub pidfile: PathBuf,
+    /// The management socket.
+    pub socket: PathBuf,
+}
+
+/// What the last check of a server found.
+#[derive(Clone, Debug, Default)]
+pub struct ServerFacts {
+    /// The major version.
+    pub version: Option<PgVersion>,
+    /// `server_version_num % 10000`.
+    pub minor: u32,
+    /// Not in recovery.
+    pub primary: bool,
+    /// `data_checksums`.
+    pub checksums: bool,
+    /// `summarize_wal` (17+).
+    pub summarize_wal: bool,
+    /// `wal_segment_size` in bytes.
+    pub segment_size: u64,
+    /// Every check passed.
+    pub valid: bool,
+    /// What failed, in words an operator can act on; empty when valid.
+    pub problems: Vec<String>,
+    /// FIPS mode of the server's OpenSSL, when the server says.
+    pub fips: bool,
+}
+
+/// The operation holding a server's repository lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activity {
+    /// A backup.
+    Backup,
+    /// A restore.
+    Restore,
+    /// An archive.
+    Archive,
+    /// A delete.
+    Delete,
+    /// Retention.
+    Retention,
+    /// Verification.
+    Verify,
+}
+
+/// Live state of one configured server.
+#[derive(Debug)]
+pub struct ServerState {
+    /// The section name.
+    pub name: String,
+    /// Set by `mode offline`; no backups or streaming while set.
+    pub forced_offline: AtomicBool,
+    /// What the last check found.
+    pub facts: RwLock<ServerFacts>,
+    /// The WAL receiver is connected and streaming.
+    pub wal_streaming: AtomicBool,
+    /// The WAL receiver's progress (replaced each time it connects).
+    pub stream: RwLock<Arc<StreamProgress>>,
+    /// The current WAL file being received.
+    pub current_wal_file: Mutex<String>,
+    /// Set to stop the current WAL stream (mode offline, shutdown).
+    pub stream_stop: Mutex<Option<Arc<AtomicBool>>>,
+    /// The operation holding the repository lock.
+    pub active: Mutex<Option<Activity>>,
+    /// The running backup's progress, and when it started.
+    pub backup_progress: Mutex<Option<(Arc<BackupProgress>, Instant)>>,
+    /// Set to abandon the running backup (shutdown).
+    pub backup_cancel: Mutex<Option<Arc<AtomicBool>>>,
+    /// Operations run and failed, and when last.
+    pub operations: AtomicU64,
+    /// Failed operations.
+    pub failed_operations: AtomicU64,
+    /// Unix time of the last operation.
+    pub last_operation: AtomicI64,
+    /// Unix time of the last failed operation.
+    pub last_failed_operation: AtomicI64,
+    /// The timeline being streamed.
+    pub timeline: AtomicU32,
+    /// The last position the server reported.
+    pub server_lsn: AtomicLsn,
+}
+
+impl ServerState {
+    fn new(name: &str) -> ServerState {
+        ServerState {
+            name: name.to_owned(),
+            forced_offline: AtomicBool::new(false),
+            facts: RwLock::new(ServerFacts::default()),
+            wal_streaming: AtomicBool::new(false),
+            stream: RwLock::new(Arc::new(StreamProgress::default())),
+            current_wal_file: Mutex::new(String::new()),
+            stream_stop: Mutex::new(None),
+            active: Mutex::new(None),
+            backup_progress: Mutex::new(None),
+            backup_cancel: Mutex::new(None),
+            operations: AtomicU64::new(0),
+            failed_operations: AtomicU64::new(0),
+            last_operation: AtomicI64::new(0),
+            last_failed_operation: AtomicI64::new(0),
+            timeline: AtomicU32::new(0),
+            server_lsn: AtomicLsn::new(Lsn(0)),
+        }
+    }
+
+    /// Online: checks passed and not forced offline.
+    pub fn online(&self) -> bool {
+        !self.forced_offline.load(Ordering::SeqCst) && self.facts.read().valid
+    }
+
+    /// Takes the repository lock for `what`; `Err` names the operation holding it.
+    pub fn lock(self: &Arc<Self>, what: Activity) -> Result<RepoGuard, Activity> {
+        let mut active = self.active.lock();
+        if let Some(other) = *active {
+            return Err(other);
+        }
+        *active = Some(what);
+        Ok(RepoGuard { server: self.clone() })
+    }
+
+    /// Records the end of an operation for the metrics.
+    pub fn record(&self, ok: bool) {
+        let now = crate::clock::now_unix();
+        self.operations.fetch_add(1, Ordering::Relaxed);
+        self.last_operation.store(now, Ordering::Relaxed);
+        if !ok {
+            self.failed_operations.fetch_add(1, Ordering::Relaxed);
+            self.last_failed_operation.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// The operation holding the lock.
+    pub fn activity(&self) -> Option<Activity> {
+        *self.active.lock()
+    }
+}
+
+/// Holds a server's repository lock until dropped.
+#[derive(Debug)]
+pub struct RepoGuard {
+    server: Arc<ServerState>,
+}
+
+impl Drop for RepoGuard {
+    fn drop(&mut self) {
+        *self.server.active.lock() = None;
+    }
+}
+
+/// Everything the daemon's threads share.
+pub struct Shared {
+    /// The configuration in force (swapped on reload).
+    pub config: RwLock<Arc<Config>>,
+    /// The configuration files.
+    pub paths: Paths,
+    /// The master key, when one exists (needed for the vaults and encryption).
+    pub master_key: Option<Arc<MasterKey>>,
+    /// Passwords of the users vault, by user.
+    pub users: RwLock<HashMap<String, String>>,
+    /// Passwords of the admins vault, by admin.
+    pub admins: RwLock<HashMap<String, String>>,
+    /// Per server, in configuration order.
+    pub servers: Vec<Arc<ServerState>>,
+    /// The repository.
+    pub store: Arc<LocalStore>,
+    /// Set when the daemon stops.
+    pub shutdown: AtomicBool,
+    /// Lines logged per level.
+    pub log_counters: Arc<LogCounters>,
+    /// When the daemon started.
+    pub started: Instant,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("paths", &self.paths).field("servers", &self.servers).finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Builds the shared state for `config`.
+    pub fn new(
+        config: Config,
+        paths: Paths,
+        master_key: Option<Arc<MasterKey>>,
+        users: HashMap<String, String>,
+        admins: HashMap<String, String>,
+        log_counters: Arc<LogCounters>,
+    ) -> Shared {
+        let base = config.main.base_dir.clone().unwrap_or_default();
+        let servers = config.servers.iter().map(|s| Arc::new(ServerState::new(&s.name))).collect();
+        Shared {
+            config: RwLock::new(Arc::new(config)),
+            paths,
+            master_key,
+            users: RwLock::new(users),
+            admins: RwLock::new(admins),
+            servers,
+            store: Arc::new(LocalStore::new(base)),
+            shutdown: AtomicBool::new(false),
+            log_counters,
+            started: Instant::now(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().clone()
+    }
+
+    /// The state of server `name`.
+    pub fn server(&self, name: &str) -> Option<&Arc<ServerState>> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// The configuration of server `name`.
+    pub fn server_config(&self, name: &str) -> Option<ServerConfig> {
+        self.config().server(name).cloned()
+    }
+
+    /// The repository as a [`Store`].
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// The base directory.
+    pub fn base_dir(&self) -> PathBuf {
+        self.store.root().to_path_buf()
+    }
+
+    /// Worker threads for `server`: its own setting, else `[pgmoneta]`'s, at least 1 and at
+    /// most the number of processors.
+    pub fn workers(&self, server: &ServerConfig) -> usize {
+        let config = self.config();
+        let n = if server.workers >= 0 { server.workers as usize } else { config.main.workers as usize };
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        n.clamp(1, cpus)
+    }
+
+    /// Whether the daemon is stopping.
+    pub fn stopping(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+}

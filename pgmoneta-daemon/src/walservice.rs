@@ -1,0 +1,199 @@
+//! One WAL receiver thread per server, under a supervisor loop that restarts it with backoff,
+//! resumes from the archive, and fails over to the `follow` server when its own is unreachable.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pgmoneta_compress::Compression;
+use pgmoneta_core::config::ServerConfig;
+use pgmoneta_core::WalSegmentSize;
+use pgmoneta_crypto::Cipher;
+use pgmoneta_storage::layout;
+use pgmoneta_storage::wal::{stream_wal, StreamOptions, WalArchive, WalOptions};
+
+use crate::pg;
+use crate::state::{ServerState, Shared};
+
+/// Longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The WAL archive of `server` with the configured compression and encryption.
+///
+/// # Errors
+/// A sentence when the archive cannot be opened.
+pub fn archive(shared: &Shared, server: &str, segment_size: u64) -> Result<WalArchive, String> {
+    let config = shared.config();
+    let compression = Compression::from_code(config.main.compression.code()).unwrap_or(Compression::NONE);
+    let mut options = WalOptions::new(compression.algorithm, config.main.compression_level);
+    options.encryption = encryption(shared)?;
+    let size = WalSegmentSize::new(if segment_size == 0 { 16 << 20 } else { segment_size })
+        .map_err(|e| format!("server [{server}]: {e}"))?;
+    let dir = shared.base_dir().join(layout::wal_dir(server));
+    WalArchive::open(dir, size, options).map_err(|e| format!("server [{server}]: opening the WAL archive: {e}"))
+}
+
+/// The configured encryption with the master key, if any.
+///
+/// # Errors
+/// When encryption is on and no master key is loaded.
+pub fn encryption(shared: &Shared) -> Result<Option<(Cipher, Arc<pgmoneta_crypto::MasterKey>)>, String> {
+    let code = shared.config().main.encryption.code();
+    match Cipher::from_code(code as u8) {
+        None => Ok(None),
+        Some(c) => match &shared.master_key {
+            Some(k) => Ok(Some((c, k.clone()))),
+            None => Err("encryption is on but no master key is loaded".to_owned()),
+        },
+    }
+}
+
+/// Starts the receiver of every server.
+pub fn spawn_all(shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
+    shared
+        .servers
+        .iter()
+        .map(|s| {
+            let shared = shared.clone();
+            let server = s.clone();
+            std::thread::Builder::new()
+                .name(format!("wal/{}", server.name))
+                .spawn(move || supervise(&shared, &server))
+                .expect("spawning a thread")
+        })
+        .collect()
+}
+
+/// Sleeps up to `d`, returning early when the daemon stops or the server is forced offline.
+fn pause(shared: &Shared, server: &ServerState, d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !shared.stopping() && !server.forced_offline.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn supervise(shared: &Arc<Shared>, server: &Arc<ServerState>) {
+    let mut backoff = Duration::from_secs(1);
+    let mut use_follow = false;
+    let mut last_check = Instant::now();
+    while !shared.stopping() {
+        if server.forced_offline.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        let Some(config) = shared.server_config(&server.name) else { return };
+        if !server.facts.read().valid && last_check.elapsed() >= backoff {
+            *server.facts.write() = pg::check_server(shared, &config);
+            last_check = Instant::now();
+            let facts = server.facts.read().clone();
+            if facts.valid {
+                log::info!(
+                    "server [{}]: online (PostgreSQL {}.{})",
+                    server.name,
+                    facts.version.map_or(0, |v| v.major()),
+                    facts.minor
+                );
+            } else {
+                log::warn!("server [{}]: offline: {}", server.name, facts.problems.join("; "));
+            }
+        }
+        if !server.facts.read().valid {
+            pause(shared, server, backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
+        }
+        let source = if use_follow { follow_config(shared, &config) } else { None };
+        let started = Instant::now();
+        match stream_once(shared, server, &config, source.as_ref()) {
+            Ok(()) => {}
+            Err(e) => {
+                if shared.stopping() {
+                    break;
+                }
+                log::error!("server [{}]: WAL streaming stopped: {e}", server.name);
+                if config.follow.is_some() {
+                    use_follow = !use_follow;
+                }
+            }
+        }
+        server.wal_streaming.store(false, Ordering::SeqCst);
+        if started.elapsed() > MAX_BACKOFF {
+            backoff = Duration::from_secs(1);
+        }
+        if shared.stopping() {
+            break;
+        }
+        pause(shared, server, backoff);
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    server.wal_streaming.store(false, Ordering::SeqCst);
+}
+
+/// The connection settings of the server `config` follows, keeping `config`'s slot.
+fn follow_config(shared: &Shared, config: &ServerConfig) -> Option<ServerConfig> {
+    let other = shared.server_config(config.follow.as_deref()?)?;
+    let mut c = config.clone();
+    c.host = other.host;
+    c.port = other.port;
+    c.user = other.user;
+    c.tls_ca_file = other.tls_ca_file;
+    c.tls_cert_file = other.tls_cert_file;
+    c.tls_key_file = other.tls_key_file;
+    Some(c)
+}
+
+fn stream_once(
+    shared: &Arc<Shared>,
+    server: &Arc<ServerState>,
+    config: &ServerConfig,
+    source: Option<&ServerConfig>,
+) -> Result<(), String> {
+    let facts = server.facts.read().clone();
+    let version = facts.version.ok_or("server version unknown")?;
+    let archive = archive(shared, &server.name, facts.segment_size)?;
+    if let Err(e) = archive.seal_all() {
+        log::warn!("server [{}]: sealing complete WAL segments: {e}", server.name);
+    }
+    let from = source.unwrap_or(config);
+    if source.is_some() {
+        log::warn!(
+            "server [{}]: streaming from the follow server [{}]",
+            server.name,
+            config.follow.as_deref().unwrap_or("")
+        );
+    }
+    let mut conn = pg::connect(shared, from, true)?;
+    let mut options = StreamOptions::new(config.wal_slot.as_deref());
+    let stop = Arc::new(AtomicBool::new(false));
+    options.stop = stop.clone();
+    options.status_interval = Duration::from_secs(5);
+    *server.stream.write() = options.progress.clone();
+    *server.stream_stop.lock() = Some(stop);
+    if shared.stopping() || server.forced_offline.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    server.wal_streaming.store(true, Ordering::SeqCst);
+    log::info!("server [{}]: WAL streaming started", server.name);
+    let result = stream_wal(&mut conn, &archive, version, &options);
+    server.wal_streaming.store(false, Ordering::SeqCst);
+    *server.stream_stop.lock() = None;
+    match result {
+        Ok(lsn) => {
+            log::info!("server [{}]: WAL streaming stopped at {lsn}", server.name);
+            if shared.stopping() || server.forced_offline.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err("the server ended the stream".to_owned())
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Stops the stream of `server` (mode offline, shutdown); the receiver flushes what it has.
+pub fn stop_stream(server: &ServerState) {
+    if let Some(stop) = server.stream_stop.lock().as_ref() {
+        stop.store(true, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,100 @@
+//! The Prometheus endpoint.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+
+use crate::{cluster, Daemon};
+
+fn http(port: u16, request: &str) -> (String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut decoded = String::new();
+    if head.contains("Transfer-Encoding: chunked") {
+        let mut rest = body;
+        loop {
+            let (size, after) = rest.split_once("\r\n").unwrap();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            if n == 0 {
+                break;
+            }
+            decoded.push_str(&after[..n]);
+            rest = &after[n + 2..];
+        }
+    }
+    (head.to_owned(), decoded)
+}
+
+/// `promtool`, from Debian's prometheus package, when installed.
+fn promtool() -> Option<std::path::PathBuf> {
+    ["/usr/bin/promtool", "/usr/local/bin/promtool"].iter().map(std::path::PathBuf::from).find(|p| p.exists())
+}
+
+#[test]
+fn serves_metrics_in_the_exposition_format() {
+    let source = cluster();
+    let mut d = Daemon::new(&source, "");
+    d.start();
+    d.wait_streaming();
+    d.ok(&["backup", "primary"]);
+
+    let (head, body) = http(d.metrics_port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    for needle in [
+        "# HELP pgmoneta_state ",
+        "# TYPE pgmoneta_state gauge",
+        "pgmoneta_state 1",
+        "pgmoneta_server_online{name=\"primary\"} 1",
+        "pgmoneta_wal_streaming{name=\"primary\"} 1",
+        "pgmoneta_wal_lag_bytes{name=\"primary\"} ",
+        "pgmoneta_backup_valid{name=\"primary\"} 1",
+        "pgmoneta_backup_progress_done_bytes{name=\"primary\"} 0",
+        "pgmoneta_retention_server{name=\"primary\",parameter=\"days\"} 7",
+    ] {
+        assert!(body.contains(needle), "{needle:?} missing from:\n{body}");
+    }
+    // Each family's samples are together, under one HELP and TYPE.
+    let mut seen = std::collections::HashSet::new();
+    let mut current = String::new();
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let name = line.split(['{', ' ']).next().unwrap().to_owned();
+        if name != current {
+            assert!(seen.insert(name.clone()), "{name} appears in two places");
+            current = name;
+        }
+    }
+
+    let (head, body) = http(d.metrics_port, "GET / HTTP/1.1\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200") && head.contains("text/html"), "{head}");
+    assert!(body.contains("/metrics"));
+    let (head, _) = http(d.metrics_port, "GET /secret HTTP/1.1\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let (head, _) = http(d.metrics_port, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+
+    let Some(tool) = promtool() else {
+        eprintln!("promtool not installed; the exposition checks above stand in for it");
+        return;
+    };
+    let (_, body) = http(d.metrics_port, "GET /metrics HTTP/1.1\r\n\r\n");
+    let mut child = Command::new(tool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!report.contains("error while linting") && !report.contains("parse"), "promtool:\n{report}");
+    // Lints are expected on upstream's names; none on ours.
+    for ours in ["pgmoneta_wal_lag_bytes", "pgmoneta_backup_progress_", "pgmoneta_wal_flushed_lsn_bytes"] {
+        assert!(!report.contains(ours), "promtool lints {ours}:\n{report}");
+    }
+}
