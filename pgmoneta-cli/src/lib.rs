@@ -3,4 +3,8 @@
 //! `pgmoneta-walinfo` (decodes WAL).
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod archive_get;
+pub mod cli;
+pub mod client;
+pub mod output;

@@ -1,3 +1,4 @@
 //! The command-line tools against real PostgreSQL servers.
 
+mod admin;
 mod pitr;

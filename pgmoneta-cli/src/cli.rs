@@ -1,0 +1,637 @@
+//! `pgmoneta-cli`: its command line (upstream's commands and options), and how each command
+//! becomes a management request, or runs locally.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use pgmoneta_core::config::{CliConfig, Encryption, OutputFormat as ConfOutput, WireCompression};
+use pgmoneta_core::CivilDateTime;
+use pgmoneta_crypto::{MasterKey, MasterKeyFile};
+use pgmoneta_wire::management::{Command as Cmd, Document, OutputFormat};
+use serde_json::{json, Map, Value};
+
+use crate::admin::{Input, StdinInput};
+use crate::client::{call, Endpoint, WireOptions};
+use crate::output;
+
+/// The default `pgmoneta_cli.conf`.
+pub const DEFAULT_CONFIG: &str = "/etc/pgmoneta/pgmoneta_cli.conf";
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people.
+    Text,
+    /// Translated JSON.
+    Json,
+    /// The daemon's JSON as sent.
+    Raw,
+}
+
+/// Options that go before or after the command.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Global {
+    /// pgmoneta_cli.conf (default /etc/pgmoneta/pgmoneta_cli.conf).
+    #[arg(short = 'c', long = "config", global = true)]
+    pub config: Option<PathBuf>,
+    /// The daemon's host (remote management), or a directory holding its socket.
+    #[arg(short = 'h', long = "host", global = true)]
+    pub host: Option<String>,
+    /// The daemon's management port.
+    #[arg(short = 'p', long = "port", global = true)]
+    pub port: Option<u16>,
+    /// Admin user for remote management.
+    #[arg(short = 'U', long = "user", global = true)]
+    pub user: Option<String>,
+    /// Admin password for remote management.
+    #[arg(short = 'P', long = "password", global = true)]
+    pub password: Option<String>,
+    /// Log to this file.
+    #[arg(short = 'L', long = "logfile", global = true)]
+    pub logfile: Option<PathBuf>,
+    /// Print `Success (0)` or `Error (N)` at the end.
+    #[arg(short = 'v', long = "verbose", global = true)]
+    pub verbose: bool,
+    /// Output format.
+    #[arg(short = 'F', long = "format", global = true, value_enum)]
+    pub format: Option<Format>,
+    /// Compression on the wire: none, gz, zstd, lz4, bz2.
+    #[arg(short = 'C', long = "compress", global = true)]
+    pub compress: Option<String>,
+    /// Encryption on the wire: none, aes, aes256, aes192, aes128.
+    #[arg(short = 'E', long = "encrypt", global = true)]
+    pub encrypt: Option<String>,
+    /// Order of list-backup: asc or desc.
+    #[arg(short = 's', long = "sort", global = true)]
+    pub sort: Option<String>,
+    /// retain/expunge: also the incremental backup's ancestors.
+    #[arg(long = "cascade", global = true)]
+    pub cascade: bool,
+    /// delete: also a retained backup.
+    #[arg(long = "force", global = true)]
+    pub force: bool,
+}
+
+/// pgmoneta-cli: command-line interface of the pgmoneta backup daemon.
+#[derive(Debug, Parser)]
+#[command(name = "pgmoneta-cli", disable_help_flag = true, disable_version_flag = true, disable_help_subcommand = true)]
+pub struct Cli {
+    /// Options.
+    #[command(flatten)]
+    pub global: Global,
+    /// Print the version and exit.
+    #[arg(short = 'V', long = "version")]
+    pub version: bool,
+    /// Print help.
+    #[arg(short = '?', long = "help", action = clap::ArgAction::Help, global = true)]
+    pub help: Option<bool>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Take a full backup of a server (`backup <server> [<parent>]`; a parent asks for an incremental).
+    Backup {
+        /// The server.
+        server: String,
+        /// The parent backup of an incremental (label, oldest, newest).
+        parent: Option<String>,
+    },
+    /// List the backups of a server.
+    ListBackup {
+        /// The server.
+        server: String,
+    },
+    /// Restore a backup: `restore <server> <label|oldest|newest> [<position>] <directory>`.
+    Restore {
+        /// server, backup, [position,] directory.
+        #[arg(num_args = 3..=4, required = true)]
+        args: Vec<String>,
+    },
+    /// Restore a backup into a tar archive: `archive <server> <backup> [<position>] <directory>`.
+    Archive {
+        /// server, backup, [position,] directory.
+        #[arg(num_args = 3..=4, required = true)]
+        args: Vec<String>,
+    },
+    /// Delete a backup (`--force` for a retained one).
+    Delete {
+        /// The server.
+        server: String,
+        /// label, oldest or newest.
+        backup: String,
+    },
+    /// Stop the daemon.
+    Shutdown,
+    /// Show the daemon's status (`status details` lists every backup).
+    Status {
+        /// `details`.
+        details: Option<String>,
+    },
+    /// Check that the daemon answers.
+    Ping,
+    /// `clear prometheus`: reset the Prometheus counters.
+    Clear {
+        /// `prometheus`.
+        what: String,
+    },
+    /// `conf reload|ls|get [<key>]|set <key> <value>`.
+    Conf {
+        /// reload, ls, get or set.
+        action: String,
+        /// The key (get, set).
+        key: Option<String>,
+        /// The value (set).
+        value: Option<String>,
+    },
+    /// Keep a backup from retention.
+    Retain {
+        /// The server.
+        server: String,
+        /// The backup.
+        backup: String,
+    },
+    /// Let retention delete a backup again.
+    Expunge {
+        /// The server.
+        server: String,
+        /// The backup.
+        backup: String,
+    },
+    /// Decrypt a file in place (`<file>.aes` -> `<file>`).
+    Decrypt {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Encrypt a file in place (`<file>` -> `<file>.aes`).
+    Encrypt {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Decompress a file in place.
+    Decompress {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Compress a file in place.
+    Compress {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Show a backup's information.
+    Info {
+        /// The server.
+        server: String,
+        /// The backup.
+        backup: String,
+    },
+    /// Verify a backup: `verify <server> <backup> <directory> [failed|all]`.
+    Verify {
+        /// The server.
+        server: String,
+        /// The backup.
+        backup: String,
+        /// A scratch directory (kept for compatibility; the daemon verifies without writing).
+        directory: String,
+        /// failed (default) or all.
+        files: Option<String>,
+    },
+    /// Edit a backup's comments: `annotate <server> <backup> add|update|remove <key> [<comment>]`.
+    Annotate {
+        /// The server.
+        server: String,
+        /// The backup.
+        backup: String,
+        /// add, update or remove.
+        action: String,
+        /// The key.
+        key: String,
+        /// The comment (add, update).
+        comment: Option<String>,
+    },
+    /// Force a server online or offline.
+    Mode {
+        /// The server.
+        server: String,
+        /// online or offline.
+        action: String,
+    },
+    /// Show the progress of a server's running operation.
+    Progress {
+        /// The server.
+        server: String,
+        /// The operation (backup).
+        command: Option<String>,
+    },
+    /// Fetch a WAL segment or history file from the repository (PostgreSQL's restore_command:
+    /// `pgmoneta-cli archive-get -c pgmoneta.conf <server> %f %p`).
+    ArchiveGet {
+        /// The master key file, for encrypted archives (default ~/.pgmoneta/master.key).
+        #[arg(long = "master-key")]
+        master_key: Option<PathBuf>,
+        /// The server.
+        server: String,
+        /// The file PostgreSQL asks for (%f).
+        file: String,
+        /// Where PostgreSQL wants it (%p).
+        destination: PathBuf,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    Man,
+}
+
+fn now_stamp() -> String {
+    let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let t = CivilDateTime::from_unix(unix, 0);
+    format!("{:04}{:02}{:02}{:02}{:02}{:02}", t.year, t.month, t.day, t.hour, t.minute, t.second)
+}
+
+fn wire_compression(s: &str) -> Result<u8> {
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "none" => 0,
+        "gz" | "gzip" => 1,
+        "zstd" => 2,
+        "lz4" => 3,
+        "bz2" | "bzip2" => 4,
+        other => bail!("unknown wire compression {other:?}: expected none, gz, zstd, lz4 or bz2"),
+    })
+}
+
+fn wire_encryption(s: &str) -> Result<u8> {
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "none" => 0,
+        "aes" | "aes256" | "aes-256" | "aes-256-gcm" | "aes256-gcm" | "aes-gcm" => 1,
+        "aes192" | "aes-192" | "aes-192-gcm" | "aes192-gcm" => 2,
+        "aes128" | "aes-128" | "aes-128-gcm" | "aes128-gcm" => 3,
+        other => bail!("unknown wire encryption {other:?}: expected none, aes, aes256, aes192 or aes128"),
+    })
+}
+
+/// What a run resolved: where the daemon is, the wire settings, the output format.
+struct Setup {
+    endpoint: Option<Endpoint>,
+    wire: WireOptions,
+    key: Option<Arc<MasterKey>>,
+    format: Format,
+}
+
+fn load_cli_config(g: &Global) -> Result<CliConfig> {
+    let path = match &g.config {
+        Some(p) => p.clone(),
+        None if Path::new(DEFAULT_CONFIG).exists() => PathBuf::from(DEFAULT_CONFIG),
+        None => return Ok(CliConfig::default()),
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let (config, diags) = CliConfig::parse(&text, &path.display().to_string());
+    for d in &diags {
+        eprintln!("pgmoneta-cli: {d}");
+    }
+    Ok(config)
+}
+
+fn setup(g: &Global, needs_daemon: bool) -> Result<Setup> {
+    let conf = load_cli_config(g)?;
+    let host = g.host.clone().or(conf.host.clone());
+    let port = g.port.or((conf.port > 0).then_some(conf.port));
+    let endpoint = match (host, port) {
+        (Some(h), _) if h.starts_with('/') => Some(Endpoint::Unix(PathBuf::from(h).join(".s.pgmoneta"))),
+        (Some(h), Some(p)) => {
+            let mut input = StdinInput::new();
+            let user = match &g.user {
+                Some(u) => u.clone(),
+                None => input.line("User name: ").context("reading the user name")?,
+            };
+            let password = match g.password.clone().or_else(|| std::env::var("PGMONETA_PASSWORD").ok()) {
+                Some(p) => p,
+                None => input.secret("Password : ").context("reading the password")?,
+            };
+            Some(Endpoint::Tcp { host: h, port: p, user, password })
+        }
+        _ => conf.unix_socket_dir.as_ref().map(|d| Endpoint::Unix(PathBuf::from(d).join(".s.pgmoneta"))),
+    };
+    if needs_daemon && endpoint.is_none() {
+        bail!("no daemon to talk to: give -c pgmoneta_cli.conf (with unix_socket_dir, or host and port), -h <socket dir>, or -h <host> -p <port>");
+    }
+    let key_file = MasterKeyFile::default_location().ok().filter(|f| f.path().exists());
+    let explicit = g.compress.is_some()
+        || g.encrypt.is_some()
+        || conf.compression != WireCompression::None
+        || conf.encryption != Encryption::None;
+    let mut wire = WireOptions {
+        compression: match &g.compress {
+            Some(c) => wire_compression(c)?,
+            None => conf.compression.code() as u8,
+        },
+        encryption: match &g.encrypt {
+            Some(e) => wire_encryption(e)?,
+            None => conf.encryption.code() as u8,
+        },
+    };
+    if !explicit && key_file.is_some() {
+        // Upstream's default: compressed and encrypted frames, when this user has a master key.
+        wire = WireOptions { compression: 2, encryption: 1 };
+    }
+    let key = match (&key_file, wire.encryption) {
+        (_, 0) => None,
+        (Some(f), _) => Some(Arc::new(f.load().with_context(|| format!("loading {}", f.path().display()))?)),
+        (None, _) => bail!("wire encryption needs this user's master key (~/.pgmoneta/master.key)"),
+    };
+    let format = g.format.unwrap_or(match conf.output {
+        ConfOutput::Json => Format::Json,
+        ConfOutput::Raw => Format::Raw,
+        _ => Format::Text,
+    });
+    Ok(Setup { endpoint, wire, key, format })
+}
+
+fn request(command: Cmd, fields: Value, format: Format) -> Document {
+    let output = match format {
+        Format::Text => OutputFormat::Text,
+        Format::Json => OutputFormat::Json,
+        Format::Raw => OutputFormat::Raw,
+    };
+    let map = match fields {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    Document::request(command, map, output, &now_stamp())
+}
+
+/// The request for a command that goes to the daemon; `None` for local commands.
+fn build(command: &Command, g: &Global) -> Result<Option<(Cmd, Value)>> {
+    let split = |args: &[String]| -> (String, String, Value, String) {
+        let position = if args.len() == 4 { json!(args[2]) } else { Value::Null };
+        (args[0].clone(), args[1].clone(), position, args[args.len() - 1].clone())
+    };
+    Ok(Some(match command {
+        Command::Backup { server, parent } => {
+            (Cmd::Backup, json!({"Server": server, "Backup": parent.as_ref().map_or(Value::Null, |p| json!(p))}))
+        }
+        Command::ListBackup { server } => {
+            (Cmd::ListBackup, json!({"Server": server, "Sort": g.sort.clone().unwrap_or_else(|| "asc".into())}))
+        }
+        Command::Restore { args } => {
+            let (s, b, p, d) = split(args);
+            (Cmd::Restore, json!({"Server": s, "Backup": b, "Position": p, "Directory": d}))
+        }
+        Command::Archive { args } => {
+            let (s, b, p, d) = split(args);
+            (Cmd::Archive, json!({"Server": s, "Backup": b, "Position": p, "Directory": d}))
+        }
+        Command::Delete { server, backup } => {
+            (Cmd::Delete, json!({"Server": server, "Backup": backup, "Force": g.force}))
+        }
+        Command::Shutdown => (Cmd::Shutdown, json!({})),
+        Command::Status { details } => match details.as_deref() {
+            None => (Cmd::Status, json!({})),
+            Some("details") => (Cmd::StatusDetails, json!({})),
+            Some(other) => bail!("status {other}: expected `status` or `status details`"),
+        },
+        Command::Ping => (Cmd::Ping, json!({})),
+        Command::Clear { what } if what == "prometheus" => (Cmd::Reset, json!({})),
+        Command::Clear { what } => bail!("clear {what}: expected `clear prometheus`"),
+        Command::Conf { action, key, value } => match (action.as_str(), key, value) {
+            ("reload", None, None) => (Cmd::Reload, json!({})),
+            ("ls", None, None) => (Cmd::ConfLs, json!({})),
+            ("get", _, None) => (Cmd::ConfGet, json!({})),
+            ("set", Some(k), Some(v)) => (Cmd::ConfSet, json!({"ConfigKey": k, "ConfigValue": v})),
+            _ => bail!("conf: expected `conf reload`, `conf ls`, `conf get [<key>]` or `conf set <key> <value>`"),
+        },
+        Command::Retain { server, backup } => {
+            (Cmd::Retain, json!({"Server": server, "Backup": backup, "Cascade": g.cascade}))
+        }
+        Command::Expunge { server, backup } => {
+            (Cmd::Expunge, json!({"Server": server, "Backup": backup, "Cascade": g.cascade}))
+        }
+        Command::Decrypt { file } => (Cmd::Decrypt, json!({"SourceFile": absolute(file)})),
+        Command::Encrypt { file } => (Cmd::Encrypt, json!({"SourceFile": absolute(file)})),
+        Command::Decompress { file } => (Cmd::Decompress, json!({"SourceFile": absolute(file)})),
+        Command::Compress { file } => (Cmd::Compress, json!({"SourceFile": absolute(file)})),
+        Command::Info { server, backup } => (Cmd::Info, json!({"Server": server, "Backup": backup})),
+        Command::Verify { server, backup, directory, files } => {
+            let files = files.clone().unwrap_or_else(|| "failed".into());
+            if files != "failed" && files != "all" {
+                bail!("verify: files must be `failed` or `all`, not {files:?}");
+            }
+            (Cmd::Verify, json!({"Server": server, "Backup": backup, "Directory": directory, "Files": files}))
+        }
+        Command::Annotate { server, backup, action, key, comment } => (
+            Cmd::Annotate,
+            json!({"Server": server, "Backup": backup, "Action": action, "Key": key, "Comment": comment.clone().unwrap_or_default()}),
+        ),
+        Command::Mode { server, action } => (Cmd::Mode, json!({"Server": server, "Action": action})),
+        Command::Progress { server, command } => {
+            (Cmd::Progress, json!({"Server": server, "Command": command.clone().unwrap_or_else(|| "backup".into())}))
+        }
+        Command::ArchiveGet { .. } | Command::Completions { .. } | Command::Man => return Ok(None),
+    }))
+}
+
+fn absolute(p: &Path) -> String {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_owned()).display().to_string()
+}
+
+/// Runs the command line; returns the exit status (0 only on success).
+pub fn run(cli: Cli) -> i32 {
+    if cli.version {
+        println!("pgmoneta-cli {}", env!("CARGO_PKG_VERSION"));
+        return 1;
+    }
+    let Some(command) = cli.command else {
+        let _ = Cli::command().print_help();
+        return 1;
+    };
+    match execute(&command, &cli.global) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pgmoneta-cli: {e:#}");
+            if cli.global.verbose {
+                println!("Error (1)");
+            }
+            1
+        }
+    }
+}
+
+fn execute(command: &Command, g: &Global) -> Result<i32> {
+    match command {
+        Command::ArchiveGet { master_key, server, file, destination } => {
+            let config = g.config.clone().unwrap_or_else(|| PathBuf::from("/etc/pgmoneta/pgmoneta.conf"));
+            return Ok(crate::archive_get::run(&crate::archive_get::ArchiveGet {
+                config,
+                master_key: master_key.clone(),
+                server: server.clone(),
+                file: file.clone(),
+                destination: destination.clone(),
+            }));
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "pgmoneta-cli", &mut std::io::stdout());
+            return Ok(0);
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            return Ok(0);
+        }
+        _ => {}
+    }
+    let local = matches!(
+        command,
+        Command::Encrypt { .. } | Command::Decrypt { .. } | Command::Compress { .. } | Command::Decompress { .. }
+    );
+    let s = setup(g, !local)?;
+    let Some((cmd, fields)) = build(command, g)? else { return Ok(0) };
+    let Some(endpoint) = s.endpoint.clone() else { return local_file_command(command, g.verbose) };
+    let doc = request(cmd, fields.clone(), s.format);
+    let progress = start_progress(cmd, &fields, &endpoint, s.wire, s.key.clone());
+    let result = call(&endpoint, &doc, s.wire, s.key.as_deref());
+    if let Some(p) = progress {
+        p.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(20));
+        if std::io::stderr().is_terminal() {
+            eprint!("\r\x1b[K");
+        }
+    }
+    let (reply, raw) = result?;
+    let value: Value = serde_json::from_str(&raw).context("the reply is not JSON")?;
+    let ok = reply.outcome.as_ref().is_some_and(|o| o.status);
+    let code = reply.outcome.as_ref().and_then(|o| o.error).unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    match s.format {
+        Format::Raw => writeln!(out, "{raw}")?,
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&output::translate(&value))?)?,
+        Format::Text => {
+            if let (Command::Conf { action, key: Some(k), .. }, true) = (command, ok) {
+                if action == "get" {
+                    writeln!(out, "{}", conf_value(&value, k)?)?;
+                    return Ok(0);
+                }
+            }
+            let text = output::text(cmd, &output::translate(&value));
+            write!(out, "{text}")?;
+        }
+    }
+    if g.verbose {
+        if ok {
+            writeln!(out, "Success (0)")?;
+        } else {
+            writeln!(out, "Error ({code})")?;
+        }
+    }
+    if !ok {
+        let workflow =
+            reply.outcome.as_ref().and_then(|o| o.workflow.clone()).map(|w| format!(" in {w}")).unwrap_or_default();
+        eprintln!("pgmoneta-cli: {} failed with error {code}{workflow} (the daemon's log says why)", cmd.name());
+    }
+    Ok(if ok { 0 } else { 1 })
+}
+
+/// One key of `conf get`: `key`, `pgmoneta.key`, `server.<name>.key` or `<name>.key`.
+fn conf_value(reply: &Value, key: &str) -> Result<String> {
+    let r = reply.get("Response").ok_or_else(|| anyhow!("no Response in the reply"))?;
+    let found = match key.split('.').collect::<Vec<_>>().as_slice() {
+        [k] | ["pgmoneta", k] => r.get(*k),
+        ["server", s, k] | [s, k] => r.get("server").and_then(|v| v.get(*s)).and_then(|v| v.get(*k)),
+        _ => None,
+    };
+    let v = found.ok_or_else(|| anyhow!("no configuration key {key:?}"))?;
+    Ok(match v {
+        Value::Object(m) => {
+            m.get("string_value").map_or_else(|| v.to_string(), |s| s.as_str().unwrap_or("").to_owned())
+        }
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+/// encrypt/decrypt/compress/decompress with no daemon configured: done here, with this user's
+/// master key (compress uses zstd).
+fn local_file_command(command: &Command, verbose: bool) -> Result<i32> {
+    let key = || -> Result<MasterKey> {
+        let f = MasterKeyFile::default_location()?;
+        f.load().with_context(|| format!("loading {}", f.path().display()))
+    };
+    let out = match command {
+        Command::Encrypt { file } => {
+            pgmoneta_crypto::encrypt_in_place(&key()?, pgmoneta_crypto::Cipher::Aes256Gcm, file)?
+        }
+        Command::Decrypt { file } => {
+            pgmoneta_crypto::decrypt_in_place(&key()?, pgmoneta_crypto::Cipher::Aes256Gcm, file)?
+        }
+        Command::Compress { file } => {
+            let alg = pgmoneta_compress::Algorithm::Zstd;
+            pgmoneta_compress::compress_file(file, alg, pgmoneta_compress::EncoderOptions::default_for(alg))?
+        }
+        Command::Decompress { file } => pgmoneta_compress::decompress_file(file)?,
+        _ => bail!("not a local command"),
+    };
+    println!("DestinationFile: {}", out.display());
+    if verbose {
+        println!("Success (0)");
+    }
+    Ok(0)
+}
+
+/// For long operations on a terminal: polls `progress` once a second on another connection and
+/// shows it on standard error. Returns the flag that stops it.
+fn start_progress(
+    cmd: Cmd,
+    fields: &Value,
+    endpoint: &Endpoint,
+    wire: WireOptions,
+    key: Option<Arc<MasterKey>>,
+) -> Option<Arc<AtomicBool>> {
+    if !matches!(cmd, Cmd::Backup | Cmd::Restore | Cmd::Verify | Cmd::Archive) || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let server = fields.get("Server")?.as_str()?.to_owned();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let endpoint = endpoint.clone();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        while !flag.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(500));
+            if flag.load(Ordering::SeqCst) {
+                break;
+            }
+            let doc = request(Cmd::Progress, json!({"Server": server, "Command": cmd.name()}), Format::Raw);
+            let line = match call(&endpoint, &doc, wire, key.as_deref()) {
+                Ok((reply, _)) => {
+                    let r = reply.response.unwrap_or_default();
+                    let n = |k: &str| r.get(k).and_then(Value::as_u64).unwrap_or(0);
+                    if n("ProgressState") == 1 && n("Total") > 0 {
+                        format!(
+                            "{} {server}: {}% ({} of {}), {:.0} s",
+                            cmd.name(),
+                            n("Percentage"),
+                            output::human_size(n("Done")),
+                            output::human_size(n("Total")),
+                            started.elapsed().as_secs_f64()
+                        )
+                    } else {
+                        format!("{} {server}: running, {:.0} s", cmd.name(), started.elapsed().as_secs_f64())
+                    }
+                }
+                Err(_) => format!("{} {server}: running, {:.0} s", cmd.name(), started.elapsed().as_secs_f64()),
+            };
+            if !flag.load(Ordering::SeqCst) {
+                eprint!("\r\x1b[K{line}");
+            }
+        }
+    });
+    Some(stop)
+}

@@ -1,0 +1,428 @@
+//! How replies are shown: `raw` (the daemon's JSON as sent), `json` (translated for people:
+//! names for codes, sizes in units, LSNs as `X/X`), and `text` (the translated document as an
+//! indented listing, with aligned tables for `list-backup` and `status`).
+
+use serde_json::{Map, Value};
+
+/// Keys whose numbers are byte counts.
+const SIZE_KEYS: &[&str] = &[
+    "BackupSize",
+    "RestoreSize",
+    "BiggestFileSize",
+    "UsedSpace",
+    "FreeSpace",
+    "TotalSpace",
+    "ServerSize",
+    "WorkspaceFreeSpace",
+    "HotStandbySize",
+    "Delta",
+    "WalLag",
+];
+
+/// `1.23MB` style, base 1024, as upstream prints sizes.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.2}{}", UNITS[unit])
+}
+
+/// The name of a backup compression code (`18` -> `zstd`, `34` -> `server-zstd`).
+pub fn compression_name(code: i64) -> String {
+    let algo = match code & 0x0f {
+        1 => "gzip",
+        2 => "zstd",
+        3 => "lz4",
+        4 => "bzip2",
+        _ => return "none".into(),
+    };
+    if code & 0x20 != 0 {
+        format!("server-{algo}")
+    } else {
+        algo.to_owned()
+    }
+}
+
+/// The name of a wire compression code.
+pub fn wire_compression_name(code: i64) -> &'static str {
+    match code {
+        1 => "gzip",
+        2 => "zstd",
+        3 => "lz4",
+        4 => "bzip2",
+        _ => "none",
+    }
+}
+
+/// The name of an encryption code.
+pub fn encryption_name(code: i64) -> &'static str {
+    match code {
+        1 => "aes-256-gcm",
+        2 => "aes-192-gcm",
+        3 => "aes-128-gcm",
+        _ => "none",
+    }
+}
+
+fn command_name(id: i64) -> String {
+    pgmoneta_wire::management::Command::from_id(id as u32).name().to_owned()
+}
+
+fn translate_object(m: &mut Map<String, Value>, in_header: bool) {
+    // LSN halves become one `X/X` value.
+    for name in ["Start", "End", "Checkpoint"] {
+        let (hi, lo) = (format!("{name}HiLSN"), format!("{name}LoLSN"));
+        if let (Some(h), Some(l)) = (m.get(&hi).and_then(Value::as_u64), m.get(&lo).and_then(Value::as_u64)) {
+            m.remove(&hi);
+            m.remove(&lo);
+            m.insert(format!("{name}LSN"), Value::String(format!("{h:X}/{l:X}")));
+        }
+    }
+    let keys: Vec<String> = m.keys().cloned().collect();
+    for k in keys {
+        let v = m.get_mut(&k).expect("key listed");
+        match (k.as_str(), &*v) {
+            ("Command", Value::Number(n)) if in_header => *v = Value::String(command_name(n.as_i64().unwrap_or(0))),
+            ("Output", Value::Number(n)) if in_header => {
+                *v = Value::String(
+                    ["text", "json", "raw"].get(n.as_u64().unwrap_or(0) as usize).unwrap_or(&"text").to_string(),
+                )
+            }
+            ("Compression", Value::Number(n)) if in_header => {
+                *v = Value::String(wire_compression_name(n.as_i64().unwrap_or(0)).into())
+            }
+            ("Compression", Value::Number(n)) => *v = Value::String(compression_name(n.as_i64().unwrap_or(0))),
+            ("Encryption", Value::Number(n)) => *v = Value::String(encryption_name(n.as_i64().unwrap_or(0)).into()),
+            ("Valid", Value::Number(n)) => {
+                *v = Value::String(
+                    match n.as_i64() {
+                        Some(1) => "yes",
+                        Some(0) => "no",
+                        _ => "unknown",
+                    }
+                    .into(),
+                )
+            }
+            (k, Value::Number(n)) if k.starts_with("Retention") && n.as_i64() == Some(-1) => {
+                *v = Value::String("Unspecified".into())
+            }
+            (k, Value::Number(n)) if SIZE_KEYS.contains(&k) => *v = Value::String(human_size(n.as_u64().unwrap_or(0))),
+            ("WAL", Value::Number(n)) => *v = Value::String(human_size(n.as_u64().unwrap_or(0))),
+            (_, Value::Object(_)) => {
+                if let Value::Object(inner) = v {
+                    translate_object(inner, false);
+                }
+            }
+            (_, Value::Array(_)) => {
+                if let Value::Array(items) = v {
+                    for item in items {
+                        if let Value::Object(inner) = item {
+                            translate_object(inner, false);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The reply translated for people.
+pub fn translate(doc: &Value) -> Value {
+    let mut v = doc.clone();
+    if let Value::Object(top) = &mut v {
+        for (k, section) in top.iter_mut() {
+            if let Value::Object(m) = section {
+                translate_object(m, k == "Header");
+            }
+        }
+    }
+    v
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// An indented listing of `v`, keys sorted, list items as `- `.
+pub fn listing(v: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            for k in keys {
+                match &m[k] {
+                    Value::Object(inner) if !inner.is_empty() => {
+                        out.push_str(&format!("{pad}{k}:\n"));
+                        listing(&m[k], indent + 2, out);
+                    }
+                    Value::Array(items) if !items.is_empty() => {
+                        out.push_str(&format!("{pad}{k}:\n"));
+                        listing(&m[k], indent + 2, out);
+                    }
+                    Value::Object(_) | Value::Array(_) => out.push_str(&format!("{pad}{k}: \n")),
+                    other => out.push_str(&format!("{pad}{k}: {}\n", scalar(other))),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                match item {
+                    Value::Object(_) => {
+                        let mut inner = String::new();
+                        listing(item, indent + 2, &mut inner);
+                        let mut lines = inner.lines();
+                        if let Some(first) = lines.next() {
+                            out.push_str(&format!("{pad}- {}\n", first.trim_start()));
+                        }
+                        for l in lines {
+                            out.push_str(l);
+                            out.push('\n');
+                        }
+                    }
+                    other => out.push_str(&format!("{pad}- {}\n", scalar(other))),
+                }
+            }
+        }
+        other => out.push_str(&format!("{pad}{}\n", scalar(other))),
+    }
+}
+
+/// Rows as an aligned table with a header line.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| -> String {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        out.push_str(&line(r.clone()));
+    }
+    out
+}
+
+fn field(m: &Value, k: &str) -> String {
+    m.get(k).map(scalar).unwrap_or_default()
+}
+
+/// Text for a translated reply of `command`.
+pub fn text(command: pgmoneta_wire::management::Command, translated: &Value) -> String {
+    use pgmoneta_wire::management::Command as C;
+    let response = translated.get("Response").cloned().unwrap_or(Value::Null);
+    let ok = translated.get("Outcome").and_then(|o| o.get("Status")).and_then(Value::as_bool).unwrap_or(false);
+    if !ok {
+        let mut out = String::new();
+        listing(translated.get("Outcome").unwrap_or(&Value::Null), 0, &mut out);
+        return out;
+    }
+    match command {
+        C::ListBackup => {
+            let mut out = format!(
+                "Server: {}\nNumberOfBackups: {}\n",
+                field(&response, "Server"),
+                field(&response, "NumberOfBackups")
+            );
+            let rows: Vec<Vec<String>> = response
+                .get("Backups")
+                .and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .map(|b| {
+                            vec![
+                                field(b, "Backup"),
+                                field(b, "Valid"),
+                                if b.get("Keep").and_then(Value::as_bool) == Some(true) {
+                                    "yes".into()
+                                } else {
+                                    "no".into()
+                                },
+                                field(b, "BackupSize"),
+                                field(b, "RestoreSize"),
+                                field(b, "WAL"),
+                                field(b, "Compression"),
+                                field(b, "Encryption"),
+                                if b.get("Incremental").and_then(Value::as_bool) == Some(true) {
+                                    format!("incremental of {}", field(b, "IncrementalParent"))
+                                } else {
+                                    "full".into()
+                                },
+                                field(b, "Comments"),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !rows.is_empty() {
+                out.push('\n');
+                out.push_str(&table(
+                    &[
+                        "Backup",
+                        "Valid",
+                        "Keep",
+                        "Size",
+                        "Restore",
+                        "WAL",
+                        "Compression",
+                        "Encryption",
+                        "Type",
+                        "Comments",
+                    ],
+                    &rows,
+                ));
+            }
+            out
+        }
+        C::Status | C::StatusDetails => {
+            let mut out = String::new();
+            for k in ["UsedSpace", "FreeSpace", "TotalSpace", "Workers", "NumberOfServers"] {
+                out.push_str(&format!("{k}: {}\n", field(&response, k)));
+            }
+            let servers = response.get("Servers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let rows: Vec<Vec<String>> = servers
+                .iter()
+                .map(|s| {
+                    let active = ["Backup", "Restore", "Archive", "Delete", "Retention", "Verify"]
+                        .iter()
+                        .filter(|a| s.get(format!("Active{a}")).and_then(Value::as_bool) == Some(true))
+                        .map(|a| a.to_lowercase())
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    vec![
+                        field(s, "Server"),
+                        if s.get("Online").and_then(Value::as_bool) == Some(true) {
+                            "online".into()
+                        } else {
+                            "offline".into()
+                        },
+                        if s.get("Primary").and_then(Value::as_bool) == Some(true) {
+                            "primary".into()
+                        } else {
+                            "standby".into()
+                        },
+                        if s.get("WalStreaming").and_then(Value::as_bool) == Some(true) {
+                            "yes".into()
+                        } else {
+                            "no".into()
+                        },
+                        field(s, "WalFlushed"),
+                        field(s, "WalLag"),
+                        field(s, "NumberOfBackups"),
+                        field(s, "ServerSize"),
+                        if active.is_empty() { "-".into() } else { active },
+                        s.get("Problems")
+                            .and_then(Value::as_array)
+                            .map(|p| p.iter().map(scalar).collect::<Vec<_>>().join("; "))
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            out.push('\n');
+            out.push_str(&table(
+                &["Server", "State", "Role", "Streaming", "Flushed", "Lag", "Backups", "Size", "Active", "Problems"],
+                &rows,
+            ));
+            if command == C::StatusDetails {
+                for s in &servers {
+                    let backups = s.get("Backups").and_then(Value::as_array).cloned().unwrap_or_default();
+                    if backups.is_empty() {
+                        continue;
+                    }
+                    out.push_str(&format!("\n{}:\n", field(s, "Server")));
+                    let rows: Vec<Vec<String>> = backups
+                        .iter()
+                        .map(|b| {
+                            vec![
+                                field(b, "Backup"),
+                                field(b, "Valid"),
+                                field(b, "BackupSize"),
+                                field(b, "RestoreSize"),
+                                field(b, "WAL"),
+                                field(b, "Comments"),
+                            ]
+                        })
+                        .collect();
+                    out.push_str(&table(&["Backup", "Valid", "Size", "Restore", "WAL", "Comments"], &rows));
+                }
+            }
+            out
+        }
+        _ => {
+            let mut out = String::new();
+            if let Value::Object(m) = &response {
+                let mut m = m.clone();
+                m.remove("ServerVersion");
+                listing(&Value::Object(m), 0, &mut out);
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sizes_and_codes_read_like_upstream() {
+        assert_eq!(human_size(512), "512B");
+        assert_eq!(human_size(1536), "1.50kB");
+        assert_eq!(human_size(5 << 30), "5.00GB");
+        assert_eq!(compression_name(18), "zstd");
+        assert_eq!(compression_name(35), "server-lz4");
+        assert_eq!(encryption_name(1), "aes-256-gcm");
+    }
+
+    #[test]
+    fn translates_a_reply() {
+        let doc = json!({
+            "Header": {"Command": 18, "Output": 1, "Compression": 2, "Encryption": 1},
+            "Response": {"BackupSize": 2048, "Compression": 18, "Encryption": 0, "Valid": 1,
+                         "StartHiLSN": 1, "StartLoLSN": 0x2A000028u32, "RetentionWeeks": -1},
+            "Outcome": {"Status": true}
+        });
+        let t = translate(&doc);
+        assert_eq!(t["Header"]["Command"], "info");
+        assert_eq!(t["Header"]["Compression"], "zstd");
+        assert_eq!(t["Header"]["Encryption"], "aes-256-gcm");
+        assert_eq!(t["Response"]["BackupSize"], "2.00kB");
+        assert_eq!(t["Response"]["Compression"], "zstd");
+        assert_eq!(t["Response"]["Valid"], "yes");
+        assert_eq!(t["Response"]["StartLSN"], "1/2A000028");
+        assert_eq!(t["Response"]["RetentionWeeks"], "Unspecified");
+    }
+
+    #[test]
+    fn lists_and_tables() {
+        let mut out = String::new();
+        listing(&json!({"b": [ {"x": 1, "y": "z"}, 2 ], "a": "v"}), 0, &mut out);
+        assert_eq!(out, "a: v\nb:\n  - x: 1\n    y: z\n  - 2\n");
+        let t = table(&["A", "Long"], &[vec!["xyz".into(), "1".into()], vec!["q".into(), "22".into()]]);
+        assert_eq!(t, "A    Long\nxyz  1\nq    22\n");
+    }
+}
