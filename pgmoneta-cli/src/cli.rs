@@ -51,7 +51,7 @@ pub struct Global {
     /// Admin password for remote management.
     #[arg(short = 'P', long = "password", global = true)]
     pub password: Option<String>,
-    /// Log to this file.
+    /// Append a line per command (time, command, outcome) to this file.
     #[arg(short = 'L', long = "logfile", global = true)]
     pub logfile: Option<PathBuf>,
     /// Print `Success (0)` or `Error (N)` at the end.
@@ -79,7 +79,13 @@ pub struct Global {
 
 /// pgmoneta-cli: command-line interface of the pgmoneta backup daemon.
 #[derive(Debug, Parser)]
-#[command(name = "pgmoneta-cli", disable_help_flag = true, disable_version_flag = true, disable_help_subcommand = true)]
+#[command(
+    name = "pgmoneta-cli",
+    version,
+    disable_help_flag = true,
+    disable_version_flag = true,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// Options.
     #[command(flatten)]
@@ -479,12 +485,14 @@ fn execute(command: &Command, g: &Global) -> Result<i32> {
             }));
         }
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "pgmoneta-cli", &mut std::io::stdout());
-            return Ok(0);
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "pgmoneta-cli", &mut script);
+            return print_bytes(&script);
         }
         Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
-            return Ok(0);
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            return print_bytes(&page);
         }
         _ => {}
     }
@@ -509,6 +517,9 @@ fn execute(command: &Command, g: &Global) -> Result<i32> {
     let value: Value = serde_json::from_str(&raw).context("the reply is not JSON")?;
     let ok = reply.outcome.as_ref().is_some_and(|o| o.status);
     let code = reply.outcome.as_ref().and_then(|o| o.error).unwrap_or(0);
+    if let Some(path) = &g.logfile {
+        log_line(path, cmd, &if ok { "Success (0)".to_owned() } else { format!("Error ({code})") });
+    }
     let mut out = std::io::stdout().lock();
     match s.format {
         Format::Raw => writeln!(out, "{raw}")?,
@@ -537,6 +548,21 @@ fn execute(command: &Command, g: &Global) -> Result<i32> {
         eprintln!("pgmoneta-cli: {} failed with error {code}{workflow} (the daemon's log says why)", cmd.name());
     }
     Ok(if ok { 0 } else { 1 })
+}
+
+/// Writes generated text to standard output; a reader that stops early (`| head`) is fine.
+fn print_bytes(bytes: &[u8]) -> Result<i32> {
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(0),
+    }
+}
+
+/// Appends one line per command to the `-L` log file: when, what, and how it ended.
+fn log_line(path: &Path, command: Cmd, outcome: &str) {
+    let line = format!("{} {} {outcome}\n", now_stamp(), command.name());
+    let _ =
+        std::fs::OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| f.write_all(line.as_bytes()));
 }
 
 /// One key of `conf get`: `key`, `pgmoneta.key`, `server.<name>.key` or `<name>.key`.

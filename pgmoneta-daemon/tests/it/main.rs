@@ -5,6 +5,7 @@ mod faults;
 mod frames;
 mod metrics;
 mod remote;
+mod startup;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;

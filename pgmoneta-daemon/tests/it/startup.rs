@@ -1,0 +1,68 @@
+//! Start-up: every configuration problem reported at once, nothing touched; a server that
+//! fails its checks stays offline while the others run.
+
+use std::process::Command;
+
+use crate::{cluster, Daemon};
+
+#[test]
+fn configuration_problems_are_all_reported_and_nothing_is_touched() {
+    let source = cluster();
+    let d = Daemon::new(&source, "retention = 0\nworkers = many\n");
+    std::fs::remove_file(d.dir.path().join("pgmoneta_users.conf")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgmoneta"))
+        .arg("-c")
+        .arg(&d.conf)
+        .arg("-u")
+        .arg(d.dir.path().join("pgmoneta_users.conf"))
+        .env("HOME", &d.home)
+        .env("PGMONETA_ALLOW_ROOT", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("retention"), "{err}");
+    assert!(err.contains("workers"), "{err}");
+    assert!(err.contains("pgmoneta_users.conf"), "{err}");
+    assert!(!d.base.exists(), "base_dir was created although the configuration is broken");
+    assert!(!d.socket().exists());
+    assert!(!d.pidfile().exists());
+
+    // As root without the explicit permission: refused.
+    if nix::unistd::geteuid().is_root() {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_pgmoneta")).arg("-c").arg(&d.conf).env("HOME", &d.home).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("PGMONETA_ALLOW_ROOT"));
+    }
+    // -V prints the version and exits non-zero, as upstream's does.
+    let out = Command::new(env!("CARGO_BIN_EXE_pgmoneta")).arg("-V").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("pgmoneta "));
+}
+
+#[test]
+fn a_server_failing_its_checks_is_offline_and_says_why() {
+    let source = cluster();
+    let mut d = Daemon::new(&source, "");
+    let extra = format!(
+        "\n[broken]\nhost = 127.0.0.1\nport = {}\nuser = {}\nwal_slot = missing\ncreate_slot = no\n",
+        source.port(),
+        source.replication_user()
+    );
+    let mut text = std::fs::read_to_string(&d.conf).unwrap();
+    text.push_str(&extra);
+    std::fs::write(&d.conf, text).unwrap();
+    d.start();
+    d.wait_streaming();
+    let status = d.ok(&["status"]);
+    let broken = status["Servers"].as_array().unwrap().iter().find(|s| s["Server"] == "broken").unwrap().clone();
+    assert_eq!(broken["Online"], false);
+    assert_eq!(broken["WalStreaming"], false);
+    let problems = broken["Problems"].to_string();
+    assert!(problems.contains("replication slot") && problems.contains("missing"), "{problems}");
+    assert!(d.log_text().contains("server [broken]: offline"), "{}", d.log_text());
+    d.fails(&["backup", "broken"], 100);
+    // The other server is unaffected.
+    assert_eq!(d.ok(&["backup", "primary"])["Valid"], 1);
+}
