@@ -43,6 +43,11 @@ fn commands_end_to_end() {
     assert!(info["StartLoLSN"].as_u64().is_some());
     assert!(info["WAL"].as_str().unwrap().len() == 24);
 
+    let details = d.ok(&["status", "details"]);
+    assert_eq!(details["Servers"][0]["Backups"][0]["Backup"], label.as_str());
+    assert_eq!(details["Servers"][0]["Backups"][0]["Valid"], 1);
+    d.ok(&["clear", "prometheus"]);
+
     // annotate, retain, delete refused, expunge
     let a = d.ok(&["annotate", "primary", &label, "add", "purpose", "test"]);
     assert_eq!(a["Comments"], "purpose|test");

@@ -101,3 +101,32 @@ fn serves_metrics_in_the_exposition_format() {
         assert!(!report.contains(ours), "promtool lints {ours}:\n{report}");
     }
 }
+
+#[test]
+fn serves_metrics_over_https_when_configured() {
+    use std::os::unix::fs::PermissionsExt;
+    let source = cluster();
+    let certs = tempfile::tempdir_in("/tmp").unwrap();
+    let ca = pgmoneta_testkit::TestCa::new("metrics CA").unwrap();
+    let server = ca.issue_server(&["localhost"], &[std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)]).unwrap();
+    let (cert, key) = (certs.path().join("m.crt"), certs.path().join("m.key"));
+    std::fs::write(&cert, &server.cert_pem).unwrap();
+    std::fs::write(&key, &server.key_pem).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let ca_file = certs.path().join("ca.crt");
+    ca.write_cert(&ca_file).unwrap();
+    let extra = format!("metrics_cert_file = {}\nmetrics_key_file = {}\n", cert.display(), key.display());
+    let mut d = Daemon::new(&source, &extra);
+    d.start();
+
+    let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls()).unwrap();
+    b.set_ca_file(&ca_file).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", d.metrics_port)).unwrap();
+    let mut tls = b.build().connect("localhost", tcp).unwrap();
+    tls.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("pgmoneta_state 1"), "{text}");
+}

@@ -66,3 +66,39 @@ fn a_server_failing_its_checks_is_offline_and_says_why() {
     // The other server is unaffected.
     assert_eq!(d.ok(&["backup", "primary"])["Valid"], 1);
 }
+
+#[test]
+fn daemonizes_with_dash_d() {
+    let source = cluster();
+    let d = Daemon::new(&source, "");
+    let out = Command::new(env!("CARGO_BIN_EXE_pgmoneta"))
+        .args(["-d", "-c"])
+        .arg(&d.conf)
+        .arg("-u")
+        .arg(d.dir.path().join("pgmoneta_users.conf"))
+        .env("HOME", &d.home)
+        .env("PGMONETA_ALLOW_ROOT", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // The foreground process has returned; the daemon answers from the background.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while d.cli(&["ping"]).0 != 0 {
+        assert!(std::time::Instant::now() < until, "the daemonized pgmoneta does not answer:\n{}", d.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let pid: i32 = std::fs::read_to_string(d.pidfile()).unwrap().trim().parse().unwrap();
+    assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok());
+    d.ok(&["shutdown"]);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // Gone, or a zombie waiting for a parent (the container's init) that may never reap it.
+    let running = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+    };
+    while running(pid) {
+        assert!(std::time::Instant::now() < until, "the daemon did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!d.pidfile().exists());
+}
