@@ -28,6 +28,10 @@ pub fn archive(shared: &Shared, server: &str, segment_size: u64) -> Result<WalAr
     let compression = Compression::from_code(config.main.compression.code()).unwrap_or(Compression::NONE);
     let mut options = WalOptions::new(compression.algorithm, config.main.compression_level);
     options.encryption = encryption(shared)?;
+    options.shipping = config
+        .server(server)
+        .and_then(|s| s.wal_shipping.as_ref())
+        .map(|d| std::path::Path::new(d).join(server).join("wal"));
     let size = WalSegmentSize::new(if segment_size == 0 { 16 << 20 } else { segment_size })
         .map_err(|e| format!("server [{server}]: {e}"))?;
     let dir = shared.base_dir().join(layout::wal_dir(server));

@@ -41,12 +41,15 @@ pub struct WalOptions {
     pub level: i32,
     /// Encryption of complete segments.
     pub encryption: Option<(Cipher, Arc<MasterKey>)>,
+    /// A second directory that receives a copy of every sealed segment and history file
+    /// (`wal_shipping`: `<dir>/<server>/wal`).
+    pub shipping: Option<PathBuf>,
 }
 
 impl WalOptions {
-    /// Segments stored with `compression` at `level`, not encrypted.
+    /// Segments stored with `compression` at `level`, not encrypted, not shipped.
     pub fn new(compression: Algorithm, level: i32) -> WalOptions {
-        WalOptions { compression, level, encryption: None }
+        WalOptions { compression, level, encryption: None, shipping: None }
     }
 
     fn suffix(&self) -> String {
@@ -146,7 +149,11 @@ impl WalArchive {
     /// I/O and codec failures; the plain file is kept then.
     pub fn seal(&self, name: &str) -> Result<String> {
         let suffix = self.options.suffix();
-        if suffix.is_empty() || !matches!(WalFileKind::parse(name, self.segment_size), Ok(WalFileKind::Segment(_))) {
+        if !matches!(WalFileKind::parse(name, self.segment_size), Ok(WalFileKind::Segment(_))) {
+            return Ok(name.to_owned());
+        }
+        if suffix.is_empty() {
+            self.ship(name);
             return Ok(name.to_owned());
         }
         let src = self.dir.join(name);
@@ -161,7 +168,35 @@ impl WalArchive {
         out.commit()?;
         fs::remove_file(&src).map_err(StorageError::io("removing", &src))?;
         fsio::sync_dir(&self.dir)?;
+        self.ship(&stored);
         Ok(stored)
+    }
+
+    /// Copies a stored file to the shipping directory, if one is configured: under a temporary
+    /// name, synced, renamed. A failure is logged; the archive itself is complete without the
+    /// copy.
+    fn ship(&self, stored: &str) {
+        let Some(dir) = &self.options.shipping else { return };
+        let result = (|| -> Result<()> {
+            fsio::create_dir_all(dir)?;
+            let src = self.dir.join(stored);
+            let mut input = File::open(&src).map_err(StorageError::io("opening", &src))?;
+            let dst = dir.join(stored);
+            let mut out = fsio::AtomicFile::create(&dst)?;
+            std::io::copy(&mut input, &mut out).map_err(StorageError::io("copying to", &dst))?;
+            out.commit()?;
+            fsio::sync_dir(dir)
+        })();
+        if let Err(e) = result {
+            log::error!("WAL shipping of {stored} to {}: {e}", dir.display());
+        }
+    }
+
+    /// The shipping directory as an archive of its own (for pruning).
+    fn shipped(&self) -> Option<WalArchive> {
+        let dir = self.options.shipping.clone()?;
+        let options = WalOptions { shipping: None, ..self.options.clone() };
+        WalArchive::open(dir, self.segment_size, options).ok()
     }
 
     /// Seals every complete plain segment (after a restart, say).
@@ -180,8 +215,9 @@ impl WalArchive {
     }
 
     /// Removes complete segments (and partial ones) before `keep` by segment number, on every
-    /// timeline; history files stay. Pass the oldest retained backup's first segment. Returns
-    /// the number of files removed.
+    /// timeline; history files stay. Pass the oldest retained backup's first segment. The
+    /// shipping directory, if any, is pruned the same way. Returns the number of files removed
+    /// from the archive.
     ///
     /// # Errors
     /// When a file cannot be removed.
@@ -202,6 +238,11 @@ impl WalArchive {
         }
         if n > 0 {
             fsio::sync_dir(&self.dir)?;
+        }
+        if let Some(shipped) = self.shipped() {
+            if let Err(e) = shipped.prune_before(keep) {
+                log::error!("pruning the shipped WAL in {}: {e}", shipped.dir.display());
+            }
         }
         Ok(n)
     }
@@ -266,7 +307,9 @@ impl WalArchive {
         if !matches!(WalFileKind::parse(name, self.segment_size), Ok(WalFileKind::History(_))) {
             return Err(StorageError::Invalid(format!("{name} is not a timeline history file name")));
         }
-        fsio::write_file(&self.dir.join(name), content)
+        fsio::write_file(&self.dir.join(name), content)?;
+        self.ship(name);
+        Ok(())
     }
 
     /// Whether a history file for `timeline` is stored.
@@ -590,5 +633,51 @@ fn stream_loop(
                 let _ = sealer.send(name);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(dir: &Path, name: &str, fill: u8) {
+        fs::write(dir.join(name), vec![fill; 1 << 20]).unwrap();
+    }
+
+    #[test]
+    fn sealed_segments_and_history_files_are_shipped_and_pruned_there_too() {
+        let root = tempfile::tempdir().unwrap();
+        let ship = root.path().join("ship/primary/wal");
+        let mut options = WalOptions::new(Algorithm::Zstd, 3);
+        options.shipping = Some(ship.clone());
+        let size = WalSegmentSize::new(1 << 20).unwrap();
+        let archive = WalArchive::open(root.path().join("wal"), size, options).unwrap();
+        for (i, name) in ["000000010000000000000001", "000000010000000000000002"].iter().enumerate() {
+            segment(archive.dir(), name, i as u8 + 1);
+            let stored = archive.seal(name).unwrap();
+            assert_eq!(stored, format!("{name}.zstd"));
+            assert_eq!(fs::read(ship.join(&stored)).unwrap(), fs::read(archive.dir().join(&stored)).unwrap());
+        }
+        archive.store_history("00000002.history", b"1\t0/3000000\tno recovery target specified\n").unwrap();
+        assert!(ship.join("00000002.history").is_file());
+        let keep = WalSegment::parse("000000010000000000000002", size).unwrap();
+        assert_eq!(archive.prune_before(keep).unwrap(), 1);
+        assert!(!ship.join("000000010000000000000001.zstd").exists());
+        assert!(ship.join("000000010000000000000002.zstd").exists());
+        assert!(ship.join("00000002.history").exists());
+    }
+
+    #[test]
+    fn a_failing_shipping_directory_does_not_fail_the_archive() {
+        let root = tempfile::tempdir().unwrap();
+        let blocker = root.path().join("not-a-dir");
+        fs::write(&blocker, b"x").unwrap();
+        let mut options = WalOptions::new(Algorithm::None, 0);
+        options.shipping = Some(blocker.join("wal"));
+        let size = WalSegmentSize::new(1 << 20).unwrap();
+        let archive = WalArchive::open(root.path().join("wal"), size, options).unwrap();
+        segment(archive.dir(), "000000010000000000000001", 7);
+        assert_eq!(archive.seal("000000010000000000000001").unwrap(), "000000010000000000000001");
+        assert!(archive.dir().join("000000010000000000000001").is_file());
     }
 }

@@ -57,6 +57,11 @@ fn wal_streaming_survives_kill_9_without_a_gap() {
     let source = cluster();
     source.pgbench_init(1).unwrap();
     let mut d = Daemon::new(&source, "");
+    // An extra copy of the WAL (the last section of the file is [primary]).
+    let shipping = d.dir.path().join("shipping");
+    let mut conf = std::fs::read_to_string(&d.conf).unwrap();
+    conf.push_str(&format!("wal_shipping = {}\n", shipping.display()));
+    std::fs::write(&d.conf, conf).unwrap();
     d.start();
     d.wait_streaming();
     source.pgbench_run(2, 500).unwrap();
@@ -78,6 +83,19 @@ fn wal_streaming_survives_kill_9_without_a_gap() {
     std::thread::sleep(Duration::from_secs(2));
     let compared = compare_archive(&d, &source);
     assert!(compared >= 3, "only {compared} segments compared");
+    // Every sealed segment has its identical copy in <wal_shipping>/primary/wal.
+    let sealed: Vec<String> = std::fs::read_dir(d.base.join("primary/wal"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".aes"))
+        .collect();
+    assert!(sealed.len() >= 3);
+    for name in &sealed {
+        let original = std::fs::read(d.base.join("primary/wal").join(name)).unwrap();
+        let copy = std::fs::read(shipping.join("primary/wal").join(name)).unwrap_or_default();
+        assert!(original == copy, "the shipped copy of {name} differs or is missing");
+    }
     assert!(d.log_text().contains("stale pidfile"), "the stale pidfile was not reported:\n{}", d.log_text());
 }
 
