@@ -84,16 +84,81 @@ pub fn format_time(pattern: &str, t: CivilDateTime, utc_offset: i32) -> String {
     out
 }
 
+/// A log file rotated when older than `age` or larger than `size` bytes: the file is renamed
+/// `<path>.<YYYYMMDDhhmmss>` (with `-<n>` when that name is taken) and a new one started.
+pub struct RotatingFile {
+    path: PathBuf,
+    file: Option<File>,
+    opened: Instant,
+    written: u64,
+    age: Option<Duration>,
+    size: u64,
+}
+
+impl RotatingFile {
+    /// Opens (appends to, or with `LogMode::Create` truncates) `path`.
+    pub fn open(path: PathBuf, mode: LogMode, age: Option<Duration>, size: u64) -> RotatingFile {
+        let file = open_log(&path, mode);
+        let written = file.as_ref().and_then(|f| f.metadata().ok()).map_or(0, |m| m.len());
+        RotatingFile { path, file, opened: Instant::now(), written, age, size }
+    }
+
+    /// Changes the rotation limits (reload).
+    pub fn set_limits(&mut self, age: Option<Duration>, size: u64) {
+        self.age = age;
+        self.size = size;
+    }
+
+    /// Writes one line, rotating first when a limit is reached. `false` when the file could
+    /// not be written (the caller falls back to standard error).
+    pub fn write_line(&mut self, line: &str) -> bool {
+        let too_old = self.age.is_some_and(|age| self.opened.elapsed() >= age);
+        let too_big = self.size > 0 && self.written > 0 && self.written + line.len() as u64 > self.size;
+        if self.file.is_some() && (too_old || too_big) {
+            self.rotate();
+        }
+        let Some(f) = &mut self.file else { return false };
+        if f.write_all(line.as_bytes()).is_err() {
+            return false;
+        }
+        self.written += line.len() as u64;
+        true
+    }
+
+    fn rotate(&mut self) {
+        let now = SystemClock.now();
+        let stamp = format_time("%Y%m%d%H%M%S", now.local(), now.utc_offset);
+        let base = format!("{}.{stamp}", self.path.display());
+        let mut target = PathBuf::from(&base);
+        let mut n = 1;
+        while target.exists() {
+            target = PathBuf::from(format!("{base}-{n}"));
+            n += 1;
+        }
+        if let Some(f) = self.file.take() {
+            let _ = f.sync_all();
+        }
+        let _ = std::fs::rename(&self.path, &target);
+        self.file = open_log(&self.path, LogMode::Create);
+        self.opened = Instant::now();
+        self.written = 0;
+    }
+
+    fn flush(&mut self) {
+        if let Some(f) = &mut self.file {
+            let _ = f.flush();
+        }
+    }
+}
+
 enum Sink {
     Console,
-    File { path: PathBuf, file: Option<File>, opened: Instant, written: u64 },
+    File(RotatingFile),
     Syslog(Option<UnixDatagram>),
 }
 
 struct Settings {
     prefix: String,
-    rotation_age: Option<Duration>,
-    rotation_size: u64,
 }
 
 /// The logger installed with [`install`].
@@ -113,26 +178,9 @@ impl Logger {
             Sink::Console => {
                 let _ = std::io::stderr().write_all(line.as_bytes());
             }
-            Sink::File { path, file, opened, written } => {
-                let settings = self.settings.lock();
-                let too_old = settings.rotation_age.is_some_and(|age| opened.elapsed() >= age);
-                let too_big = settings.rotation_size > 0 && *written >= settings.rotation_size;
-                drop(settings);
-                if file.is_some() && (too_old || too_big) {
-                    rotate(path);
-                    *file = open_log(path, LogMode::Create);
-                    *opened = Instant::now();
-                    *written = 0;
-                }
-                match file {
-                    Some(f) => {
-                        if f.write_all(line.as_bytes()).is_ok() {
-                            *written += line.len() as u64;
-                        }
-                    }
-                    None => {
-                        let _ = std::io::stderr().write_all(line.as_bytes());
-                    }
+            Sink::File(f) => {
+                if !f.write_line(&line) {
+                    let _ = std::io::stderr().write_all(line.as_bytes());
                 }
             }
             Sink::Syslog(socket) => {
@@ -165,15 +213,6 @@ fn open_log(path: &PathBuf, mode: LogMode) -> Option<File> {
     opts.open(path).ok()
 }
 
-/// Moves the current log aside as `<path>.<YYYYMMDDhhmmss>`.
-fn rotate(path: &PathBuf) {
-    let now = SystemClock.now();
-    let stamp = format_time("%Y%m%d%H%M%S", now.local(), now.utc_offset);
-    let mut target = path.clone().into_os_string();
-    target.push(format!(".{stamp}"));
-    let _ = std::fs::rename(path, PathBuf::from(target));
-}
-
 impl Log for Logger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         metadata.level() <= log::max_level()
@@ -194,8 +233,8 @@ impl Log for Logger {
     }
 
     fn flush(&self) {
-        if let Sink::File { file: Some(f), .. } = &mut *self.sink.lock() {
-            let _ = f.flush();
+        if let Sink::File(f) = &mut *self.sink.lock() {
+            f.flush();
         }
     }
 }
@@ -205,21 +244,22 @@ static LOGGER: std::sync::OnceLock<Logger> = std::sync::OnceLock::new();
 /// Installs the logger for `config` (once per process); later calls apply a reloaded level,
 /// prefix and rotation settings. Returns the line counters.
 pub fn install(config: &MainConfig) -> Arc<LogCounters> {
-    let settings = Settings {
-        prefix: config.log_line_prefix.clone(),
-        rotation_age: (config.log_rotation_age.0 > 0).then(|| Duration::from_secs(config.log_rotation_age.0)),
-        rotation_size: config.log_rotation_size.bytes(),
-    };
+    let settings = Settings { prefix: config.log_line_prefix.clone() };
+    let age = (config.log_rotation_age.0 > 0).then(|| Duration::from_secs(config.log_rotation_age.0));
+    let size = config.log_rotation_size.bytes();
     log::set_max_level(level_filter(config.log_level));
     if let Some(existing) = LOGGER.get() {
         *existing.settings.lock() = settings;
+        if let Sink::File(f) = &mut *existing.sink.lock() {
+            f.set_limits(age, size);
+        }
         return existing.counters.clone();
     }
     let sink = match config.log_type {
         LogType::File => {
             let now = SystemClock.now();
             let path = PathBuf::from(format_time(&config.log_path, now.local(), now.utc_offset));
-            Sink::File { file: open_log(&path, config.log_mode), path, opened: Instant::now(), written: 0 }
+            Sink::File(RotatingFile::open(path, config.log_mode, age, size))
         }
         LogType::Syslog => {
             let socket = UnixDatagram::unbound().ok().filter(|s| s.connect("/dev/log").is_ok());
@@ -257,6 +297,44 @@ mod tests {
         assert_eq!(format_time("%Y-%m-%d %H:%M:%S", t, 0), "2026-11-28 09:05:07");
         assert_eq!(format_time("%F %T %z 100%% %q", t, -5400), "2026-11-28 09:05:07 -0130 100% %q");
         assert_eq!(format_time("/var/log/pgmoneta-%Y%m%d.log", t, 3600), "/var/log/pgmoneta-20261128.log");
+    }
+
+    #[test]
+    fn rotates_by_size_without_losing_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgmoneta.log");
+        let mut f = RotatingFile::open(path.clone(), LogMode::Append, None, 100);
+        for i in 0..10 {
+            assert!(f.write_line(&format!("line {i:02} {}\n", "x".repeat(30))));
+        }
+        let mut files: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert!(files.len() >= 4, "{files:?}");
+        let mut all = String::new();
+        for name in &files {
+            let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+            assert!(text.len() <= 100, "{name} has {} bytes", text.len());
+            all.push_str(&text);
+        }
+        for i in 0..10 {
+            assert!(all.contains(&format!("line {i:02} ")), "line {i} lost");
+        }
+    }
+
+    #[test]
+    fn rotates_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgmoneta.log");
+        let mut f = RotatingFile::open(path.clone(), LogMode::Create, Some(Duration::from_millis(50)), 0);
+        assert!(f.write_line("first\n"));
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(f.write_line("second\n"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]
