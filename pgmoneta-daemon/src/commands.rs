@@ -781,11 +781,7 @@ fn mode(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         }
         "online" => {
             let config = shared.server_config(&name).ok_or_else(|| fail(ec::MODE_NOSERVER, "server removed"))?;
-            let facts = pg::check_server(shared, &config);
-            if !facts.valid {
-                log::warn!("server [{name}]: still offline: {}", facts.problems.join("; "));
-            }
-            *state.facts.write() = facts;
+            pg::recheck(shared, state, &config, true);
             state.forced_offline.store(false, Ordering::SeqCst);
             log::info!("server [{name}]: online by request");
         }

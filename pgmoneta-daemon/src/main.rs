@@ -240,19 +240,8 @@ fn run(args: Args) -> Result<(), Vec<String>> {
         for s in &config.servers {
             let shared = &shared;
             scope.spawn(move || {
-                let facts = pg::check_server(shared, s);
-                if facts.valid {
-                    log::info!(
-                        "server [{}]: online (PostgreSQL {}.{})",
-                        s.name,
-                        facts.version.map_or(0, |v| v.major()),
-                        facts.minor
-                    );
-                } else {
-                    log::error!("server [{}]: offline: {}", s.name, facts.problems.join("; "));
-                }
                 if let Some(state) = shared.server(&s.name) {
-                    *state.facts.write() = facts;
+                    pg::recheck(shared, state, s, true);
                 }
             });
         }

@@ -412,28 +412,15 @@ pub fn handle<S: Read + Write>(shared: &Shared, stream: &mut S) -> std::io::Resu
 
 /// Serves the metrics port until the daemon stops.
 pub fn serve(shared: Arc<Shared>, listener: TcpListener, tls: Option<Arc<SslAcceptor>>) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            let _ = listener.set_nonblocking(true);
-            while !shared.stopping() {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let _ = stream.set_nonblocking(false);
-                        let shared = shared.clone();
-                        let tls = tls.clone();
-                        let _ = std::thread::Builder::new().name("metrics-request".into()).spawn(move || {
-                            let _ = serve_stream(&shared, stream, tls.as_deref());
-                        });
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(50))
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
-                }
-            }
-        })
-        .expect("spawning a thread")
+    let _ = listener.set_nonblocking(true);
+    let accept = move || {
+        let (s, _) = listener.accept()?;
+        s.set_nonblocking(false)?;
+        Ok(s)
+    };
+    crate::mgmt::spawn_acceptor(shared, "metrics", accept, move |shared, stream| {
+        let _ = serve_stream(shared, stream, tls.as_deref());
+    })
 }
 
 fn serve_stream(shared: &Shared, stream: TcpStream, tls: Option<&SslAcceptor>) -> std::io::Result<()> {

@@ -49,24 +49,31 @@ impl Drop for Slot {
     }
 }
 
-/// Accepts on the Unix socket until the daemon stops.
-pub fn serve_unix(shared: Arc<Shared>, listener: UnixListener) -> JoinHandle<()> {
+/// Accepts connections until the daemon stops, running `handle` for each on its own thread.
+/// `accept` must not block (the listener is non-blocking) and returns blocking streams.
+pub fn spawn_acceptor<S: Send + 'static>(
+    shared: Arc<Shared>,
+    name: &'static str,
+    mut accept: impl FnMut() -> std::io::Result<S> + Send + 'static,
+    handle: impl Fn(&Arc<Shared>, S) + Send + Sync + 'static,
+) -> JoinHandle<()> {
+    let handle = Arc::new(handle);
     std::thread::Builder::new()
-        .name("management".into())
+        .name(name.into())
         .spawn(move || {
-            let _ = listener.set_nonblocking(true);
             while !shared.stopping() {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let _ = stream.set_nonblocking(false);
-                        let shared = shared.clone();
-                        spawn_request(move || handle_unix(&shared, stream));
+                match accept() {
+                    Ok(stream) => {
+                        let (shared, handle) = (shared.clone(), handle.clone());
+                        let _ = std::thread::Builder::new()
+                            .name(format!("{name} request"))
+                            .spawn(move || handle(&shared, stream));
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(50))
                     }
                     Err(e) => {
-                        log::warn!("management socket: accept: {e}");
+                        log::warn!("{name}: accept: {e}");
                         std::thread::sleep(Duration::from_millis(200));
                     }
                 }
@@ -75,8 +82,15 @@ pub fn serve_unix(shared: Arc<Shared>, listener: UnixListener) -> JoinHandle<()>
         .expect("spawning a thread")
 }
 
-fn spawn_request(f: impl FnOnce() + Send + 'static) {
-    let _ = std::thread::Builder::new().name("request".into()).spawn(f);
+/// Accepts on the Unix socket until the daemon stops.
+pub fn serve_unix(shared: Arc<Shared>, listener: UnixListener) -> JoinHandle<()> {
+    let _ = listener.set_nonblocking(true);
+    let accept = move || {
+        let (s, _) = listener.accept()?;
+        s.set_nonblocking(false)?;
+        Ok(s)
+    };
+    spawn_acceptor(shared, "management", accept, handle_unix)
 }
 
 fn handle_unix(shared: &Arc<Shared>, mut stream: UnixStream) {
@@ -161,33 +175,17 @@ pub fn tls_acceptor(cert: &str, key: &str, ca: Option<&str>) -> Result<SslAccept
 
 /// Accepts on the remote management port until the daemon stops.
 pub fn serve_remote(shared: Arc<Shared>, listener: TcpListener, tls: Option<Arc<SslAcceptor>>) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("management-remote".into())
-        .spawn(move || {
-            let _ = listener.set_nonblocking(true);
-            while !shared.stopping() {
-                match listener.accept() {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nonblocking(false);
-                        let shared = shared.clone();
-                        let tls = tls.clone();
-                        spawn_request(move || {
-                            if let Err(e) = handle_remote(&shared, stream, tls.as_deref()) {
-                                log::warn!("remote management from {peer}: {e}");
-                            }
-                        });
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(50))
-                    }
-                    Err(e) => {
-                        log::warn!("remote management: accept: {e}");
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                }
-            }
-        })
-        .expect("spawning a thread")
+    let _ = listener.set_nonblocking(true);
+    let accept = move || {
+        let (s, peer) = listener.accept()?;
+        s.set_nonblocking(false)?;
+        Ok((s, peer))
+    };
+    spawn_acceptor(shared, "remote management", accept, move |shared, (stream, peer)| {
+        if let Err(e) = handle_remote(shared, stream, tls.as_deref()) {
+            log::warn!("remote management from {peer}: {e}");
+        }
+    })
 }
 
 /// A stream that is plain TCP or TLS over TCP.

@@ -145,6 +145,28 @@ fn check_slot(
     }
 }
 
+/// Checks `server` again, records what was found in its state, and logs the result when it
+/// changes or when `always_log` is set. Returns whether the server is valid.
+pub fn recheck(shared: &Shared, state: &crate::state::ServerState, server: &ServerConfig, always_log: bool) -> bool {
+    let facts = check_server(shared, server);
+    let was_valid = state.facts.read().valid;
+    if always_log || was_valid != facts.valid {
+        if facts.valid {
+            log::info!(
+                "server [{}]: online (PostgreSQL {}.{})",
+                server.name,
+                facts.version.map_or(0, |v| v.major()),
+                facts.minor
+            );
+        } else {
+            log::error!("server [{}]: offline: {}", server.name, facts.problems.join("; "));
+        }
+    }
+    let valid = facts.valid;
+    *state.facts.write() = facts;
+    valid
+}
+
 /// `16MB`, `1GB`, `16777216` (bytes) as `SHOW` prints them.
 pub fn parse_size(text: &str) -> Option<u64> {
     let t = text.trim();

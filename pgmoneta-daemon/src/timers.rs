@@ -47,11 +47,7 @@ pub fn spawn(shared: Arc<Shared>) -> JoinHandle<()> {
                     for s in &shared.servers {
                         if let Some(c) = shared.server_config(&s.name) {
                             if s.facts.read().valid {
-                                let facts = pg::check_server(&shared, &c);
-                                if !facts.valid {
-                                    log::warn!("server [{}]: offline: {}", s.name, facts.problems.join("; "));
-                                }
-                                *s.facts.write() = facts;
+                                pg::recheck(&shared, s, &c, false);
                             }
                         }
                     }

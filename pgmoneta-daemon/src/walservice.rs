@@ -88,19 +88,11 @@ fn supervise(shared: &Arc<Shared>, server: &Arc<ServerState>) {
         }
         let Some(config) = shared.server_config(&server.name) else { return };
         if !server.facts.read().valid && last_check.elapsed() >= backoff {
-            *server.facts.write() = pg::check_server(shared, &config);
-            last_check = Instant::now();
-            let facts = server.facts.read().clone();
-            if facts.valid {
-                log::info!(
-                    "server [{}]: online (PostgreSQL {}.{})",
-                    server.name,
-                    facts.version.map_or(0, |v| v.major()),
-                    facts.minor
-                );
-            } else {
-                log::warn!("server [{}]: offline: {}", server.name, facts.problems.join("; "));
+            // Logged once when the server comes online; each failed retry again at warning level.
+            if !pg::recheck(shared, server, &config, false) {
+                log::warn!("server [{}]: still offline: {}", server.name, server.facts.read().problems.join("; "));
             }
+            last_check = Instant::now();
         }
         if !server.facts.read().valid {
             pause(shared, server, backoff);

@@ -114,18 +114,21 @@ impl Daemon {
         self.dir.path().join("pgmoneta.127.0.0.1.pid")
     }
 
+    /// `pgmoneta -c <conf> -u <users>` with this daemon's HOME, allowed to run as root.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pgmoneta"));
+        c.arg("-c").arg(&self.conf).arg("-u").arg(self.dir.path().join("pgmoneta_users.conf"));
+        c.env("HOME", &self.home).env("PGMONETA_ALLOW_ROOT", "1");
+        c
+    }
+
     /// Starts the daemon and waits until it answers `ping`.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already started");
-        let child = Command::new(env!("CARGO_BIN_EXE_pgmoneta"))
-            .arg("-c")
-            .arg(&self.conf)
-            .arg("-u")
-            .arg(self.dir.path().join("pgmoneta_users.conf"))
+        let child = self
+            .command()
             .arg("-A")
             .arg(self.dir.path().join("pgmoneta_admins.conf"))
-            .env("HOME", &self.home)
-            .env("PGMONETA_ALLOW_ROOT", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

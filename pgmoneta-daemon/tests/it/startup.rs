@@ -10,15 +10,7 @@ fn configuration_problems_are_all_reported_and_nothing_is_touched() {
     let source = cluster();
     let d = Daemon::new(&source, "retention = 0\nworkers = many\n");
     std::fs::remove_file(d.dir.path().join("pgmoneta_users.conf")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pgmoneta"))
-        .arg("-c")
-        .arg(&d.conf)
-        .arg("-u")
-        .arg(d.dir.path().join("pgmoneta_users.conf"))
-        .env("HOME", &d.home)
-        .env("PGMONETA_ALLOW_ROOT", "1")
-        .output()
-        .unwrap();
+    let out = d.command().output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("retention"), "{err}");
@@ -71,15 +63,7 @@ fn a_server_failing_its_checks_is_offline_and_says_why() {
 fn daemonizes_with_dash_d() {
     let source = cluster();
     let d = Daemon::new(&source, "");
-    let out = Command::new(env!("CARGO_BIN_EXE_pgmoneta"))
-        .args(["-d", "-c"])
-        .arg(&d.conf)
-        .arg("-u")
-        .arg(d.dir.path().join("pgmoneta_users.conf"))
-        .env("HOME", &d.home)
-        .env("PGMONETA_ALLOW_ROOT", "1")
-        .output()
-        .unwrap();
+    let out = d.command().arg("-d").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     // The foreground process has returned; the daemon answers from the background.
     let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
