@@ -97,30 +97,14 @@ pub fn render(shared: &Shared) -> String {
     e.gauge("pgmoneta_version", "The version of pgmoneta", &[("version", SERVER_VERSION)], 1.0);
     e.gauge("pgmoneta_fips", "FIPS mode of pgmoneta's OpenSSL", &[], 0.0);
     let c = &shared.log_counters;
-    e.gauge(
-        "pgmoneta_logging_info",
-        "The number of INFO logging statements",
-        &[],
-        c.info.load(Ordering::Relaxed) as f64,
-    );
-    e.gauge(
-        "pgmoneta_logging_warn",
-        "The number of WARN logging statements",
-        &[],
-        c.warn.load(Ordering::Relaxed) as f64,
-    );
-    e.gauge(
-        "pgmoneta_logging_error",
-        "The number of ERROR logging statements",
-        &[],
-        c.error.load(Ordering::Relaxed) as f64,
-    );
-    e.gauge(
-        "pgmoneta_logging_fatal",
-        "The number of FATAL logging statements",
-        &[],
-        c.fatal.load(Ordering::Relaxed) as f64,
-    );
+    for (metric, help, counter) in [
+        ("pgmoneta_logging_info", "The number of INFO logging statements", &c.info),
+        ("pgmoneta_logging_warn", "The number of WARN logging statements", &c.warn),
+        ("pgmoneta_logging_error", "The number of ERROR logging statements", &c.error),
+        ("pgmoneta_logging_fatal", "The number of FATAL logging statements", &c.fatal),
+    ] {
+        e.gauge(metric, help, &[], counter.load(Ordering::Relaxed) as f64);
+    }
     let r = m.retention;
     let part = |v: Option<u32>| v.map_or(-1.0, f64::from);
     e.gauge("pgmoneta_retention_days", "The retention days of pgmoneta", &[], part(r.days));
