@@ -8,6 +8,7 @@ mod management;
 mod streaming;
 mod tar;
 mod tls;
+mod wal;
 
 use pgmoneta_testkit::Cluster;
 use pgmoneta_wire::{ConnectOptions, PgConnection, ReplicationMode, SslMode};
