@@ -521,16 +521,23 @@ fn execute(command: &Command, g: &Global) -> Result<i32> {
         log_line(path, cmd, &if ok { "Success (0)".to_owned() } else { format!("Error ({code})") });
     }
     let mut out = std::io::stdout().lock();
+    // `conf get <key>`: only that key, picked out here as upstream's client does.
+    if let (Command::Conf { action, key: Some(k), .. }, true) = (command, ok) {
+        if action == "get" {
+            let v = conf_value(&value, k)?;
+            let bare = k.rsplit('.').next().unwrap_or(k);
+            match s.format {
+                Format::Raw => writeln!(out, "{v}")?,
+                Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&json!({"Response": {bare: v}}))?)?,
+                Format::Text => writeln!(out, "{}", conf_text(&v))?,
+            }
+            return Ok(0);
+        }
+    }
     match s.format {
         Format::Raw => writeln!(out, "{raw}")?,
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&output::translate(&value))?)?,
         Format::Text => {
-            if let (Command::Conf { action, key: Some(k), .. }, true) = (command, ok) {
-                if action == "get" {
-                    writeln!(out, "{}", conf_value(&value, k)?)?;
-                    return Ok(0);
-                }
-            }
             let text = output::text(cmd, &output::translate(&value));
             write!(out, "{text}")?;
         }
@@ -566,21 +573,26 @@ fn log_line(path: &Path, command: Cmd, outcome: &str) {
 }
 
 /// One key of `conf get`: `key`, `pgmoneta.key`, `server.<name>.key` or `<name>.key`.
-fn conf_value(reply: &Value, key: &str) -> Result<String> {
+fn conf_value(reply: &Value, key: &str) -> Result<Value> {
     let r = reply.get("Response").ok_or_else(|| anyhow!("no Response in the reply"))?;
     let found = match key.split('.').collect::<Vec<_>>().as_slice() {
         [k] | ["pgmoneta", k] => r.get(*k),
         ["server", s, k] | [s, k] => r.get("server").and_then(|v| v.get(*s)).and_then(|v| v.get(*k)),
         _ => None,
     };
-    let v = found.ok_or_else(|| anyhow!("no configuration key {key:?}"))?;
-    Ok(match v {
+    found.cloned().ok_or_else(|| anyhow!("no configuration key {key:?}"))
+}
+
+/// A configuration value for people: the word of an enumeration, the text of a string.
+fn conf_text(v: &Value) -> String {
+    match v {
         Value::Object(m) => {
             m.get("string_value").map_or_else(|| v.to_string(), |s| s.as_str().unwrap_or("").to_owned())
         }
         Value::String(s) => s.clone(),
+        Value::Null => String::new(),
         other => other.to_string(),
-    })
+    }
 }
 
 /// encrypt/decrypt/compress/decompress with no daemon configured: done here, with this user's

@@ -137,7 +137,11 @@ fn connect_tcp(host: &str, port: u16, user: &str, password: &str) -> Result<Conn
     let mut buf = BytesMut::new();
     let mut scram = ScramClient::new(password);
     loop {
-        match read_backend(&mut conn, &mut dec, &mut buf)? {
+        // A refusal that does not parse (upstream's daemon sends one without its last NUL) is
+        // still a refusal.
+        let message = read_backend(&mut conn, &mut dec, &mut buf)
+            .map_err(|e| anyhow!("{host}:{port} refused {user:?}: authentication failed ({e})"))?;
+        match message {
             BackendMessage::AuthenticationSasl { mechanisms } => {
                 if !mechanisms.iter().any(|m| m == SCRAM_SHA_256) {
                     bail!("the daemon offers {mechanisms:?}, not SCRAM-SHA-256");

@@ -99,7 +99,7 @@ pub fn dispatch(shared: &Arc<Shared>, doc: Document, started: Instant) -> Docume
         Command::Verify => verify_cmd(shared, req),
         Command::Annotate => annotate(shared, req),
         Command::ConfLs => Ok(conf_ls(shared)),
-        Command::ConfGet => Ok(conf_get(&shared.config())),
+        Command::ConfGet => Ok(conf_get(shared, &shared.config())),
         Command::ConfSet => conf_set(shared, req),
         Command::Mode => mode(shared, req),
         Command::Progress => progress(shared, req),
@@ -493,15 +493,20 @@ fn annotate(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     Ok(info_fields(&after))
 }
 
-fn file_entry(f: &FileVerification) -> Value {
-    let path = Path::new(&f.path);
-    json!({
-        "Directory": path.parent().map(|p| p.display().to_string()).unwrap_or_default(),
-        "FileName": path.file_name().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
-        "Original": f.expected,
-        "HashAlgorithm": "SHA512",
-        "Calculated": if f.computed.is_empty() { "Unknown".to_owned() } else { f.computed.clone() },
-    })
+/// A verified file as upstream reports it: files of the manifest under the directory the
+/// backup would be restored to (`<Directory>/<server>-<label>`), with their manifest path; the
+/// repository's own files (backup.info, the manifest, the backup's WAL) under the backup's
+/// directory. `Calculated` only for a file that failed.
+fn file_entry(f: &FileVerification, in_manifest: bool, restore_dir: &str, backup_dir: &str, failed: bool) -> Value {
+    let mut m = Map::new();
+    m.insert("Directory".into(), json!(if in_manifest { restore_dir } else { backup_dir }));
+    m.insert("FileName".into(), json!(f.path));
+    m.insert("Original".into(), json!(f.expected));
+    m.insert("HashAlgorithm".into(), json!("SHA512"));
+    if failed {
+        m.insert("Calculated".into(), json!(if f.computed.is_empty() { "Unknown" } else { f.computed.as_str() }));
+    }
+    Value::Object(m)
 }
 
 fn verify_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
@@ -528,9 +533,17 @@ fn verify_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
             every.len()
         );
     }
+    let manifest = ops::load_manifest(shared.store(), &name, &info.label).map(|m| m.files).unwrap_or_default();
+    let directory = text(req, "Directory").unwrap_or_default();
+    let restore_dir = format!("{}/{name}-{}", directory.trim_end_matches('/'), info.label);
+    let backup_dir = shared.base_dir().join(layout::backup_dir(&name, &info.label)).display().to_string();
+    let entry = |f: &FileVerification, failed: bool| {
+        file_entry(f, manifest.contains_key(&f.path), &restore_dir, &backup_dir, failed)
+    };
     let mut files = Map::new();
-    files.insert("Failed".into(), Value::Array(failed.iter().map(file_entry).collect()));
-    files.insert("All".into(), if all { Value::Array(every.iter().map(file_entry).collect()) } else { Value::Null });
+    files.insert("Failed".into(), Value::Array(failed.iter().map(|f| entry(f, true)).collect()));
+    let listed = every.iter().filter(|f| manifest.contains_key(&f.path));
+    files.insert("All".into(), if all { Value::Array(listed.map(|f| entry(f, false)).collect()) } else { Value::Null });
     let mut m = Map::new();
     m.insert("Backup".into(), json!(info.label));
     m.insert("Files".into(), Value::Object(files));
@@ -619,13 +632,17 @@ fn status(shared: &Arc<Shared>, details: bool) -> Reply {
             e.insert("Fips".into(), json!(facts.fips));
             let seg = if facts.segment_size > 0 { facts.segment_size } else { 16 << 20 };
             let mut list = Vec::new();
+            let mut previous: Option<u64> = None;
             for b in &backups {
                 let mut bm = backup_summary(b);
                 bm.remove("Incremental");
                 bm.remove("IncrementalParent");
                 let wal = flushed.0.saturating_sub(b.start_lsn.0) / seg * seg;
                 bm.insert("WAL".into(), json!(wal));
-                bm.insert("Delta".into(), json!(b.restore_size));
+                // WAL written between the previous backup and this one.
+                let delta = previous.map_or(0, |p| b.start_lsn.0.saturating_sub(p) / seg * seg);
+                previous = Some(b.start_lsn.0);
+                bm.insert("Delta".into(), json!(delta));
                 list.push(Value::Object(bm));
             }
             e.insert("Backups".into(), Value::Array(list));
@@ -655,42 +672,64 @@ fn conf_ls(shared: &Shared) -> Map<String, Value> {
     m
 }
 
-/// Keys rendered as `{"value": code, "string_value": word}`.
-fn typed_value(
-    config: &Config,
-    server: Option<&pgmoneta_core::config::ServerConfig>,
-    key: &str,
-    rendered: &str,
-) -> Value {
+fn enum_value(value: i64, word: &str) -> Value {
+    json!({"value": value, "string_value": word})
+}
+
+/// A `[pgmoneta]` key as upstream's `conf get` sends it: enumerations as
+/// `{"value": code, "string_value": word}` with upstream's codes, times and sizes likewise,
+/// booleans and numbers as such, unset strings as null.
+fn main_value(config: &Config, key: &str, rendered: &str) -> Value {
     let m = &config.main;
-    if server.is_none() {
-        let code = match key {
-            "compression" => Some(m.compression.code()),
-            "encryption" => Some(m.encryption.code()),
-            "log_type" => Some(m.log_type.code()),
-            "log_level" => Some(m.log_level.code()),
-            "log_mode" => Some(m.log_mode.code()),
-            "hugepage" => Some(m.hugepage.code()),
-            "direct_io" => Some(m.direct_io.code()),
-            "update_process_title" => Some(m.update_process_title.code()),
-            "libev" => Some(m.libev.code()),
-            _ => None,
-        };
-        if let Some(code) = code {
-            return json!({"value": code, "string_value": rendered});
+    let level = |l: pgmoneta_core::config::LogLevel| {
+        use pgmoneta_core::config::LogLevel as L;
+        match l {
+            L::Debug5 | L::Debug4 | L::Debug3 | L::Debug2 => (1, "debug"),
+            L::Debug1 => (2, "debug"),
+            L::Info => (3, "info"),
+            L::Warn => (4, "warn"),
+            L::Error => (5, "error"),
+            _ => (6, "fatal"),
         }
-        let amount = match key {
-            "metrics_cache_max_age" => Some(m.metrics_cache_max_age.0),
-            "blocking_timeout" => Some(m.blocking_timeout.0),
-            "verification" => Some(m.verification.0),
-            "log_rotation_age" => Some(m.log_rotation_age.0),
-            "metrics_cache_max_size" => Some(m.metrics_cache_max_size.bytes()),
-            "log_rotation_size" => Some(m.log_rotation_size.bytes()),
-            _ => None,
-        };
-        if let Some(v) = amount {
-            return json!({"value": v, "string_value": rendered});
+    };
+    match key {
+        "compression" => return enum_value(i64::from(m.compression.code()), rendered),
+        "encryption" => return enum_value(i64::from(m.encryption.code()), rendered),
+        "log_type" => return enum_value(i64::from(m.log_type.code()), rendered),
+        "log_level" => {
+            let (code, word) = level(m.log_level);
+            return enum_value(code, word);
         }
+        "log_mode" => {
+            let append = m.log_mode == pgmoneta_core::config::LogMode::Append;
+            return enum_value(i64::from(append), if append { "append" } else { "create" });
+        }
+        "hugepage" => return enum_value(i64::from(m.hugepage.code()), rendered),
+        "direct_io" => return enum_value(i64::from(m.direct_io.code()), rendered),
+        "update_process_title" => return enum_value(i64::from(m.update_process_title.code()), rendered),
+        "create_slot" => {
+            return enum_value(if m.create_slot { 1 } else { 2 }, if m.create_slot { "yes" } else { "no" })
+        }
+        "storage_engine" => {
+            let e = &m.storage_engine;
+            let bits =
+                i64::from(e.local) | (i64::from(e.ssh) << 1) | (i64::from(e.s3) << 2) | (i64::from(e.azure) << 3);
+            return enum_value(bits, rendered);
+        }
+        "metrics_cache_max_age" => return enum_value(m.metrics_cache_max_age.0 as i64, rendered),
+        "blocking_timeout" => return enum_value(m.blocking_timeout.0 as i64, rendered),
+        "verification" => return enum_value(m.verification.0 as i64, rendered),
+        "log_rotation_age" => return enum_value(m.log_rotation_age.0 as i64, rendered),
+        "metrics_cache_max_size" => return enum_value(m.metrics_cache_max_size.bytes() as i64, rendered),
+        "log_rotation_size" => return enum_value(m.log_rotation_size.bytes() as i64, rendered),
+        _ => {}
+    }
+    plain_value(rendered)
+}
+
+fn plain_value(rendered: &str) -> Value {
+    if rendered.is_empty() {
+        return Value::Null;
     }
     if let Ok(n) = rendered.parse::<i64>() {
         return json!(n);
@@ -702,16 +741,30 @@ fn typed_value(
     }
 }
 
-fn conf_get(config: &Config) -> Map<String, Value> {
+fn conf_get(shared: &Shared, config: &Config) -> Map<String, Value> {
     let mut m = Map::new();
     for (k, v) in config.main_entries() {
-        m.insert(k.to_owned(), typed_value(config, None, k, &v));
+        m.insert(k.to_owned(), main_value(config, k, &v));
     }
+    m.insert("manifest".into(), json!("SHA512"));
+    m.extend(conf_ls(shared));
     let mut servers = Map::new();
     for s in &config.servers {
         let mut e = Map::new();
         for (k, v) in Config::server_entries(s) {
-            e.insert(k.to_owned(), typed_value(config, Some(s), k, &v));
+            let value = match k {
+                // upstream: 0 undefined (inherit), 1 yes, 2 no
+                "create_slot" => json!(match s.create_slot {
+                    None => 0,
+                    Some(true) => 1,
+                    Some(false) => 2,
+                }),
+                _ => plain_value(&v),
+            };
+            e.insert(k.to_owned(), value);
+        }
+        if let Some(state) = shared.server(&s.name) {
+            e.insert("online".into(), json!(state.online()));
         }
         servers.insert(s.name.clone(), Value::Object(e));
     }
@@ -809,7 +862,8 @@ fn progress(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
             m.insert("Total".into(), json!(total));
             m.insert("Elapsed".into(), json!(elapsed));
             m.insert("Percentage".into(), json!(pct));
-            m.insert("Remaining".into(), json!({"Seconds": remaining.round() as u64}));
+            let secs = remaining.round() as u64;
+            m.insert("Remaining".into(), json!({"value": secs, "string_value": format!("{secs}s")}));
         }
         None => {
             m.insert("ProgressState".into(), json!(0));
@@ -817,7 +871,7 @@ fn progress(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
                 m.insert(k.into(), json!(0));
             }
             m.insert("Elapsed".into(), json!(0.0));
-            m.insert("Remaining".into(), json!({"Seconds": 0}));
+            m.insert("Remaining".into(), json!({"value": 0, "string_value": "0s"}));
         }
     }
     Ok(m)

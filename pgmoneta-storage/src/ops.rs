@@ -60,7 +60,10 @@ pub fn save_info(store: &dyn Store, server: &str, info: &BackupInfo) -> Result<(
 }
 
 /// A backup's `backup.manifest`.
-pub(crate) fn load_manifest(store: &dyn Store, server: &str, label: &str) -> Result<BackupManifest> {
+///
+/// # Errors
+/// No such file, or one that does not parse.
+pub fn load_manifest(store: &dyn Store, server: &str, label: &str) -> Result<BackupManifest> {
     let path = join(&[&layout::backup_dir(server, label), BACKUP_MANIFEST]);
     BackupManifest::parse(&read_text(store, &path)?, &path)
 }

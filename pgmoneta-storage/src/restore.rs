@@ -118,6 +118,11 @@ impl RecoveryTarget {
                 }
                 ("lsn", Some(v)) => Some(TargetKind::Lsn(v.parse().map_err(|e| bad(format!("lsn: {e}")))?)),
                 ("time", Some(v)) => Some(TargetKind::Time(v)),
+                // A bare `inclusive`, as upstream accepts it.
+                ("inclusive", None) => {
+                    t.inclusive = Some(true);
+                    None
+                }
                 ("inclusive", Some(v)) => {
                     t.inclusive = Some(match v.as_str() {
                         "on" | "true" | "yes" | "1" => true,

@@ -62,7 +62,13 @@ fn commands_end_to_end() {
     // verify
     let v = d.ok(&["verify", "primary", &label, "/tmp", "all"]);
     assert_eq!(v["Files"]["Failed"].as_array().unwrap().len(), 0);
-    assert!(v["Files"]["All"].as_array().unwrap().len() > 100);
+    let all = v["Files"]["All"].as_array().unwrap();
+    assert!(all.len() > 100);
+    // Upstream's shape: manifest paths under the directory a restore would use.
+    let pg_class = all.iter().find(|f| f["FileName"] == "global/pg_control").unwrap();
+    assert_eq!(pg_class["Directory"], format!("/tmp/primary-{label}"));
+    assert_eq!(pg_class["HashAlgorithm"], "SHA512");
+    assert!(pg_class.get("Calculated").is_none());
 
     // point-in-time restore: rows 101..200 are in, rows 201..300 are not
     source.execute("INSERT INTO t SELECT generate_series(101, 200)").unwrap();
@@ -135,6 +141,15 @@ fn commands_end_to_end() {
     assert_eq!(get["compression"]["string_value"], "zstd");
     assert_eq!(get["compression"]["value"], 18);
     assert_eq!(get["server"]["primary"]["wal_slot"], "pgmoneta");
+    // Enumerations with upstream's codes, so that upstream's client translates them.
+    assert_eq!(get["storage_engine"]["value"], 1);
+    assert_eq!(get["storage_engine"]["string_value"], "local");
+    assert_eq!(get["log_level"]["value"], 3);
+    assert_eq!(get["log_level"]["string_value"], "info");
+    assert_eq!(get["server"]["primary"]["create_slot"], 1);
+    assert_eq!(get["server"]["primary"]["online"], true);
+    let raw = d.cli_command(&["-F", "raw", "conf", "get", "server.primary.port"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&raw.stdout).trim(), source.port().to_string());
     let text = d.cli_command(&["-F", "text", "conf", "get", "server.primary.port"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&text.stdout).trim(), source.port().to_string());
     let set = d.ok(&["conf", "set", "log_level", "debug"]);

@@ -164,7 +164,7 @@ impl Outcome {
         let s = total % 60.0;
         Outcome {
             status: true,
-            time: Some(format!("{h:02}:{m:02}:{s:07.4}")),
+            time: Some(format!("{h:02}:{m:02}:{s:.4}")),
             error: None,
             workflow: None,
             worker_errors: None,
@@ -321,7 +321,7 @@ mod tests {
         d.response = Some(Map::from_iter([("ServerVersion".to_owned(), Value::from("0.1.0"))]));
         d.outcome = Some(Outcome::success(3723.5));
         let text = d.to_json();
-        assert!(text.starts_with(r#"{"Header":{"ClientVersion":"0.22.0","Command":18,"Compression":0,"Encryption":0,"Output":1,"Timestamp":"20261128120000"},"Outcome":{"Status":true,"Time":"01:02:03.5000"},"Request":{"Backup":"newest","Server":"primary"}"#), "{text}");
+        assert!(text.starts_with(r#"{"Header":{"ClientVersion":"0.22.0","Command":18,"Compression":0,"Encryption":0,"Output":1,"Timestamp":"20261128120000"},"Outcome":{"Status":true,"Time":"01:02:3.5000"},"Request":{"Backup":"newest","Server":"primary"}"#), "{text}");
         assert_eq!(Document::from_json(&text).unwrap(), d);
         let failed = Outcome::failure(600, Some("Restore"));
         d.outcome = Some(failed.clone());
