@@ -34,41 +34,106 @@ pub use record::{
 /// Fork names as `pg_waldump` prints them.
 pub const FORK_NAMES: [&str; 4] = ["main", "fsm", "vm", "init"];
 
-/// A record in `pg_waldump`'s line format (PostgreSQL 15's, without `--bkp-details`).
-pub fn waldump_line(rec: &DecodedRecord) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(160);
-    let _ = write!(
-        s,
-        "rmgr: {:<11} len (rec/tot): {:>6}/{:>6}, tx: {:>10}, lsn: {:X}/{:08X}, prev {:X}/{:08X}, ",
-        desc::rmgr_name(rec.rmid),
-        rec.total_len - rec.fpi_len(),
-        rec.total_len,
-        rec.xid,
-        rec.lsn.0 >> 32,
-        rec.lsn.0 & 0xFFFF_FFFF,
-        rec.prev.0 >> 32,
-        rec.prev.0 & 0xFFFF_FFFF,
-    );
-    match desc::identify(rec) {
-        Some(id) => {
-            let _ = write!(s, "desc: {id} ");
-        }
-        None => {
-            let _ = write!(s, "desc: UNKNOWN ({:x}) ", rec.record_info());
+/// Appends the decimal digits of `v`, right-aligned in `width` columns.
+fn push_dec(out: &mut String, v: u32, width: usize) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    let mut x = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (x % 10) as u8;
+        x /= 10;
+        if x == 0 {
+            break;
         }
     }
-    desc::describe(rec, &mut s);
+    let digits = buf.len() - i;
+    for _ in digits..width {
+        out.push(' ');
+    }
+    out.extend(buf[i..].iter().map(|b| char::from(*b)));
+}
+
+/// Appends `v` in upper-case hex, zero-padded to `width` digits.
+fn push_hex(out: &mut String, v: u32, width: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut buf = [0u8; 8];
+    let mut i = buf.len();
+    let mut x = v;
+    loop {
+        i -= 1;
+        buf[i] = DIGITS[(x & 0xF) as usize];
+        x >>= 4;
+        if x == 0 {
+            break;
+        }
+    }
+    for _ in (buf.len() - i)..width {
+        out.push('0');
+    }
+    out.extend(buf[i..].iter().map(|b| char::from(*b)));
+}
+
+fn push_lsn(out: &mut String, lsn: u64) {
+    push_hex(out, (lsn >> 32) as u32, 1);
+    out.push('/');
+    push_hex(out, lsn as u32, 8);
+}
+
+/// A record in `pg_waldump`'s line format (PostgreSQL 15's, without `--bkp-details`).
+pub fn waldump_line(rec: &DecodedRecord) -> String {
+    let mut s = String::with_capacity(160);
+    waldump_line_into(rec, &mut s);
+    s
+}
+
+/// [`waldump_line`] appended to `s`, for a caller that reuses one buffer.
+pub fn waldump_line_into(rec: &DecodedRecord, s: &mut String) {
+    s.push_str("rmgr: ");
+    let name = desc::rmgr_name(rec.rmid);
+    s.push_str(&name);
+    for _ in name.len()..11 {
+        s.push(' ');
+    }
+    s.push_str(" len (rec/tot): ");
+    push_dec(s, rec.total_len - rec.fpi_len(), 6);
+    s.push('/');
+    push_dec(s, rec.total_len, 6);
+    s.push_str(", tx: ");
+    push_dec(s, rec.xid, 10);
+    s.push_str(", lsn: ");
+    push_lsn(s, rec.lsn.0);
+    s.push_str(", prev ");
+    push_lsn(s, rec.prev.0);
+    s.push_str(", desc: ");
+    match desc::identify(rec) {
+        Some(id) => s.push_str(id),
+        None => {
+            s.push_str("UNKNOWN (");
+            s.push_str(&format!("{:x}", rec.record_info()));
+            s.push(')');
+        }
+    }
+    s.push(' ');
+    desc::describe(rec, s);
     for b in &rec.blocks {
         let (spc, db, rel) = b.locator;
-        let _ = write!(s, ", blkref #{}: rel {spc}/{db}/{rel}", b.id);
+        s.push_str(", blkref #");
+        push_dec(s, u32::from(b.id), 0);
+        s.push_str(": rel ");
+        push_dec(s, spc, 0);
+        s.push('/');
+        push_dec(s, db, 0);
+        s.push('/');
+        push_dec(s, rel, 0);
         if b.fork != 0 {
-            let _ = write!(s, " fork {}", FORK_NAMES.get(usize::from(b.fork)).unwrap_or(&"?"));
+            s.push_str(" fork ");
+            s.push_str(FORK_NAMES.get(usize::from(b.fork)).unwrap_or(&"?"));
         }
-        let _ = write!(s, " blk {}", b.block);
+        s.push_str(" blk ");
+        push_dec(s, b.block, 0);
         if let Some(img) = b.image {
             s.push_str(if img.apply { " FPW" } else { " FPW for WAL verification" });
         }
     }
-    s
 }

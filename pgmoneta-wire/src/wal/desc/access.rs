@@ -10,32 +10,32 @@ use crate::wal::record::DecodedRecord;
 const XLOG_HEAP_OPMASK: u8 = 0x70;
 const XLOG_HEAP_INIT_PAGE: u8 = 0x80;
 
-pub(crate) fn identify(rm: u8, info: u8, v: PgVersion) -> Option<String> {
+pub(crate) fn identify(rm: u8, info: u8, v: PgVersion) -> Option<&'static str> {
     let init = info & XLOG_HEAP_INIT_PAGE != 0;
-    let plus_init = |name: &str| if init { format!("{name}+INIT") } else { name.to_owned() };
+    let plus_init = |name: &'static str, with_init: &'static str| if init { with_init } else { name };
     Some(match rm {
         rmid::HEAP => match info & XLOG_HEAP_OPMASK {
-            0x00 => plus_init("INSERT"),
-            0x10 => "DELETE".into(),
-            0x20 => plus_init("UPDATE"),
-            0x30 => "TRUNCATE".into(),
-            0x40 => plus_init("HOT_UPDATE"),
-            0x50 => "CONFIRM".into(),
-            0x60 => "LOCK".into(),
-            _ => "INPLACE".into(),
+            0x00 => plus_init("INSERT", "INSERT+INIT"),
+            0x10 => "DELETE",
+            0x20 => plus_init("UPDATE", "UPDATE+INIT"),
+            0x30 => "TRUNCATE",
+            0x40 => plus_init("HOT_UPDATE", "HOT_UPDATE+INIT"),
+            0x50 => "CONFIRM",
+            0x60 => "LOCK",
+            _ => "INPLACE",
         },
         rmid::HEAP2 => match info & XLOG_HEAP_OPMASK {
-            0x00 => "REWRITE".into(),
-            0x10 if v >= PgVersion::V17 => "PRUNE_ON_ACCESS".into(),
-            0x10 => "PRUNE".into(),
-            0x20 if v >= PgVersion::V17 => "PRUNE_VACUUM_SCAN".into(),
-            0x20 => "VACUUM".into(),
-            0x30 if v >= PgVersion::V17 => "PRUNE_VACUUM_CLEANUP".into(),
-            0x30 => "FREEZE_PAGE".into(),
-            0x40 => "VISIBLE".into(),
-            0x50 => plus_init("MULTI_INSERT"),
-            0x60 => "LOCK_UPDATED".into(),
-            _ => "NEW_CID".into(),
+            0x00 => "REWRITE",
+            0x10 if v >= PgVersion::V17 => "PRUNE_ON_ACCESS",
+            0x10 => "PRUNE",
+            0x20 if v >= PgVersion::V17 => "PRUNE_VACUUM_SCAN",
+            0x20 => "VACUUM",
+            0x30 if v >= PgVersion::V17 => "PRUNE_VACUUM_CLEANUP",
+            0x30 => "FREEZE_PAGE",
+            0x40 => "VISIBLE",
+            0x50 => plus_init("MULTI_INSERT", "MULTI_INSERT+INIT"),
+            0x60 => "LOCK_UPDATED",
+            _ => "NEW_CID",
         },
         rmid::BTREE => match info {
             0x00 => "INSERT_LEAF",
@@ -54,8 +54,7 @@ pub(crate) fn identify(rm: u8, info: u8, v: PgVersion) -> Option<String> {
             0xD0 => "REUSE_PAGE",
             0xE0 => "META_CLEANUP",
             _ => return None,
-        }
-        .into(),
+        },
         rmid::HASH => match info {
             0x00 => "INIT_META_PAGE",
             0x10 => "INIT_BITMAP_PAGE",
@@ -71,8 +70,7 @@ pub(crate) fn identify(rm: u8, info: u8, v: PgVersion) -> Option<String> {
             0xB0 => "UPDATE_META_PAGE",
             0xC0 => "VACUUM_ONE_PAGE",
             _ => return None,
-        }
-        .into(),
+        },
         rmid::GIN => match info {
             0x10 => "CREATE_PTREE",
             0x20 => "INSERT",
@@ -84,8 +82,7 @@ pub(crate) fn identify(rm: u8, info: u8, v: PgVersion) -> Option<String> {
             0x70 => "INSERT_LISTPAGE",
             0x80 => "DELETE_LISTPAGE",
             _ => return None,
-        }
-        .into(),
+        },
         rmid::GIST => match info {
             0x00 => "PAGE_UPDATE",
             0x10 => "DELETE",
@@ -94,8 +91,7 @@ pub(crate) fn identify(rm: u8, info: u8, v: PgVersion) -> Option<String> {
             0x60 => "PAGE_DELETE",
             0x70 => "ASSIGN_LSN",
             _ => return None,
-        }
-        .into(),
+        },
         rmid::SPGIST => match info {
             0x10 => "ADD_LEAF",
             0x20 => "MOVE_LEAFS",
@@ -106,15 +102,14 @@ pub(crate) fn identify(rm: u8, info: u8, v: PgVersion) -> Option<String> {
             0x70 => "VACUUM_ROOT",
             0x80 => "VACUUM_REDIRECT",
             _ => return None,
-        }
-        .into(),
+        },
         rmid::BRIN => match info & XLOG_HEAP_OPMASK {
-            0x00 => "CREATE_INDEX".into(),
-            0x10 => plus_init("INSERT"),
-            0x20 => plus_init("UPDATE"),
-            0x30 => "SAMEPAGE_UPDATE".into(),
-            0x40 => "REVMAP_EXTEND".into(),
-            0x50 => "DESUMMARIZE".into(),
+            0x00 => "CREATE_INDEX",
+            0x10 => plus_init("INSERT", "INSERT+INIT"),
+            0x20 => plus_init("UPDATE", "UPDATE+INIT"),
+            0x30 => "SAMEPAGE_UPDATE",
+            0x40 => "REVMAP_EXTEND",
+            0x50 => "DESUMMARIZE",
             _ => return None,
         },
         _ => return None,

@@ -130,7 +130,7 @@ pub(crate) fn tf(b: bool) -> char {
 
 /// The record type's name (`rm_identify`); `None` for a type the resource manager does not
 /// define.
-pub fn identify(rec: &DecodedRecord) -> Option<String> {
+pub fn identify(rec: &DecodedRecord) -> Option<&'static str> {
     let info = rec.record_info();
     let name: &str = match rec.rmid {
         rmid::XLOG => xlog::identify(info, rec.version)?,
@@ -187,7 +187,7 @@ pub fn identify(rec: &DecodedRecord) -> Option<String> {
         },
         _ => return None,
     };
-    Some(name.to_owned())
+    Some(name)
 }
 
 /// Appends the record's description (`rm_desc`) to `out`.
