@@ -8,3 +8,4 @@ pub mod archive_get;
 pub mod cli;
 pub mod client;
 pub mod output;
+pub mod walinfo;

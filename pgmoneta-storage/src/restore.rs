@@ -349,7 +349,7 @@ fn restore_file(
 /// [`StorageError::Corrupt`] naming `stored` for damaged or truncated data and for a wrong key
 /// (said as such: the tag is checked even when decompression fails first); a write failure
 /// names `target`.
-pub(crate) fn decode_stored(
+pub fn decode_stored(
     raw: &mut dyn Read,
     stored: &str,
     cipher: Option<Cipher>,

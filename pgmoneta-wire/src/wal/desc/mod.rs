@@ -190,6 +190,26 @@ pub fn identify(rec: &DecodedRecord) -> Option<&'static str> {
     Some(name)
 }
 
+/// The time a transaction record carries (commit, abort, prepare; `xact_time`), formatted as
+/// PostgreSQL formats a `timestamptz` in UTC.
+pub fn record_time(rec: &DecodedRecord) -> Option<String> {
+    if rec.rmid != rmid::XACT {
+        return None;
+    }
+    let f = Fields(rec.main_data());
+    match rec.info & 0x70 {
+        0x00 | 0x20 | 0x30 | 0x40 => Some(xlog::timestamptz(f.i64(0))),
+        0x10 => Some(xlog::timestamptz(f.i64(16))),
+        _ => None,
+    }
+}
+
+/// Formats a PostgreSQL `timestamptz` (microseconds since 2000-01-01 UTC) as PostgreSQL does
+/// in UTC: `2026-11-28 08:15:20.093156 UTC`.
+pub fn format_timestamptz(ts: i64) -> String {
+    xlog::timestamptz(ts)
+}
+
 /// Appends the record's description (`rm_desc`) to `out`.
 pub fn describe(rec: &DecodedRecord, out: &mut String) {
     match rec.rmid {

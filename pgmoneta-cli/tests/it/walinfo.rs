@@ -1,0 +1,154 @@
+//! pgmoneta-walinfo on the real WAL of `../shared/corpus`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pgmoneta_compress::{Algorithm, EncoderOptions};
+use pgmoneta_crypto::{Cipher, MasterKeyFile};
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/pg15")
+}
+
+fn range() -> (String, String) {
+    let info = std::fs::read_to_string(corpus().join("INFO")).unwrap();
+    let get = |k: &str| info.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap().to_owned();
+    (get("start_lsn"), get("end_lsn"))
+}
+
+fn walinfo(args: &[&str], home: Option<&Path>) -> (i32, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pgmoneta-walinfo"));
+    c.args(args);
+    if let Some(h) = home {
+        c.env("HOME", h);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn trimmed(text: &str) -> Vec<String> {
+    text.lines().map(|l| l.trim_end().to_owned()).collect()
+}
+
+#[test]
+fn waldump_mode_prints_pg_waldump_lines() {
+    let (start, end) = range();
+    let dir = corpus().join("wal");
+    let (code, out, err) = walinfo(&["--waldump", "-s", &start, "-e", &end, dir.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+    let expected = std::fs::read_to_string(corpus().join("pg_waldump.txt")).unwrap();
+    assert!(trimmed(&out) == trimmed(&expected), "walinfo --waldump differs from pg_waldump");
+}
+
+#[test]
+fn reads_compressed_encrypted_and_tar_input() {
+    let (start, end) = range();
+    let plain_dir = corpus().join("wal");
+    let (_, plain, _) = walinfo(&["--waldump", "-s", &start, "-e", &end, plain_dir.to_str().unwrap()], None);
+
+    // The segments as the repository stores them: zstd, then AES-256-GCM.
+    let home = tempfile::tempdir().unwrap();
+    let key_file = MasterKeyFile::new(home.path().join(".pgmoneta/master.key"));
+    key_file.create("walinfo test key").unwrap();
+    let key = key_file.load().unwrap();
+    let sealed = tempfile::tempdir().unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&plain_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in &names {
+        let copy = sealed.path().join(name);
+        std::fs::copy(plain_dir.join(name), &copy).unwrap();
+        let z = pgmoneta_compress::compress_file(&copy, Algorithm::Zstd, EncoderOptions::default_for(Algorithm::Zstd))
+            .unwrap();
+        let aes = PathBuf::from(format!("{}.aes", z.display()));
+        pgmoneta_crypto::encrypt_file(&key, Cipher::Aes256Gcm, &z, &aes).unwrap();
+        std::fs::remove_file(&z).unwrap();
+    }
+    let (code, out, err) =
+        walinfo(&["--waldump", "-s", &start, "-e", &end, sealed.path().to_str().unwrap()], Some(home.path()));
+    assert_eq!(code, 0, "{err}");
+    assert!(out == plain, "compressed and encrypted segments decode differently");
+
+    // A wrong master key is reported, naming the file.
+    let other = tempfile::tempdir().unwrap();
+    MasterKeyFile::new(other.path().join(".pgmoneta/master.key")).create("another key entirely").unwrap();
+    let (code, _, err) = walinfo(&["-q", sealed.path().to_str().unwrap()], Some(other.path()));
+    assert_ne!(code, 0);
+    assert!(err.contains("000000010000000000000001.zstd.aes"), "{err}");
+
+    // A gzip-compressed tar of the segments.
+    let tar_path = sealed.path().join("wal.tar.gz");
+    {
+        let f = std::fs::File::create(&tar_path).unwrap();
+        let gz =
+            pgmoneta_compress::Encoder::new(Algorithm::Gzip, EncoderOptions::default_for(Algorithm::Gzip), f).unwrap();
+        let mut tar = pgmoneta_storage::tar::TarWriter::new(gz);
+        for name in &names {
+            let data = std::fs::read(plain_dir.join(name)).unwrap();
+            tar.append_file(format!("pg_wal/{name}"), 0o600, 0, data.len() as u64, &data[..]).unwrap();
+        }
+        tar.finish().unwrap().finish().unwrap();
+    }
+    let (code, out, err) = walinfo(&["--waldump", "-s", &start, "-e", &end, tar_path.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out == plain, "the tar archive decodes differently");
+}
+
+#[test]
+fn filters_formats_and_summary() {
+    let (start, end) = range();
+    let dir = corpus().join("wal");
+    let d = dir.to_str().unwrap();
+    let (code, out, _) = walinfo(&["-s", &start, "-e", &end, "-r", "Heap", d], None);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 12750, "Heap records in the range");
+    assert!(lines.iter().all(|l| l.starts_with("Heap ")));
+    let (_, out, _) = walinfo(&["-l", "5", "-s", &start, d], None);
+    assert_eq!(out.lines().count(), 5);
+    assert!(out.lines().next().unwrap().contains(&format!("| {:>11} |", start)), "{out}");
+    let (_, out, _) = walinfo(&["-x", "724", "-s", &start, "-e", &end, d], None);
+    assert!(out.lines().count() > 10 && out.lines().all(|l| l.contains("|        724 |")), "{out}");
+
+    let (code, out, err) = walinfo(&["-F", "json", "-s", &start, "-e", &end, "-r", "Transaction", d], None);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let records = v["WAL"].as_array().unwrap();
+    assert_eq!(records.len(), 649);
+    let first = &records[0]["Record"];
+    assert_eq!(first["ResourceManager"], "Transaction");
+    assert!(first["Timestamp"].as_str().unwrap().ends_with(" UTC"));
+    assert!(first["Data"].as_str().unwrap().starts_with("COMMIT "));
+
+    let (_, out, _) = walinfo(&["-S", "-F", "json", "-s", &start, "-e", &end, d], None);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let total: u64 = v["wal_stats"].as_array().unwrap().iter().map(|r| r["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, 48019);
+    let (_, out, _) = walinfo(&["-S", "-s", &start, "-e", &end, d], None);
+    assert!(out.contains("Resource Manager") && out.lines().last().unwrap().starts_with("Total"), "{out}");
+    assert!(out.contains("| 48019 |"), "{out}");
+
+    // Translation from a mapping file.
+    let map = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(map.path(), r#"{"tablespaces": [{"pg_default": "1663"}], "databases": [{"postgres": 5}], "relations": [{"pg_type": "1247"}]}"#).unwrap();
+    let (_, out, _) = walinfo(&["-t", "-m", map.path().to_str().unwrap(), "-l", "4", "-s", &start, d], None);
+    assert!(out.contains("rel pg_default/postgres/pg_type fork main blk 14"), "{out}");
+
+    // Bad input names itself.
+    let junk = tempfile::tempdir().unwrap();
+    let bad = junk.path().join("000000010000000000000009");
+    std::fs::write(&bad, vec![7u8; 8192 * 2]).unwrap();
+    let (code, _, err) = walinfo(&[bad.to_str().unwrap()], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("000000010000000000000009"), "{err}");
+    let (code, _, err) = walinfo(&[], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("Usage"), "{err}");
+}
