@@ -11,11 +11,12 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
 use pgmoneta_core::{Lsn, WalFileKind, WalSegmentSize};
 use pgmoneta_crypto::{Cipher, MasterKey, MasterKeyFile};
 use pgmoneta_storage::restore::{decode_stored, stored_form};
 use pgmoneta_storage::tar::TarParser;
-use pgmoneta_wire::wal::{desc, waldump_line_into, DecodedRecord, WalDecoder, FORK_NAMES};
+use pgmoneta_wire::wal::{desc, map_closed_file, waldump_line_into, DecodedRecord, WalDecoder, FORK_NAMES};
 use serde_json::{json, Value};
 
 /// Output formats.
@@ -66,7 +67,7 @@ struct Segment {
     name: String,
     timeline: u32,
     start: Lsn,
-    bytes: Vec<u8>,
+    bytes: Bytes,
 }
 
 fn segment_size_of(bytes: &[u8], name: &str) -> Result<WalSegmentSize> {
@@ -115,22 +116,22 @@ impl Reader {
         Ok(out)
     }
 
-    fn segments_of_tar(&mut self, name: &str, raw: &[u8], out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+    fn segments_of_tar(&mut self, name: &str, raw: &[u8], out: &mut Vec<(String, Bytes)>) -> Result<()> {
         let plain = self.plain(name, raw)?;
         let members = TarParser::new().parse_all(&plain).map_err(|e| anyhow!("{name}: {e}"))?;
         for (entry, data) in members {
             let member = entry.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if wal_name(&member).is_some() {
                 let bytes = self.plain(&member, &data)?;
-                out.push((member, bytes));
+                out.push((member, bytes.into()));
             }
         }
         Ok(())
     }
 
-    fn collect(&mut self, path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    fn collect(&mut self, path: &Path) -> Result<Vec<(String, Bytes)>> {
         let mut files = Vec::new();
-        let add = |me: &mut Reader, p: &Path, files: &mut Vec<(String, Vec<u8>)>| -> Result<()> {
+        let add = |me: &mut Reader, p: &Path, files: &mut Vec<(String, Bytes)>| -> Result<()> {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let (plain, _, _) = stored_form(&name);
             if plain.ends_with(".tar") || plain.ends_with(".tgz") {
@@ -138,8 +139,19 @@ impl Reader {
                 return me.segments_of_tar(&name, &raw, files);
             }
             if wal_name(&name).is_some() {
-                let raw = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-                files.push((name.clone(), me.plain(&name, &raw).with_context(|| format!("{}", p.display()))?));
+                let (_, algorithm, encrypted) = stored_form(&name);
+                let closed = !name.contains(".partial");
+                if closed && !encrypted && algorithm == pgmoneta_compress::Algorithm::None {
+                    // A plain, complete segment: mapped, not copied.
+                    let bytes = map_closed_file(p).with_context(|| format!("reading {}", p.display()))?;
+                    files.push((name.clone(), bytes));
+                } else {
+                    let raw = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                    files.push((
+                        name.clone(),
+                        me.plain(&name, &raw).with_context(|| format!("{}", p.display()))?.into(),
+                    ));
+                }
             }
             Ok(())
         };
@@ -169,7 +181,7 @@ impl Reader {
     }
 }
 
-fn segments(files: Vec<(String, Vec<u8>)>) -> Result<Vec<(Segment, WalSegmentSize)>> {
+fn segments(files: Vec<(String, Bytes)>) -> Result<Vec<(Segment, WalSegmentSize)>> {
     let mut out = Vec::new();
     for (name, bytes) in files {
         let plain = wal_name(&name).unwrap_or_default();
@@ -317,7 +329,7 @@ pub fn run(opts: &Options) -> Result<usize> {
             decoder = Some((WalDecoder::new(seg.start, None, *size), seg.start, seg.timeline));
         }
         let (d, next, _) = decoder.as_mut().expect("set above");
-        d.feed(&seg.bytes);
+        d.feed_bytes(seg.bytes.clone());
         *next = Lsn(seg.start.0 + seg.bytes.len() as u64);
         loop {
             let record = d.next_record().with_context(|| seg.name.clone())?;

@@ -1,5 +1,8 @@
 //! The push decoder: bytes in (a segment file, a memory map, XLogData off the wire), records out.
 
+use std::collections::VecDeque;
+
+use bytes::{Buf, Bytes, BytesMut};
 use pgmoneta_core::{Lsn, PgVersion, WalSegmentSize};
 
 use super::record::{decode_record, DecodedRecord, SIZE_OF_XLOG_RECORD};
@@ -102,8 +105,13 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
 pub struct WalDecoder {
     version: Option<PgVersion>,
     segment_size: WalSegmentSize,
-    /// Bytes fed and not yet consumed; `buf[0]` is at `buf_start`.
-    buf: Vec<u8>,
+    /// Bytes fed and not yet consumed, in the pieces they came in; the first byte is at
+    /// `buf_start`. Records inside one piece and one page are slices of it, not copies.
+    chunks: VecDeque<Bytes>,
+    /// Bytes fed by copy ([`WalDecoder::feed`]), after the chunks: small feeds gather here
+    /// rather than becoming one piece each.
+    tail: BytesMut,
+    buf_len: usize,
     buf_start: Lsn,
     /// Where the next record starts (or where to look for it, at a page start).
     next: Lsn,
@@ -122,7 +130,9 @@ impl WalDecoder {
         WalDecoder {
             version,
             segment_size,
-            buf: Vec::new(),
+            chunks: VecDeque::new(),
+            tail: BytesMut::new(),
+            buf_len: 0,
             buf_start: start,
             next: start,
             skip_continuation: start.0 % XLOG_BLCKSZ == 0,
@@ -148,12 +158,64 @@ impl WalDecoder {
 
     /// Adds the bytes that follow those fed so far.
     pub fn feed(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
+        if data.len() >= 1 << 16 {
+            // Large pieces become pieces of their own, which records are sliced from.
+            self.feed_bytes(Bytes::copy_from_slice(data));
+        } else {
+            self.tail.extend_from_slice(data);
+            self.buf_len += data.len();
+        }
+    }
+
+    /// Like [`WalDecoder::feed`] without copying: records that lie within one page of `data`
+    /// share its memory.
+    pub fn feed_bytes(&mut self, data: Bytes) {
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+        if !data.is_empty() {
+            self.buf_len += data.len();
+            self.chunks.push_back(data);
+        }
     }
 
     /// The end of the bytes fed.
     pub fn fed_until(&self) -> Lsn {
-        Lsn(self.buf_start.0 + self.buf.len() as u64)
+        Lsn(self.buf_start.0 + self.buf_len as u64)
+    }
+
+    /// `len` bytes at `lsn`: a slice of one piece when they lie in one, else a copy; `Ok(None)`
+    /// when not all fed yet.
+    fn slice(&self, lsn: u64, len: usize) -> Result<Option<Bytes>> {
+        let Some(mut i) = self.byte_index(lsn)? else { return Ok(None) };
+        if i + len > self.buf_len {
+            return Ok(None);
+        }
+        let mut pieces = self.chunks.iter().map(|c| (&c[..], Some(c))).chain(std::iter::once((&self.tail[..], None)));
+        let (mut chunk, owner) = loop {
+            let Some((c, o)) = pieces.next() else { return Ok(None) };
+            if i < c.len() {
+                break (c, o);
+            }
+            i -= c.len();
+        };
+        if i + len <= chunk.len() {
+            return Ok(Some(match owner {
+                Some(b) => b.slice(i..i + len),
+                None => Bytes::copy_from_slice(&chunk[i..i + len]),
+            }));
+        }
+        let mut out = BytesMut::with_capacity(len);
+        loop {
+            let take = (chunk.len() - i).min(len - out.len());
+            out.extend_from_slice(&chunk[i..i + take]);
+            if out.len() == len {
+                return Ok(Some(out.freeze()));
+            }
+            i = 0;
+            let Some((c, _)) = pieces.next() else { return Ok(None) };
+            chunk = c;
+        }
     }
 
     /// Where `lsn` is in the buffer: `Err` when it was dropped already, `Ok(None)` when it is
@@ -161,7 +223,7 @@ impl WalDecoder {
     fn byte_index(&self, lsn: u64) -> Result<Option<usize>> {
         match lsn.checked_sub(self.buf_start.0) {
             None => Err(invalid(Lsn(lsn), format!("position before the WAL kept ({})", self.buf_start))),
-            Some(i) if i as usize <= self.buf.len() => Ok(Some(i as usize)),
+            Some(i) if i as usize <= self.buf_len => Ok(Some(i as usize)),
             Some(_) => Ok(None),
         }
     }
@@ -169,13 +231,10 @@ impl WalDecoder {
     /// Reads and checks the page header of the page starting at `page`; `None` when it is not
     /// all buffered.
     fn page_header(&mut self, page: u64) -> Result<Option<XLogPageHeader>> {
-        let Some(i) = self.byte_index(page)? else { return Ok(None) };
         let long_expected = page % self.segment_size.bytes() == 0;
         let need = if long_expected { SIZE_OF_XLOG_LONG_PHD } else { SIZE_OF_XLOG_SHORT_PHD } as usize;
-        if self.buf.len() < i + need {
-            return Ok(None);
-        }
-        let b = &self.buf[i..i + need];
+        let Some(header) = self.slice(page, need)? else { return Ok(None) };
+        let b = &header[..];
         let magic = u16_at(b, 0);
         let info = u16_at(b, 2);
         let h = XLogPageHeader {
@@ -226,11 +285,14 @@ impl WalDecoder {
         Ok(Some(h))
     }
 
-    /// Copies `len` bytes of record data starting at `lsn` (not at a page header), skipping the
-    /// page headers between. Returns the bytes and the position after them; `None` when not all
-    /// fed yet.
-    fn gather(&mut self, lsn: u64, len: usize, out: &mut Vec<u8>) -> Result<Option<u64>> {
-        out.clear();
+    /// The `len` bytes of a record starting at `lsn` (not at a page header), page headers
+    /// between them removed: a slice of the input when the record lies within one page,
+    /// otherwise a copy. Returns them and the position after; `None` when not all fed yet.
+    fn gather(&mut self, lsn: u64, len: usize) -> Result<Option<(Bytes, u64)>> {
+        if (lsn % XLOG_BLCKSZ) as usize + len <= XLOG_BLCKSZ as usize {
+            return Ok(self.slice(lsn, len)?.map(|b| (b, lsn + len as u64)));
+        }
+        let mut out = BytesMut::with_capacity(len);
         let mut at = lsn;
         while out.len() < len {
             let page_off = at % XLOG_BLCKSZ;
@@ -258,29 +320,30 @@ impl WalDecoder {
             }
             let room = (XLOG_BLCKSZ - page_off) as usize;
             let take = room.min(len - out.len());
-            let Some(i) = self.byte_index(at)? else { return Ok(None) };
-            if self.buf.len() < i + take {
-                return Ok(None);
-            }
-            out.extend_from_slice(&self.buf[i..i + take]);
+            let Some(piece) = self.slice(at, take)? else { return Ok(None) };
+            out.extend_from_slice(&piece);
             at += take as u64;
         }
-        Ok(Some(at))
+        Ok(Some((out.freeze(), at)))
     }
 
-    /// Drops bytes before `lsn` (they are decoded). The buffer is compacted only when the
-    /// decoded part is large, so that feeding a whole segment at once stays linear.
+    /// Drops bytes before `lsn` (they are decoded): whole pieces, and the start of the first.
     fn consume_until(&mut self, lsn: u64) {
-        if lsn > self.buf_start.0 {
-            let n = ((lsn - self.buf_start.0) as usize).min(self.buf.len());
-            if n == self.buf.len() {
-                self.buf.clear();
-            } else if n >= (1 << 16) && n * 2 >= self.buf.len() {
-                self.buf.drain(..n);
+        let mut n = lsn.saturating_sub(self.buf_start.0).min(self.buf_len as u64) as usize;
+        self.buf_start = Lsn(self.buf_start.0 + n as u64);
+        self.buf_len -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                self.tail.advance(n);
+                break;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                self.chunks.pop_front();
             } else {
-                return;
+                front.advance(n);
+                n = 0;
             }
-            self.buf_start = Lsn(self.buf_start.0 + n as u64);
         }
     }
 
@@ -291,7 +354,6 @@ impl WalDecoder {
     /// length is impossible, whose CRC does not match, whose `xl_prev` is not the previous
     /// record, or whose block references do not parse.
     pub fn next_record(&mut self) -> Result<Option<DecodedRecord>> {
-        let mut scratch = Vec::new();
         loop {
             // Bytes before the next record (the unused end of a switched segment) are not kept.
             self.consume_until(self.next.0);
@@ -320,11 +382,8 @@ impl WalDecoder {
             }
             self.skip_continuation = false;
             // xl_tot_len is always on the record's first page.
-            let Some(i) = self.byte_index(at)? else { return Ok(None) };
-            if self.buf.len() < i + 4 {
-                return Ok(None);
-            }
-            let tot_len = u32_at(&self.buf, i);
+            let Some(len_bytes) = self.slice(at, 4)? else { return Ok(None) };
+            let tot_len = u32_at(&len_bytes, 0);
             let lsn = Lsn(at);
             if tot_len == 0 {
                 // Zeroes: the end of the WAL written so far.
@@ -337,9 +396,9 @@ impl WalDecoder {
             if self.fed_until().0 < at + u64::from(tot_len) {
                 return Ok(None);
             }
-            let Some(end) = self.gather(at, tot_len as usize, &mut scratch)? else { return Ok(None) };
+            let Some((raw, end)) = self.gather(at, tot_len as usize)? else { return Ok(None) };
             let version = self.version.unwrap_or(PgVersion::V15);
-            let record = decode_record(lsn, Lsn(end), std::mem::take(&mut scratch), version)?;
+            let record = decode_record(lsn, Lsn(end), raw, version)?;
             if let Some(prev) = self.prev {
                 if record.prev != prev {
                     return Err(invalid(

@@ -2,6 +2,8 @@
 
 use std::ops::Range;
 
+use bytes::Bytes;
+
 use pgmoneta_core::{Lsn, PgVersion};
 
 use crate::error::{Result, WireError};
@@ -121,7 +123,7 @@ pub struct DecodedRecord {
     /// The main data within [`DecodedRecord::raw`].
     pub main_data: Range<usize>,
     /// The whole record as written, header included, page headers removed.
-    pub raw: Vec<u8>,
+    pub raw: Bytes,
     /// The version whose layout was used.
     pub version: PgVersion,
 }
@@ -201,7 +203,7 @@ pub fn record_crc(raw: &[u8]) -> u32 {
 ///
 /// # Errors
 /// A CRC that does not match, block headers that do not parse or lengths that do not add up.
-pub fn decode_record(lsn: Lsn, end: Lsn, raw: Vec<u8>, version: PgVersion) -> Result<DecodedRecord> {
+pub fn decode_record(lsn: Lsn, end: Lsn, raw: Bytes, version: PgVersion) -> Result<DecodedRecord> {
     let u32_at = |o: usize| u32::from_le_bytes([raw[o], raw[o + 1], raw[o + 2], raw[o + 3]]);
     let total_len = u32_at(0);
     let xid = u32_at(4);

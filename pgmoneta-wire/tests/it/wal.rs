@@ -267,3 +267,21 @@ fn fresh_wal_matches_pg_waldump_of_the_same_range() {
     }
     assert_eq!(differ, 0, "{differ} of {} lines differ from pg_waldump", ours.len());
 }
+
+#[test]
+fn block_reference_summary_of_the_corpus() {
+    use pgmoneta_wire::wal::summary::{BlockRefTable, RelFork};
+    let mut table = BlockRefTable::default();
+    for r in corpus_records(15, 1 << 24) {
+        table.add_record(&r);
+    }
+    // pg_type (1247) block 14 is changed by the first records of the workload.
+    let pg_type = table.get(&RelFork { spc: 1663, db: 5, rel: 1247, fork: 0 }).unwrap();
+    assert!(pg_type.blocks.contains(&14));
+    // base/5/16384 is created in the range: nothing of it can come from an earlier backup.
+    let created = table.get(&RelFork { spc: 1663, db: 5, rel: 16384, fork: 0 }).unwrap();
+    assert_eq!(created.limit_block, Some(0));
+    // Every block reference of every record is in the table.
+    let total: usize = table.iter().map(|(_, c)| c.blocks.len()).sum();
+    assert!(total > 1000, "{total} blocks");
+}

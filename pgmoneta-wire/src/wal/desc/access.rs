@@ -6,6 +6,7 @@ use pgmoneta_core::PgVersion;
 
 use super::{rmid, tf, Fields};
 use crate::wal::record::DecodedRecord;
+use crate::wal::{push_dec, push_hex};
 
 const XLOG_HEAP_OPMASK: u8 = 0x70;
 const XLOG_HEAP_INIT_PAGE: u8 = 0x80;
@@ -180,7 +181,10 @@ pub(crate) fn describe(rec: &DecodedRecord, out: &mut String) {
     match rec.rmid {
         rmid::HEAP => match info & XLOG_HEAP_OPMASK {
             0x00 => {
-                let _ = write!(out, "off {} flags 0x{:02X}", f.u16(0), f.u8(2));
+                out.push_str("off ");
+                push_dec(out, u32::from(f.u16(0)), 0);
+                out.push_str(" flags 0x");
+                push_hex(out, u32::from(f.u8(2)), 2);
             }
             0x10 => {
                 let _ = write!(out, "off {} flags 0x{:02X} ", f.u16(4), f.u8(7));
@@ -254,7 +258,8 @@ pub(crate) fn describe(rec: &DecodedRecord, out: &mut String) {
         },
         rmid::BTREE => match info {
             0x00 | 0x10 | 0x20 | 0x50 => {
-                let _ = write!(out, "off {}", f.u16(0));
+                out.push_str("off ");
+                push_dec(out, u32::from(f.u16(0)), 0);
             }
             0x30 | 0x40 => {
                 let _ = write!(
@@ -318,7 +323,8 @@ pub(crate) fn describe(rec: &DecodedRecord, out: &mut String) {
                 let _ = write!(out, "bmsize {}", f.u16(0));
             }
             0x20 => {
-                let _ = write!(out, "off {}", f.u16(0));
+                out.push_str("off ");
+                push_dec(out, u32::from(f.u16(0)), 0);
             }
             0x30 => {
                 let _ = write!(out, "bmsize {}, bmpage_found {}", f.u16(0), tf(f.bool(2)));
