@@ -185,7 +185,32 @@ pub fn render(shared: &Shared) -> String {
         e.gauge("pgmoneta_server_checksums", "Data checksums are on", &l, b(facts.checksums));
         e.gauge("pgmoneta_server_summarize_wal", "summarize_wal is on", &l, b(facts.summarize_wal));
         e.gauge("pgmoneta_server_fips_mode", "FIPS mode of the server", &l, b(facts.fips));
-        e.gauge("pgmoneta_server_extensions_detected", "Extensions detected", &l, 0.0);
+        e.gauge("pgmoneta_server_extensions_detected", "Extensions detected", &l, facts.extensions.len() as f64);
+        for (ext, version, comment) in &facts.extensions {
+            e.gauge(
+                "pgmoneta_server_extension",
+                "An extension installed on the server",
+                &[("name", name), ("extension", ext), ("version", version), ("comment", comment)],
+                1.0,
+            );
+        }
+        let pgmoneta_ext = facts.extensions.iter().find(|(n, _, _)| n == "pgmoneta_ext");
+        e.gauge(
+            "pgmoneta_extension_pgmoneta_ext",
+            "The pgmoneta_ext extension is installed",
+            &[("name", name), ("version", pgmoneta_ext.map_or("", |(_, v, _)| v.as_str()))],
+            b(pgmoneta_ext.is_some()),
+        );
+        for (tli, parent, switchpoint) in timeline_history(shared, name) {
+            let (tli, parent) = (tli.to_string(), f64::from(parent));
+            e.gauge("pgmoneta_server_parent_tli", "The parent of a timeline", &[("name", name), ("tli", &tli)], parent);
+            e.gauge(
+                "pgmoneta_server_timeline_switchpos",
+                "Where a timeline branched off its parent",
+                &[("name", name), ("tli", &tli), ("walpos", &switchpoint)],
+                1.0,
+            );
+        }
         let active = state.activity();
         for (metric, a) in [
             ("pgmoneta_active_backup", Activity::Backup),
@@ -241,6 +266,25 @@ pub fn render(shared: &Shared) -> String {
         backups(&mut e, shared, name);
     }
     e.finish()
+}
+
+/// Timelines of the server's archive from its history files: (timeline, parent, switch point).
+fn timeline_history(shared: &Shared, name: &str) -> Vec<(u32, u32, String)> {
+    let dir = shared.base_dir().join(name).join("wal");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(tli) = file.strip_suffix(".history").and_then(|t| u32::from_str_radix(t, 16).ok()) else { continue };
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        // The last line names the direct parent: "<parent tli>\t<switch point>\t<reason>".
+        let last = text.lines().rfind(|l| !l.trim().is_empty() && !l.starts_with('#'));
+        let mut fields = last.unwrap_or_default().split_whitespace();
+        if let (Some(parent), Some(pos)) = (fields.next().and_then(|p| p.parse::<u32>().ok()), fields.next()) {
+            out.push((tli, parent, pos.to_owned()));
+        }
+    }
+    out.sort();
+    out
 }
 
 fn backups(e: &mut Exposition, shared: &Shared, name: &str) {

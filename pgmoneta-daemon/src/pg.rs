@@ -107,6 +107,12 @@ pub fn check_server(shared: &Shared, server: &ServerConfig) -> ServerFacts {
     }
     let _ = conn.close();
     facts.valid = facts.problems.is_empty();
+    if facts.valid {
+        facts.extensions = extensions(shared, server).unwrap_or_else(|e| {
+            log::debug!("server [{}]: listing extensions: {e}", server.name);
+            Vec::new()
+        });
+    }
     facts
 }
 
@@ -165,6 +171,25 @@ pub fn recheck(shared: &Shared, state: &crate::state::ServerState, server: &Serv
     let valid = facts.valid;
     *state.facts.write() = facts;
     valid
+}
+
+/// The extensions installed in the server's `postgres` database, with their comments.
+fn extensions(shared: &Shared, server: &ServerConfig) -> Result<Vec<(String, String, String)>, String> {
+    let mut conn = connect(shared, server, false)?;
+    let rows = conn
+        .query(
+            "SELECT e.extname, e.extversion, coalesce(a.comment, '') FROM pg_extension e \
+             LEFT JOIN pg_available_extensions a ON a.name = e.extname ORDER BY 1",
+        )
+        .map_err(|e| e.to_string())?;
+    let _ = conn.close();
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let col = |i| r.get(i).ok().flatten().unwrap_or_default().to_owned();
+            (col(0), col(1), col(2))
+        })
+        .collect())
 }
 
 /// `16MB`, `1GB`, `16777216` (bytes) as `SHOW` prints them.

@@ -53,6 +53,8 @@ pub struct ServerFacts {
     pub problems: Vec<String>,
     /// FIPS mode of the server's OpenSSL, when the server says.
     pub fips: bool,
+    /// Extensions installed in the `postgres` database: name, version, comment.
+    pub extensions: Vec<(String, String, String)>,
 }
 
 /// The operation holding a server's repository lock.

@@ -41,6 +41,9 @@ fn serves_metrics_in_the_exposition_format() {
     d.start();
     d.wait_streaming();
     d.ok(&["backup", "primary"]);
+    // A timeline history file in the archive, as after a promotion.
+    std::fs::write(d.base.join("primary/wal/00000002.history"), "1\t0/3000148\tno recovery target specified\n")
+        .unwrap();
 
     let (head, body) = http(d.metrics_port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
@@ -55,6 +58,10 @@ fn serves_metrics_in_the_exposition_format() {
         "pgmoneta_backup_valid{name=\"primary\"} 1",
         "pgmoneta_backup_progress_done_bytes{name=\"primary\"} 0",
         "pgmoneta_retention_server{name=\"primary\",parameter=\"days\"} 7",
+        "pgmoneta_server_extension{name=\"primary\",extension=\"plpgsql\",version=\"1.0\",comment=\"PL/pgSQL procedural language\"} 1",
+        "pgmoneta_extension_pgmoneta_ext{name=\"primary\",version=\"\"} 0",
+        "pgmoneta_server_parent_tli{name=\"primary\",tli=\"2\"} 1",
+        "pgmoneta_server_timeline_switchpos{name=\"primary\",tli=\"2\",walpos=\"0/3000148\"} 1",
     ] {
         assert!(body.contains(needle), "{needle:?} missing from:\n{body}");
     }
