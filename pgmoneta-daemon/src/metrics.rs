@@ -158,30 +158,26 @@ pub fn render(shared: &Shared) -> String {
         e.gauge("pgmoneta_server_valid", "The server passed its checks", &l, b(facts.valid));
         let streaming = state.wal_streaming.load(Ordering::SeqCst);
         e.gauge("pgmoneta_wal_streaming", "WAL is streaming from the server", &l, b(streaming));
-        e.gauge(
-            "pgmoneta_server_operation_count",
-            "Operations run",
-            &l,
-            state.operations.load(Ordering::Relaxed) as f64,
-        );
-        e.gauge(
-            "pgmoneta_server_failed_operation_count",
-            "Operations failed",
-            &l,
-            state.failed_operations.load(Ordering::Relaxed) as f64,
-        );
-        e.gauge(
-            "pgmoneta_server_last_operation_time",
-            "Unix time of the last operation",
-            &l,
-            state.last_operation.load(Ordering::Relaxed) as f64,
-        );
-        e.gauge(
-            "pgmoneta_server_last_failed_operation_time",
-            "Unix time of the last failed operation",
-            &l,
-            state.last_failed_operation.load(Ordering::Relaxed) as f64,
-        );
+        for (metric, help, value) in [
+            ("pgmoneta_server_operation_count", "Operations run", state.operations.load(Ordering::Relaxed) as f64),
+            (
+                "pgmoneta_server_failed_operation_count",
+                "Operations failed",
+                state.failed_operations.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "pgmoneta_server_last_operation_time",
+                "Unix time of the last operation",
+                state.last_operation.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "pgmoneta_server_last_failed_operation_time",
+                "Unix time of the last failed operation",
+                state.last_failed_operation.load(Ordering::Relaxed) as f64,
+            ),
+        ] {
+            e.gauge(metric, help, &l, value);
+        }
         e.gauge("pgmoneta_server_checksums", "Data checksums are on", &l, b(facts.checksums));
         e.gauge("pgmoneta_server_summarize_wal", "summarize_wal is on", &l, b(facts.summarize_wal));
         e.gauge("pgmoneta_server_fips_mode", "FIPS mode of the server", &l, b(facts.fips));

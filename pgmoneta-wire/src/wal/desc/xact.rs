@@ -261,33 +261,25 @@ pub(crate) fn describe(rec: &DecodedRecord, out: &mut String) {
     }
     let info = rec.info;
     match info & XLOG_XACT_OPMASK {
-        op @ (0x00 | 0x30) => {
-            let p = parse(f, info, true, v);
-            if op == 0x30 {
+        op @ (0x00 | 0x20 | 0x30 | 0x40) => {
+            let commit = op == 0x00 || op == 0x30;
+            let p = parse(f, info, commit, v);
+            if op == 0x30 || op == 0x40 {
                 let _ = write!(out, "{}: ", p.twophase_xid);
             }
             out.push_str(&timestamptz(p.time));
             relations(out, "rels", &p.rels, v);
             subxacts(out, &p.subxacts);
             stats(out, "", &p.stats);
-            invalidations(out, &p.msgs, p.db, p.ts, p.xinfo & XACT_COMPLETION_UPDATE_RELCACHE_FILE != 0);
-            if p.xinfo & XACT_COMPLETION_APPLY_FEEDBACK != 0 {
-                out.push_str("; apply_feedback");
+            if commit {
+                invalidations(out, &p.msgs, p.db, p.ts, p.xinfo & XACT_COMPLETION_UPDATE_RELCACHE_FILE != 0);
+                if p.xinfo & XACT_COMPLETION_APPLY_FEEDBACK != 0 {
+                    out.push_str("; apply_feedback");
+                }
+                if p.xinfo & XACT_COMPLETION_FORCE_SYNC_COMMIT != 0 {
+                    out.push_str("; sync");
+                }
             }
-            if p.xinfo & XACT_COMPLETION_FORCE_SYNC_COMMIT != 0 {
-                out.push_str("; sync");
-            }
-            origin(out, &p, rec.origin);
-        }
-        op @ (0x20 | 0x40) => {
-            let p = parse(f, info, false, v);
-            if op == 0x40 {
-                let _ = write!(out, "{}: ", p.twophase_xid);
-            }
-            out.push_str(&timestamptz(p.time));
-            relations(out, "rels", &p.rels, v);
-            subxacts(out, &p.subxacts);
-            stats(out, "", &p.stats);
             origin(out, &p, rec.origin);
         }
         0x10 => {
