@@ -8,4 +8,5 @@ pub mod archive_get;
 pub mod cli;
 pub mod client;
 pub mod output;
+pub mod walfilter;
 pub mod walinfo;

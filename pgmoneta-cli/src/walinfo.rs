@@ -63,11 +63,11 @@ pub struct Options {
 }
 
 /// One WAL file's contents, with where it starts.
-struct Segment {
-    name: String,
-    timeline: u32,
-    start: Lsn,
-    bytes: Bytes,
+pub(crate) struct Segment {
+    pub name: String,
+    pub timeline: u32,
+    pub start: Lsn,
+    pub bytes: Bytes,
 }
 
 fn segment_size_of(bytes: &[u8], name: &str) -> Result<WalSegmentSize> {
@@ -80,15 +80,15 @@ fn segment_size_of(bytes: &[u8], name: &str) -> Result<WalSegmentSize> {
 }
 
 /// Names of WAL files we read (segments and partial segments), with the plain name.
-fn wal_name(name: &str) -> Option<String> {
+pub(crate) fn wal_name(name: &str) -> Option<String> {
     let (plain, _, _) = stored_form(name);
     let plain = plain.strip_suffix(".partial").unwrap_or(plain);
     (plain.len() == 24 && plain.bytes().all(|b| b.is_ascii_hexdigit())).then(|| plain.to_owned())
 }
 
-struct Reader {
-    key: Option<MasterKey>,
-    key_file: Option<PathBuf>,
+pub(crate) struct Reader {
+    pub key: Option<MasterKey>,
+    pub key_file: Option<PathBuf>,
 }
 
 impl Reader {
@@ -129,7 +129,7 @@ impl Reader {
         Ok(())
     }
 
-    fn collect(&mut self, path: &Path) -> Result<Vec<(String, Bytes)>> {
+    pub(crate) fn collect(&mut self, path: &Path) -> Result<Vec<(String, Bytes)>> {
         let mut files = Vec::new();
         let add = |me: &mut Reader, p: &Path, files: &mut Vec<(String, Bytes)>| -> Result<()> {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -181,7 +181,7 @@ impl Reader {
     }
 }
 
-fn segments(files: Vec<(String, Bytes)>) -> Result<Vec<(Segment, WalSegmentSize)>> {
+pub(crate) fn segments(files: Vec<(String, Bytes)>) -> Result<Vec<(Segment, WalSegmentSize)>> {
     let mut out = Vec::new();
     for (name, bytes) in files {
         let plain = wal_name(&name).unwrap_or_default();

@@ -2,4 +2,5 @@
 
 mod admin;
 mod pitr;
+mod walfilter;
 mod walinfo;
