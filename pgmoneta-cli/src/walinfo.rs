@@ -60,6 +60,11 @@ pub struct Options {
     pub mapping: Option<PathBuf>,
     /// The master key file for encrypted input (default `~/.pgmoneta/master.key`).
     pub master_key: Option<PathBuf>,
+    /// Look names up on the servers of `config` (`pgmoneta_walinfo.conf`), with their users'
+    /// passwords from this users vault; a mapping file wins over what the servers say.
+    pub users: Option<PathBuf>,
+    /// `pgmoneta_walinfo.conf`: server sections with `host`, `port` and `user`.
+    pub config: Option<PathBuf>,
 }
 
 /// One WAL file's contents, with where it starts.
@@ -235,10 +240,79 @@ impl Names {
         Ok(Names { tablespaces: table("tablespaces"), databases: table("databases"), relations: table("relations") })
     }
 
+    /// `other`'s names replace these where both have one.
+    fn overlay(&mut self, other: Names) {
+        self.tablespaces.extend(other.tablespaces);
+        self.databases.extend(other.databases);
+        self.relations.extend(other.relations);
+    }
+
+    /// Names read from the servers of a `pgmoneta_walinfo.conf`: tablespaces and databases, and
+    /// every relation's file number in every database that accepts connections.
+    fn from_servers(config: &Path, users: &Path, reader: &mut Reader) -> Result<Names> {
+        let text = std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+        let key = reader.key()?;
+        let vault = pgmoneta_crypto::Vault::load(users, pgmoneta_crypto::VaultKind::Users)?;
+        let mut names = Names { tablespaces: HashMap::new(), databases: HashMap::new(), relations: HashMap::new() };
+        for (section, keys) in ini_sections(&text) {
+            if section == "pgmoneta-walinfo" || section == "pgmoneta_walinfo" {
+                continue;
+            }
+            let get = |k: &str| keys.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            let (Some(host), Some(port), Some(user)) = (get("host"), get("port"), get("user")) else {
+                bail!("{}: [{section}] needs host, port and user", config.display());
+            };
+            let port: u16 = port.parse().map_err(|_| anyhow!("{}: [{section}] port {port:?}", config.display()))?;
+            let password =
+                vault.password(key, &user)?.ok_or_else(|| anyhow!("{}: no password for {user:?}", users.display()))?;
+            let connect = |db: &str| {
+                let opts = pgmoneta_wire::ConnectOptions::new(&host, port, &user).password(&password).database(db);
+                pgmoneta_wire::PgConnection::connect(&opts).map_err(|e| anyhow!("[{section}] {host}:{port}/{db}: {e}"))
+            };
+            let mut conn = connect("postgres")?;
+            let pairs = |conn: &mut pgmoneta_wire::PgConnection, sql: &str| -> Result<Vec<(String, u32)>> {
+                Ok(conn
+                    .query(sql)?
+                    .iter()
+                    .filter_map(|r| Some((r.get(0).ok()??.to_owned(), r.get(1).ok()??.parse().ok()?)))
+                    .collect())
+            };
+            for (n, oid) in pairs(&mut conn, "SELECT spcname, oid FROM pg_tablespace")? {
+                names.tablespaces.insert(oid, n);
+            }
+            let databases = pairs(&mut conn, "SELECT datname, oid FROM pg_database WHERE datallowconn")?;
+            let _ = conn.close();
+            for (db, oid) in databases {
+                names.databases.insert(oid, db.clone());
+                let Ok(mut c) = connect(&db) else { continue };
+                let sql = "SELECT relname, pg_relation_filenode(oid) FROM pg_class WHERE pg_relation_filenode(oid) IS NOT NULL";
+                for (rel, node) in pairs(&mut c, sql).unwrap_or_default() {
+                    names.relations.insert(node, rel);
+                }
+                let _ = c.close();
+            }
+        }
+        Ok(names)
+    }
+
     fn rel(&self, (spc, db, rel): (u32, u32, u32)) -> String {
         let pick = |m: &HashMap<u32, String>, oid: u32| m.get(&oid).cloned().unwrap_or_else(|| oid.to_string());
         format!("{}/{}/{}", pick(&self.tablespaces, spc), pick(&self.databases, db), pick(&self.relations, rel))
     }
+}
+
+/// The sections of an INI file and their `key = value` lines (comments `#` and `;`).
+fn ini_sections(text: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let mut out: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for line in text.lines() {
+        let line = line.split(['#', ';']).next().unwrap_or("").trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            out.push((name.trim().to_owned(), Vec::new()));
+        } else if let (Some((k, v)), Some(section)) = (line.split_once('='), out.last_mut()) {
+            section.1.push((k.trim().to_owned(), v.trim().trim_matches('"').to_owned()));
+        }
+    }
+    out
 }
 
 const RED: &str = "\x1b[31m";
@@ -307,7 +381,18 @@ pub fn run(opts: &Options) -> Result<usize> {
     let mut reader = Reader { key: None, key_file: opts.master_key.clone() };
     let files = reader.collect(&opts.input)?;
     let segments = segments(files)?;
-    let names = opts.mapping.as_deref().map(Names::load).transpose()?;
+    let mut names = match (&opts.users, &opts.config) {
+        (Some(users), Some(config)) => Some(Names::from_servers(config, users, &mut reader)?),
+        (Some(_), None) => bail!("-u needs -c pgmoneta_walinfo.conf naming the servers to ask"),
+        _ => None,
+    };
+    if let Some(file) = opts.mapping.as_deref() {
+        let mapped = Names::load(file)?;
+        match &mut names {
+            Some(n) => n.overlay(mapped),
+            None => names = Some(mapped),
+        }
+    }
     let mut out: Box<dyn Write> = match &opts.output {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,

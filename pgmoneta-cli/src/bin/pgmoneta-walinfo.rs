@@ -55,6 +55,12 @@ struct Args {
     /// The master key file, for encrypted files (default ~/.pgmoneta/master.key).
     #[arg(long = "master-key")]
     master_key: Option<PathBuf>,
+    /// The users vault, to look OID names up on the servers of -c (with -t).
+    #[arg(short = 'u', long = "users")]
+    users: Option<PathBuf>,
+    /// pgmoneta_walinfo.conf: server sections with host, port and user.
+    #[arg(short = 'c', long = "config")]
+    config: Option<PathBuf>,
     /// The interactive viewer (not available in this version).
     #[arg(short = 'I', long = "interactive")]
     interactive: bool,
@@ -100,10 +106,8 @@ fn main() {
             Some("off") => Some(false),
             Some(other) => anyhow::bail!("--color {other}: expected on or off"),
         };
-        if args.translate && args.mapping.is_none() {
-            anyhow::bail!(
-                "-t needs a mapping file (-m); looking names up on a server is not available in this version"
-            );
+        if args.translate && args.mapping.is_none() && args.users.is_none() {
+            anyhow::bail!("-t needs a mapping file (-m) or servers to ask (-u users vault, -c pgmoneta_walinfo.conf)");
         }
         run(&Options {
             input,
@@ -119,6 +123,8 @@ fn main() {
             summary: args.summary,
             mapping: if args.translate || args.mapping.is_some() { args.mapping.clone() } else { None },
             master_key: args.master_key.clone(),
+            users: if args.translate { args.users.clone() } else { None },
+            config: args.config.clone(),
         })
     })();
     match result {

@@ -152,3 +152,52 @@ fn filters_formats_and_summary() {
     assert_ne!(code, 0);
     assert!(err.contains("Usage"), "{err}");
 }
+
+#[test]
+fn names_come_from_the_server_with_a_users_vault() {
+    let cluster = pgmoneta_testkit::Cluster::builder().start().unwrap();
+    cluster.execute("CREATE TABLE named_table (x int)").unwrap();
+    let start = cluster.query_scalar("SELECT pg_current_wal_insert_lsn()").unwrap();
+    let segment = cluster.query_scalar(&format!("SELECT pg_walfile_name('{start}')")).unwrap();
+    cluster.execute("INSERT INTO named_table SELECT generate_series(1, 100)").unwrap();
+    cluster.switch_wal().unwrap();
+    let wal = tempfile::tempdir().unwrap();
+    std::fs::copy(cluster.data_dir().join("pg_wal").join(&segment), wal.path().join(&segment)).unwrap();
+
+    let home = tempfile::tempdir().unwrap();
+    let key_file = MasterKeyFile::new(home.path().join(".pgmoneta/master.key"));
+    key_file.create("walinfo names key").unwrap();
+    let key = key_file.load().unwrap();
+    let users = home.path().join("pgmoneta_users.conf");
+    let mut vault = pgmoneta_crypto::Vault::new(pgmoneta_crypto::VaultKind::Users);
+    vault.add(&key, cluster.replication_user(), cluster.replication_password()).unwrap();
+    vault.save(&users).unwrap();
+    let conf = home.path().join("pgmoneta_walinfo.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[pgmoneta-walinfo]\nlog_type = console\n\n[primary]\nhost = {}\nport = {}\nuser = {}\n",
+            cluster.host(),
+            cluster.port(),
+            cluster.replication_user()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = walinfo(
+        &[
+            "-t",
+            "-u",
+            users.to_str().unwrap(),
+            "-c",
+            conf.to_str().unwrap(),
+            "-r",
+            "Heap",
+            "-s",
+            &start,
+            wal.path().to_str().unwrap(),
+        ],
+        Some(home.path()),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("rel pg_default/postgres/named_table fork main blk 0"), "{out}");
+}
