@@ -65,6 +65,16 @@ pub struct Options {
     pub users: Option<PathBuf>,
     /// `pgmoneta_walinfo.conf`: server sections with `host`, `port` and `user`.
     pub config: Option<PathBuf>,
+    /// Only records touching these tablespaces (names with translation, else OIDs).
+    pub tablespaces: Vec<String>,
+    /// Only records touching these databases.
+    pub databases: Vec<String>,
+    /// Only records touching these relations.
+    pub relations: Vec<String>,
+    /// Only records touching a tablespace, database or relation of these names.
+    pub names: Vec<String>,
+    /// Progress on standard error: each file read, and the records shown.
+    pub verbose: bool,
 }
 
 /// One WAL file's contents, with where it starts.
@@ -323,6 +333,41 @@ const MAGENTA: &str = "\x1b[35m";
 const CYAN: &str = "\x1b[36m";
 const RESET: &str = "\x1b[0m";
 
+/// The `-RT/-RD/-RR/-R` filters: a record passes when one of its block references names a
+/// listed tablespace, database or relation (by name with translation, by OID always). Lists
+/// are OR-ed within a filter and the filters AND-ed.
+fn name_filter_matches(opts: &Options, r: &DecodedRecord, names: Option<&Names>) -> bool {
+    let any = !opts.tablespaces.is_empty()
+        || !opts.databases.is_empty()
+        || !opts.relations.is_empty()
+        || !opts.names.is_empty();
+    if !any {
+        return true;
+    }
+    let name = |m: Option<&HashMap<u32, String>>, oid: u32| {
+        m.and_then(|m| m.get(&oid).cloned()).unwrap_or_else(|| oid.to_string())
+    };
+    let listed = |list: &[String], value: &str, oid: u32| {
+        list.is_empty() || list.iter().any(|w| w == value || *w == oid.to_string())
+    };
+    r.blocks.iter().any(|b| {
+        let (spc, db, rel) = b.locator;
+        let (ts, dn, rn) = (
+            name(names.map(|n| &n.tablespaces), spc),
+            name(names.map(|n| &n.databases), db),
+            name(names.map(|n| &n.relations), rel),
+        );
+        listed(&opts.tablespaces, &ts, spc)
+            && listed(&opts.databases, &dn, db)
+            && listed(&opts.relations, &rn, rel)
+            && (opts.names.is_empty()
+                || opts
+                    .names
+                    .iter()
+                    .any(|w| *w == ts || *w == dn || *w == rn || [spc, db, rel].iter().any(|o| *w == o.to_string())))
+    })
+}
+
 fn block_refs(r: &DecodedRecord, names: Option<&Names>) -> String {
     let mut s = String::new();
     for b in &r.blocks {
@@ -380,6 +425,11 @@ fn description(r: &DecodedRecord) -> String {
 pub fn run(opts: &Options) -> Result<usize> {
     let mut reader = Reader { key: None, key_file: opts.master_key.clone() };
     let files = reader.collect(&opts.input)?;
+    if opts.verbose {
+        for (name, bytes) in &files {
+            eprintln!("pgmoneta-walinfo: {name}: {} bytes", bytes.len());
+        }
+    }
     let segments = segments(files)?;
     let mut names = match (&opts.users, &opts.config) {
         (Some(users), Some(config)) => Some(Names::from_servers(config, users, &mut reader)?),
@@ -434,6 +484,9 @@ pub fn run(opts: &Options) -> Result<usize> {
                 continue;
             }
             if !opts.xids.is_empty() && !opts.xids.contains(&r.xid) {
+                continue;
+            }
+            if !name_filter_matches(opts, &r, names.as_ref()) {
                 continue;
             }
             if opts.limit.is_some_and(|l| shown >= l) {
@@ -499,6 +552,9 @@ pub fn run(opts: &Options) -> Result<usize> {
         out.write_all(if json_started { b"\n]}\n" } else { b"{ \"WAL\": [\n]}\n" })?;
     }
     out.flush()?;
+    if opts.verbose {
+        eprintln!("pgmoneta-walinfo: {shown} records");
+    }
     Ok(shown)
 }
 

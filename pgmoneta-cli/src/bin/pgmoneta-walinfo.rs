@@ -61,6 +61,24 @@ struct Args {
     /// pgmoneta_walinfo.conf: server sections with host, port and user.
     #[arg(short = 'c', long = "config")]
     config: Option<PathBuf>,
+    /// Only records touching these tablespaces (comma-separated names or OIDs; -RT).
+    #[arg(long = "tablespaces", value_delimiter = ',')]
+    tablespaces: Vec<String>,
+    /// Only records touching these databases (-RD).
+    #[arg(long = "databases", value_delimiter = ',')]
+    databases: Vec<String>,
+    /// Only records touching these relations (-RR).
+    #[arg(long = "relations", value_delimiter = ',')]
+    relations: Vec<String>,
+    /// Only records touching a tablespace, database or relation of these names (-R).
+    #[arg(short = 'R', long = "filter", value_delimiter = ',')]
+    filter: Vec<String>,
+    /// Append errors and a summary line to this file.
+    #[arg(short = 'L', long = "logfile")]
+    logfile: Option<PathBuf>,
+    /// Report the files read and the records shown on standard error.
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
     /// The interactive viewer (not available in this version).
     #[arg(short = 'I', long = "interactive")]
     interactive: bool,
@@ -80,7 +98,14 @@ fn lsn(text: &str) -> anyhow::Result<Lsn> {
 }
 
 fn main() {
-    let args = Args::parse();
+    // Upstream's two-letter short options.
+    let argv = std::env::args().map(|a| match a.as_str() {
+        "-RT" => "--tablespaces".to_owned(),
+        "-RD" => "--databases".to_owned(),
+        "-RR" => "--relations".to_owned(),
+        _ => a,
+    });
+    let args = Args::parse_from(argv);
     if args.version {
         println!("pgmoneta-walinfo {}", env!("CARGO_PKG_VERSION"));
         std::process::exit(1);
@@ -125,11 +150,27 @@ fn main() {
             master_key: args.master_key.clone(),
             users: if args.translate { args.users.clone() } else { None },
             config: args.config.clone(),
+            tablespaces: args.tablespaces.clone(),
+            databases: args.databases.clone(),
+            relations: args.relations.clone(),
+            names: args.filter.clone(),
+            verbose: args.verbose,
         })
     })();
+    let log = |line: String| {
+        if let Some(path) = &args.logfile {
+            use std::io::Write;
+            let _ = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| writeln!(f, "{line}"));
+        }
+    };
     match result {
-        Ok(_) => {}
+        Ok(n) => log(format!("pgmoneta-walinfo: {n} records")),
         Err(e) => {
+            log(format!("pgmoneta-walinfo: {e:#}"));
             eprintln!("pgmoneta-walinfo: {e:#}");
             std::process::exit(1);
         }

@@ -200,4 +200,14 @@ fn names_come_from_the_server_with_a_users_vault() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("rel pg_default/postgres/named_table fork main blk 0"), "{out}");
+    // Name filters, with upstream's two-letter options.
+    let base = ["-t", "-u", users.to_str().unwrap(), "-c", conf.to_str().unwrap(), "-s", &start];
+    let w = wal.path().to_str().unwrap();
+    let (_, only, _) = walinfo(&[&base[..], &["-RR", "named_table", w]].concat(), Some(home.path()));
+    assert!(only.lines().count() >= 1 && only.lines().all(|l| l.contains("named_table")), "{only}");
+    let (_, none, _) =
+        walinfo(&[&base[..], &["-RD", "template1", "-RR", "named_table", w]].concat(), Some(home.path()));
+    assert_eq!(none.lines().count(), 0, "{none}");
+    let (_, any, _) = walinfo(&[&base[..], &["-R", "named_table,nothing", w]].concat(), Some(home.path()));
+    assert_eq!(any, only);
 }
