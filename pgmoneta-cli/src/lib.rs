@@ -10,3 +10,4 @@ pub mod client;
 pub mod output;
 pub mod walfilter;
 pub mod walinfo;
+pub mod walview;

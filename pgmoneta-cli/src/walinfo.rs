@@ -75,6 +75,8 @@ pub struct Options {
     pub names: Vec<String>,
     /// Progress on standard error: each file read, and the records shown.
     pub verbose: bool,
+    /// Browse the records on the terminal instead of printing them.
+    pub interactive: bool,
 }
 
 /// One WAL file's contents, with where it starts.
@@ -457,6 +459,7 @@ pub fn run(opts: &Options) -> Result<usize> {
     let mut json_started = false;
     let mut line = String::with_capacity(256);
     let mut decoder: Option<(WalDecoder, Lsn, u32)> = None;
+    let mut browse: Vec<crate::walview::Entry> = Vec::new();
     'files: for (seg, size) in &segments {
         // A new decoder at a gap or a timeline change.
         let contiguous = decoder.as_ref().is_some_and(|(_, next, tli)| *next == seg.start && *tli == seg.timeline);
@@ -494,6 +497,25 @@ pub fn run(opts: &Options) -> Result<usize> {
             }
             shown += 1;
             stats.add(&r);
+            if opts.interactive {
+                let refs = block_refs(&r, names.as_ref());
+                let time = desc::record_time(&r).unwrap_or_default();
+                let line = format!(
+                    "{rmgr:<17} | {:>11} | {:>6} | {:>10} | {} {refs}",
+                    r.lsn.to_string(),
+                    r.total_len,
+                    r.xid,
+                    description(&r)
+                );
+                let detail = format!(
+                    "{}{}{}",
+                    description(&r),
+                    if time.is_empty() { String::new() } else { format!("; time {time}") },
+                    if refs.is_empty() { String::new() } else { format!("; {refs}") }
+                );
+                browse.push(crate::walview::Entry { line, record: r, detail });
+                continue;
+            }
             if opts.quiet || opts.summary {
                 continue;
             }
@@ -545,6 +567,11 @@ pub fn run(opts: &Options) -> Result<usize> {
             }
             out.write_all(line.as_bytes())?;
         }
+    }
+    if opts.interactive {
+        drop(out);
+        crate::walview::browse(&browse)?;
+        return Ok(shown);
     }
     if opts.summary {
         write_summary(&mut out, &stats, opts.format == Format::Json)?;

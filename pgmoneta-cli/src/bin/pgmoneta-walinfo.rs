@@ -79,7 +79,7 @@ struct Args {
     /// Report the files read and the records shown on standard error.
     #[arg(short = 'v', long = "verbose")]
     verbose: bool,
-    /// The interactive viewer (not available in this version).
+    /// Browse the records on the terminal (? for keys).
     #[arg(short = 'I', long = "interactive")]
     interactive: bool,
     /// Print the version.
@@ -111,11 +111,6 @@ fn main() {
         std::process::exit(1);
     }
     let result = (|| -> anyhow::Result<usize> {
-        if args.interactive {
-            anyhow::bail!(
-                "the interactive viewer (-I) is not available in this version; use -F raw or json with filters"
-            );
-        }
         let Some(input) = args.input.clone() else {
             anyhow::bail!("Usage: pgmoneta-walinfo [options] <file|directory|tar archive> (see -?)");
         };
@@ -155,6 +150,7 @@ fn main() {
             relations: args.relations.clone(),
             names: args.filter.clone(),
             verbose: args.verbose,
+            interactive: args.interactive,
         })
     })();
     let log = |line: String| {

@@ -211,3 +211,35 @@ fn names_come_from_the_server_with_a_users_vault() {
     let (_, any, _) = walinfo(&[&base[..], &["-R", "named_table,nothing", w]].concat(), Some(home.path()));
     assert_eq!(any, only);
 }
+
+#[test]
+fn interactive_viewer_moves_shows_marks_and_writes_walfilter_yaml() {
+    use std::io::Write;
+    let (start, _) = range();
+    let dir = corpus().join("wal");
+    let cwd = tempfile::tempdir().unwrap();
+    let cmd = format!("{} -I -s {start} -l 2000 {}", env!("CARGO_BIN_EXE_pgmoneta-walinfo"), dir.display());
+    // `script` gives the viewer a terminal; keys are typed into it.
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(cwd.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = child.stdin.take().unwrap();
+    for k in ["", "jjj", "\r", "b", "q", "m", "g", "/COMMIT\r", "q"] {
+        std::thread::sleep(std::time::Duration::from_millis(if k.is_empty() { 1500 } else { 300 }));
+        keys.write_all(k.as_bytes()).unwrap();
+        keys.flush().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    // The fourth record in detail, then as hex.
+    assert!(screen.contains("rmgr: Heap  lsn: 0/1741628"), "no detail view");
+    assert!(screen.contains("00000000  A6 07 00 00"), "no hex view");
+    assert!(screen.contains("search \"COMMIT\""));
+    let yaml = std::fs::read_to_string(cwd.path().join("walfilter.yaml")).unwrap();
+    assert!(yaml.contains("xids: [724]"), "{yaml}");
+}
