@@ -173,7 +173,8 @@ fn sighup_reloads_what_can_change_and_keeps_the_rest() {
     loop {
         let get = d.ok(&["conf", "get"]);
         if get["retention"] == "3,2,-,-" {
-            assert_eq!(get["log_level"]["string_value"], "debug1");
+            assert_eq!(get["log_level"]["string_value"], "debug");
+            assert_eq!(get["log_level"]["value"], 2);
             assert_eq!(get["base_dir"], old_base.as_str(), "base_dir needs a restart");
             break;
         }
