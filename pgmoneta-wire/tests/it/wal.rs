@@ -285,3 +285,34 @@ fn block_reference_summary_of_the_corpus() {
     let total: usize = table.iter().map(|(_, c)| c.blocks.len()).sum();
     assert!(total > 1000, "{total} blocks");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// The same records, whatever the split points (the first 512 kB of a real segment).
+    #[test]
+    fn any_split_gives_the_same_records(cuts in proptest::collection::vec(1usize..(512 << 10), 0..12)) {
+        let (bytes, start) = first_segment(17);
+        let data = &bytes[..512 << 10];
+        let mut whole = WalDecoder::new(start, None, WalSegmentSize::DEFAULT);
+        whole.feed(data);
+        let mut expected = Vec::new();
+        while let Some(r) = whole.next_record().unwrap() {
+            expected.push(r);
+        }
+        let mut points = cuts.clone();
+        points.sort_unstable();
+        points.dedup();
+        let mut d = WalDecoder::new(start, None, WalSegmentSize::DEFAULT);
+        let mut got = Vec::new();
+        let mut from = 0;
+        for p in points.into_iter().chain([data.len()]) {
+            d.feed(&data[from..p]);
+            from = p;
+            while let Some(r) = d.next_record().unwrap() {
+                got.push(r);
+            }
+        }
+        proptest::prop_assert!(got == expected, "split at {:?}", cuts);
+    }
+}
