@@ -49,6 +49,16 @@ enum Conn {
     Tls(Box<SslStream<TcpStream>>),
 }
 
+impl Conn {
+    fn wait_forever(&self) -> std::io::Result<()> {
+        match self {
+            Conn::Unix(s) => s.set_read_timeout(None),
+            Conn::Tcp(s) => s.set_read_timeout(None),
+            Conn::Tls(s) => s.get_ref().set_read_timeout(None),
+        }
+    }
+}
+
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
@@ -193,15 +203,8 @@ pub fn call(
     doc.header.encryption = wire.encryption;
     let frame = payload::encode(&doc.to_json(), wire.compression, wire.encryption, key)?;
     write_frame(&mut conn, &frame)?;
-    if let Conn::Unix(s) = &conn {
-        s.set_read_timeout(None)?;
-    }
-    if let Conn::Tcp(s) = &conn {
-        s.set_read_timeout(None)?;
-    }
-    if let Conn::Tls(s) = &conn {
-        s.get_ref().set_read_timeout(None)?;
-    }
+    // A long operation (a backup) answers when it is done.
+    conn.wait_forever()?;
     let reply = read_frame(&mut conn).context("reading the reply")?;
     let text = payload::decode(&reply, key)?;
     let parsed = Document::from_json(&text)?;

@@ -408,14 +408,7 @@ fn block_refs(r: &DecodedRecord, names: Option<&Names>) -> String {
 
 fn description(r: &DecodedRecord) -> String {
     let mut s = String::new();
-    match desc::identify(r) {
-        Some(id) => s.push_str(id),
-        None => {
-            let _ = write!(s, "UNKNOWN ({:x})", r.record_info());
-        }
-    }
-    s.push(' ');
-    desc::describe(r, &mut s);
+    desc::name_and_describe(r, &mut s);
     s.trim_end().to_owned()
 }
 
@@ -500,16 +493,15 @@ pub fn run(opts: &Options) -> Result<usize> {
             if opts.interactive {
                 let refs = block_refs(&r, names.as_ref());
                 let time = desc::record_time(&r).unwrap_or_default();
+                let text = description(&r);
                 let line = format!(
-                    "{rmgr:<17} | {:>11} | {:>6} | {:>10} | {} {refs}",
+                    "{rmgr:<17} | {:>11} | {:>6} | {:>10} | {text} {refs}",
                     r.lsn.to_string(),
                     r.total_len,
-                    r.xid,
-                    description(&r)
+                    r.xid
                 );
                 let detail = format!(
-                    "{}{}{}",
-                    description(&r),
+                    "{text}{}{}",
                     if time.is_empty() { String::new() } else { format!("; time {time}") },
                     if refs.is_empty() { String::new() } else { format!("; {refs}") }
                 );

@@ -14,7 +14,9 @@ use pgmoneta_storage::backup::{take_backup, BackupOptions, BackupProgress};
 use pgmoneta_storage::export::{archive, ArchiveOptions, HotStandbyOptions};
 use pgmoneta_storage::info::{BackupInfo, BackupType};
 use pgmoneta_storage::ops::{self, Annotation};
-use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, FileVerification, RestoreOptions};
+use pgmoneta_storage::restore::{
+    list_backups, restore, select_backup, verify, BackupSelector, FileVerification, RecoveryTarget, RestoreOptions,
+};
 use pgmoneta_storage::store::Store;
 use pgmoneta_storage::{layout, StorageError};
 use pgmoneta_wire::management::{error_code as ec, Command, Document, Outcome};
@@ -314,7 +316,7 @@ fn list_backup(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         "desc" => true,
         other => return Err(fail(ec::LIST_BACKUP_INVALID_SORT, format!("invalid sort order {other:?}"))),
     };
-    let mut backups = list_backups(shared.store(), &name)
+    let backups = list_backups(shared.store(), &name)
         .map_err(|e| fail(ec::LIST_BACKUP_BACKUPS, format!("server [{name}]: {e}")))?;
     let seg = segment_size(shared, &name);
     let mut entries: Vec<Value> = Vec::new();
@@ -329,7 +331,6 @@ fn list_backup(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     }
     if desc {
         entries.reverse();
-        backups.reverse();
     }
     let mut m = Map::new();
     m.insert("NumberOfBackups".into(), json!(entries.len()));
@@ -398,13 +399,16 @@ fn archive_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let Some(directory) = text(req, "Directory").filter(|d| !d.is_empty()) else {
         return Err(fail(ec::ARCHIVE_SETUP, "archive: no directory given"));
     };
-    resolve(shared, &name, &id).map_err(|e| fail(ec::ARCHIVE_NOBACKUP, e))?;
+    // The backup archive() will take (valid ones only), chosen once so the reply names it.
+    let backups = list_backups(shared.store(), &name).map_err(|e| fail(ec::ARCHIVE_ERROR, e.to_string()))?;
+    let info = select_backup(&backups, &BackupSelector::parse(&id), &RecoveryTarget::default())
+        .map_err(|e| fail(ec::ARCHIVE_NOBACKUP, format!("server [{name}]: {e}")))?;
     let _guard = state
         .lock(Activity::Archive)
         .map_err(|other| fail(ec::ARCHIVE_ACTIVE, format!("server [{name}]: busy with {other:?}")))?;
     let config = shared.config();
     let server = config.server(&name).cloned().unwrap_or_default();
-    let mut o = ArchiveOptions::new(&name, BackupSelector::parse(&id), &directory);
+    let mut o = ArchiveOptions::new(&name, BackupSelector::Label(info.label.clone()), &directory);
     o.workers = shared.workers(&server);
     o.master_key = shared.master_key.clone();
     o.level = config.main.compression_level;
@@ -414,9 +418,7 @@ fn archive_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         result.map_err(|e| fail_in(ec::ARCHIVE_EXECUTE, "Archive", format!("server [{name}]: archive failed: {e}")))?;
     let mut m = Map::new();
     m.insert("FileName".into(), json!(file.display().to_string()));
-    if let Some(label) = file.file_name().and_then(|f| f.to_str()).and_then(|f| f.split('-').nth(2)) {
-        m.insert("Backup".into(), json!(label.split('.').next().unwrap_or(label)));
-    }
+    m.insert("Backup".into(), json!(info.label));
     Ok(m)
 }
 
@@ -578,8 +580,10 @@ fn status(shared: &Arc<Shared>, details: bool) -> Reply {
     let config = shared.config();
     let base = shared.base_dir();
     let (free, total) = disk_space(&base);
+    // Each server's directory, walked once; the repository is their sum.
+    let server_sizes: Vec<u64> = config.servers.iter().map(|s| dir_size(&base.join(&s.name))).collect();
     let mut m = Map::new();
-    m.insert("UsedSpace".into(), json!(dir_size(&base)));
+    m.insert("UsedSpace".into(), json!(server_sizes.iter().sum::<u64>()));
     m.insert("FreeSpace".into(), json!(free));
     m.insert("TotalSpace".into(), json!(total));
     m.insert("Workers".into(), json!(config.main.workers));
@@ -588,7 +592,7 @@ fn status(shared: &Arc<Shared>, details: bool) -> Reply {
         m.insert("PgmonetaFips".into(), json!(false));
     }
     let mut servers = Vec::new();
-    for s in &config.servers {
+    for (s, size) in config.servers.iter().zip(server_sizes) {
         let Some(state) = shared.server(&s.name) else { continue };
         let facts = state.facts.read().clone();
         let retention = config.effective_retention(s);
@@ -615,7 +619,7 @@ fn status(shared: &Arc<Shared>, details: bool) -> Reply {
         e.insert("ActiveRetention".into(), json!(active == Some(Activity::Retention)));
         e.insert("ActiveVerify".into(), json!(active == Some(Activity::Verify)));
         e.insert("NumberOfBackups".into(), json!(backups.len()));
-        e.insert("ServerSize".into(), json!(dir_size(&base.join(&s.name))));
+        e.insert("ServerSize".into(), json!(size));
         let workspace = s.workspace.clone().or_else(|| config.main.workspace.clone());
         e.insert("WorkspaceFreeSpace".into(), json!(workspace.map_or(0, |w| dir_size(Path::new(&w)))));
         let hs: u64 = s.hot_standby.0.iter().map(|d| dir_size(&Path::new(d).join(&s.name))).sum();
@@ -800,9 +804,8 @@ fn conf_set(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let bare = key.rsplit('.').next().unwrap_or(&key);
     let mut m = Map::new();
     m.insert("config_key".into(), json!(key));
-    if crate::RESTART_KEYS.contains(&bare) && !key.contains('.')
-        || crate::RESTART_KEYS.contains(&bare) && key.starts_with("pgmoneta.")
-    {
+    let main_key = !key.contains('.') || key.starts_with("pgmoneta.");
+    if main_key && crate::RESTART_KEYS.contains(&bare) {
         m.insert("status".into(), json!("success_restart_required"));
         m.insert(
             "message".into(),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
-use pgmoneta_core::config::{Config, LogType, Severity};
+use pgmoneta_core::config::{Config, LogType};
 use pgmoneta_crypto::{MasterKeyFile, VaultKind};
 use pgmoneta_daemon::state::{Paths, Shared};
 use pgmoneta_daemon::{logging, metrics, mgmt, pg, pidfile, read_vault, timers, walservice};
@@ -313,6 +313,5 @@ fn run(args: Args) -> Result<(), Vec<String>> {
     drop(pid);
     log::info!("pgmoneta stopped");
     log::logger().flush();
-    let _ = Severity::Error;
     Ok(())
 }

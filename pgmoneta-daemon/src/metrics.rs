@@ -114,11 +114,18 @@ pub fn render(shared: &Shared) -> String {
     e.gauge("pgmoneta_compression", "The compression used", &[], f64::from(m.compression.code()));
     let base = shared.base_dir();
     let (free, total) = disk_space(&base);
-    e.gauge("pgmoneta_used_space", "The disk space used for pgmoneta", &[], dir_size(&base) as f64);
+    // Each server's backups and WAL, walked once for this request.
+    let sizes: Vec<(u64, u64)> = config
+        .servers
+        .iter()
+        .map(|s| (dir_size(&base.join(&s.name).join("backup")), dir_size(&base.join(&s.name).join("wal"))))
+        .collect();
+    let used: u64 = sizes.iter().map(|(b, w)| b + w).sum();
+    e.gauge("pgmoneta_used_space", "The disk space used for pgmoneta", &[], used as f64);
     e.gauge("pgmoneta_free_space", "The free disk space for pgmoneta", &[], free as f64);
     e.gauge("pgmoneta_total_space", "The total disk space for pgmoneta", &[], total as f64);
 
-    for s in &config.servers {
+    for (s, &(backup_total, wal_total)) in config.servers.iter().zip(&sizes) {
         let name = s.name.as_str();
         let l = [("name", name)];
         let rs = config.effective_retention(s);
@@ -259,7 +266,7 @@ pub fn render(shared: &Shared) -> String {
         e.gauge("pgmoneta_progress_percentage", "Progress percentage", &workflow, pct);
         e.gauge("pgmoneta_progress_elapsed_time", "Progress elapsed time", &workflow, elapsed);
 
-        backups(&mut e, shared, name);
+        backups(&mut e, shared, name, backup_total, wal_total);
     }
     e.finish()
 }
@@ -283,7 +290,7 @@ fn timeline_history(shared: &Shared, name: &str) -> Vec<(u32, u32, String)> {
     out
 }
 
-fn backups(e: &mut Exposition, shared: &Shared, name: &str) {
+fn backups(e: &mut Exposition, shared: &Shared, name: &str, backup_total: u64, wal_total: u64) {
     let l = [("name", name)];
     let list: Vec<BackupInfo> = list_backups(shared.store(), name).unwrap_or_default();
     let valid: Vec<&BackupInfo> = list.iter().filter(|b| b.valid).collect();
@@ -292,8 +299,6 @@ fn backups(e: &mut Exposition, shared: &Shared, name: &str) {
     e.gauge("pgmoneta_backup_newest", "The newest valid backup", &l, label_num(valid.last()));
     e.gauge("pgmoneta_backup_valid", "Valid backups", &l, valid.len() as f64);
     e.gauge("pgmoneta_backup_invalid", "Invalid backups", &l, (list.len() - valid.len()) as f64);
-    let backup_total: u64 = dir_size(&shared.base_dir().join(name).join("backup"));
-    let wal_total: u64 = dir_size(&shared.base_dir().join(name).join("wal"));
     e.gauge("pgmoneta_backup_total_size", "Size of the backups", &l, backup_total as f64);
     e.gauge("pgmoneta_wal_total_size", "Size of the WAL archive", &l, wal_total as f64);
     e.gauge("pgmoneta_total_size", "Size of the server's repository", &l, (backup_total + wal_total) as f64);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
 use pgmoneta_wire::auth::scram::{ScramServer, ScramVerifier, SCRAM_SHA_256};
-use pgmoneta_wire::management::{error_code, payload, read_frame, write_frame, Command, Document, Frame, Outcome};
+use pgmoneta_wire::management::{error_code, payload, read_frame, write_frame, Command, Document, Outcome};
 use pgmoneta_wire::message::backend::BackendMessage;
 use pgmoneta_wire::message::frontend::{AuthResponseKind, FrontendDecoder, FrontendMessage};
 use pgmoneta_wire::ErrorFields;
@@ -350,15 +350,4 @@ impl<S: Write> Write for Prefixed<S> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
-}
-
-/// Sends `frame` to the daemon's Unix socket and returns the reply (for the daemon's own use
-/// and tests).
-///
-/// # Errors
-/// Connection and frame errors.
-pub fn call_unix(socket: &std::path::Path, frame: &Frame) -> Result<Frame, String> {
-    let mut s = UnixStream::connect(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
-    write_frame(&mut s, frame).map_err(|e| e.to_string())?;
-    read_frame(&mut s).map_err(|e| e.to_string())
 }

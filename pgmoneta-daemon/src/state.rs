@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 use pgmoneta_core::config::{Config, ServerConfig};
-use pgmoneta_core::{AtomicLsn, Lsn, PgVersion};
+use pgmoneta_core::PgVersion;
 use pgmoneta_crypto::MasterKey;
 use pgmoneta_storage::backup::BackupProgress;
 use pgmoneta_storage::store::{LocalStore, Store};
@@ -87,8 +87,6 @@ pub struct ServerState {
     pub wal_streaming: AtomicBool,
     /// The WAL receiver's progress (replaced each time it connects).
     pub stream: RwLock<Arc<StreamProgress>>,
-    /// The current WAL file being received.
-    pub current_wal_file: Mutex<String>,
     /// Set to stop the current WAL stream (mode offline, shutdown).
     pub stream_stop: Mutex<Option<Arc<AtomicBool>>>,
     /// The operation holding the repository lock.
@@ -105,10 +103,6 @@ pub struct ServerState {
     pub last_operation: AtomicI64,
     /// Unix time of the last failed operation.
     pub last_failed_operation: AtomicI64,
-    /// The timeline being streamed.
-    pub timeline: AtomicU32,
-    /// The last position the server reported.
-    pub server_lsn: AtomicLsn,
 }
 
 impl ServerState {
@@ -119,7 +113,6 @@ impl ServerState {
             facts: RwLock::new(ServerFacts::default()),
             wal_streaming: AtomicBool::new(false),
             stream: RwLock::new(Arc::new(StreamProgress::default())),
-            current_wal_file: Mutex::new(String::new()),
             stream_stop: Mutex::new(None),
             active: Mutex::new(None),
             backup_progress: Mutex::new(None),
@@ -128,8 +121,6 @@ impl ServerState {
             failed_operations: AtomicU64::new(0),
             last_operation: AtomicI64::new(0),
             last_failed_operation: AtomicI64::new(0),
-            timeline: AtomicU32::new(0),
-            server_lsn: AtomicLsn::new(Lsn(0)),
         }
     }
 

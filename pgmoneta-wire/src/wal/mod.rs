@@ -164,16 +164,7 @@ pub fn waldump_line_into(rec: &DecodedRecord, s: &mut String) {
     s.push_str(", prev ");
     push_lsn(s, rec.prev.0);
     s.push_str(", desc: ");
-    match desc::identify(rec) {
-        Some(id) => s.push_str(id),
-        None => {
-            s.push_str("UNKNOWN (");
-            s.push_str(&format!("{:x}", rec.record_info()));
-            s.push(')');
-        }
-    }
-    s.push(' ');
-    desc::describe(rec, s);
+    desc::name_and_describe(rec, s);
     for b in &rec.blocks {
         let (spc, db, rel) = b.locator;
         s.push_str(", blkref #");

@@ -210,6 +210,21 @@ pub fn format_timestamptz(ts: i64) -> String {
     xlog::timestamptz(ts)
 }
 
+/// Appends `pg_waldump`'s `desc:` field: the record type's name (`UNKNOWN (<info>)` for a type
+/// the resource manager does not define), a space, and the description.
+pub fn name_and_describe(rec: &DecodedRecord, out: &mut String) {
+    match identify(rec) {
+        Some(id) => out.push_str(id),
+        None => {
+            out.push_str("UNKNOWN (");
+            out.push_str(&format!("{:x}", rec.record_info()));
+            out.push(')');
+        }
+    }
+    out.push(' ');
+    describe(rec, out);
+}
+
 /// Appends the record's description (`rm_desc`) to `out`.
 pub fn describe(rec: &DecodedRecord, out: &mut String) {
     match rec.rmid {
