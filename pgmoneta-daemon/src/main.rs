@@ -315,3 +315,22 @@ fn run(args: Args) -> Result<(), Vec<String>> {
     log::logger().flush();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_flag_wins_over_the_directory_which_falls_back_to_etc() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pgmoneta.conf"), "").unwrap();
+        let own = PathBuf::from("/srv/own.conf");
+        assert_eq!(resolve(Some(own.clone()), Some(dir.path()), "pgmoneta.conf"), own);
+        assert_eq!(resolve(None, Some(dir.path()), "pgmoneta.conf"), dir.path().join("pgmoneta.conf"));
+        assert_eq!(
+            resolve(None, Some(dir.path()), "pgmoneta_users.conf"),
+            Path::new(DEFAULT_DIR).join("pgmoneta_users.conf")
+        );
+        assert_eq!(resolve(None, None, "pgmoneta.conf"), Path::new(DEFAULT_DIR).join("pgmoneta.conf"));
+    }
+}

@@ -97,6 +97,10 @@ pub fn check_server(shared: &Shared, server: &ServerConfig) -> ServerFacts {
     }
     if version >= PgVersion::V17 {
         facts.summarize_wal = setting(&mut conn, "summarize_wal").is_ok_and(|v| v == "on");
+        if !facts.summarize_wal {
+            // Full backups do not need it; PostgreSQL's incremental backups do.
+            log::warn!("server [{}]: summarize_wal is off; incremental backups of it will fail", server.name);
+        }
     }
     let config = shared.config();
     let create = server.create_slot.unwrap_or(config.main.create_slot);

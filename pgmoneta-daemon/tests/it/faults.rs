@@ -54,7 +54,7 @@ fn compare_archive(d: &Daemon, source: &pgmoneta_testkit::Cluster) -> usize {
 
 #[test]
 fn wal_streaming_survives_kill_9_without_a_gap() {
-    let source = cluster();
+    let mut source = cluster();
     source.pgbench_init(1).unwrap();
     let mut d = Daemon::new(&source, "");
     // An extra copy of the WAL (the last section of the file is [primary]).
@@ -97,6 +97,17 @@ fn wal_streaming_survives_kill_9_without_a_gap() {
         assert!(original == copy, "the shipped copy of {name} differs or is missing");
     }
     assert!(d.log_text().contains("stale pidfile"), "the stale pidfile was not reported:\n{}", d.log_text());
+
+    // PostgreSQL restarts under a running daemon: the supervisor reconnects and resumes.
+    source.restart().unwrap();
+    d.wait_streaming();
+    source.pgbench_run(2, 500).unwrap();
+    source.switch_wal().unwrap();
+    let end: Lsn = source.query_scalar("SELECT pg_current_wal_lsn()").unwrap().parse().unwrap();
+    d.wait_flushed(end);
+    std::thread::sleep(Duration::from_secs(2));
+    let again = compare_archive(&d, &source);
+    assert!(again > compared, "no new segment compared after the restart ({again})");
 }
 
 fn wait_backup_running(d: &Daemon) {

@@ -6,6 +6,7 @@ mod frames;
 mod metrics;
 mod remote;
 mod startup;
+mod timers;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
