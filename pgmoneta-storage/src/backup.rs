@@ -66,6 +66,9 @@ pub struct BackupOptions {
     pub cancel: Arc<AtomicBool>,
     /// Bytes received and the server's size estimate, published while the backup runs.
     pub progress: Arc<BackupProgress>,
+    /// Take an incremental backup on top of this backup (its label). PostgreSQL 17 and later
+    /// build it from the parent's `backup_manifest`; see [`crate::sqlbackup`] for 14 to 16.
+    pub parent: Option<String>,
 }
 
 /// How far a running backup is: bytes received of the archives (as sent, so compressed with
@@ -93,6 +96,7 @@ impl BackupOptions {
             max_rate_kb: None,
             cancel: Arc::new(AtomicBool::new(false)),
             progress: Arc::new(BackupProgress::default()),
+            parent: None,
         }
     }
 
@@ -118,6 +122,8 @@ struct FileResult {
     stored: String,
     stored_size: u64,
     stored_sha512: String,
+    /// For an incremental file, its size once combined.
+    combined_size: Option<u64>,
 }
 
 enum Job {
@@ -169,7 +175,7 @@ impl Shared {
 }
 
 /// The layers a stored file's bytes go through after hashing.
-enum Sealed {
+pub(crate) enum Sealed {
     /// Stored as received: the stored bytes' SHA-512 is the plain one, computed anyway.
     Unchanged(Box<dyn StoreWriter>, u64),
     /// Compressed: the stored bytes are hashed on their way to the file.
@@ -212,14 +218,92 @@ impl Write for Sealed {
 
 // One per file being written, at most one per worker: the size difference does not matter.
 #[allow(clippy::large_enum_variant)]
-enum Output {
+pub(crate) enum Output {
     Direct(Sealed),
     Compressed(Encoder<Sealed>),
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Output::Direct(w) => w.write(buf),
+            Output::Compressed(w) => w.write(buf),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Output::Direct(w) => w.write_all(buf),
+            Output::Compressed(w) => w.write_all(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Output::Direct(w) => w.flush(),
+            Output::Compressed(w) => w.flush(),
+        }
+    }
+}
+
+/// The writer of one stored file: compression with `algorithm`, then encryption, then the
+/// SHA-512 of the stored bytes, on their way into `w`.
+///
+/// # Errors
+/// When the codec or cipher cannot be set up.
+pub(crate) fn seal(
+    w: Box<dyn StoreWriter>,
+    algorithm: Algorithm,
+    level: i32,
+    encryption: Option<&(Cipher, Arc<MasterKey>)>,
+    stored: &str,
+) -> Result<Output> {
+    let sealed = match (encryption, algorithm) {
+        (None, Algorithm::None) => Sealed::Unchanged(w, 0),
+        (Some((cipher, key)), _) => {
+            Sealed::Aes(EncryptWriter::new(key, *cipher, HashingWriter::new(w, HashAlgorithm::Sha512))?)
+        }
+        (None, _) => Sealed::Plain(HashingWriter::new(w, HashAlgorithm::Sha512)),
+    };
+    Ok(if algorithm == Algorithm::None {
+        Output::Direct(sealed)
+    } else {
+        let opts = EncoderOptions { level, workers: 0 };
+        Output::Compressed(
+            Encoder::new(algorithm, opts, sealed).map_err(StorageError::io("setting up compression for", stored))?,
+        )
+    })
+}
+
+/// Completes a stored file's layers: returns the writer to commit, the stored size and the
+/// stored bytes' SHA-512 (`plain_sha512` when they are the plain bytes).
+///
+/// # Errors
+/// When compression or encryption cannot complete.
+pub(crate) fn unseal(out: Output, plain_sha512: &str, stored: &str) -> Result<(Box<dyn StoreWriter>, u64, String)> {
+    let sealed = match out {
+        Output::Direct(s) => s,
+        Output::Compressed(e) => e.finish().map_err(StorageError::io("compressing", stored))?,
+    };
+    Ok(match sealed {
+        Sealed::Unchanged(w, n) => (w, n, plain_sha512.to_owned()),
+        Sealed::Plain(h) => {
+            let n = h.bytes();
+            let (w, sha) = h.finish_hex();
+            (w, n, sha)
+        }
+        Sealed::Aes(e) => {
+            let h = e.finish()?;
+            let n = h.bytes();
+            let (w, sha) = h.finish_hex();
+            (w, n, sha)
+        }
+    })
 }
 
 struct OpenFile {
     result: FileResult,
     out: Output,
+    /// Reads the header of an incremental file as it passes.
+    probe: Option<crate::incremental::HeaderProbe>,
 }
 
 /// What a worker tells its hashing thread.
@@ -299,23 +383,14 @@ fn handle(shared: &Shared, job: Job, current: &mut Option<OpenFile>, t: &mut Tim
             // The backup is not valid before its backup.info: files go straight under their
             // names, and one sync of the whole tree makes them durable before that.
             let w = shared.store.create_unsynced(&join(&[&shared.backup_dir, &stored_rel]))?;
-            let unchanged = plain || (o.encryption.is_none() && o.compression.algorithm == Algorithm::None);
-            let sealed = match (&o.encryption, unchanged) {
-                (_, true) => Sealed::Unchanged(w, 0),
-                (Some((cipher, key)), false) => {
-                    Sealed::Aes(EncryptWriter::new(key, *cipher, HashingWriter::new(w, HashAlgorithm::Sha512))?)
-                }
-                (None, false) => Sealed::Plain(HashingWriter::new(w, HashAlgorithm::Sha512)),
-            };
-            let out = if plain || o.compression.algorithm == Algorithm::None {
-                Output::Direct(sealed)
-            } else {
-                let opts = EncoderOptions { level: o.level, workers: 0 };
-                Output::Compressed(
-                    Encoder::new(o.compression.algorithm, opts, sealed)
-                        .map_err(StorageError::io("setting up compression for", &stored_rel))?,
-                )
-            };
+            let algorithm = if plain { Algorithm::None } else { o.compression.algorithm };
+            let encryption = if plain { None } else { o.encryption.as_ref() };
+            let out = seal(w, algorithm, o.level, encryption, &stored_rel)?;
+            let probe = rel
+                .rsplit('/')
+                .next()
+                .filter(|n| n.starts_with(crate::incremental::INCREMENTAL_PREFIX))
+                .map(|_| crate::incremental::HeaderProbe::default());
             *current = Some(OpenFile {
                 result: FileResult {
                     rel,
@@ -326,8 +401,10 @@ fn handle(shared: &Shared, job: Job, current: &mut Option<OpenFile>, t: &mut Tim
                     stored: stored_rel,
                     stored_size: 0,
                     stored_sha512: String::new(),
+                    combined_size: None,
                 },
                 out,
+                probe,
             });
             link.tx.send(HashMsg::Start(ManifestChecksum::new(&checksum)?)).map_err(|_| hash_gone())?;
         }
@@ -337,6 +414,9 @@ fn handle(shared: &Shared, job: Job, current: &mut Option<OpenFile>, t: &mut Tim
             link.tx.send(HashMsg::Chunk(data.clone())).map_err(|_| hash_gone())?;
             let start = Instant::now();
             f.result.plain_size += data.len() as u64;
+            if let Some(p) = &mut f.probe {
+                p.feed(&data);
+            }
             let stored = &f.result.stored;
             match &mut f.out {
                 Output::Direct(w) => {
@@ -351,30 +431,16 @@ fn handle(shared: &Shared, job: Job, current: &mut Option<OpenFile>, t: &mut Tim
         }
         Job::End => {
             let f = current.take().ok_or_else(|| StorageError::Invalid("end of a file never started".into()))?;
-            let OpenFile { mut result, out } = f;
+            let OpenFile { mut result, out, probe } = f;
+            if let Some(p) = probe {
+                let header = p.finish().map_err(|e| StorageError::corrupt(&result.stored, e))?;
+                result.combined_size = Some(header.combined_size());
+            }
             // Collected at once, so that a failure below never leaves a result behind for the
             // next file.
             link.tx.send(HashMsg::End).map_err(|_| hash_gone())?;
             let (sha512, checksum, hash_seconds) = link.rx.recv().map_err(|_| hash_gone())?;
-            let stored = result.stored.clone();
-            let sealed = match out {
-                Output::Direct(s) => s,
-                Output::Compressed(e) => e.finish().map_err(StorageError::io("compressing", &stored))?,
-            };
-            let (w, stored_size, stored_sha) = match sealed {
-                Sealed::Unchanged(w, n) => (w, n, sha512.clone()),
-                Sealed::Plain(h) => {
-                    let n = h.bytes();
-                    let (w, sha) = h.finish_hex();
-                    (w, n, sha)
-                }
-                Sealed::Aes(e) => {
-                    let h = e.finish()?;
-                    let n = h.bytes();
-                    let (w, sha) = h.finish_hex();
-                    (w, n, sha)
-                }
-            };
+            let (w, stored_size, stored_sha) = unseal(out, &sha512, &result.stored)?;
             result.stored_size = stored_size;
             w.commit(false)?;
             t.hash += hash_seconds;
@@ -600,8 +666,23 @@ pub fn take_backup<S: Read + Write>(
     if store.exists(&backup_dir) {
         return Err(StorageError::Invalid(format!("a backup labelled {} already exists", options.label)));
     }
+    let parent = match &options.parent {
+        Some(label) => {
+            if !version.has_incremental_backup() {
+                return Err(StorageError::Invalid(format!(
+                    "incremental backups of PostgreSQL {} are taken with pgmoneta_storage::sqlbackup",
+                    version.major()
+                )));
+            }
+            let parent = check_parent(store.as_ref(), &options.server, label, version)?;
+            let manifest =
+                store.read(&join(&[&layout::backup_dir(&options.server, label), "data", "backup_manifest"]))?;
+            Some((parent, manifest))
+        }
+        None => None,
+    };
     store.create_dir(&backup_dir)?;
-    let result = run(conn, version, minor_version, store.clone(), options, &backup_dir);
+    let result = run(conn, version, minor_version, store.clone(), options, &backup_dir, parent.as_ref());
     if result.is_err() {
         if let Err(e) = store.remove(&backup_dir) {
             log::error!("removing the failed backup {backup_dir}: {e}");
@@ -617,9 +698,13 @@ fn run<S: Read + Write>(
     store: Arc<dyn Store>,
     options: &BackupOptions,
     backup_dir: &str,
+    parent: Option<&(BackupInfo, Vec<u8>)>,
 ) -> Result<BackupInfo> {
-    let started = Instant::now();
     let mut bb = BaseBackupOptions::new(&options.label.postgres_label());
+    if let Some((_, manifest)) = parent {
+        conn.upload_manifest(manifest)?;
+        bb.incremental = true;
+    }
     bb.fast_checkpoint = options.fast_checkpoint;
     bb.max_rate_kb = options.max_rate_kb;
     // PostgreSQL's default CRC32C checks the transfer almost for free; the SHA-512 the
@@ -629,6 +714,159 @@ fn run<S: Read + Write>(
         let method = options.compression.algorithm.name().to_owned();
         bb.compression = Some(ServerCompression { method, detail: Some(format!("level={}", options.level.max(1))) });
     }
+    let parent_label = parent.map(|(p, _)| p.label.as_str());
+    pipeline(store, options, backup_dir, version, minor_version, parent_label, |sink| {
+        let mut backup = conn.base_backup(&bb, version)?;
+        let start = (backup.start_lsn(), backup.start_timeline().0);
+        let estimate: u64 = backup.tablespaces().iter().filter_map(|t| t.size_kb).sum::<u64>() * 1024;
+        options.progress.done.store(0, Ordering::Relaxed);
+        options.progress.total.store(estimate, Ordering::Relaxed);
+        let mut manifest = Vec::new();
+        while let Some(event) = backup.next_event()? {
+            if sink.stopped() {
+                break;
+            }
+            match event {
+                BaseBackupEvent::Archive(info) => sink.start(info)?,
+                BaseBackupEvent::ArchiveData(d) => {
+                    options.progress.done.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    if !sink.data(d)? {
+                        break;
+                    }
+                }
+                BaseBackupEvent::ManifestData(d) => manifest.extend_from_slice(&d),
+                _ => {}
+            }
+        }
+        sink.finish()?;
+        if sink.stopped() {
+            return Ok(None);
+        }
+        let end = backup.end().ok_or_else(|| StorageError::Invalid("BASE_BACKUP gave no end position".into()))?;
+        Ok(Some(Fed { start, end: (end.0, end.1 .0), manifest: Some(manifest) }))
+    })
+}
+
+/// What a backup's source delivered, besides its files.
+pub(crate) struct Fed {
+    /// Start LSN and timeline.
+    pub start: (Lsn, u32),
+    /// End LSN and timeline.
+    pub end: (Lsn, u32),
+    /// PostgreSQL's `backup_manifest`, to check the files against; `None`: one is written
+    /// from the files received.
+    pub manifest: Option<Vec<u8>>,
+}
+
+type ArchiveThread<'scope> = (Sender<Bytes>, std::thread::ScopedJoinHandle<'scope, Result<()>>);
+
+/// Where a backup's source puts its archives (tar streams): each is parsed on its own thread
+/// and its files handed to the workers.
+pub(crate) struct ArchiveSink<'scope, 'env> {
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    shared: Arc<Shared>,
+    senders: Vec<Sender<Job>>,
+    archive: Option<ArchiveThread<'scope>>,
+}
+
+impl<'scope> ArchiveSink<'scope, '_> {
+    /// Whether the backup failed or was cancelled: stop feeding.
+    pub(crate) fn stopped(&self) -> bool {
+        self.shared.stopped()
+    }
+
+    /// Starts a new archive (the previous one is complete).
+    pub(crate) fn start(&mut self, info: ArchiveInfo) -> Result<()> {
+        self.finish()?;
+        let options = &self.shared.options;
+        let root = match info.tablespace_oid {
+            None => "data".to_owned(),
+            Some(oid) => layout::tablespace_dir_name(&tablespace_name(options, oid)),
+        };
+        if let Some(oid) = info.tablespace_oid {
+            self.shared.tablespaces.lock().expect("not poisoned").push(TablespaceEntry {
+                dir: root.clone(),
+                oid: oid.to_string(),
+                path: info.location.clone().unwrap_or_default(),
+            });
+        }
+        let (tx, rx) = bounded::<Bytes>(64);
+        let shared = self.shared.clone();
+        let senders = self.senders.clone();
+        let handle = self.scope.spawn(move || {
+            let input = ChannelReader { rx, current: Bytes::new() };
+            let r = parse_archive(&shared, &info, &root, input, &senders);
+            if r.is_err() {
+                // Stops the feeding; the error itself is returned by join.
+                shared.failed.store(true, Ordering::SeqCst);
+            }
+            r
+        });
+        self.archive = Some((tx, handle));
+        Ok(())
+    }
+
+    /// Adds bytes to the current archive; `false` when its parser stopped.
+    pub(crate) fn data(&mut self, d: Bytes) -> Result<bool> {
+        let Some((tx, _)) = &self.archive else {
+            return Err(StorageError::Invalid("archive data before any archive".into()));
+        };
+        Ok(tx.send(d).is_ok())
+    }
+
+    /// Ends the current archive and waits for its parser.
+    pub(crate) fn finish(&mut self) -> Result<()> {
+        if let Some((tx, handle)) = self.archive.take() {
+            drop(tx);
+            handle.join().map_err(|_| StorageError::Invalid("the archive parser panicked".into()))??;
+        }
+        Ok(())
+    }
+}
+
+/// A `Write` into the sink's current archive, in chunks.
+pub(crate) struct SinkWriter<'a, 'scope, 'env> {
+    pub(crate) sink: &'a mut ArchiveSink<'scope, 'env>,
+    pub(crate) buf: Vec<u8>,
+}
+
+impl Write for SinkWriter<'_, '_, '_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        match self.sink.data(chunk) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(io::Error::new(io::ErrorKind::BrokenPipe, "the backup stopped")),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        }
+    }
+}
+
+/// Runs a backup's workers while `feed` delivers its archives, then checks, links and
+/// records it. `feed` returns `None` when it stopped early (a failure or cancellation the
+/// shared state knows of).
+pub(crate) fn pipeline<F>(
+    store: Arc<dyn Store>,
+    options: &BackupOptions,
+    backup_dir: &str,
+    version: PgVersion,
+    minor_version: u32,
+    parent: Option<&str>,
+    feed: F,
+) -> Result<BackupInfo>
+where
+    F: FnOnce(&mut ArchiveSink<'_, '_>) -> Result<Option<Fed>>,
+{
+    let started = Instant::now();
     let shared = Arc::new(Shared {
         store: store.clone(),
         options: options.clone(),
@@ -642,95 +880,41 @@ fn run<S: Read + Write>(
     });
     let workers_n = options.workers.max(1);
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers_n).map(|_| bounded::<Job>(QUEUE)).unzip();
-    let mut manifest_bytes = Vec::new();
-    let (start, end) = std::thread::scope(|s| -> Result<((Lsn, u32), (Lsn, u32))> {
+    let fed = std::thread::scope(|s| -> Result<Option<Fed>> {
         for rx in receivers {
             let shared = shared.clone();
             s.spawn(move || worker(&shared, &rx));
         }
-        let outcome = (|| -> Result<((Lsn, u32), (Lsn, u32))> {
-            let mut backup = conn.base_backup(&bb, version)?;
-            let start = (backup.start_lsn(), backup.start_timeline().0);
-            let estimate: u64 = backup.tablespaces().iter().filter_map(|t| t.size_kb).sum::<u64>() * 1024;
-            options.progress.done.store(0, Ordering::Relaxed);
-            options.progress.total.store(estimate, Ordering::Relaxed);
-            let mut archive: Option<(Sender<Bytes>, std::thread::ScopedJoinHandle<'_, Result<()>>)> = None;
-            let finish_archive =
-                |a: Option<(Sender<Bytes>, std::thread::ScopedJoinHandle<'_, Result<()>>)>| -> Result<()> {
-                    if let Some((tx, handle)) = a {
-                        drop(tx);
-                        handle.join().map_err(|_| StorageError::Invalid("the archive parser panicked".into()))??;
-                    }
-                    Ok(())
-                };
-            while let Some(event) = backup.next_event()? {
-                if shared.stopped() {
-                    break;
-                }
-                match event {
-                    BaseBackupEvent::Archive(info) => {
-                        finish_archive(archive.take())?;
-                        let root = match info.tablespace_oid {
-                            None => "data".to_owned(),
-                            Some(oid) => layout::tablespace_dir_name(&tablespace_name(options, oid)),
-                        };
-                        if let Some(oid) = info.tablespace_oid {
-                            shared.tablespaces.lock().expect("not poisoned").push(TablespaceEntry {
-                                dir: root.clone(),
-                                oid: oid.to_string(),
-                                path: info.location.clone().unwrap_or_default(),
-                            });
-                        }
-                        let (tx, rx) = bounded::<Bytes>(64);
-                        let shared = shared.clone();
-                        let senders = senders.clone();
-                        let handle = s.spawn(move || {
-                            let input = ChannelReader { rx, current: Bytes::new() };
-                            let r = parse_archive(&shared, &info, &root, input, &senders);
-                            if r.is_err() {
-                                // Stops the receiving loop; the error itself is returned by join.
-                                shared.failed.store(true, Ordering::SeqCst);
-                            }
-                            r
-                        });
-                        archive = Some((tx, handle));
-                    }
-                    BaseBackupEvent::ArchiveData(d) => {
-                        options.progress.done.fetch_add(d.len() as u64, Ordering::Relaxed);
-                        let Some((tx, _)) = &archive else {
-                            return Err(StorageError::Invalid("archive data before any archive".into()));
-                        };
-                        if tx.send(d).is_err() {
-                            break;
-                        }
-                    }
-                    BaseBackupEvent::ManifestData(d) => manifest_bytes.extend_from_slice(&d),
-                    _ => {}
-                }
-            }
-            finish_archive(archive.take())?;
-            if let Some(e) = shared.error.lock().expect("not poisoned").take() {
-                return Err(e);
-            }
-            if options.cancel.load(Ordering::SeqCst) {
-                return Err(StorageError::Cancelled);
-            }
-            let end = backup.end().ok_or_else(|| StorageError::Invalid("BASE_BACKUP gave no end position".into()))?;
-            Ok((start, (end.0, end.1 .0)))
-        })();
-        drop(senders);
-        outcome
-    })?;
+        let mut sink = ArchiveSink { scope: s, shared: shared.clone(), senders, archive: None };
+        let outcome = feed(&mut sink);
+        // Whatever happened, the parser ends and the workers' queues close.
+        let finished = sink.finish();
+        drop(sink);
+        let fed = outcome?;
+        finished?;
+        Ok(fed)
+    });
     if let Some(e) = shared.error.lock().expect("not poisoned").take() {
         return Err(e);
     }
+    if options.cancel.load(Ordering::SeqCst) {
+        return Err(StorageError::Cancelled);
+    }
+    let fed = fed?.ok_or_else(|| StorageError::Invalid("the backup stopped before its end".into()))?;
+    let (start, end) = (fed.start, fed.end);
     let basebackup_elapsed = started.elapsed().as_secs_f64();
 
-    // Check every file against PostgreSQL's manifest.
+    // Check every file against PostgreSQL's manifest, or write one.
     let manifest_started = Instant::now();
-    let manifest = PgManifest::parse(&manifest_bytes)?;
     let results = std::mem::take(&mut *shared.results.lock().expect("not poisoned"));
-    check_against_manifest(&manifest, &results)?;
+    let manifest_bytes = match fed.manifest {
+        Some(bytes) => {
+            let manifest = PgManifest::parse(&bytes)?;
+            check_against_manifest(&manifest, &results)?;
+            bytes
+        }
+        None => generated_manifest(&results, start, end),
+    };
     store.write(&join(&[backup_dir, "data", "backup_manifest"]), &manifest_bytes)?;
 
     let label_text = {
@@ -749,11 +933,11 @@ fn run<S: Read + Write>(
     for r in &results {
         if !r.rel.starts_with("pg_wal/") {
             derived.files.insert(r.manifest_path.clone(), r.sha512.clone());
-            restore_size += r.plain_size.div_ceil(8192) * 8192;
+            restore_size += r.combined_size.unwrap_or(r.plain_size).div_ceil(8192) * 8192;
         }
         sums.files.insert(r.stored.clone(), r.stored_sha512.clone());
         backup_size += r.stored_size;
-        biggest = biggest.max(r.plain_size);
+        biggest = biggest.max(r.combined_size.unwrap_or(r.plain_size));
     }
     let manifest_text = derived.to_text();
     store.write(&join(&[backup_dir, BACKUP_MANIFEST]), manifest_text.as_bytes())?;
@@ -812,7 +996,8 @@ fn run<S: Read + Write>(
         checkpoint_lsn: label.checkpoint_lsn,
         start_timeline: start.1,
         end_timeline: end.1,
-        backup_type: BackupType::Full,
+        backup_type: if parent.is_some() { BackupType::Incremental } else { BackupType::Full },
+        parent: parent.map(str::to_owned).unwrap_or_default(),
         ..BackupInfo::default()
     };
     info.tablespaces = std::mem::take(&mut *shared.tablespaces.lock().expect("not poisoned"));
@@ -833,6 +1018,62 @@ fn run<S: Read + Write>(
     info.elapsed.total = started.elapsed().as_secs_f64();
     crate::ops::save_info(store.as_ref(), &options.server, &info)?;
     Ok(info)
+}
+
+/// A `backup_manifest` in PostgreSQL's format for files received without one (incremental
+/// backups of 14 to 16), with the CRC32C checksums computed on the way.
+fn generated_manifest(results: &[FileResult], start: (Lsn, u32), end: (Lsn, u32)) -> Vec<u8> {
+    let mut files: Vec<crate::manifest::PgManifestFile> = results
+        .iter()
+        .filter(|r| !r.manifest_path.starts_with("pg_wal/") && r.manifest_path != "backup_manifest")
+        .map(|r| crate::manifest::PgManifestFile {
+            path: r.manifest_path.clone(),
+            size: r.plain_size,
+            checksum_algorithm: "CRC32C".into(),
+            checksum: r.checksum.clone(),
+            last_modified: String::new(),
+        })
+        .collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let manifest = PgManifest {
+        version: 1,
+        system_identifier: None,
+        files,
+        wal_ranges: vec![crate::manifest::WalRange { timeline: start.1, start: start.0, end: end.0 }],
+    };
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    manifest.to_bytes(&format!("{} GMT", pgmoneta_core::CivilDateTime::from_unix(secs as i64, 0)))
+}
+
+/// The parent an incremental backup builds on: an existing valid backup of the same major
+/// version without an incremental child yet (one child per backup, as upstream: a chain never
+/// branches, so deleting any backup of it has one child to roll up into).
+///
+/// # Errors
+/// [`StorageError::NotFound`] for no such backup; [`StorageError::Invalid`] for an invalid
+/// one, another major version, or a parent that already has a child.
+pub fn check_parent(store: &dyn Store, server: &str, label: &str, version: PgVersion) -> Result<BackupInfo> {
+    let backups = crate::restore::list_backups(store, server)?;
+    let parent = backups
+        .iter()
+        .find(|b| b.label == label)
+        .ok_or_else(|| StorageError::NotFound(format!("no backup {label} of server {server} to build on")))?;
+    if !parent.valid {
+        return Err(StorageError::Invalid(format!(
+            "backup {label} is not valid: no incremental backup can build on it"
+        )));
+    }
+    if parent.major_version != version.major() {
+        return Err(StorageError::Invalid(format!(
+            "backup {label} is of PostgreSQL {}, the server is {}",
+            parent.major_version,
+            version.major()
+        )));
+    }
+    if let Some(child) = backups.iter().find(|b| b.backup_type == BackupType::Incremental && b.parent == label) {
+        return Err(StorageError::AlreadyHasChild { parent: label.to_owned(), child: child.label.clone() });
+    }
+    Ok(parent.clone())
 }
 
 /// Every file PostgreSQL's manifest lists must have been received with its size and checksum,

@@ -64,6 +64,14 @@ pub enum StorageError {
     /// Compression or decompression failed.
     #[error(transparent)]
     Compress(#[from] pgmoneta_compress::CompressError),
+    /// A backup already has an incremental child, and a chain does not branch.
+    #[error("backup {parent} already has an incremental child, {child}")]
+    AlreadyHasChild {
+        /// The backup asked to build on.
+        parent: String,
+        /// Its child.
+        child: String,
+    },
     /// The operation was stopped on request.
     #[error("cancelled")]
     Cancelled,

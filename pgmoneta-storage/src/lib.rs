@@ -11,13 +11,16 @@ pub mod backup;
 mod error;
 pub mod export;
 pub mod fsio;
+pub mod incremental;
 pub mod info;
 pub mod layout;
 pub mod manifest;
 pub mod ops;
 pub mod restore;
 pub mod retention;
+pub mod sqlbackup;
 pub mod store;
+pub mod summary;
 pub mod tar;
 pub mod wal;
 

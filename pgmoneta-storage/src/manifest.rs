@@ -26,6 +26,8 @@ pub struct PgManifestFile {
     pub checksum_algorithm: String,
     /// Hex checksum (empty for `NONE`).
     pub checksum: String,
+    /// `Last-Modified` as PostgreSQL writes it (`2026-11-28 17:09:21 GMT`); empty when unknown.
+    pub last_modified: String,
 }
 
 /// A WAL range of PostgreSQL's manifest: what recovery needs.
@@ -111,7 +113,8 @@ impl PgManifest {
             let size = field(f, "Size", &at)?.as_u64().ok_or_else(|| bad(format!("{at}: Size is not a number")))?;
             let checksum_algorithm = f.get("Checksum-Algorithm").and_then(|v| v.as_str()).unwrap_or("NONE").to_owned();
             let checksum = f.get("Checksum").and_then(|v| v.as_str()).unwrap_or("").to_ascii_lowercase();
-            files.push(PgManifestFile { path, size, checksum_algorithm, checksum });
+            let last_modified = f.get("Last-Modified").and_then(|v| v.as_str()).unwrap_or("").to_owned();
+            files.push(PgManifestFile { path, size, checksum_algorithm, checksum, last_modified });
         }
         let mut wal_ranges = Vec::new();
         if let Some(ranges) = doc.get("WAL-Ranges").and_then(|v| v.as_array()) {
@@ -127,6 +130,51 @@ impl PgManifest {
             }
         }
         Ok(PgManifest { version, system_identifier, files, wal_ranges })
+    }
+
+    /// The manifest as PostgreSQL writes it: one file per line, then the WAL ranges, then the
+    /// SHA-256 of everything before the `Manifest-Checksum` line. Paths that are not valid
+    /// JSON-safe UTF-8 are written hex-encoded (`Encoded-Path`); a file without a modification
+    /// time gets `fallback_time`.
+    pub fn to_bytes(&self, fallback_time: &str) -> Vec<u8> {
+        let mut out = String::new();
+        let _ = writeln!(out, "{{ \"PostgreSQL-Backup-Manifest-Version\": {},", self.version.max(1));
+        if let Some(id) = self.system_identifier.filter(|_| self.version >= 2) {
+            let _ = writeln!(out, "\"System-Identifier\": {id},");
+        }
+        out.push_str("\"Files\": [");
+        for (i, f) in self.files.iter().enumerate() {
+            out.push_str(if i == 0 { "\n" } else { ",\n" });
+            if f.path.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+                let _ = write!(out, "{{ \"Path\": \"{}\", ", f.path);
+            } else {
+                let _ = write!(out, "{{ \"Encoded-Path\": \"{}\", ", hex(f.path.as_bytes()));
+            }
+            let modified = if f.last_modified.is_empty() { fallback_time } else { &f.last_modified };
+            let _ = write!(out, "\"Size\": {}, \"Last-Modified\": \"{modified}\"", f.size);
+            if !f.checksum_algorithm.is_empty() && f.checksum_algorithm != "NONE" {
+                let _ = write!(
+                    out,
+                    ", \"Checksum-Algorithm\": \"{}\", \"Checksum\": \"{}\"",
+                    f.checksum_algorithm, f.checksum
+                );
+            }
+            out.push_str(" }");
+        }
+        out.push_str(" ],\n\"WAL-Ranges\": [");
+        for (i, r) in self.wal_ranges.iter().enumerate() {
+            out.push_str(if i == 0 { "\n" } else { ",\n" });
+            let _ = write!(
+                out,
+                "{{ \"Timeline\": {}, \"Start-LSN\": \"{}\", \"End-LSN\": \"{}\" }}",
+                r.timeline, r.start, r.end
+            );
+        }
+        out.push_str(" ],\n");
+        let mut h = Hasher::new(HashAlgorithm::Sha256);
+        h.update(out.as_bytes());
+        let _ = writeln!(out, "\"Manifest-Checksum\": \"{}\"}}", h.finish_hex());
+        out.into_bytes()
     }
 
     /// The files by path.
@@ -254,6 +302,41 @@ impl Sha512Sums {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_written_manifest_reads_back_and_checks_its_own_checksum() {
+        let m = PgManifest {
+            version: 2,
+            system_identifier: Some(7_400_000_000_000_000_001),
+            files: vec![
+                PgManifestFile {
+                    path: "base/5/16384".into(),
+                    size: 8192,
+                    checksum_algorithm: "CRC32C".into(),
+                    checksum: "0a0b0c0d".into(),
+                    last_modified: "2026-11-28 10:00:00 GMT".into(),
+                },
+                PgManifestFile {
+                    path: "odd \"name\"\u{e9}".into(),
+                    size: 0,
+                    checksum_algorithm: "NONE".into(),
+                    checksum: String::new(),
+                    last_modified: String::new(),
+                },
+            ],
+            wal_ranges: vec![WalRange { timeline: 1, start: Lsn(0x2000028), end: Lsn(0x2000100) }],
+        };
+        let bytes = m.to_bytes("2026-11-28 11:00:00 GMT");
+        let back = PgManifest::parse(&bytes).unwrap();
+        assert_eq!(back.files[0], m.files[0]);
+        assert_eq!(back.files[1].path, m.files[1].path);
+        assert_eq!(back.files[1].last_modified, "2026-11-28 11:00:00 GMT");
+        assert_eq!((back.version, back.system_identifier, back.wal_ranges), (2, m.system_identifier, m.wal_ranges));
+        let mut damaged = bytes.clone();
+        let at = damaged.windows(5).position(|w| w == b"16384").unwrap();
+        damaged[at] = b'7';
+        assert!(PgManifest::parse(&damaged).is_err());
+    }
 
     fn manifest_text(files: &str) -> Vec<u8> {
         let body = format!(

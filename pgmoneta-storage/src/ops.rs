@@ -8,6 +8,12 @@
 //! link, which still leads to the file), then the file is renamed over that link.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pgmoneta_compress::Compression;
+use pgmoneta_crypto::{Cipher, HashAlgorithm, Hasher, MasterKey};
 
 use crate::error::{Result, StorageError};
 use crate::info::{BackupInfo, BackupType, BACKUP_INFO};
@@ -194,13 +200,42 @@ fn stored_bytes(store: &dyn Store, dir: &str) -> Result<u64> {
     Ok(total)
 }
 
-/// Deletes a backup. Files that newer backups link to move into the oldest of them first. A
-/// backup with the keep flag is refused unless `force`; so is one with an incremental child.
+/// How to delete a backup.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct DeleteOptions {
+    /// Delete a backup with the keep flag too.
+    pub force: bool,
+    /// The master key, to roll an encrypted backup into its child.
+    pub master_key: Option<Arc<MasterKey>>,
+    /// Where a roll-up may put a temporary file.
+    pub workspace: PathBuf,
+}
+
+impl Default for DeleteOptions {
+    fn default() -> DeleteOptions {
+        DeleteOptions { force: false, master_key: None, workspace: std::env::temp_dir() }
+    }
+}
+
+/// Deletes a backup (see [`delete_backup_with`]) without a master key.
 ///
 /// # Errors
-/// No such backup, kept, has a child, storage failures.
+/// As [`delete_backup_with`].
 pub fn delete_backup(store: &dyn Store, server: &str, label: &str, force: bool) -> Result<()> {
-    let backups = list_backups(store, server)?;
+    delete_backup_with(store, server, label, &DeleteOptions { force, ..DeleteOptions::default() })
+}
+
+/// Deletes a backup. A backup with an incremental child is first rolled up into it
+/// ([`roll_up`]): the child then holds everything it needed from this backup, and every other
+/// backup of the chain stays restorable. Files that newer backups link to move into the oldest
+/// of them. A backup with the keep flag is refused unless `force`.
+///
+/// # Errors
+/// No such backup, kept, a failed roll-up (the backup is then kept), storage failures.
+pub fn delete_backup_with(store: &dyn Store, server: &str, label: &str, options: &DeleteOptions) -> Result<()> {
+    let force = options.force;
+    let mut backups = list_backups(store, server)?;
     let dir = layout::backup_dir(server, label);
     let Some(info) = backups.iter().find(|b| b.label == label) else {
         if store.exists(&dir) {
@@ -213,10 +248,8 @@ pub fn delete_backup(store: &dyn Store, server: &str, label: &str, force: bool) 
         return Err(StorageError::Invalid(format!("backup {label} is retained; expunge it first or force the delete")));
     }
     if let Some(child) = backups.iter().find(|b| b.backup_type == BackupType::Incremental && b.parent == label) {
-        return Err(StorageError::Invalid(format!(
-            "backup {label} is the parent of incremental backup {}",
-            child.label
-        )));
+        roll_up(store, server, info, child, options.master_key.as_deref(), &options.workspace)?;
+        backups = list_backups(store, server)?;
     }
     let prefix = format!("{dir}/");
     let mut gained: Vec<String> = Vec::new();
@@ -259,6 +292,236 @@ pub fn delete_backup(store: &dyn Store, server: &str, label: &str, force: bool) 
         save_info(store, server, &i)?;
     }
     Ok(())
+}
+
+/// Plain bytes on their way to a stored file: their SHA-512, CRC32C and count.
+struct PlainTee<W: Write> {
+    inner: W,
+    sha: Hasher,
+    crc: u32,
+    bytes: u64,
+}
+
+impl<W: Write> Write for PlainTee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.crc = pgmoneta_crypto::crc32c_append(self.crc, &buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// What rolling one file up wrote.
+struct Rolled {
+    /// Manifest path before and after.
+    old_path: String,
+    new_path: String,
+    /// Stored path before and after (the new one under its temporary name until renamed).
+    old_stored: String,
+    new_stored: String,
+    temp: String,
+    plain_sha512: String,
+    stored_sha512: String,
+    size: u64,
+    crc: u32,
+}
+
+/// Rolls backup `parent` into its incremental child, so that the child no longer needs it:
+///
+/// - when `parent` is a full backup, each `INCREMENTAL.*` file of the child is combined with
+///   the parent's version into a plain file, and the child becomes a full backup;
+/// - when `parent` is itself incremental, each is merged with the parent's version into one
+///   incremental file relative to the parent's parent (plain when the parent held the file
+///   whole), and the child's parent becomes the grandparent.
+///
+/// New files are written under temporary names first; then the child is marked not valid,
+/// files are renamed into place, its manifests and checksums rewritten, and it is marked valid
+/// with its new type and parent. A crash in that last step leaves the child not valid (and
+/// the parent untouched), never a child that restores to wrong data. Returns the child's new
+/// `backup.info`.
+///
+/// # Errors
+/// A child that is not `parent`'s, a damaged or missing file in either, an encrypted backup
+/// without the master key, storage failures. Temporary files are removed on failure.
+pub fn roll_up(
+    store: &dyn Store,
+    server: &str,
+    parent: &BackupInfo,
+    child: &BackupInfo,
+    key: Option<&MasterKey>,
+    workspace: &Path,
+) -> Result<BackupInfo> {
+    use crate::incremental::{combine, incremental_path, plain_path, ChainVersion, CombineOutput};
+    if child.backup_type != BackupType::Incremental || child.parent != parent.label {
+        return Err(StorageError::Invalid(format!(
+            "backup {} is not an incremental child of {}",
+            child.label, parent.label
+        )));
+    }
+    let becomes_full = parent.backup_type == BackupType::Full;
+    let child_dir = layout::backup_dir(server, &child.label);
+    let child_files = stored_files(store, server, child)?;
+    let parent_files = stored_files(store, server, parent)?;
+    let algorithm = Compression::from_code(i32::from(child.compression))
+        .map_or(pgmoneta_compress::Algorithm::None, |c| c.algorithm);
+    let encryption = match Cipher::from_code(child.encryption) {
+        Some(cipher) => {
+            let key = key.ok_or_else(|| {
+                StorageError::Invalid(format!(
+                    "backup {} is encrypted: rolling it up needs the master key",
+                    child.label
+                ))
+            })?;
+            Some((cipher, Arc::new(key.clone())))
+        }
+        None => None,
+    };
+    let mut rolled: Vec<Rolled> = Vec::new();
+    let cleanup = |rolled: &[Rolled]| {
+        for r in rolled {
+            let _ = store.remove(&r.temp);
+        }
+    };
+    for (path, (stored, _)) in &child_files {
+        let Some(plain) = plain_path(path) else { continue };
+        let parent_version = match (parent_files.get(&plain), parent_files.get(&incremental_path(&plain))) {
+            (Some((st, _)), _) => Some((st.clone(), false)),
+            (None, Some((st, _))) => Some((st.clone(), true)),
+            (None, None) => None,
+        };
+        let full = parent.backup_type == BackupType::Full || parent_version.as_ref().is_some_and(|v| !v.1);
+        let versions = [
+            ChainVersion {
+                label: child.label.clone(),
+                stored: Some(stored.clone()),
+                incremental: true,
+                cipher: Cipher::from_code(child.encryption),
+            },
+            ChainVersion {
+                label: parent.label.clone(),
+                incremental: parent_version.as_ref().is_some_and(|v| v.1),
+                stored: parent_version.map(|v| v.0),
+                cipher: Cipher::from_code(parent.encryption),
+            },
+        ];
+        let (new_path, output) =
+            if full { (plain.clone(), CombineOutput::Full) } else { (path.clone(), CombineOutput::Incremental) };
+        let name = stored.rsplit('/').next().unwrap_or(stored);
+        let suffix = &name[stored_form(name).0.len()..];
+        let dir = stored.rsplit_once('/').map_or("", |(d, _)| d);
+        let new_name = new_path.rsplit('/').next().unwrap_or(&new_path);
+        let new_stored = join(&[dir, &format!("{new_name}{suffix}")]);
+        let temp = format!("{new_stored}.rollup{}", crate::fsio::TEMP_SUFFIX);
+        let result = (|| -> Result<Rolled> {
+            let w = store.create(&temp)?;
+            let sealed = crate::backup::seal(w, algorithm, 0, encryption.as_ref(), &temp)?;
+            let mut tee = PlainTee { inner: sealed, sha: Hasher::new(HashAlgorithm::Sha512), crc: 0, bytes: 0 };
+            combine(store, &plain, &versions, key, output, workspace, &mut tee)?;
+            let PlainTee { inner, sha, crc, bytes } = tee;
+            let plain_sha512 = sha.finish_hex();
+            let (w, _, stored_sha512) = crate::backup::unseal(inner, &plain_sha512, &temp)?;
+            w.commit(true)?;
+            Ok(Rolled {
+                old_path: path.clone(),
+                new_path: new_path.clone(),
+                old_stored: stored.clone(),
+                new_stored: new_stored.clone(),
+                temp: temp.clone(),
+                plain_sha512,
+                stored_sha512,
+                size: bytes,
+                crc,
+            })
+        })();
+        match result {
+            Ok(r) => rolled.push(r),
+            Err(e) => {
+                let _ = store.remove(&temp);
+                cleanup(&rolled);
+                return Err(e);
+            }
+        }
+    }
+    // The new metadata, prepared before anything visible changes.
+    let mut manifest = load_manifest(store, server, &child.label)?;
+    let mut sums = load_sums(store, server, &child.label)?.unwrap_or_default();
+    let pg_manifest_path = join(&[&child_dir, "data", "backup_manifest"]);
+    let mut pg_manifest = crate::manifest::PgManifest::parse(&store.read(&pg_manifest_path)?)?;
+    let prefix = format!("{child_dir}/");
+    let relative = |p: &str| p.strip_prefix(&prefix).unwrap_or(p).to_owned();
+    for r in &rolled {
+        manifest.files.remove(&r.old_path);
+        manifest.files.insert(r.new_path.clone(), r.plain_sha512.clone());
+        sums.files.remove(&relative(&r.old_stored));
+        sums.files.insert(relative(&r.new_stored), r.stored_sha512.clone());
+        if let Some(f) = pg_manifest.files.iter_mut().find(|f| f.path == r.old_path) {
+            f.path = r.new_path.clone();
+            f.size = r.size;
+            f.checksum_algorithm = "CRC32C".into();
+            f.checksum = pgmoneta_crypto::hex(&r.crc.to_le_bytes());
+        }
+    }
+    // backup_label: no incremental lines for a full backup, the new parent's position otherwise.
+    let label_path = join(&[&child_dir, "data", "backup_label"]);
+    let old_label = read_text(store, &label_path)?;
+    let grandparent = if becomes_full { None } else { Some(load_info(store, server, &parent.parent)?) };
+    let mut new_label = String::new();
+    for line in old_label.lines() {
+        match (line.starts_with("INCREMENTAL FROM LSN: "), line.starts_with("INCREMENTAL FROM TLI: "), &grandparent) {
+            (false, false, _) => new_label.push_str(line),
+            (_, _, None) => continue,
+            (true, _, Some(g)) => new_label.push_str(&format!("INCREMENTAL FROM LSN: {}", g.start_lsn)),
+            (_, true, Some(g)) => new_label.push_str(&format!("INCREMENTAL FROM TLI: {}", g.start_timeline)),
+        }
+        new_label.push('\n');
+    }
+    let label_sha = pgmoneta_crypto::digest_hex(HashAlgorithm::Sha512, new_label.as_bytes());
+    manifest.files.insert("backup_label".to_owned(), label_sha.clone());
+    sums.files.insert("data/backup_label".to_owned(), label_sha);
+    if let Some(f) = pg_manifest.files.iter_mut().find(|f| f.path == "backup_label") {
+        f.size = new_label.len() as u64;
+        f.checksum_algorithm = "CRC32C".into();
+        f.checksum = pgmoneta_crypto::hex(&pgmoneta_crypto::crc32c(new_label.as_bytes()).to_le_bytes());
+    }
+    pg_manifest.files.sort_by(|a, b| a.path.cmp(&b.path));
+    let pg_manifest_bytes = pg_manifest.to_bytes("1970-01-01 00:00:00 GMT");
+    let manifest_text = manifest.to_text();
+    sums.files.insert(
+        BACKUP_MANIFEST.to_owned(),
+        pgmoneta_crypto::digest_hex(HashAlgorithm::Sha512, manifest_text.as_bytes()),
+    );
+    sums.files.insert(
+        "data/backup_manifest".to_owned(),
+        pgmoneta_crypto::digest_hex(HashAlgorithm::Sha512, &pg_manifest_bytes),
+    );
+    // The switch: not valid while files change.
+    let mut info = child.clone();
+    info.valid = false;
+    save_info(store, server, &info)?;
+    for r in &rolled {
+        store.rename(&r.temp, &r.new_stored)?;
+        if r.old_stored != r.new_stored {
+            store.remove(&r.old_stored)?;
+        }
+    }
+    store.write(&label_path, new_label.as_bytes())?;
+    store.write(&join(&[&child_dir, BACKUP_MANIFEST]), manifest_text.as_bytes())?;
+    store.write(&pg_manifest_path, &pg_manifest_bytes)?;
+    store.write(&join(&[&child_dir, BACKUP_SHA512]), sums.to_text().as_bytes())?;
+    info.valid = true;
+    if becomes_full {
+        info.backup_type = BackupType::Full;
+        info.parent = String::new();
+    } else {
+        info.parent = parent.parent.clone();
+    }
+    info.backup_size = stored_bytes(store, &child_dir)?;
+    save_info(store, server, &info)?;
+    Ok(info)
 }
 
 /// Sets or clears the keep flag; with `cascade`, on the parents of an incremental backup too.

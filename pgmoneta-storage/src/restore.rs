@@ -310,6 +310,57 @@ pub fn select_backup(backups: &[BackupInfo], selector: &BackupSelector, target: 
 struct FileJob {
     stored: String,
     target: PathBuf,
+    /// For an incremental file: its manifest path once combined and the versions to combine,
+    /// newest first.
+    combine: Option<(String, Vec<crate::incremental::ChainVersion>)>,
+}
+
+/// The chain of a backup: itself, then its parent, and so on to the full backup at the root.
+///
+/// # Errors
+/// [`StorageError::NotFound`] when a parent is missing, [`StorageError::Invalid`] when one is
+/// not valid or the chain loops.
+pub fn chain_of(backups: &[BackupInfo], info: &BackupInfo) -> Result<Vec<BackupInfo>> {
+    let mut chain = vec![info.clone()];
+    while chain.last().is_some_and(|b| b.backup_type == crate::info::BackupType::Incremental) {
+        let child = chain.last().expect("not empty");
+        let parent = backups.iter().find(|b| b.label == child.parent).ok_or_else(|| {
+            StorageError::NotFound(format!(
+                "incremental backup {} builds on backup {:?}, which is missing",
+                child.label, child.parent
+            ))
+        })?;
+        if !parent.valid {
+            return Err(StorageError::Invalid(format!(
+                "incremental backup {} builds on backup {}, which is not valid",
+                child.label, parent.label
+            )));
+        }
+        if chain.iter().any(|b| b.label == parent.label) || chain.len() > backups.len() {
+            return Err(StorageError::Invalid(format!("the chain of backup {} loops at {}", info.label, parent.label)));
+        }
+        chain.push(parent.clone());
+    }
+    Ok(chain)
+}
+
+/// A writer that counts bytes and computes their CRC32C, for a rewritten manifest.
+struct CrcWriter<W> {
+    inner: W,
+    crc: u32,
+    bytes: u64,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = pgmoneta_crypto::crc32c_append(self.crc, &buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The plain name of a stored file and how it is stored: `(name, compression, encrypted)`.
@@ -437,13 +488,13 @@ fn walk(
             EntryKind::Dir => walk(store, &stored, &target.join(&e.name), jobs, dirs)?,
             EntryKind::File => {
                 let (plain, _, _) = stored_form(&e.name);
-                jobs.push(FileJob { stored, target: target.join(plain) });
+                jobs.push(FileJob { stored, target: target.join(plain), combine: None });
             }
             // Tablespace links are made anew; other links lead to an older backup's file.
             EntryKind::Symlink if stored_dir.ends_with("/data/pg_tblspc") => {}
             EntryKind::Symlink => {
                 let (plain, _, _) = stored_form(&e.name);
-                jobs.push(FileJob { stored, target: target.join(plain) });
+                jobs.push(FileJob { stored, target: target.join(plain), combine: None });
             }
         }
     }
@@ -464,6 +515,7 @@ pub fn restore(store: &dyn Store, options: &RestoreOptions) -> Result<RestoreRep
     let target = RecoveryTarget::parse(&options.position)?;
     let backups = list_backups(store, &options.server)?;
     let info = select_backup(&backups, &options.backup, &target)?;
+    let chain = chain_of(&backups, &info)?;
     let data_dir = options.directory.join(format!("{}-{}", options.server, info.label));
     fsio::create_dir_all(&options.directory)?;
     let needed = info.restore_size + options.workers.max(1) as u64 * info.biggest_file;
@@ -473,7 +525,7 @@ pub fn restore(store: &dyn Store, options: &RestoreOptions) -> Result<RestoreRep
         }
     }
     fsio::remove_dir_all(&data_dir)?;
-    let result = restore_into(store, options, &info, &target, &data_dir);
+    let result = restore_into(store, options, &chain, &target, &data_dir);
     if result.is_err() {
         let _ = fsio::remove_dir_all(&data_dir);
         for t in &info.tablespaces {
@@ -487,13 +539,72 @@ fn tablespace_target(options: &RestoreOptions, info: &BackupInfo, dir: &str) -> 
     options.directory.join(format!("{}-{}-{}", options.server, info.label, dir))
 }
 
+/// Turns the jobs of an incremental backup's `INCREMENTAL.*` files into combine jobs over the
+/// chain.
+fn plan_combines(store: &dyn Store, server: &str, chain: &[BackupInfo], jobs: &mut [FileJob]) -> Result<usize> {
+    use crate::incremental::{incremental_path, plain_path, split_name, ChainVersion};
+    let newest: BTreeMap<String, String> =
+        crate::ops::stored_files(store, server, &chain[0])?.into_iter().map(|(p, (st, _))| (st, p)).collect();
+    let older = chain[1..]
+        .iter()
+        .map(|b| crate::ops::stored_files(store, server, b).map(|files| (b, files)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut count = 0;
+    for j in jobs.iter_mut() {
+        let name = j.target.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let (plain_name, incremental) = split_name(name);
+        if !incremental {
+            continue;
+        }
+        let manifest_path = newest
+            .get(&j.stored)
+            .ok_or_else(|| StorageError::Invalid(format!("{}: not a file of backup {}", j.stored, chain[0].label)))?;
+        let plain = plain_path(manifest_path).unwrap_or_else(|| manifest_path.clone());
+        let mut versions = vec![ChainVersion {
+            label: chain[0].label.clone(),
+            stored: Some(j.stored.clone()),
+            incremental: true,
+            cipher: Cipher::from_code(chain[0].encryption),
+        }];
+        for (b, files) in &older {
+            let cipher = Cipher::from_code(b.encryption);
+            let found = match (files.get(&plain), files.get(&incremental_path(&plain))) {
+                (Some((st, _)), _) => Some((st.clone(), false)),
+                (None, Some((st, _))) => Some((st.clone(), true)),
+                (None, None) => None,
+            };
+            let full = found.as_ref().is_some_and(|f| !f.1);
+            versions.push(ChainVersion {
+                label: b.label.clone(),
+                incremental: found.as_ref().is_some_and(|f| f.1),
+                stored: found.map(|f| f.0),
+                cipher,
+            });
+            if full {
+                break;
+            }
+        }
+        j.target = j.target.with_file_name(plain_name);
+        j.combine = Some((plain, versions));
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// The `backup_label` of a combined backup: the newest backup's, without the lines that make
+/// PostgreSQL refuse to start on an incremental backup.
+fn combined_label(text: &str) -> String {
+    text.lines().filter(|l| !l.starts_with("INCREMENTAL FROM ")).map(|l| format!("{l}\n")).collect()
+}
+
 fn restore_into(
     store: &dyn Store,
     options: &RestoreOptions,
-    info: &BackupInfo,
+    chain: &[BackupInfo],
     target: &RecoveryTarget,
     data_dir: &Path,
 ) -> Result<RestoreReport> {
+    let info = &chain[0];
     let backup_dir = layout::backup_dir(&options.server, &info.label);
     let mut jobs = Vec::new();
     let mut dirs = Vec::new();
@@ -505,8 +616,14 @@ fn restore_into(
         walk(store, &join(&[&backup_dir, &t.dir]), &dest, &mut jobs, &mut dirs)?;
         links.push((t.oid.clone(), format!("../../{}-{}-{}", options.server, info.label, t.dir)));
     }
-    // backup_manifest is for verification, not part of the data directory.
+    // backup_manifest is for verification, not part of the data directory (a combined backup
+    // gets a new one, below).
     jobs.retain(|j| j.target != data_dir.join("backup_manifest"));
+    let combined = chain.len() > 1;
+    if combined {
+        plan_combines(store, &options.server, chain, &mut jobs)?;
+    }
+    let results: Mutex<BTreeMap<String, (u64, u32)>> = Mutex::new(BTreeMap::new());
     let control = data_dir.join("global").join("pg_control");
     let (last, rest): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.target == control);
     let cipher = Cipher::from_code(info.encryption);
@@ -525,7 +642,18 @@ fn restore_into(
                     if errors.lock().expect("not poisoned").is_some() {
                         return;
                     }
-                    match restore_file(store, &j.stored, &j.target, cipher, key.as_deref()) {
+                    let done = match &j.combine {
+                        None => restore_file(store, &j.stored, &j.target, cipher, key.as_deref()),
+                        Some((path, versions)) => {
+                            combine_file(store, path, versions, key.as_deref(), &options.directory, &j.target).map(
+                                |(n, crc)| {
+                                    results.lock().expect("not poisoned").insert(path.clone(), (n, crc));
+                                    n
+                                },
+                            )
+                        }
+                    };
+                    match done {
                         Ok(n) => {
                             let mut t = totals.lock().expect("not poisoned");
                             t.0 += 1;
@@ -550,6 +678,9 @@ fn restore_into(
         let link = pg_tblspc.join(oid);
         let _ = fs::remove_file(&link);
         std::os::unix::fs::symlink(rel, &link).map_err(StorageError::io("creating tablespace link", &link))?;
+    }
+    if combined {
+        write_combined_metadata(store, &options.server, info, data_dir, &results.into_inner().expect("not poisoned"))?;
     }
     let copied_wal = options.copy_wal && target.target.is_some();
     if copied_wal {
@@ -595,6 +726,73 @@ fn restore_into(
     }
     fsio::set_mode(data_dir, 0o700)?;
     Ok(RestoreReport { info: info.clone(), data_dir: data_dir.to_owned(), files: totals.0, bytes: totals.1 })
+}
+
+/// Combines one file of a chain into `target` (temporary name, sync, rename). Returns its size
+/// and CRC32C.
+fn combine_file(
+    store: &dyn Store,
+    path: &str,
+    versions: &[crate::incremental::ChainVersion],
+    key: Option<&MasterKey>,
+    spill_dir: &Path,
+    target: &Path,
+) -> Result<(u64, u32)> {
+    let out = fsio::AtomicFile::create(target)?;
+    let mut w = CrcWriter { inner: out, crc: 0, bytes: 0 };
+    crate::incremental::combine(
+        store,
+        path,
+        versions,
+        key,
+        crate::incremental::CombineOutput::Full,
+        spill_dir,
+        &mut w,
+    )?;
+    let CrcWriter { inner, crc, bytes } = w;
+    inner.commit_with(false)?;
+    Ok((bytes, crc))
+}
+
+/// Rewrites `backup_label` and writes the `backup_manifest` of a combined data directory:
+/// the newest backup's manifest with each incremental file replaced by its combined form.
+fn write_combined_metadata(
+    store: &dyn Store,
+    server: &str,
+    info: &BackupInfo,
+    data_dir: &Path,
+    combined: &BTreeMap<String, (u64, u32)>,
+) -> Result<()> {
+    let label_path = data_dir.join("backup_label");
+    let label = fs::read_to_string(&label_path).map_err(StorageError::io("reading", &label_path))?;
+    fsio::write_file(&label_path, combined_label(&label).as_bytes())?;
+    let stored = join(&[&layout::backup_dir(server, &info.label), "data", "backup_manifest"]);
+    let mut manifest = crate::manifest::PgManifest::parse(&store.read(&stored)?)?;
+    for f in &mut manifest.files {
+        if let Some(plain) = crate::incremental::plain_path(&f.path) {
+            let &(size, crc) =
+                combined.get(&plain).ok_or_else(|| StorageError::Invalid(format!("{plain} was not combined")))?;
+            f.path = plain;
+            f.size = size;
+            f.checksum_algorithm = "CRC32C".into();
+            f.checksum = pgmoneta_crypto::hex(&crc.to_le_bytes());
+        } else if f.path == "backup_label" {
+            let text = combined_label(&label);
+            f.size = text.len() as u64;
+            f.checksum_algorithm = "CRC32C".into();
+            f.checksum = pgmoneta_crypto::hex(&pgmoneta_crypto::crc32c(text.as_bytes()).to_le_bytes());
+        }
+    }
+    manifest.files.sort_by(|a, b| a.path.cmp(&b.path));
+    fsio::write_file(&data_dir.join("backup_manifest"), &manifest.to_bytes(&utc_now_text()))?;
+    Ok(())
+}
+
+/// The current time as a manifest writes it.
+fn utc_now_text() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let t = pgmoneta_core::CivilDateTime::from_unix(secs as i64, 0);
+    format!("{t} GMT")
 }
 
 /// Copies the archived WAL a recovery from `info` may need into `pg_wal`: every segment from

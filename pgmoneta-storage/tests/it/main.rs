@@ -3,6 +3,7 @@
 
 mod backup_restore;
 mod export;
+mod incremental;
 mod repository;
 mod wal;
 
@@ -47,6 +48,81 @@ pub fn backup(cluster: &Cluster, store: Arc<dyn Store>, options: &BackupOptions)
     let mut conn = replication(cluster);
     take_backup(&mut conn, cluster.version(), minor(cluster), store, options)
         .unwrap_or_else(|e| panic!("backup {}: {e}", options.label))
+}
+
+/// Takes a backup of `cluster`; with a parent on PostgreSQL 14 to 16, through SQL as the
+/// replication role (granted the functions it needs), with the WAL archive the store holds.
+pub fn take_incremental(cluster: &Cluster, store: Arc<dyn Store>, options: &BackupOptions) -> BackupInfo {
+    if options.parent.is_none() || cluster.version().has_incremental_backup() {
+        return backup(cluster, store, options);
+    }
+    grant_backup_functions(cluster);
+    let mut conn = sql_connection(cluster, cluster.replication_user(), cluster.replication_password());
+    pgmoneta_storage::sqlbackup::take_incremental(
+        &mut conn,
+        cluster.version(),
+        minor(cluster),
+        store,
+        options,
+        &pgmoneta_storage::sqlbackup::SqlBackupOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("incremental backup {}: {e}", options.label))
+}
+
+/// A normal connection to the `postgres` database.
+pub fn sql_connection(cluster: &Cluster, user: &str, password: &str) -> PgConnection {
+    let opts = ConnectOptions::new(cluster.host(), cluster.port(), user)
+        .password(password)
+        .database("postgres")
+        .ssl_mode(SslMode::Disable);
+    PgConnection::connect(&opts).unwrap_or_else(|e| panic!("connecting: {e}"))
+}
+
+/// Grants the replication role what incremental backups through SQL need.
+pub fn grant_backup_functions(cluster: &Cluster) {
+    for f in pgmoneta_storage::sqlbackup::required_functions(cluster.version()) {
+        cluster.execute(&format!("GRANT EXECUTE ON FUNCTION {f} TO \"{}\"", cluster.replication_user())).unwrap();
+    }
+}
+
+/// Streams the cluster's WAL into `<root>/primary/wal` until dropped, as the daemon does.
+pub struct Streamer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<pgmoneta_storage::Result<pgmoneta_core::Lsn>>>,
+}
+
+impl Streamer {
+    /// Starts streaming and waits until the stream runs.
+    pub fn start(cluster: &Cluster, root: &Path) -> Streamer {
+        use pgmoneta_storage::wal::{stream_wal, StreamOptions, WalArchive, WalOptions};
+        let archive = WalArchive::open(
+            root.join("primary/wal"),
+            pgmoneta_core::WalSegmentSize::DEFAULT,
+            WalOptions::new(pgmoneta_compress::Algorithm::Zstd, 1),
+        )
+        .unwrap();
+        let options = StreamOptions::new(None);
+        let stop = options.stop.clone();
+        let progress = options.progress.clone();
+        let mut conn = replication(cluster);
+        let version = cluster.version();
+        let handle = std::thread::spawn(move || stream_wal(&mut conn, &archive, version, &options));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while progress.timeline.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline && !handle.is_finished(), "streaming did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Streamer { stop, handle: Some(handle) }
+    }
+}
+
+impl Drop for Streamer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 /// A checksum of every pgbench table's contents, and its row count, for comparing clusters.

@@ -1,0 +1,210 @@
+//! Incremental backups: chains of a full backup and two incrementals restore to the source's
+//! data at each backup, verify, and survive the deletion of any of their members.
+
+use std::sync::Arc;
+
+use pgmoneta_compress::{Algorithm, Compression};
+use pgmoneta_crypto::{Cipher, MasterKey};
+use pgmoneta_storage::backup::BackupOptions;
+use pgmoneta_storage::info::{BackupInfo, BackupType};
+use pgmoneta_storage::ops::{delete_backup_with, DeleteOptions};
+use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
+use pgmoneta_storage::store::{LocalStore, Store};
+use pgmoneta_testkit::Cluster;
+
+use pgmoneta_storage::sqlbackup::check_grants;
+
+use crate::{label, pg_verifybackup, pgbench_state, shared_dir, take_incremental, Streamer};
+
+type State = Vec<(String, String)>;
+
+fn key() -> Arc<MasterKey> {
+    Arc::new(MasterKey::from_bytes([9; 64]))
+}
+
+/// Options of the `n`th backup of a chain: each stored differently, so that a chain mixes
+/// compressions and encryption.
+fn options(n: u32, parent: Option<&str>) -> BackupOptions {
+    let mut opts = BackupOptions::new("primary", label(n));
+    opts.workers = 2;
+    match n % 3 {
+        0 => {
+            opts.compression = Compression::client(Algorithm::Zstd);
+            opts.encryption = Some((Cipher::Aes256Gcm, key()));
+        }
+        1 => opts.compression = Compression::client(Algorithm::Lz4),
+        _ => {
+            opts.compression = Compression::client(Algorithm::Gzip);
+            opts.encryption = Some((Cipher::Aes128Gcm, key()));
+        }
+    }
+    opts.parent = parent.map(str::to_owned);
+    opts
+}
+
+/// Full backup, load, incremental, load with a truncation, a new table and a shrinking vacuum,
+/// second incremental. Returns the three backups and the source's state at each.
+fn chain(cluster: &Cluster, store: &Arc<LocalStore>, first: u32) -> Vec<(BackupInfo, State)> {
+    let mut out = Vec::new();
+    let full = take_incremental(cluster, store.clone(), &options(first, None));
+    out.push((full, pgbench_state(cluster)));
+    cluster.pgbench_run(2, 200).unwrap();
+    let i1 = take_incremental(cluster, store.clone(), &options(first + 1, Some(&out[0].0.label)));
+    out.push((i1, pgbench_state(cluster)));
+    cluster.pgbench_run(2, 200).unwrap();
+    cluster.execute("TRUNCATE pgbench_history").unwrap();
+    cluster.execute("DELETE FROM pgbench_accounts WHERE aid > 400000").unwrap();
+    cluster.execute("VACUUM pgbench_accounts").unwrap();
+    cluster
+        .execute(&format!("CREATE TABLE IF NOT EXISTS extra_{first} AS SELECT g FROM generate_series(1, 50000) g"))
+        .unwrap();
+    cluster.pgbench_run(1, 50).unwrap();
+    let i2 = take_incremental(cluster, store.clone(), &options(first + 2, Some(&out[1].0.label)));
+    out.push((i2, pgbench_state(cluster)));
+    out
+}
+
+/// Restores `lbl`, starts PostgreSQL on it and returns the pgbench state.
+fn restored_state(cluster: &Cluster, store: &LocalStore, lbl: &str) -> State {
+    let root = shared_dir("pgmoneta-incr-restore-");
+    let mut opts = RestoreOptions::new("primary", BackupSelector::Label(lbl.to_owned()), root.path());
+    opts.workers = 2;
+    opts.master_key = Some(key());
+    let report = restore(store, &opts).unwrap_or_else(|e| panic!("restore {lbl}: {e}"));
+    assert!(report.data_dir.join("global/pg_control").exists());
+    let label_text = std::fs::read_to_string(report.data_dir.join("backup_label")).unwrap();
+    assert!(!label_text.contains("INCREMENTAL"), "{label_text}");
+    let mut leftovers = Vec::new();
+    for e in walk(&report.data_dir) {
+        if e.file_name().is_some_and(|n| n.to_string_lossy().starts_with("INCREMENTAL.")) {
+            leftovers.push(e);
+        }
+    }
+    assert!(leftovers.is_empty(), "incremental files left in the restore: {leftovers:?}");
+    if let Some(tool) = pg_verifybackup(cluster) {
+        // A combined restore carries its own rewritten manifest.
+        let info = pgmoneta_storage::ops::load_info(store, "primary", lbl).unwrap();
+        let manifest = if info.backup_type == BackupType::Incremental {
+            report.data_dir.join("backup_manifest")
+        } else {
+            store.root().join(format!("primary/backup/{lbl}/data/backup_manifest"))
+        };
+        crate::run_pg_verifybackup(&tool, &report.data_dir, &manifest);
+    }
+    let restored = Cluster::start_on(cluster.install().clone(), &report.data_dir, cluster.superuser_password())
+        .unwrap_or_else(|e| panic!("starting PostgreSQL on the restore of {lbl}: {e}"));
+    let state = pgbench_state(&restored);
+    drop(restored);
+    state
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn verify_clean(store: &LocalStore, lbl: &str) {
+    let (failed, all) = verify(store, "primary", lbl, Some(&key()), 2).unwrap();
+    assert!(failed.is_empty(), "backup {lbl}: {failed:?}");
+    assert!(all.len() > 100, "backup {lbl}: only {} files verified", all.len());
+}
+
+#[test]
+fn a_chain_restores_each_backup_exactly() {
+    let cluster = Cluster::builder().start().unwrap();
+    cluster.pgbench_init(5).unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::new(repo.path()));
+    let _wal = Streamer::start(&cluster, repo.path());
+    if !cluster.version().has_incremental_backup() {
+        // Without the grants, the error names each one.
+        let mut conn = crate::sql_connection(&cluster, cluster.replication_user(), cluster.replication_password());
+        let e = check_grants(&mut conn, cluster.version()).unwrap_err().to_string();
+        assert!(e.contains("GRANT EXECUTE ON FUNCTION pg_read_binary_file(text, bigint, bigint, boolean)"), "{e}");
+        assert!(e.contains("GRANT EXECUTE ON FUNCTION pg_ls_dir(text, boolean, boolean)"), "{e}");
+    }
+    let backups = chain(&cluster, &store, 0);
+    let (full, i1, i2) = (&backups[0].0, &backups[1].0, &backups[2].0);
+    assert_eq!(full.backup_type, BackupType::Full);
+    assert_eq!((i1.backup_type, i1.parent.as_str()), (BackupType::Incremental, full.label.as_str()));
+    assert_eq!((i2.backup_type, i2.parent.as_str()), (BackupType::Incremental, i1.label.as_str()));
+    let incremental_files = walk(&repo.path().join(format!("primary/backup/{}/data", i1.label)))
+        .iter()
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("INCREMENTAL.")))
+        .count();
+    assert!(incremental_files > 10, "only {incremental_files} incremental files");
+    eprintln!(
+        "stored: full {} bytes, first incremental {} bytes ({:.1}%), second {} bytes; restore sizes {} / {} / {}",
+        full.backup_size,
+        i1.backup_size,
+        100.0 * i1.backup_size as f64 / full.backup_size as f64,
+        i2.backup_size,
+        full.restore_size,
+        i1.restore_size,
+        i2.restore_size
+    );
+    assert!(i1.backup_size * 4 < full.backup_size, "incremental {} vs full {}", i1.backup_size, full.backup_size);
+    assert!(i1.restore_size > full.restore_size / 2, "the incremental's restore size is its combined size");
+    for (b, expected) in &backups {
+        verify_clean(&store, &b.label);
+        assert_eq!(&restored_state(&cluster, &store, &b.label), expected, "restore of {}", b.label);
+    }
+    // One child per backup: a chain does not branch.
+    let version = cluster.version();
+    let e = pgmoneta_storage::backup::check_parent(store.as_ref(), "primary", &full.label, version).unwrap_err();
+    assert!(e.to_string().contains("already has an incremental child"), "{e}");
+    let e = pgmoneta_storage::backup::check_parent(store.as_ref(), "primary", "20000101000000", version).unwrap_err();
+    assert!(e.to_string().contains("20000101000000"), "{e}");
+}
+
+/// Deleting the root, the middle or the newest backup of a chain leaves the others
+/// restorable, with upstream's outcome: the newest gone leaves [full, incremental]; the middle
+/// gone leaves [full, incremental on the full]; the root gone leaves [old middle now full,
+/// incremental on it].
+#[test]
+fn deleting_any_member_of_a_chain_keeps_the_rest_restorable() {
+    let cluster = Cluster::builder().start().unwrap();
+    cluster.pgbench_init(2).unwrap();
+    for (which, first) in [(2usize, 10u32), (1, 20), (0, 30)] {
+        let repo = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalStore::new(repo.path()));
+        let _wal = Streamer::start(&cluster, repo.path());
+        let backups = chain(&cluster, &store, first);
+        let doomed = backups[which].0.label.clone();
+        let mut opts = DeleteOptions::default();
+        opts.master_key = Some(key());
+        delete_backup_with(store.as_ref(), "primary", &doomed, &opts)
+            .unwrap_or_else(|e| panic!("deleting {doomed}: {e}"));
+        let left = list_backups(store.as_ref(), "primary").unwrap();
+        let survivors: Vec<_> = backups.iter().filter(|(b, _)| b.label != doomed).collect();
+        assert_eq!(
+            left.iter().map(|b| b.label.as_str()).collect::<Vec<_>>(),
+            survivors.iter().map(|(b, _)| b.label.as_str()).collect::<Vec<_>>()
+        );
+        assert_eq!(left[0].backup_type, BackupType::Full, "deleting backup {which}");
+        assert_eq!(left[1].backup_type, BackupType::Incremental, "deleting backup {which}");
+        assert_eq!(left[1].parent, left[0].label, "deleting backup {which}");
+        assert!(left.iter().all(|b| b.valid));
+        assert!(!store.exists(&format!("primary/backup/{doomed}")));
+        for (b, expected) in survivors {
+            verify_clean(&store, &b.label);
+            assert_eq!(
+                &restored_state(&cluster, &store, &b.label),
+                expected,
+                "restore of {} after deleting backup {which}",
+                b.label
+            );
+        }
+    }
+}
