@@ -176,6 +176,9 @@ pub fn update_hot_standby(store: &dyn Store, options: &HotStandbyOptions) -> Res
     let marker = options.directory.join(format!(".{}.label", options.server));
     let previous = fs::read_to_string(&marker).ok().map(|s| s.trim().to_owned());
     let previous = previous.filter(|p| dest.is_dir() && backups.iter().any(|b| &b.label == p) && p != &newest.label);
+    // An incremental backup updates the copy in place only when the copy holds its parent.
+    let previous =
+        previous.filter(|p| newest.backup_type != crate::info::BackupType::Incremental || *p == newest.parent);
     let written = match previous {
         Some(prev) => incremental_update(store, options, &prev, &newest.label, &dest)?,
         None => {
@@ -228,6 +231,20 @@ fn incremental_update(
     let info = load_info(store, &options.server, newest)?;
     let mut written = 0;
     for (path, hash) in &new.files {
+        if let Some(plain) = crate::incremental::plain_path(path) {
+            // The copy holds the parent: the increment applies in place.
+            let stored = crate::restore::stored_path(store, &options.server, &info, path)?;
+            let target = dest.join(&plain);
+            crate::incremental::apply_in_place(
+                store,
+                &stored,
+                Cipher::from_code(info.encryption),
+                options.master_key.as_deref(),
+                &target,
+            )?;
+            written += 1;
+            continue;
+        }
         if old.files.get(path) == Some(hash) && !NEVER_LINKED.contains(&path.as_str()) {
             continue;
         }
@@ -263,7 +280,18 @@ fn incremental_update(
         )?;
         written += 1;
     }
-    for path in old.files.keys().filter(|p| !new.files.contains_key(*p)) {
+    // A plain data directory: no incremental lines in its backup_label.
+    let label_path = dest.join("backup_label");
+    if let Ok(text) = fs::read_to_string(&label_path) {
+        if text.contains("INCREMENTAL FROM") {
+            fsio::write_file(&label_path, crate::restore::combined_label(&text).as_bytes())?;
+        }
+    }
+    // Files of the old backup that the new one no longer has, both named as plain files.
+    let plain = |p: &String| crate::incremental::plain_path(p).unwrap_or_else(|| p.clone());
+    let new_plain: std::collections::BTreeSet<String> = new.files.keys().map(plain).collect();
+    let gone: Vec<String> = old.files.keys().map(plain).filter(|p| !new_plain.contains(p)).collect();
+    for path in &gone {
         let target = dest.join(path);
         match fs::remove_file(&target) {
             Ok(()) => {}

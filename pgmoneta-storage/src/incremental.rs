@@ -510,6 +510,55 @@ pub fn combine(
     Ok(Combined { bytes: written, header })
 }
 
+/// Applies the stored incremental file `stored` to `target`, a plain copy of the same file as
+/// of the incremental backup's parent (a hot standby): the blocks it holds are written in
+/// place, blocks it cuts are zeroed, and the file takes its combined length. Returns the
+/// blocks written.
+///
+/// # Errors
+/// A damaged stored file (checked to its end before the target is synced), a target missing
+/// while the increment needs its blocks, I/O failures.
+pub fn apply_in_place(
+    store: &dyn Store,
+    stored: &str,
+    cipher: Option<Cipher>,
+    key: Option<&MasterKey>,
+    target: &Path,
+) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut reader = PlainReader::open(store, stored, cipher, key)?;
+    let header = IncrementalHeader::read(&mut reader, stored)?;
+    if header.truncation_block_length > 0 && !target.exists() {
+        return Err(StorageError::NotFound(format!(
+            "{} is missing, and {stored} needs its first {} blocks",
+            target.display(),
+            header.truncation_block_length
+        )));
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(target)
+        .map_err(StorageError::io("opening", target))?;
+    let mut block = vec![0u8; BLCKSZ as usize];
+    for &b in &header.blocks {
+        reader.read_exact(&mut block).map_err(|e| StorageError::corrupt(stored, format!("block {b}: {e}")))?;
+        file.write_all_at(&block, u64::from(b) * BLCKSZ).map_err(StorageError::io("writing", target))?;
+    }
+    reader.finish()?;
+    let listed: std::collections::HashSet<u32> = header.blocks.iter().copied().collect();
+    let zeros = vec![0u8; BLCKSZ as usize];
+    for b in u64::from(header.truncation_block_length)..header.combined_blocks() {
+        if !listed.contains(&(b as u32)) {
+            file.write_all_at(&zeros, b * BLCKSZ).map_err(StorageError::io("writing", target))?;
+        }
+    }
+    file.set_len(header.combined_size()).map_err(StorageError::io("resizing", target))?;
+    file.sync_all().map_err(StorageError::io("syncing", target))?;
+    Ok(header.blocks.len() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,6 +691,20 @@ mod tests {
         let out =
             run(&files, &[version("i", Some("b/i"), true), version("p", None, false)], CombineOutput::Full).unwrap();
         assert_eq!(tags(&out), vec![9, 8]);
+    }
+
+    #[test]
+    fn an_increment_applies_in_place_to_the_parents_copy() {
+        let store = MemoryStore::new();
+        store.create_dir("b").unwrap();
+        store.write("b/i", &incremental(2, &[(1, 7), (3, 9)])).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("16384");
+        std::fs::write(&target, full(&[1, 2, 3, 4, 5])).unwrap();
+        apply_in_place(&store, "b/i", None, None, &target).unwrap();
+        assert_eq!(tags(&std::fs::read(&target).unwrap()), vec![1, 7, 0, 9]);
+        let e = apply_in_place(&store, "b/i", None, None, &dir.path().join("gone")).unwrap_err().to_string();
+        assert!(e.contains("missing"), "{e}");
     }
 
     #[test]

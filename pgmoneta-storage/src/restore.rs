@@ -449,6 +449,15 @@ pub fn restore_one(
     target: &Path,
     key: Option<&MasterKey>,
 ) -> Result<u64> {
+    let stored = stored_path(store, server, info, path)?;
+    restore_file(store, &stored, target, Cipher::from_code(info.encryption), key)
+}
+
+/// Where a backup stores the file a manifest path names, suffixes included.
+///
+/// # Errors
+/// [`StorageError::NotFound`] when the backup does not hold it.
+pub(crate) fn stored_path(store: &dyn Store, server: &str, info: &BackupInfo, path: &str) -> Result<String> {
     let dir = layout::backup_dir(server, &info.label);
     let stored_parent = match path.strip_prefix("pg_tblspc/") {
         Some(rest) => {
@@ -463,13 +472,12 @@ pub fn restore_one(
         None => join(&[&dir, "data", path]),
     };
     let (parent, name) = stored_parent.rsplit_once('/').unwrap_or(("", &stored_parent));
-    let stored = store
+    store
         .list(parent)?
         .into_iter()
         .find(|e| stored_form(&e.name).0 == name)
         .map(|e| join(&[parent, &e.name]))
-        .ok_or_else(|| StorageError::NotFound(format!("backup {} holds no {path}", info.label)))?;
-    restore_file(store, &stored, target, Cipher::from_code(info.encryption), key)
+        .ok_or_else(|| StorageError::NotFound(format!("backup {} holds no {path}", info.label)))
 }
 
 /// Walks a stored tree, creating directories under `target` and collecting files.
@@ -593,7 +601,7 @@ fn plan_combines(store: &dyn Store, server: &str, chain: &[BackupInfo], jobs: &m
 
 /// The `backup_label` of a combined backup: the newest backup's, without the lines that make
 /// PostgreSQL refuse to start on an incremental backup.
-fn combined_label(text: &str) -> String {
+pub(crate) fn combined_label(text: &str) -> String {
     text.lines().filter(|l| !l.starts_with("INCREMENTAL FROM ")).map(|l| format!("{l}\n")).collect()
 }
 

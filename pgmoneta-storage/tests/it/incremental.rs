@@ -208,3 +208,103 @@ fn deleting_any_member_of_a_chain_keeps_the_rest_restorable() {
         }
     }
 }
+
+/// A damaged summary, a WAL segment missing from the archive (14 to 16) or a damaged parent
+/// manifest (17+) fails the incremental backup with an error naming it, and leaves no backup.
+#[test]
+fn damaged_inputs_fail_the_incremental_loudly() {
+    let cluster = Cluster::builder().start().unwrap();
+    cluster.pgbench_init(1).unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::new(repo.path()));
+    let _wal = Streamer::start(&cluster, repo.path());
+    let full = take_incremental(&cluster, store.clone(), &options(0, None));
+    cluster.pgbench_run(1, 100).unwrap();
+    let attempt = |n: u32| -> String {
+        let opts = options(n, Some(&full.label));
+        let result = if cluster.version().has_incremental_backup() {
+            let mut conn = crate::replication(&cluster);
+            pgmoneta_storage::backup::take_backup(&mut conn, cluster.version(), 0, store.clone(), &opts)
+        } else {
+            crate::grant_backup_functions(&cluster);
+            let mut conn = crate::sql_connection(&cluster, cluster.replication_user(), cluster.replication_password());
+            let mut sql = pgmoneta_storage::sqlbackup::SqlBackupOptions::default();
+            sql.wait = std::time::Duration::from_secs(5);
+            pgmoneta_storage::sqlbackup::take_incremental(&mut conn, cluster.version(), 0, store.clone(), &opts, &sql)
+        };
+        let e = result.map(|i| i.label).expect_err("the incremental backup succeeded").to_string();
+        let left: Vec<_> = list_backups(store.as_ref(), "primary").unwrap().into_iter().map(|b| b.label).collect();
+        assert_eq!(left, vec![full.label.clone()], "after: {e}");
+        assert!(!store.exists(&format!("primary/backup/{}", label(n))), "a failed backup left its directory");
+        e
+    };
+    if cluster.version().has_incremental_backup() {
+        let path = repo.path().join(format!("primary/backup/{}/data/backup_manifest", full.label));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.windows(6).position(|w| w == b"\"Size\"").unwrap();
+        bytes[at + 9] ^= 0x01;
+        std::fs::write(&path, bytes).unwrap();
+        let e = attempt(1);
+        assert!(e.to_lowercase().contains("manifest"), "{e}");
+        return;
+    }
+    // A first incremental leaves a summary of the changes since the full backup; it is then
+    // deleted, and the summary damaged.
+    let i1 = take_incremental(&cluster, store.clone(), &options(1, Some(&full.label)));
+    pgmoneta_storage::ops::delete_backup(store.as_ref(), "primary", &i1.label, false).unwrap();
+    let summaries: Vec<_> =
+        std::fs::read_dir(repo.path().join("primary/summary")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    let mut bytes = std::fs::read(&summaries[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&summaries[0], &bytes).unwrap();
+    cluster.pgbench_run(1, 100).unwrap();
+    let e = attempt(2);
+    let name = summaries[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(e.contains(&name) && e.contains("checksum"), "{e}");
+
+    // Without the summary, a WAL segment of the range missing from the archive.
+    std::fs::remove_file(&summaries[0]).unwrap();
+    let wal = repo.path().join("primary/wal");
+    let first = &full.wal;
+    let victim = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with(first.as_str()) && !n.contains("partial"))
+        .unwrap();
+    std::fs::remove_file(wal.join(&victim)).unwrap();
+    let e = attempt(3);
+    assert!(e.contains(first.as_str()) && e.contains("not in the archive"), "{e}");
+}
+
+/// A hot standby follows a chain: each incremental backup is applied in place to the copy of
+/// its parent, and PostgreSQL starts on the copy with the source's data.
+#[test]
+fn a_hot_standby_follows_incremental_backups_in_place() {
+    use pgmoneta_storage::export::{update_hot_standby, HotStandbyOptions};
+    let cluster = Cluster::builder().start().unwrap();
+    cluster.pgbench_init(2).unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::new(repo.path()));
+    let _wal = Streamer::start(&cluster, repo.path());
+    let hs = shared_dir("pgmoneta-incr-hs-");
+    let mut hs_options = HotStandbyOptions::new("primary", hs.path());
+    hs_options.master_key = Some(key());
+    let full = take_incremental(&cluster, store.clone(), &options(0, None));
+    let copied = update_hot_standby(store.as_ref(), &hs_options).unwrap();
+    let mut parent = full.label;
+    for n in 1..3 {
+        cluster.pgbench_run(2, 100).unwrap();
+        let i = take_incremental(&cluster, store.clone(), &options(n, Some(&parent)));
+        let written = update_hot_standby(store.as_ref(), &hs_options).unwrap();
+        assert!(written < copied, "incremental {n} rewrote {written} of {copied} files");
+        parent = i.label;
+    }
+    let expected = pgbench_state(&cluster);
+    let data = hs.path().join("primary");
+    let label_text = std::fs::read_to_string(data.join("backup_label")).unwrap();
+    assert!(label_text.contains(&format!("pgmoneta_{parent}")) && !label_text.contains("INCREMENTAL"), "{label_text}");
+    let standby = Cluster::start_on(cluster.install().clone(), &data, cluster.superuser_password()).unwrap();
+    assert_eq!(pgbench_state(&standby), expected);
+}
