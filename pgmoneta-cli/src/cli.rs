@@ -104,7 +104,7 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Take a full backup of a server (`backup <server> [<parent>]`; a parent asks for an incremental).
+    /// Take a backup of a server: full, or incremental on top of `<parent>` (`backup <server> [<parent>]`).
     Backup {
         /// The server.
         server: String,

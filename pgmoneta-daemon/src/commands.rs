@@ -13,10 +13,11 @@ use pgmoneta_crypto::Cipher;
 use pgmoneta_storage::backup::{take_backup, BackupOptions, BackupProgress};
 use pgmoneta_storage::export::{archive, ArchiveOptions, HotStandbyOptions};
 use pgmoneta_storage::info::{BackupInfo, BackupType};
-use pgmoneta_storage::ops::{self, Annotation};
+use pgmoneta_storage::ops::{self, Annotation, DeleteOptions};
 use pgmoneta_storage::restore::{
     list_backups, restore, select_backup, verify, BackupSelector, FileVerification, RecoveryTarget, RestoreOptions,
 };
+use pgmoneta_storage::sqlbackup::{self, SqlBackupOptions};
 use pgmoneta_storage::store::Store;
 use pgmoneta_storage::{layout, StorageError};
 use pgmoneta_wire::management::{error_code as ec, Command, Document, Outcome};
@@ -218,15 +219,60 @@ fn new_label(shared: &Shared, server: &str) -> BackupLabel {
     }
 }
 
+/// Where combining and rolling up may put temporary files: the server's or the main
+/// `workspace`, else `<tmp>/pgmoneta-workspace-<uid>`.
+fn workspace(shared: &Shared, name: &str) -> PathBuf {
+    let config = shared.config();
+    let dir = config
+        .server(name)
+        .and_then(|s| s.workspace.clone())
+        .or_else(|| config.main.workspace.clone())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("pgmoneta-workspace-{}", nix::unistd::geteuid())));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        log::warn!("workspace {}: {e}", dir.display());
+    }
+    dir
+}
+
 fn backup(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let (name, state) = server_state(shared, req, ec::BACKUP_NOSERVER)?;
-    if let Some(parent) = text(req, "Backup").filter(|p| !p.is_empty()) {
-        return Err(fail_in(
-            ec::INCREMENTAL_BACKUP_SETUP,
-            "Incremental backup",
-            format!("server [{name}]: incremental backup on {parent} requested; incremental backups are not available in this version"),
-        ));
-    }
+    let parent = match text(req, "Backup").filter(|p| !p.is_empty() && p != "null") {
+        None => None,
+        Some(id) => {
+            let backups = list_backups(shared.store(), &name).map_err(|e| fail(ec::BACKUP_ERROR, e.to_string()))?;
+            if !backups.iter().any(|b| b.valid) {
+                return Err(fail_in(
+                    ec::BACKUP_NOBACKUPS,
+                    "Incremental backup",
+                    format!("server [{name}]: no valid backup to build an incremental backup on"),
+                ));
+            }
+            let valid: Vec<_> = backups.iter().filter(|b| b.valid).collect();
+            let found = match BackupSelector::parse(&id) {
+                BackupSelector::Oldest => valid.first().copied(),
+                BackupSelector::Newest => valid.last().copied(),
+                BackupSelector::Label(l) => backups.iter().find(|b| b.label == l),
+            };
+            let info = found.ok_or_else(|| {
+                fail_in(
+                    ec::INCREMENTAL_BACKUP_SETUP,
+                    "Incremental backup",
+                    format!("server [{name}]: no backup {id:?}"),
+                )
+            })?;
+            if let Some(child) =
+                backups.iter().find(|b| b.backup_type == BackupType::Incremental && b.parent == info.label)
+            {
+                return Err(fail_in(
+                    ec::BACKUP_ALREADYCHILD,
+                    "Incremental backup",
+                    format!("server [{name}]: backup {} already has an incremental child, {}", info.label, child.label),
+                ));
+            }
+            Some(info.label.clone())
+        }
+    };
     if state.forced_offline.load(Ordering::SeqCst) {
         return Err(fail(ec::BACKUP_OFFLINE, format!("server [{name}] is offline (mode offline)")));
     }
@@ -243,17 +289,34 @@ fn backup(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let _guard = state
         .lock(Activity::Backup)
         .map_err(|other| fail(ec::BACKUP_ACTIVE, format!("server [{name}]: busy with {other:?}")))?;
-    let result = run_backup(shared, state, &name, &facts);
+    let result = run_backup(shared, state, &name, &facts, parent.as_deref());
     state.record(result.is_ok());
     *state.backup_progress.lock() = None;
     *state.backup_cancel.lock() = None;
     result
 }
 
-fn run_backup(shared: &Arc<Shared>, state: &Arc<ServerState>, name: &str, facts: &crate::state::ServerFacts) -> Reply {
+fn run_backup(
+    shared: &Arc<Shared>,
+    state: &Arc<ServerState>,
+    name: &str,
+    facts: &crate::state::ServerFacts,
+    parent: Option<&str>,
+) -> Reply {
     let config = shared.config();
     let server = config.server(name).cloned().ok_or_else(|| fail(ec::BACKUP_NOSERVER, "server removed"))?;
     let version = facts.version.ok_or_else(|| fail(ec::BACKUP_INVALID, "server version unknown"))?;
+    let workflow = if parent.is_some() { "Incremental backup" } else { "Backup" };
+    if parent.is_some() && version.has_incremental_backup() && !facts.summarize_wal {
+        return Err(fail_in(
+            ec::INCREMENTAL_BACKUP_SETUP,
+            workflow,
+            format!(
+                "server [{name}]: summarize_wal is off; incremental backups of PostgreSQL {} need summarize_wal = on",
+                version.major()
+            ),
+        ));
+    }
     let label = new_label(shared, name);
     let mut options = BackupOptions::new(name, label);
     options.compression = Compression::from_code(config.main.compression.code()).unwrap_or(Compression::NONE);
@@ -268,14 +331,41 @@ fn run_backup(shared: &Arc<Shared>, state: &Arc<ServerState>, name: &str, facts:
     let cancel = Arc::new(AtomicBool::new(false));
     options.cancel = cancel.clone();
     options.progress = Arc::new(BackupProgress::default());
+    options.parent = parent.map(str::to_owned);
     *state.backup_cancel.lock() = Some(cancel);
     *state.backup_progress.lock() = Some((options.progress.clone(), Instant::now()));
-    log::info!("server [{name}]: backup {label} started");
-    let mut conn = pg::connect(shared, &server, true).map_err(|e| fail_in(ec::BACKUP_NETWORK, "Backup", e))?;
+    match parent {
+        Some(p) => log::info!("server [{name}]: incremental backup {label} on {p} started"),
+        None => log::info!("server [{name}]: backup {label} started"),
+    }
+    let (network, execute) = if parent.is_some() {
+        (ec::INCREMENTAL_BACKUP_SETUP, ec::INCREMENTAL_BACKUP_EXECUTE)
+    } else {
+        (ec::BACKUP_NETWORK, ec::BACKUP_EXECUTE)
+    };
+    let failed = |e: StorageError| {
+        let code = match &e {
+            StorageError::AlreadyHasChild { .. } => ec::BACKUP_ALREADYCHILD,
+            _ => execute,
+        };
+        fail_in(code, workflow, format!("server [{name}]: backup {label} failed: {e}"))
+    };
     let store: Arc<dyn Store> = shared.store.clone();
-    let info = take_backup(&mut conn, version, facts.minor, store, &options)
-        .map_err(|e| fail_in(ec::BACKUP_EXECUTE, "Backup", format!("server [{name}]: backup {label} failed: {e}")))?;
-    let _ = conn.close();
+    let info = if parent.is_some() && !version.has_incremental_backup() {
+        // 14 to 16: through SQL, with the changed blocks from the WAL archive.
+        let mut conn = pg::connect(shared, &server, false).map_err(|e| fail_in(network, workflow, e))?;
+        let mut sql = SqlBackupOptions::default();
+        sql.wal_encryption = options.encryption.clone();
+        let info =
+            sqlbackup::take_incremental(&mut conn, version, facts.minor, store, &options, &sql).map_err(failed)?;
+        let _ = conn.close();
+        info
+    } else {
+        let mut conn = pg::connect(shared, &server, true).map_err(|e| fail_in(network, workflow, e))?;
+        let info = take_backup(&mut conn, version, facts.minor, store, &options).map_err(failed)?;
+        let _ = conn.close();
+        info
+    };
     if config.main.link {
         match ops::link_backup(shared.store(), name, &info) {
             Ok(r) if !r.linked.is_empty() => log::info!(
@@ -430,12 +520,20 @@ fn delete(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let _guard = state
         .lock(Activity::Delete)
         .map_err(|other| fail(ec::DELETE_BACKUP_ACTIVE, format!("server [{name}]: busy with {other:?}")))?;
-    let result = ops::delete_backup(shared.store(), &name, &info.label, force);
+    let has_child = list_backups(shared.store(), &name)
+        .map(|all| all.iter().any(|b| b.backup_type == BackupType::Incremental && b.parent == info.label))
+        .unwrap_or(false);
+    let mut options = DeleteOptions::default();
+    options.force = force;
+    options.master_key = shared.master_key.clone();
+    options.workspace = workspace(shared, &name);
+    let result = ops::delete_backup_with(shared.store(), &name, &info.label, &options);
     state.record(result.is_ok());
     result.map_err(|e| {
         let code = match &e {
             StorageError::NotFound(_) => ec::DELETE_BACKUP_NOBACKUP,
             StorageError::Invalid(m) if m.contains("retained") => ec::DELETE_BACKUP_RETAINED,
+            _ if has_child => ec::DELETE_BACKUP_ROLLUP,
             _ => ec::DELETE_BACKUP_EXECUTE,
         };
         fail_in(code, "Delete backup", format!("server [{name}]: delete {}: {e}", info.label))

@@ -383,6 +383,12 @@ fn backups(e: &mut Exposition, shared: &Shared, name: &str, backup_total: u64, w
                 1.0,
             );
         }
+        e.gauge(
+            "pgmoneta_backup_incremental",
+            "The backup is incremental (1) or full (0), with its parent",
+            &[("name", name), ("label", &bi.label), ("parent", &bi.parent)],
+            b(bi.backup_type == pgmoneta_storage::info::BackupType::Incremental),
+        );
         let (major, minor) = (bi.major_version.to_string(), bi.minor_version.to_string());
         e.gauge(
             "pgmoneta_backup_version",

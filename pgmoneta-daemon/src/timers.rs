@@ -98,6 +98,13 @@ pub fn run_retention(shared: &Shared, server: &Arc<ServerState>) {
     // WAL older than the oldest remaining valid backup is no longer needed. With no backups
     // nothing is pruned: the WAL is the only copy of the server's history.
     let remaining = list_backups(shared.store(), name).unwrap_or_default();
+    if let Some(oldest) = remaining.iter().filter(|b| b.valid).map(|b| b.start_lsn).min() {
+        match pgmoneta_storage::summary::prune_before(shared.store(), name, oldest) {
+            Ok(n) if n > 0 => log::info!("server [{name}]: pruned {n} WAL summaries ending before {oldest}"),
+            Ok(_) => {}
+            Err(e) => log::error!("server [{name}]: pruning WAL summaries: {e}"),
+        }
+    }
     if let Some(first) = ops::oldest_needed_wal(&remaining) {
         let size = server.facts.read().segment_size;
         let seg = WalSegmentSize::new(size).unwrap_or(WalSegmentSize::DEFAULT);

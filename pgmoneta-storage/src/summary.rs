@@ -241,6 +241,25 @@ pub fn summarize(
     Ok(table)
 }
 
+/// Removes the summaries that end at or before `lsn` (the start of the oldest backup kept: no
+/// incremental backup can need changes from before it). Returns how many were removed.
+///
+/// # Errors
+/// Storage failures.
+pub fn prune_before(store: &dyn Store, server: &str, lsn: Lsn) -> Result<usize> {
+    let dir = summary_dir(server);
+    let mut removed = 0;
+    for e in store.list(&dir)? {
+        if let Some((_, end)) = parse_name(&e.name) {
+            if end <= lsn {
+                store.remove(&join(&[&dir, &e.name]))?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Why reading WAL stopped short.
 enum Short {
     /// The archive does not reach the end yet.
@@ -395,6 +414,17 @@ mod tests {
         assert!(e.contains("primary/summary/X") && e.contains("checksum"), "{e}");
         let e = deserialize(&bytes[..8], "s").unwrap_err().to_string();
         assert!(e.contains("too short"), "{e}");
+    }
+
+    #[test]
+    fn pruning_keeps_what_a_kept_backup_may_need() {
+        let store = crate::store::MemoryStore::new();
+        store.create_dir("p/summary").unwrap();
+        for (a, b) in [(0x100, 0x200), (0x200, 0x300), (0x300, 0x400)] {
+            store.write(&format!("p/summary/{}", summary_name(Lsn(a), Lsn(b))), b"x").unwrap();
+        }
+        assert_eq!(prune_before(&store, "p", Lsn(0x300)).unwrap(), 2);
+        assert_eq!(store.list("p/summary").unwrap().len(), 1);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod cli;
 mod faults;
 mod frames;
+mod incremental;
 mod metrics;
 mod remote;
 mod startup;
