@@ -595,7 +595,12 @@ fn append_wal<W: Write>(
                 }
             }
         };
-        let reader = PlainReader::open(store, &stored, summary.cipher, key)?;
+        let reader = match PlainReader::open(store, &stored, summary.cipher, key) {
+            Ok(r) => r,
+            // Compressed and renamed since it was listed: look again.
+            Err(StorageError::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        };
         tar.append_file(format!("pg_wal/{name}"), 0o600, 0, size.bytes(), reader)
             .map_err(|e| StorageError::corrupt(&stored, e.to_string()))?;
         if segment == last {

@@ -236,7 +236,12 @@ impl Store for LocalStore {
         let mut out = Vec::new();
         for entry in rd {
             let entry = entry.map_err(StorageError::io("listing", &p))?;
-            let meta = std::fs::symlink_metadata(entry.path()).map_err(StorageError::io("inspecting", entry.path()))?;
+            let meta = match std::fs::symlink_metadata(entry.path()) {
+                Ok(m) => m,
+                // Removed since the directory was read (a WAL segment just sealed): not listed.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StorageError::io("inspecting", entry.path())(e)),
+            };
             let kind = if meta.file_type().is_symlink() {
                 EntryKind::Symlink
             } else if meta.is_dir() {

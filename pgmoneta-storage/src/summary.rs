@@ -311,6 +311,26 @@ fn locate_segment(store: &dyn Store, server: &str, name: &str) -> Result<Option<
     Ok(partial)
 }
 
+/// Opens the archived file holding segment `name`. The archive changes under the reader (a
+/// `.partial` completes, a segment is compressed and its plain file removed): a file gone
+/// between listing and opening is looked up again.
+fn open_segment<'k>(
+    store: &dyn Store,
+    options: &SummaryOptions,
+    key: Option<&'k MasterKey>,
+    name: &str,
+) -> Result<Option<(String, bool, PlainReader<'k>)>> {
+    let mut attempts = 0;
+    loop {
+        let Some((stored, partial)) = locate_segment(store, &options.server, name)? else { return Ok(None) };
+        match PlainReader::open(store, &stored, options.cipher, key) {
+            Ok(r) => return Ok(Some((stored, partial, r))),
+            Err(StorageError::NotFound(_)) if attempts < 5 => attempts += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn summarize_wal(
     store: &dyn Store,
     options: &SummaryOptions,
@@ -326,16 +346,13 @@ fn summarize_wal(
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let name = segment.file_name(size);
-        let (stored, partial) = match locate_segment(store, &options.server, &name).map_err(Short::Failed)? {
-            Some(found) => found,
-            None => {
-                return Err(Short::Failed(StorageError::NotFound(format!(
+        let (stored, partial, mut reader) =
+            open_segment(store, options, key, &name).map_err(Short::Failed)?.ok_or_else(|| {
+                Short::Failed(StorageError::NotFound(format!(
                     "WAL segment {name}, needed for the changes from {from} to {to}, is not in the archive of {}",
                     options.server
-                ))))
-            }
-        };
-        let mut reader = PlainReader::open(store, &stored, options.cipher, key).map_err(Short::Failed)?;
+                )))
+            })?;
         let skipped = std::io::copy(&mut (&mut reader).take(skip), &mut std::io::sink())
             .map_err(|e| Short::Failed(StorageError::corrupt(&stored, e.to_string())))?;
         if skipped < skip {

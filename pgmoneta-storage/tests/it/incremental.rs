@@ -32,7 +32,9 @@ fn options(n: u32, parent: Option<&str>) -> BackupOptions {
             opts.compression = Compression::client(Algorithm::Zstd);
             opts.encryption = Some((Cipher::Aes256Gcm, key()));
         }
-        1 => opts.compression = Compression::client(Algorithm::Lz4),
+        // The first incremental is stored as the full backup is, without encryption, so that
+        // their sizes compare.
+        1 => opts.compression = Compression::client(Algorithm::Zstd),
         _ => {
             opts.compression = Compression::client(Algorithm::Gzip);
             opts.encryption = Some((Cipher::Aes128Gcm, key()));
@@ -155,6 +157,39 @@ fn a_chain_restores_each_backup_exactly() {
         i2.restore_size
     );
     assert!(i1.backup_size * 4 < full.backup_size, "incremental {} vs full {}", i1.backup_size, full.backup_size);
+    // Without the WAL both carry in pg_wal, the data files alone.
+    let data_bytes = |lbl: &str| -> (u64, u64) {
+        let root = repo.path().join(format!("primary/backup/{lbl}/data"));
+        let mut sizes = (0, 0);
+        for p in walk(&root) {
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_file() {
+                if p.starts_with(root.join("pg_wal")) {
+                    sizes.1 += meta.len();
+                } else {
+                    sizes.0 += meta.len();
+                }
+            }
+        }
+        sizes
+    };
+    let (full_data, full_wal) = data_bytes(&full.label);
+    let (i1_data, i1_wal) = data_bytes(&i1.label);
+    eprintln!(
+        "data files: full {full_data} bytes, first incremental {i1_data} bytes ({:.1}%); pg_wal: {full_wal} / {i1_wal}",
+        100.0 * i1_data as f64 / full_data as f64
+    );
+    // Before compression: the sizes PostgreSQL's manifests list.
+    let plain = |lbl: &str| -> u64 {
+        let bytes = std::fs::read(repo.path().join(format!("primary/backup/{lbl}/data/backup_manifest"))).unwrap();
+        pgmoneta_storage::manifest::PgManifest::parse(&bytes).unwrap().files.iter().map(|f| f.size).sum()
+    };
+    let (full_plain, i1_plain) = (plain(&full.label), plain(&i1.label));
+    eprintln!(
+        "before compression: full {full_plain} bytes, first incremental {i1_plain} bytes ({:.1}%)",
+        100.0 * i1_plain as f64 / full_plain as f64
+    );
+    assert!(i1_plain * 10 < full_plain, "incremental {i1_plain} bytes vs full {full_plain} before compression");
     assert!(i1.restore_size > full.restore_size / 2, "the incremental's restore size is its combined size");
     for (b, expected) in &backups {
         verify_clean(&store, &b.label);
