@@ -98,6 +98,9 @@ pub(crate) fn stored_files(
     }
     while let Some((d, prefix)) = roots.pop() {
         for e in store.list(&d)? {
+            if e.name.ends_with(crate::fsio::TEMP_SUFFIX) {
+                continue;
+            }
             let stored = join(&[&d, &e.name]);
             match e.kind {
                 EntryKind::Dir => roots.push((stored, format!("{prefix}{}/", e.name))),

@@ -491,6 +491,10 @@ fn walk(
     fsio::create_dir_all(target)?;
     dirs.push(target.to_owned());
     for e in store.list(stored_dir)? {
+        // Left by an interrupted write or roll-up: never part of the backup.
+        if e.name.ends_with(fsio::TEMP_SUFFIX) {
+            continue;
+        }
         let stored = join(&[stored_dir, &e.name]);
         match e.kind {
             EntryKind::Dir => walk(store, &stored, &target.join(&e.name), jobs, dirs)?,
@@ -953,6 +957,15 @@ pub fn verify(
         }
     });
     let mut all = all.into_inner().expect("not poisoned");
+    // An incremental backup is only restorable with its whole chain.
+    if let Err(e) = chain_of(&backups, info) {
+        all.push(FileVerification {
+            path: crate::info::BACKUP_INFO.to_owned(),
+            expected: String::new(),
+            computed: String::new(),
+            error: Some(e.to_string()),
+        });
+    }
     all.sort_by(|a, b| a.path.cmp(&b.path));
     let failed = all.iter().filter(|v| v.error.is_some()).cloned().collect();
     Ok((failed, all))

@@ -307,6 +307,46 @@ fn damage_and_wrong_keys_are_reported() {
     assert!(listed.iter().any(|e| e.name == "backup.info" && e.kind == EntryKind::File));
 }
 
+/// A restore into a file system without room for the backup is refused before anything is
+/// written, naming the space needed and available. Needs root, to mount a small tmpfs (CI runs
+/// as root); elsewhere it says so and checks nothing.
+#[test]
+fn a_restore_without_room_is_refused_before_writing() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: cannot mount a small file system; nothing checked");
+        return;
+    }
+    let cluster = Cluster::builder().start().unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::new(repo.path()));
+    let info = backup(&cluster, store.clone(), &BackupOptions::new("primary", label(40)));
+    assert!(info.restore_size > 16 << 20, "restore size {}", info.restore_size);
+    let small = shared_dir("pgmoneta-small-");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(small.path())
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.path().to_owned());
+    let opts = RestoreOptions::new("primary", BackupSelector::Newest, small.path());
+    let err = restore(store.as_ref(), &opts).unwrap_err();
+    match &err {
+        StorageError::NoSpace { needed, available, .. } => {
+            assert!(*needed >= info.restore_size && *available <= 16 << 20, "{err}");
+        }
+        other => panic!("expected NoSpace, got {other}"),
+    }
+    assert!(err.to_string().contains("not enough space"), "{err}");
+    assert!(std::fs::read_dir(small.path()).unwrap().next().is_none(), "the refused restore wrote something");
+}
+
 /// A tablespace is stored as `tblspc_<name>`, linked from `pg_tblspc/<oid>` in the backup, and
 /// restored next to the data directory with a relative link; the restored server reads it.
 #[test]

@@ -201,6 +201,17 @@ fn a_chain_restores_each_backup_exactly() {
     assert!(e.to_string().contains("already has an incremental child"), "{e}");
     let e = pgmoneta_storage::backup::check_parent(store.as_ref(), "primary", "20000101000000", version).unwrap_err();
     assert!(e.to_string().contains("20000101000000"), "{e}");
+
+    // A chain with a member removed behind the repository's back: verify and restore say so.
+    std::fs::remove_dir_all(repo.path().join(format!("primary/backup/{}", i1.label))).unwrap();
+    let (failed, _) = verify(store.as_ref(), "primary", &i2.label, Some(&key()), 2).unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].error.as_deref().unwrap_or("").contains(&i1.label), "{failed:?}");
+    let root = shared_dir("pgmoneta-incr-restore-");
+    let mut opts = RestoreOptions::new("primary", BackupSelector::Label(i2.label.clone()), root.path());
+    opts.master_key = Some(key());
+    let e = restore(store.as_ref(), &opts).unwrap_err().to_string();
+    assert!(e.contains(&i1.label) && e.contains("missing"), "{e}");
 }
 
 /// Deleting the root, the middle or the newest backup of a chain leaves the others
