@@ -683,8 +683,13 @@ pub fn take_backup<S: Read + Write>(
     };
     store.create_dir(&backup_dir)?;
     let result = run(conn, version, minor_version, store.clone(), options, &backup_dir, parent.as_ref());
+    discard_on_error(store.as_ref(), &backup_dir, result)
+}
+
+/// Removes the directory of a backup that failed, and passes the result on.
+pub(crate) fn discard_on_error<T>(store: &dyn Store, backup_dir: &str, result: Result<T>) -> Result<T> {
     if result.is_err() {
-        if let Err(e) = store.remove(&backup_dir) {
+        if let Err(e) = store.remove(backup_dir) {
             log::error!("removing the failed backup {backup_dir}: {e}");
         }
     }

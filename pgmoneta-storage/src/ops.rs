@@ -8,12 +8,11 @@
 //! link, which still leads to the file), then the file is renamed over that link.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pgmoneta_compress::Compression;
-use pgmoneta_crypto::{Cipher, HashAlgorithm, Hasher, MasterKey};
+use pgmoneta_crypto::{Cipher, HashAlgorithm, MasterKey};
 
 use crate::error::{Result, StorageError};
 use crate::info::{BackupInfo, BackupType, BACKUP_INFO};
@@ -297,27 +296,6 @@ pub fn delete_backup_with(store: &dyn Store, server: &str, label: &str, options:
     Ok(())
 }
 
-/// Plain bytes on their way to a stored file: their SHA-512, CRC32C and count.
-struct PlainTee<W: Write> {
-    inner: W,
-    sha: Hasher,
-    crc: u32,
-    bytes: u64,
-}
-
-impl<W: Write> Write for PlainTee<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.sha.update(&buf[..n]);
-        self.crc = pgmoneta_crypto::crc32c_append(self.crc, &buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// What rolling one file up wrote.
 struct Rolled {
     /// Manifest path before and after.
@@ -422,10 +400,10 @@ pub fn roll_up(
         let result = (|| -> Result<Rolled> {
             let w = store.create(&temp)?;
             let sealed = crate::backup::seal(w, algorithm, 0, encryption.as_ref(), &temp)?;
-            let mut tee = PlainTee { inner: sealed, sha: Hasher::new(HashAlgorithm::Sha512), crc: 0, bytes: 0 };
+            let mut tee = crate::restore::CrcWriter::new(sealed, true);
             combine(store, &plain, &versions, key, output, workspace, &mut tee)?;
-            let PlainTee { inner, sha, crc, bytes } = tee;
-            let plain_sha512 = sha.finish_hex();
+            let crate::restore::CrcWriter { inner, sha, crc, bytes } = tee;
+            let plain_sha512 = sha.map(|h| h.finish_hex()).unwrap_or_default();
             let (w, _, stored_sha512) = crate::backup::unseal(inner, &plain_sha512, &temp)?;
             w.commit(true)?;
             Ok(Rolled {

@@ -344,17 +344,29 @@ pub fn chain_of(backups: &[BackupInfo], info: &BackupInfo) -> Result<Vec<BackupI
     Ok(chain)
 }
 
-/// A writer that counts bytes and computes their CRC32C, for a rewritten manifest.
-struct CrcWriter<W> {
-    inner: W,
-    crc: u32,
-    bytes: u64,
+/// Plain bytes on their way to a file: their count, CRC32C (for a rewritten manifest) and,
+/// when asked, SHA-512 (for `backup.manifest`).
+pub(crate) struct CrcWriter<W> {
+    pub(crate) inner: W,
+    pub(crate) crc: u32,
+    pub(crate) bytes: u64,
+    pub(crate) sha: Option<pgmoneta_crypto::Hasher>,
+}
+
+impl<W> CrcWriter<W> {
+    pub(crate) fn new(inner: W, sha512: bool) -> CrcWriter<W> {
+        let sha = sha512.then(|| pgmoneta_crypto::Hasher::new(HashAlgorithm::Sha512));
+        CrcWriter { inner, crc: 0, bytes: 0, sha }
+    }
 }
 
 impl<W: Write> Write for CrcWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.crc = pgmoneta_crypto::crc32c_append(self.crc, &buf[..n]);
+        if let Some(h) = &mut self.sha {
+            h.update(&buf[..n]);
+        }
         self.bytes += n as u64;
         Ok(n)
     }
@@ -751,7 +763,7 @@ fn combine_file(
     target: &Path,
 ) -> Result<(u64, u32)> {
     let out = fsio::AtomicFile::create(target)?;
-    let mut w = CrcWriter { inner: out, crc: 0, bytes: 0 };
+    let mut w = CrcWriter::new(out, false);
     crate::incremental::combine(
         store,
         path,
@@ -761,7 +773,7 @@ fn combine_file(
         spill_dir,
         &mut w,
     )?;
-    let CrcWriter { inner, crc, bytes } = w;
+    let CrcWriter { inner, crc, bytes, .. } = w;
     inner.commit_with(false)?;
     Ok((bytes, crc))
 }
