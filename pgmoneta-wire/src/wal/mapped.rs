@@ -22,6 +22,6 @@ pub fn map_closed_file(path: &Path) -> io::Result<Bytes> {
     // and archived files, which PostgreSQL and pgmoneta never write again in place (they are
     // replaced by rename). A file truncated by someone else while mapped would make reads fault;
     // callers must not map a `.partial` segment that a receiver is still writing.
-    let map = unsafe { memmap2::Mmap::map(&file)? };
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file)? };
     Ok(Bytes::from_owner(map))
 }

@@ -39,48 +39,15 @@ pub use record::{
 /// Fork names as `pg_waldump` prints them.
 pub const FORK_NAMES: [&str; 4] = ["main", "fsm", "vm", "init"];
 
-/// `00` to `99`.
-const PAIRS: [&str; 100] = [
-    "00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "13", "14", "15", "16", "17", "18",
-    "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31", "32", "33", "34", "35", "36", "37",
-    "38", "39", "40", "41", "42", "43", "44", "45", "46", "47", "48", "49", "50", "51", "52", "53", "54", "55", "56",
-    "57", "58", "59", "60", "61", "62", "63", "64", "65", "66", "67", "68", "69", "70", "71", "72", "73", "74", "75",
-    "76", "77", "78", "79", "80", "81", "82", "83", "84", "85", "86", "87", "88", "89", "90", "91", "92", "93", "94",
-    "95", "96", "97", "98", "99",
-];
-/// `0` to `99`.
-const LEADING: [&str; 100] = [
-    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16", "17", "18", "19", "20",
-    "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31", "32", "33", "34", "35", "36", "37", "38", "39",
-    "40", "41", "42", "43", "44", "45", "46", "47", "48", "49", "50", "51", "52", "53", "54", "55", "56", "57", "58",
-    "59", "60", "61", "62", "63", "64", "65", "66", "67", "68", "69", "70", "71", "72", "73", "74", "75", "76", "77",
-    "78", "79", "80", "81", "82", "83", "84", "85", "86", "87", "88", "89", "90", "91", "92", "93", "94", "95", "96",
-    "97", "98", "99",
-];
-
-/// Appends the decimal digits of `v`, right-aligned in `width` columns. It runs several times
-/// per record, so it avoids the formatting machinery: two digits at a time from tables.
+/// Appends the decimal digits of `v`, right-aligned in `width` columns. It runs many times per
+/// record, so it avoids the formatting machinery (`itoa` writes the digits without it).
 pub(crate) fn push_dec(out: &mut String, v: u32, width: usize) {
-    let digits = v.checked_ilog10().unwrap_or(0) as usize + 1;
-    for _ in digits..width {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(v);
+    for _ in digits.len()..width {
         out.push(' ');
     }
-    // Base-100 digits, most significant first.
-    let mut groups = [0usize; 5];
-    let mut n = 0;
-    let mut x = v;
-    loop {
-        groups[n] = (x % 100) as usize;
-        n += 1;
-        x /= 100;
-        if x == 0 {
-            break;
-        }
-    }
-    out.push_str(LEADING[groups[n - 1]]);
-    for g in groups[..n - 1].iter().rev() {
-        out.push_str(PAIRS[*g]);
-    }
+    out.push_str(digits);
 }
 
 /// `00` to `FF`.
