@@ -356,6 +356,7 @@ fn run_backup(
         let mut conn = pg::connect(shared, &server, false).map_err(|e| fail_in(network, workflow, e))?;
         let mut sql = SqlBackupOptions::default();
         sql.wal_encryption = options.encryption.clone();
+        sql.master_key = shared.master_key.clone();
         let info =
             sqlbackup::take_incremental(&mut conn, version, facts.minor, store, &options, &sql).map_err(failed)?;
         let _ = conn.close();

@@ -179,6 +179,8 @@ pub fn update_hot_standby(store: &dyn Store, options: &HotStandbyOptions) -> Res
     // An incremental backup updates the copy in place only when the copy holds its parent.
     let previous =
         previous.filter(|p| newest.backup_type != crate::info::BackupType::Incremental || *p == newest.parent);
+    // Until the update completes, the copy is no backup's: a failure leads to a full copy.
+    let _ = fs::remove_file(&marker);
     let written = match previous {
         Some(prev) => incremental_update(store, options, &prev, &newest.label, &dest)?,
         None => {

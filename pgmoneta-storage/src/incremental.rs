@@ -132,7 +132,11 @@ impl IncrementalHeader {
         }
         let mut raw = vec![0u8; count as usize * 4];
         r.read_exact(&mut raw).map_err(|e| bad(format!("reading the incremental block list: {e}")))?;
-        let blocks = raw.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+        let blocks: Vec<u32> =
+            raw.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+        if let Some(b) = blocks.iter().find(|&&b| b >= MAX_BLOCKS) {
+            return Err(bad(format!("incremental header lists block {b}, past any relation segment")));
+        }
         let header = IncrementalHeader { truncation_block_length, blocks };
         let padding = header.header_len() - 12 - raw.len() as u64;
         let skipped = io::copy(&mut r.take(padding), &mut io::sink()).map_err(|e| bad(e.to_string()))?;
@@ -246,7 +250,7 @@ impl<'k> PlainReader<'k> {
 
     /// Reads the rest, which checks the authentication tag of an encrypted file and the
     /// integrity of a compressed one.
-    fn finish(mut self) -> Result<()> {
+    pub(crate) fn finish(mut self) -> Result<()> {
         io::copy(&mut self.inner, &mut io::sink())
             .map(drop)
             .map_err(|e| StorageError::corrupt(&self.what, e.to_string()))
@@ -304,31 +308,45 @@ enum Opened<'k> {
 /// A forward reader of one source's blocks; a source read out of order is first decoded into
 /// a temporary file.
 enum BlockReader<'k> {
-    Forward { reader: PlainReader<'k>, next: u64 },
-    Spilled { file: File, path: PathBuf, reader: PlainReader<'k> },
+    /// `strict`: the source must hold every block asked for (an incremental file lists its
+    /// blocks; a full file may be shorter than the result, which is then zeros).
+    Forward {
+        reader: PlainReader<'k>,
+        next: u64,
+        strict: bool,
+    },
+    Spilled {
+        file: File,
+        path: PathBuf,
+        reader: PlainReader<'k>,
+    },
 }
 
 impl BlockReader<'_> {
     fn read_block(&mut self, index: u64, buf: &mut [u8], what: &str) -> Result<()> {
         let bad = |e: io::Error| StorageError::corrupt(what, format!("reading block {index}: {e}"));
         match self {
-            BlockReader::Forward { reader, next } => {
+            BlockReader::Forward { reader, next, strict } => {
                 if index < *next {
                     return Err(StorageError::Invalid(format!("{what}: block {index} asked for after block {next}")));
                 }
                 let skip = (index - *next) * BLCKSZ;
                 let skipped = io::copy(&mut (&mut *reader).take(skip), &mut io::sink()).map_err(bad)?;
-                if skipped < skip {
-                    buf.fill(0);
-                    *next = index + 1;
-                    return Ok(());
-                }
-                read_full(reader, buf).map_err(bad)?;
                 *next = index + 1;
+                if *strict {
+                    if skipped < skip {
+                        return Err(bad(io::ErrorKind::UnexpectedEof.into()));
+                    }
+                    reader.read_exact(buf).map_err(bad)?;
+                } else if skipped < skip {
+                    buf.fill(0);
+                } else {
+                    read_full(reader, buf).map_err(bad)?;
+                }
             }
             BlockReader::Spilled { file, .. } => {
                 file.seek(SeekFrom::Start(index * BLCKSZ)).map_err(bad)?;
-                read_full(file, buf).map_err(bad)?;
+                file.read_exact(buf).map_err(bad)?;
             }
         }
         Ok(())
@@ -454,12 +472,14 @@ pub fn combine(
         what.push(versions[i].stored.clone().unwrap_or_default());
         readers.push(match o {
             Opened::Missing => None,
-            Opened::Full { reader } => Some(BlockReader::Forward { reader, next: 0 }),
+            Opened::Full { reader } => Some(BlockReader::Forward { reader, next: 0, strict: false }),
             Opened::Incremental { mut reader, header, .. } => {
                 if header.ascending() {
-                    Some(BlockReader::Forward { reader, next: 0 })
+                    Some(BlockReader::Forward { reader, next: 0, strict: true })
                 } else {
-                    let spill = spill_dir.join(format!(".pgmoneta-combine-{}-{i}.tmp", std::process::id()));
+                    static SPILLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                    let n = SPILLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let spill = spill_dir.join(format!(".pgmoneta-combine-{}-{n}.tmp", std::process::id()));
                     let mut file = std::fs::OpenOptions::new()
                         .read(true)
                         .write(true)
@@ -467,8 +487,13 @@ pub fn combine(
                         .truncate(true)
                         .open(&spill)
                         .map_err(StorageError::io("creating", &spill))?;
-                    io::copy(&mut (&mut reader).take(header.blocks.len() as u64 * BLCKSZ), &mut file)
-                        .map_err(|e| StorageError::corrupt(&what[i], e.to_string()))?;
+                    let want = header.blocks.len() as u64 * BLCKSZ;
+                    let copied = io::copy(&mut (&mut reader).take(want), &mut file);
+                    if !matches!(copied, Ok(n) if n == want) {
+                        let _ = std::fs::remove_file(&spill);
+                        let why = copied.map_or_else(|e| e.to_string(), |n| format!("{n} of {want} bytes of blocks"));
+                        return Err(StorageError::corrupt(&what[i], why));
+                    }
                     Some(BlockReader::Spilled { file, path: spill, reader })
                 }
             }
@@ -705,6 +730,20 @@ mod tests {
         assert_eq!(tags(&std::fs::read(&target).unwrap()), vec![1, 7, 0, 9]);
         let e = apply_in_place(&store, "b/i", None, None, &dir.path().join("gone")).unwrap_err().to_string();
         assert!(e.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn a_truncated_increment_is_an_error_not_zeros() {
+        let mut short = incremental(4, &[(1, 7), (3, 9)]);
+        short.truncate(short.len() - 100);
+        let files = [("full", full(&[1, 2, 3, 4])), ("i", short)];
+        let chain = [version("i", Some("b/i"), true), version("full", Some("b/full"), false)];
+        let e = run(&files, &chain, CombineOutput::Full).unwrap_err().to_string();
+        assert!(e.contains("b/i") && e.contains("block"), "{e}");
+        let mut wild = incremental(1, &[(0, 1)]);
+        wild[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        let e = IncrementalHeader::read(&mut wild.as_slice(), "w").unwrap_err().to_string();
+        assert!(e.contains("past any relation segment"), "{e}");
     }
 
     #[test]

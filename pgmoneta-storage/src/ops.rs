@@ -249,8 +249,23 @@ pub fn delete_backup_with(store: &dyn Store, server: &str, label: &str, options:
     if info.keep && !force {
         return Err(StorageError::Invalid(format!("backup {label} is retained; expunge it first or force the delete")));
     }
-    if let Some(child) = backups.iter().find(|b| b.backup_type == BackupType::Incremental && b.parent == label) {
+    let children: Vec<&BackupInfo> =
+        backups.iter().filter(|b| b.backup_type == BackupType::Incremental && b.parent == label).collect();
+    if let Some(bad) = children.iter().find(|c| !c.valid) {
+        return Err(StorageError::Invalid(format!(
+            "backup {label} has an incremental child, {}, that is not valid (an interrupted roll-up leaves it so): \
+             delete {} first",
+            bad.label, bad.label
+        )));
+    }
+    if let Some(child) = children.first() {
         roll_up(store, server, info, child, options.master_key.as_deref(), &options.workspace)?;
+        // The child no longer needs this backup; should its deletion stop half-way, what is
+        // left is no one's parent and no one's child.
+        let mut left = info.clone();
+        left.valid = false;
+        left.parent = String::new();
+        save_info(store, server, &left)?;
         backups = list_backups(store, server)?;
     }
     let prefix = format!("{dir}/");

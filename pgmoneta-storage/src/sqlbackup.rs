@@ -82,11 +82,14 @@ pub struct SqlBackupOptions {
     pub wal_encryption: Option<(Cipher, Arc<MasterKey>)>,
     /// How long to wait for the archive to receive the WAL the backup needs.
     pub wait: Duration,
+    /// The master key, to read an encrypted parent's `pg_control` when this backup is not
+    /// encrypted itself.
+    pub master_key: Option<Arc<MasterKey>>,
 }
 
 impl Default for SqlBackupOptions {
     fn default() -> SqlBackupOptions {
-        SqlBackupOptions { wal_encryption: None, wait: Duration::from_secs(60) }
+        SqlBackupOptions { wal_encryption: None, wait: Duration::from_secs(60), master_key: None }
     }
 }
 
@@ -103,6 +106,7 @@ pub fn required_functions(version: PgVersion) -> Vec<&'static str> {
         "pg_stat_file(text, boolean)",
         "pg_read_binary_file(text, bigint, bigint, boolean)",
         "pg_control_checkpoint()",
+        "pg_control_system()",
     ]);
     f
 }
@@ -324,7 +328,12 @@ fn incremental_plan(
     segment_blocks: u32,
     summary: &BlockRefTable,
 ) -> Option<IncrementalHeader> {
-    if size == 0 || size % BLCKSZ != 0 {
+    // Free space map changes are mostly not WAL-logged: the map is always copied whole.
+    if size == 0 || size % BLCKSZ != 0 || rel.fork == 1 {
+        return None;
+    }
+    // A database created or dropped since the parent: its files are copied whole.
+    if summary.database_recreated(rel.spc, rel.db) {
         return None;
     }
     let blocks = (size / BLCKSZ) as u32;
@@ -374,7 +383,31 @@ pub fn take_incremental<S: Read + Write>(
         return Err(StorageError::Invalid(format!("a backup labelled {} already exists", options.label)));
     }
     let parent = check_parent(store.as_ref(), &options.server, &parent_label, version)?;
+    // Quoting and bytea decoding below rely on these.
+    conn.execute("SET standard_conforming_strings = on")?;
+    conn.execute("SET bytea_output = 'hex'")?;
     check_grants(conn, version)?;
+    // The parent must be a backup of this cluster.
+    let server_id: u64 = conn.query_one("SELECT system_identifier FROM pg_control_system()")?.parse_required(0)?;
+    let key = options
+        .encryption
+        .as_ref()
+        .map(|(_, k)| k.clone())
+        .or_else(|| sql.master_key.clone())
+        .or_else(|| sql.wal_encryption.as_ref().map(|(_, k)| k.clone()));
+    let stored_control = crate::restore::stored_path(store.as_ref(), &options.server, &parent, "global/pg_control")?;
+    let mut control =
+        PlainReader::open(store.as_ref(), &stored_control, Cipher::from_code(parent.encryption), key.as_deref())?;
+    let mut id = [0u8; 8];
+    control.read_exact(&mut id).map_err(|e| StorageError::corrupt(&stored_control, e.to_string()))?;
+    control.finish()?;
+    let parent_id = u64::from_le_bytes(id);
+    if parent_id != server_id {
+        return Err(StorageError::Invalid(format!(
+            "backup {} is of another cluster (system identifier {parent_id}, the server's is {server_id})",
+            parent.label
+        )));
+    }
     let tablespaces: u64 = conn
         .query_one("SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')")?
         .parse_required(0)?;
@@ -539,6 +572,21 @@ fn append_file<W: Write, S: Read + Write>(
     plan: Option<IncrementalHeader>,
     mtime: i64,
 ) -> Result<()> {
+    if plan.is_none() && relation_file(&entry.path).is_none() {
+        // Not a relation file: WAL replay will not repair it, so it is read as it is now, whole
+        // (configuration rewritten since the listing, a file gone), when it is small.
+        let sql = format!("SELECT pg_read_binary_file({}, 0, {}, true)", literal(&entry.path), READ_CHUNK + 1);
+        let row = conn.query_one(&sql)?;
+        let Some(text) = row.bytes(0) else { return Ok(()) };
+        let data = decode_bytea(text).ok_or_else(|| {
+            StorageError::Invalid(format!("{}: the server sent bytea in an unexpected form", entry.path))
+        })?;
+        if data.len() as u64 <= READ_CHUNK {
+            return tar
+                .append_file(&entry.path, 0o600, mtime, data.len() as u64, data.as_slice())
+                .map_err(|e| StorageError::Invalid(format!("writing {} to the backup stream: {e}", entry.path)));
+        }
+    }
     let (name, size, header, ranges) = match plan {
         None => (entry.path.clone(), entry.size, Vec::new(), whole_file_ranges(entry.size)),
         Some(h) => {
@@ -665,6 +713,10 @@ mod tests {
         let other = relation_file("base/5/99").unwrap();
         let h = incremental_plan(&other, 4 * BLCKSZ, 8, &s).unwrap();
         assert_eq!((h.truncation_block_length, h.blocks.len()), (4, 0));
+        // The free space map, and every file of a database created again: whole.
+        assert_eq!(incremental_plan(&relation_file("base/5/99_fsm").unwrap(), 4 * BLCKSZ, 8, &s), None);
+        s.mark_database(1663, 5);
+        assert_eq!(incremental_plan(&other, 4 * BLCKSZ, 8, &s), None);
     }
 
     #[test]

@@ -58,15 +58,15 @@ pub fn take_incremental(cluster: &Cluster, store: Arc<dyn Store>, options: &Back
     }
     grant_backup_functions(cluster);
     let mut conn = sql_connection(cluster, cluster.replication_user(), cluster.replication_password());
-    pgmoneta_storage::sqlbackup::take_incremental(
-        &mut conn,
-        cluster.version(),
-        minor(cluster),
-        store,
-        options,
-        &pgmoneta_storage::sqlbackup::SqlBackupOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("incremental backup {}: {e}", options.label))
+    let mut sql = pgmoneta_storage::sqlbackup::SqlBackupOptions::default();
+    sql.master_key = Some(test_key());
+    pgmoneta_storage::sqlbackup::take_incremental(&mut conn, cluster.version(), minor(cluster), store, options, &sql)
+        .unwrap_or_else(|e| panic!("incremental backup {}: {e}", options.label))
+}
+
+/// The master key of the tests' encrypted backups.
+pub fn test_key() -> Arc<pgmoneta_crypto::MasterKey> {
+    Arc::new(pgmoneta_crypto::MasterKey::from_bytes([9; 64]))
 }
 
 /// A normal connection to the `postgres` database.

@@ -11,6 +11,8 @@
 //! let entry = table.get(&RelFork { spc: 1663, db: 5, rel: 16384, fork: 0 }).unwrap();
 //! assert_eq!(entry.limit_block, Some(3));
 //! assert!(entry.blocks.contains(&7));
+//! table.mark_database(1663, 5);
+//! assert!(table.database_recreated(1663, 5));
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,6 +92,24 @@ impl BlockRefTable {
                     self.truncate(RelFork { fork: 2, ..base }, 0);
                 }
             }
+            // A database created or dropped: its files were copied or removed whole, with no
+            // block references. The whole database is marked, as PostgreSQL 17's summaries do
+            // (relation number 0).
+            (rmid::DBASE, op) => {
+                let v15 = rec.version >= pgmoneta_core::PgVersion::V15;
+                match (v15, op) {
+                    // CREATE (FILE_COPY from 15): db_id, tablespace_id, ...; 15+ WAL_LOG: the same.
+                    (_, 0x00) | (true, 0x10) => self.mark_database(f.u32(4), f.u32(0)),
+                    // DROP: db_id, ntablespaces, tablespace_ids[].
+                    (false, 0x10) | (true, 0x20) => {
+                        let n = f.i32(4).clamp(0, 1024) as usize;
+                        for i in 0..n {
+                            self.mark_database(f.u32(8 + 4 * i), f.u32(0));
+                        }
+                    }
+                    _ => {}
+                }
+            }
             (rmid::XACT, op) if op & 0x70 == 0x00 || op & 0x70 == 0x20 || op & 0x70 == 0x30 || op & 0x70 == 0x40 => {
                 for (spc, db, rel) in dropped_relations(rec) {
                     for fork in 0..4 {
@@ -99,6 +119,17 @@ impl BlockRefTable {
             }
             _ => {}
         }
+    }
+
+    /// Records that database `db` in tablespace `spc` was created or dropped: none of its files
+    /// can be taken from an earlier backup.
+    pub fn mark_database(&mut self, spc: u32, db: u32) {
+        self.truncate(RelFork { spc, db, rel: 0, fork: 0 }, 0);
+    }
+
+    /// Whether database `db` in tablespace `spc` was created or dropped in the range.
+    pub fn database_recreated(&self, spc: u32, db: u32) -> bool {
+        self.get(&RelFork { spc, db, rel: 0, fork: 0 }).is_some_and(|c| c.limit_block == Some(0))
     }
 
     /// What changed in `fork`.
