@@ -332,6 +332,7 @@ fn run_backup(
     options.cancel = cancel.clone();
     options.progress = Arc::new(BackupProgress::default());
     options.parent = parent.map(str::to_owned);
+    options.link = config.main.link;
     *state.backup_cancel.lock() = Some(cancel);
     *state.backup_progress.lock() = Some((options.progress.clone(), Instant::now()));
     match parent {
@@ -367,18 +368,6 @@ fn run_backup(
         let _ = conn.close();
         info
     };
-    if config.main.link {
-        match ops::link_backup(shared.store(), name, &info) {
-            Ok(r) if !r.linked.is_empty() => log::info!(
-                "server [{name}]: backup {label}: {} files linked to {}",
-                r.linked.len(),
-                r.previous.as_deref().unwrap_or("")
-            ),
-            Ok(_) => {}
-            Err(e) => log::warn!("server [{name}]: linking backup {label}: {e}"),
-        }
-    }
-    let info = ops::load_info(shared.store(), name, &label.to_string()).unwrap_or(info);
     for dir in &server.hot_standby.0 {
         let mut hs = HotStandbyOptions::new(name, PathBuf::from(dir).join(name));
         hs.master_key = shared.master_key.clone();

@@ -66,6 +66,9 @@ pub struct BackupOptions {
     pub cancel: Arc<AtomicBool>,
     /// Bytes received and the server's size estimate, published while the backup runs.
     pub progress: Arc<BackupProgress>,
+    /// Replace files unchanged since the previous backup with links to it (the `link`
+    /// setting; on by default).
+    pub link: bool,
     /// Take an incremental backup on top of this backup (its label). PostgreSQL 17 and later
     /// build it from the parent's `backup_manifest`; see [`crate::sqlbackup`] for 14 to 16.
     pub parent: Option<String>,
@@ -97,6 +100,7 @@ impl BackupOptions {
             cancel: Arc::new(AtomicBool::new(false)),
             progress: Arc::new(BackupProgress::default()),
             parent: None,
+            link: true,
         }
     }
 
@@ -956,7 +960,19 @@ where
         tablespaces: shared.tablespaces.lock().expect("not poisoned").clone(),
         ..BackupInfo::default()
     };
-    let linked = crate::ops::link_backup(store.as_ref(), &options.server, &draft)?;
+    let linked = if options.link {
+        crate::ops::link_backup(store.as_ref(), &options.server, &draft)?
+    } else {
+        crate::ops::LinkReport::default()
+    };
+    if let Some(previous) = linked.previous.as_deref().filter(|_| !linked.linked.is_empty()) {
+        log::info!(
+            "server [{}]: backup {}: {} files linked to {previous}",
+            options.server,
+            options.label,
+            linked.linked.len()
+        );
+    }
     if let Some(old) = linked
         .previous
         .as_ref()

@@ -33,8 +33,7 @@ use crate::error::{Result, StorageError};
 use crate::incremental::{IncrementalHeader, PlainReader, BLCKSZ, INCREMENTAL_PREFIX};
 use crate::info::BackupInfo;
 use crate::layout;
-use crate::restore::stored_form;
-use crate::store::{join, EntryKind, Store};
+use crate::store::Store;
 use crate::summary::{summarize, SummaryOptions};
 use crate::tar::TarWriter;
 
@@ -621,21 +620,15 @@ fn append_wal<W: Write>(
     let tli = TimelineId(summary.timeline);
     let first = WalSegment::containing(tli, start, size);
     let last = WalSegment::containing(tli, Lsn(end.0.saturating_sub(1).max(start.0)), size);
-    let dir = layout::wal_dir(&options.server);
     let mut segment = first;
     loop {
         let name = segment.file_name(size);
         let deadline = Instant::now() + summary.wait;
         let stored = loop {
-            let found = store
-                .list(&dir)?
-                .into_iter()
-                .find(|e| e.kind == EntryKind::File && stored_form(&e.name).0 == name && !e.name.ends_with(".partial"))
-                .map(|e| e.name);
-            match found {
-                Some(f) => break join(&[&dir, &f]),
-                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
-                None => {
+            match crate::summary::locate_segment(store, &options.server, &name) {
+                Some((path, false)) => break path,
+                _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+                _ => {
                     return Err(StorageError::NotFound(format!(
                         "WAL segment {name}, needed by the backup ({start} to {end}), is not in the archive of {} after {:?}",
                         options.server, summary.wait
@@ -645,7 +638,7 @@ fn append_wal<W: Write>(
         };
         let reader = match PlainReader::open(store, &stored, summary.cipher, key) {
             Ok(r) => r,
-            // Compressed and renamed since it was listed: look again.
+            // Compressed since it was found: look again.
             Err(StorageError::NotFound(_)) => continue,
             Err(e) => return Err(e),
         };

@@ -13,14 +13,14 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
+use pgmoneta_compress::Algorithm;
 use pgmoneta_core::{Lsn, TimelineId, WalSegment, WalSegmentSize};
-use pgmoneta_crypto::{crc32c, Cipher, MasterKey};
+use pgmoneta_crypto::{crc32c, Cipher, MasterKey, AES_SUFFIX};
 use pgmoneta_wire::wal::summary::{BlockRefTable, RelFork};
 use pgmoneta_wire::wal::WalDecoder;
 
 use crate::error::{Result, StorageError};
 use crate::incremental::PlainReader;
-use crate::restore::stored_form;
 use crate::store::{join, EntryKind, Store};
 
 /// The magic number of a serialized block reference table.
@@ -292,23 +292,23 @@ fn summarize_wal_waiting(
     }
 }
 
-/// The archived file holding `segment`: a complete one, or the `.partial` being received.
-fn locate_segment(store: &dyn Store, server: &str, name: &str) -> Result<Option<(String, bool)>> {
+/// The archived file holding segment `name`: a complete one, or the `.partial` being received
+/// (`true`). Found by its possible stored names (plain, each compression, with and without
+/// encryption) rather than by listing the archive, so a look-up costs the same whatever the
+/// archive's size.
+pub(crate) fn locate_segment(store: &dyn Store, server: &str, name: &str) -> Option<(String, bool)> {
     let dir = crate::layout::wal_dir(server);
-    let mut partial = None;
-    for e in store.list(&dir)? {
-        if e.kind != EntryKind::File || e.name.ends_with(crate::fsio::TEMP_SUFFIX) {
-            continue;
-        }
-        let plain = stored_form(&e.name).0;
-        if plain == name {
-            return Ok(Some((join(&[&dir, &e.name]), false)));
-        }
-        if plain.strip_suffix(".partial") == Some(name) {
-            partial = Some((join(&[&dir, &e.name]), true));
+    let compressions = std::iter::once("").chain(Algorithm::COMPRESSING.iter().map(|a| a.suffix()));
+    for compression in compressions {
+        for encryption in ["", AES_SUFFIX] {
+            let path = join(&[&dir, &format!("{name}{compression}{encryption}")]);
+            if store.exists(&path) {
+                return Some((path, false));
+            }
         }
     }
-    Ok(partial)
+    let partial = join(&[&dir, &format!("{name}.partial")]);
+    store.exists(&partial).then_some((partial, true))
 }
 
 /// Opens the archived file holding segment `name`. The archive changes under the reader (a
@@ -322,7 +322,7 @@ fn open_segment<'k>(
 ) -> Result<Option<(String, bool, PlainReader<'k>)>> {
     let mut attempts = 0;
     loop {
-        let Some((stored, partial)) = locate_segment(store, &options.server, name)? else { return Ok(None) };
+        let Some((stored, partial)) = locate_segment(store, &options.server, name) else { return Ok(None) };
         match PlainReader::open(store, &stored, options.cipher, key) {
             Ok(r) => return Ok(Some((stored, partial, r))),
             Err(StorageError::NotFound(_)) if attempts < 5 => attempts += 1,

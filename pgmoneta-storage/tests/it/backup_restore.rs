@@ -352,11 +352,7 @@ fn a_restore_without_room_is_refused_before_writing() {
 #[test]
 fn tablespaces_are_backed_up_and_restored() {
     let cluster = Cluster::builder().start().unwrap();
-    let location = tempfile::Builder::new().prefix("pgmoneta-ts-").tempdir_in("/tmp").unwrap();
-    if nix::unistd::geteuid().is_root() {
-        let ok = std::process::Command::new("chown").arg("postgres:postgres").arg(location.path()).status().unwrap();
-        assert!(ok.success());
-    }
+    let location = crate::tablespace_location();
     cluster.execute(&format!("CREATE TABLESPACE fast LOCATION '{}'", location.path().display())).unwrap();
     cluster
         .execute("CREATE TABLE spaced TABLESPACE fast AS SELECT g, md5(g::text) AS h FROM generate_series(1, 50000) g")

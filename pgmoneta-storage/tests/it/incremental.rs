@@ -18,6 +18,14 @@ use crate::{label, pg_verifybackup, pgbench_state, shared_dir, take_incremental,
 
 type State = Vec<(String, String)>;
 
+/// A repository with the cluster's WAL streaming into it, as the daemon keeps it.
+fn repository(cluster: &Cluster) -> (tempfile::TempDir, Arc<LocalStore>, Streamer) {
+    let repo = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::new(repo.path()));
+    let wal = Streamer::start(cluster, repo.path());
+    (repo, store, wal)
+}
+
 fn key() -> Arc<MasterKey> {
     crate::test_key()
 }
@@ -126,9 +134,7 @@ fn verify_clean(store: &LocalStore, lbl: &str) {
 fn a_chain_restores_each_backup_exactly() {
     let cluster = Cluster::builder().start().unwrap();
     cluster.pgbench_init(5).unwrap();
-    let repo = tempfile::tempdir().unwrap();
-    let store = Arc::new(LocalStore::new(repo.path()));
-    let _wal = Streamer::start(&cluster, repo.path());
+    let (repo, store, _wal) = repository(&cluster);
     if !cluster.version().has_incremental_backup() {
         // Without the grants, the error names each one.
         let mut conn = crate::sql_connection(&cluster, cluster.replication_user(), cluster.replication_password());
@@ -223,9 +229,7 @@ fn deleting_any_member_of_a_chain_keeps_the_rest_restorable() {
     let cluster = Cluster::builder().start().unwrap();
     cluster.pgbench_init(2).unwrap();
     for (which, first) in [(2usize, 10u32), (1, 20), (0, 30)] {
-        let repo = tempfile::tempdir().unwrap();
-        let store = Arc::new(LocalStore::new(repo.path()));
-        let _wal = Streamer::start(&cluster, repo.path());
+        let (_repo, store, _wal) = repository(&cluster);
         let backups = chain(&cluster, &store, first);
         let doomed = backups[which].0.label.clone();
         let mut opts = DeleteOptions::default();
@@ -261,9 +265,7 @@ fn deleting_any_member_of_a_chain_keeps_the_rest_restorable() {
 fn damaged_inputs_fail_the_incremental_loudly() {
     let cluster = Cluster::builder().start().unwrap();
     cluster.pgbench_init(1).unwrap();
-    let repo = tempfile::tempdir().unwrap();
-    let store = Arc::new(LocalStore::new(repo.path()));
-    let _wal = Streamer::start(&cluster, repo.path());
+    let (repo, store, _wal) = repository(&cluster);
     let full = take_incremental(&cluster, store.clone(), &options(0, None));
     cluster.pgbench_run(1, 100).unwrap();
     let attempt = |n: u32| -> String {
@@ -332,9 +334,7 @@ fn a_hot_standby_follows_incremental_backups_in_place() {
     use pgmoneta_storage::export::{update_hot_standby, HotStandbyOptions};
     let cluster = Cluster::builder().start().unwrap();
     cluster.pgbench_init(2).unwrap();
-    let repo = tempfile::tempdir().unwrap();
-    let store = Arc::new(LocalStore::new(repo.path()));
-    let _wal = Streamer::start(&cluster, repo.path());
+    let (_repo, store, _wal) = repository(&cluster);
     let hs = shared_dir("pgmoneta-incr-hs-");
     let mut hs_options = HotStandbyOptions::new("primary", hs.path());
     hs_options.master_key = Some(key());
@@ -362,16 +362,10 @@ fn a_hot_standby_follows_incremental_backups_in_place() {
 #[test]
 fn a_database_moved_between_tablespaces_is_copied_whole() {
     let cluster = Cluster::builder().start().unwrap();
-    let location = tempfile::Builder::new().prefix("pgmoneta-ts-").tempdir_in("/tmp").unwrap();
-    if nix::unistd::geteuid().is_root() {
-        let ok = std::process::Command::new("chown").arg("postgres:postgres").arg(location.path()).status().unwrap();
-        assert!(ok.success());
-    }
+    let location = crate::tablespace_location();
     cluster.execute("CREATE DATABASE moved").unwrap();
     cluster.query_in("moved", "CREATE TABLE m AS SELECT g FROM generate_series(1, 20000) g").unwrap();
-    let repo = tempfile::tempdir().unwrap();
-    let store = Arc::new(LocalStore::new(repo.path()));
-    let _wal = Streamer::start(&cluster, repo.path());
+    let (_repo, store, _wal) = repository(&cluster);
     let full = take_incremental(&cluster, store.clone(), &options(0, None));
     cluster.execute(&format!("CREATE TABLESPACE away LOCATION '{}'", location.path().display())).unwrap();
     cluster.execute("ALTER DATABASE moved SET TABLESPACE away").unwrap();

@@ -167,6 +167,16 @@ pub fn version_name(v: PgVersion) -> String {
     format!("PostgreSQL {}", v.major())
 }
 
+/// A directory for a tablespace, owned by the `postgres` user when the tests run as root.
+pub fn tablespace_location() -> tempfile::TempDir {
+    let location = tempfile::Builder::new().prefix("pgmoneta-ts-").tempdir_in("/tmp").unwrap();
+    if nix::unistd::geteuid().is_root() {
+        let ok = Command::new("chown").arg("postgres:postgres").arg(location.path()).status().unwrap();
+        assert!(ok.success());
+    }
+    location
+}
+
 /// A directory under /tmp that the `postgres` user can enter, for restored clusters.
 pub fn shared_dir(prefix: &str) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;

@@ -75,6 +75,13 @@ fn links_and_deletes_keep_every_backup_restorable() {
         assert!(infos[i].elapsed.linking > 0.0);
         verify_clean(store.as_ref(), l);
     }
+    // With linking off (the `link` setting), every file is stored again.
+    let mut opts = BackupOptions::new("primary", label(110));
+    opts.compression = Compression::client(Algorithm::Lz4);
+    opts.link = false;
+    let unlinked = backup(&cluster, store.clone(), &opts);
+    assert_eq!(links_in(store.as_ref(), &format!("primary/backup/{}", unlinked.label)), 0);
+    delete_backup(store.as_ref(), "primary", &unlinked.label, false).unwrap();
 
     // Annotations and the keep flag.
     annotate(store.as_ref(), "primary", &labels[1], &Annotation::Add("reason".into(), "before upgrade".into()))
