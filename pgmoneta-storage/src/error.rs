@@ -72,6 +72,14 @@ pub enum StorageError {
         /// Its child.
         child: String,
     },
+    /// A remote repository refused or failed a request.
+    #[error("{what}: {reason}")]
+    Remote {
+        /// The request and the object, `uploading s3://bucket/primary/backup/...`.
+        what: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The operation was stopped on request.
     #[error("cancelled")]
     Cancelled,

@@ -171,7 +171,7 @@ pub fn link_backup(store: &dyn Store, server: &str, info: &BackupInfo) -> Result
             continue;
         }
         let target = resolve(store, old_stored)?;
-        if !store.exists(&target) {
+        if !store.holds(&target) {
             continue;
         }
         let (parent, name) = new_stored.rsplit_once('/').unwrap_or(("", new_stored));

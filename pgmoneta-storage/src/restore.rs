@@ -694,10 +694,14 @@ fn restore_into(
     if let Some(e) = errors.into_inner().expect("not poisoned") {
         return Err(e);
     }
-    let pg_tblspc = data_dir.join("pg_tblspc");
-    if !links.is_empty() {
-        fsio::create_dir_all(&pg_tblspc)?;
+    // A remote repository keeps no empty directories; PostgreSQL needs its own.
+    for dir in DATA_DIRECTORY_LAYOUT {
+        let path = data_dir.join(dir);
+        if !path.exists() {
+            fsio::create_dir_all(&path)?;
+        }
     }
+    let pg_tblspc = data_dir.join("pg_tblspc");
     for (oid, rel) in &links {
         let link = pg_tblspc.join(oid);
         let _ = fs::remove_file(&link);
@@ -812,6 +816,28 @@ fn write_combined_metadata(
     Ok(())
 }
 
+/// The directories of a data directory that may be empty, and that PostgreSQL expects (those
+/// `BASE_BACKUP` sends even when their contents are left out, and `pg_wal/archive_status`).
+const DATA_DIRECTORY_LAYOUT: &[&str] = &[
+    "pg_commit_ts",
+    "pg_dynshmem",
+    "pg_logical/mappings",
+    "pg_logical/snapshots",
+    "pg_multixact/members",
+    "pg_multixact/offsets",
+    "pg_notify",
+    "pg_replslot",
+    "pg_serial",
+    "pg_snapshots",
+    "pg_stat",
+    "pg_stat_tmp",
+    "pg_subtrans",
+    "pg_tblspc",
+    "pg_twophase",
+    "pg_wal/archive_status",
+    "pg_xact",
+];
+
 /// The current time as a manifest writes it.
 fn utc_now_text() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -823,9 +849,6 @@ fn utc_now_text() -> String {
 /// the backup's first one on, on its timeline and later ones, and every history file.
 fn copy_archived_wal(store: &dyn Store, options: &RestoreOptions, info: &BackupInfo, pg_wal: &Path) -> Result<usize> {
     let stored_dir = layout::wal_dir(&options.server);
-    let Some(dir) = store.local_path(&stored_dir) else {
-        return Err(StorageError::Invalid("copying WAL into pg_wal needs a local WAL archive".into()));
-    };
     fsio::create_dir_all(pg_wal)?;
     let first = info.wal.get(8..).unwrap_or_default().to_owned();
     let timeline = info.wal.get(..8).unwrap_or_default().to_owned();
@@ -846,7 +869,7 @@ fn copy_archived_wal(store: &dyn Store, options: &RestoreOptions, info: &BackupI
         if !wanted {
             continue;
         }
-        let mut raw = std::fs::File::open(dir.join(&e.name)).map_err(StorageError::io("opening", dir.join(&e.name)))?;
+        let mut raw = store.open(&join(&[&stored_dir, &e.name]))?;
         let target = pg_wal.join(plain);
         let mut out = fsio::AtomicFile::create(&target)?;
         decode_stored(

@@ -115,6 +115,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn sync_dir(&self, dir: &str) -> Result<()>;
     /// Whether a file or directory exists.
     fn exists(&self, path: &str) -> bool;
+    /// Whether this store itself holds `path`, not only a copy elsewhere it can read (see
+    /// `remote::TieredStore`): links must point to files that are held.
+    fn holds(&self, path: &str) -> bool {
+        self.exists(path)
+    }
     /// The local path of a repository path, for a store that has one.
     fn local_path(&self, path: &str) -> Option<PathBuf>;
 

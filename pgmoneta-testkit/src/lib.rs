@@ -27,11 +27,13 @@ mod fixtures;
 mod install;
 mod port;
 mod process;
+mod remote;
 mod tls;
 
 pub use cluster::{cleanup_stale, Cluster, ClusterBuilder, REPLICATION_USER, SUPERUSER};
 pub use fixtures::{fuzz_seeds, shared_corpus};
 pub use install::PgInstall;
+pub use remote::{garage_binary, Garage, SshServer};
 pub use tls::{IssuedCert, TestCa};
 
 use std::path::PathBuf;

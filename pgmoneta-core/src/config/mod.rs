@@ -29,7 +29,7 @@ use std::fmt;
 use std::path::Path;
 
 pub use cli::CliConfig;
-pub use model::{AzureConfig, MainConfig, PerStandby, S3Config, Secret, ServerConfig, TablespaceMaps};
+pub use model::{AzureConfig, GcsConfig, MainConfig, PerStandby, S3Config, Secret, ServerConfig, TablespaceMaps};
 pub use values::{
     Compression, ConfValue, DirectIo, Encryption, EventBackend, HugePage, List, LogLevel, LogMode, LogType,
     OutputFormat, Retention, SizeValue, StorageEngines, TimeValue, UpdateProcessTitle, WireCompression,
@@ -393,16 +393,18 @@ impl Config {
         }
         if m.storage_engine.azure {
             let a = &m.azure;
-            let required = [
-                ("azure_storage_account", a.storage_account.is_none()),
-                ("azure_container", a.container.is_none()),
-                ("azure_shared_key", a.shared_key.is_none()),
-            ];
+            // Without a shared key, the credentials come from the environment (managed or
+            // workload identity, a service principal).
+            let required =
+                [("azure_storage_account", a.storage_account.is_none()), ("azure_container", a.container.is_none())];
             for (key, missing) in required {
                 if missing {
                     report(Error, None, Some(key), "is required when storage_engine includes azure".to_owned());
                 }
             }
+        }
+        if m.storage_engine.gcs && m.gcs.bucket.is_none() {
+            report(Error, None, Some("gcs_bucket"), "is required when storage_engine includes gcs".to_owned());
         }
 
         if self.servers.is_empty() {
@@ -501,10 +503,13 @@ impl Config {
             }
             if m.storage_engine.s3 {
                 let s3 = self.effective_s3(s);
+                // Without keys, the credentials come from the environment (AWS_* variables,
+                // web identity, the instance or task metadata); with one, both are needed.
+                let keys = s3.access_key_id.is_some() || s3.secret_access_key.is_some();
                 let required = [
                     ("s3_region", s3.region.is_none()),
-                    ("s3_access_key_id", s3.access_key_id.is_none()),
-                    ("s3_secret_access_key", s3.secret_access_key.is_none()),
+                    ("s3_access_key_id", keys && s3.access_key_id.is_none()),
+                    ("s3_secret_access_key", keys && s3.secret_access_key.is_none()),
                     ("s3_bucket", s3.bucket.is_none()),
                 ];
                 for (key, missing) in required {

@@ -124,6 +124,18 @@ pub struct AzureConfig {
     pub use_tls: Option<bool>,
 }
 
+/// Google Cloud Storage settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcsConfig {
+    /// `gcs_bucket`.
+    pub bucket: Option<String>,
+    /// `gcs_base_dir`: object name prefix inside the bucket.
+    pub base_dir: Option<String>,
+    /// `gcs_credentials_file`: a service account key file (JSON); without it, the usual
+    /// `GOOGLE_*` variables, application default credentials or the instance metadata server.
+    pub credentials_file: Option<String>,
+}
+
 /// The `[pgmoneta]` section. Field names are the configuration keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[allow(missing_docs)] // each field is the key of the same name, documented in docs/configuration.md
@@ -156,6 +168,8 @@ pub struct MainConfig {
     pub ssh_private_key_file: Option<String>,
     pub s3: S3Config,
     pub azure: AzureConfig,
+    pub gcs: GcsConfig,
+    pub remote_retry_timeout: TimeValue,
     pub retention: Retention,
     pub retention_interval: u64,
     pub verification: TimeValue,
@@ -216,6 +230,8 @@ impl Default for MainConfig {
             ssh_private_key_file: None,
             s3: S3Config::default(),
             azure: AzureConfig::default(),
+            gcs: GcsConfig::default(),
+            remote_retry_timeout: TimeValue(180),
             retention: Retention::DEFAULT,
             retention_interval: 300,
             verification: TimeValue(0),
@@ -376,6 +392,10 @@ pub(crate) static MAIN_KEYS: &[KeyDef<MainConfig>] = &[
     key!("azure_endpoint" => azure.endpoint),
     key!("azure_port" => azure.port),
     key!("azure_use_tls" => azure.use_tls),
+    key!("gcs_bucket" => gcs.bucket),
+    key!("gcs_base_dir" => gcs.base_dir),
+    key!(path "gcs_credentials_file" => gcs.credentials_file),
+    key!("remote_retry_timeout" => remote_retry_timeout),
     key!("retention" => retention),
     key!("retention_interval" => retention_interval),
     key!("verification" => verification),

@@ -151,6 +151,11 @@ fn values_of_every_type_are_checked() {
         ("storage_engine = local,ssh", "ssh_hostname: is required when storage_engine includes ssh"),
         ("storage_engine = s3", "[primary] s3_region: is required (here or in [pgmoneta])"),
         ("storage_engine = azure", "azure_container: is required when storage_engine includes azure"),
+        ("storage_engine = gcs", "gcs_bucket: is required when storage_engine includes gcs"),
+        (
+            "storage_engine = s3\ns3_region = r\ns3_bucket = b\ns3_access_key_id = k",
+            "[primary] s3_secret_access_key: is required (here or in [pgmoneta])",
+        ),
     ];
     for (line, want) in cases {
         let errs = errors(&with_main(line));

@@ -489,37 +489,48 @@ pub struct StorageEngines {
     pub s3: bool,
     /// Azure Blob storage.
     pub azure: bool,
+    /// Google Cloud Storage.
+    pub gcs: bool,
 }
 
 impl Default for StorageEngines {
     fn default() -> StorageEngines {
-        StorageEngines { local: true, ssh: false, s3: false, azure: false }
+        StorageEngines { local: true, ssh: false, s3: false, azure: false, gcs: false }
+    }
+}
+
+impl StorageEngines {
+    /// Whether any remote engine is on.
+    pub fn any_remote(&self) -> bool {
+        self.ssh || self.s3 || self.azure || self.gcs
     }
 }
 
 impl ConfValue for StorageEngines {
     fn parse_value(text: &str) -> Result<StorageEngines, String> {
-        let mut engines = StorageEngines { local: false, ssh: false, s3: false, azure: false };
+        let mut engines = StorageEngines { local: false, ssh: false, s3: false, azure: false, gcs: false };
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match item.to_ascii_lowercase().as_str() {
                 "local" => engines.local = true,
                 "ssh" => engines.ssh = true,
                 "s3" => engines.s3 = true,
                 "azure" => engines.azure = true,
+                "gcs" => engines.gcs = true,
                 _ => {
                     return Err(format!(
-                        "invalid storage engine {item:?}: expected a comma list of local, ssh, s3, azure"
+                        "invalid storage engine {item:?}: expected a comma list of local, ssh, s3, azure, gcs"
                     ))
                 }
             }
         }
-        if engines == (StorageEngines { local: false, ssh: false, s3: false, azure: false }) {
-            return Err("storage_engine is empty: name at least one of local, ssh, s3, azure".to_owned());
+        if engines == (StorageEngines { local: false, ssh: false, s3: false, azure: false, gcs: false }) {
+            return Err("storage_engine is empty: name at least one of local, ssh, s3, azure, gcs".to_owned());
         }
         Ok(engines)
     }
     fn render(&self) -> String {
-        let names = [("local", self.local), ("ssh", self.ssh), ("s3", self.s3), ("azure", self.azure)];
+        let names =
+            [("local", self.local), ("ssh", self.ssh), ("s3", self.s3), ("azure", self.azure), ("gcs", self.gcs)];
         names.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect::<Vec<_>>().join(",")
     }
 }

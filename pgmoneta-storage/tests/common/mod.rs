@@ -1,0 +1,180 @@
+//! Helpers shared by the integration test binaries.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use pgmoneta_core::{BackupLabel, CivilDateTime, PgVersion};
+use pgmoneta_storage::backup::{take_backup, BackupOptions};
+use pgmoneta_storage::info::BackupInfo;
+use pgmoneta_storage::store::Store;
+use pgmoneta_testkit::Cluster;
+use pgmoneta_wire::{ConnectOptions, PgConnection, ReplicationMode, SslMode};
+
+/// A replication connection to the cluster.
+pub fn replication(cluster: &Cluster) -> PgConnection {
+    replication_with(cluster, cluster.replication_password())
+}
+
+/// A replication connection with a given password (a server started on a restored directory
+/// has its source's).
+pub fn replication_with(cluster: &Cluster, password: &str) -> PgConnection {
+    let opts = ConnectOptions::new(cluster.host(), cluster.port(), cluster.replication_user())
+        .password(password)
+        .replication(ReplicationMode::Physical)
+        .ssl_mode(SslMode::Disable);
+    PgConnection::connect(&opts).unwrap_or_else(|e| panic!("connecting: {e}"))
+}
+
+/// A label `n` seconds into 2026-11-28.
+pub fn label(n: u32) -> BackupLabel {
+    BackupLabel::new(CivilDateTime::new(2026, 11, 28, 10, (n / 60) as u8, (n % 60) as u8).unwrap())
+}
+
+/// The server's minor version.
+pub fn minor(cluster: &Cluster) -> u32 {
+    cluster.query_scalar("SHOW server_version_num").unwrap().parse::<u32>().unwrap() % 10000
+}
+
+/// Takes a backup of `cluster` into `store` with `options`.
+pub fn backup(cluster: &Cluster, store: Arc<dyn Store>, options: &BackupOptions) -> BackupInfo {
+    let mut conn = replication(cluster);
+    take_backup(&mut conn, cluster.version(), minor(cluster), store, options)
+        .unwrap_or_else(|e| panic!("backup {}: {e}", options.label))
+}
+
+/// Takes a backup of `cluster`; with a parent on PostgreSQL 14 to 16, through SQL as the
+/// replication role (granted the functions it needs), with the WAL archive the store holds.
+pub fn take_incremental(cluster: &Cluster, store: Arc<dyn Store>, options: &BackupOptions) -> BackupInfo {
+    if options.parent.is_none() || cluster.version().has_incremental_backup() {
+        return backup(cluster, store, options);
+    }
+    grant_backup_functions(cluster);
+    let mut conn = sql_connection(cluster, cluster.replication_user(), cluster.replication_password());
+    let mut sql = pgmoneta_storage::sqlbackup::SqlBackupOptions::default();
+    sql.master_key = Some(test_key());
+    pgmoneta_storage::sqlbackup::take_incremental(&mut conn, cluster.version(), minor(cluster), store, options, &sql)
+        .unwrap_or_else(|e| panic!("incremental backup {}: {e}", options.label))
+}
+
+/// The master key of the tests' encrypted backups.
+pub fn test_key() -> Arc<pgmoneta_crypto::MasterKey> {
+    Arc::new(pgmoneta_crypto::MasterKey::from_bytes([9; 64]))
+}
+
+/// A normal connection to the `postgres` database.
+pub fn sql_connection(cluster: &Cluster, user: &str, password: &str) -> PgConnection {
+    let opts = ConnectOptions::new(cluster.host(), cluster.port(), user)
+        .password(password)
+        .database("postgres")
+        .ssl_mode(SslMode::Disable);
+    PgConnection::connect(&opts).unwrap_or_else(|e| panic!("connecting: {e}"))
+}
+
+/// Grants the replication role what incremental backups through SQL need.
+pub fn grant_backup_functions(cluster: &Cluster) {
+    for f in pgmoneta_storage::sqlbackup::required_functions(cluster.version()) {
+        cluster.execute(&format!("GRANT EXECUTE ON FUNCTION {f} TO \"{}\"", cluster.replication_user())).unwrap();
+    }
+}
+
+/// Streams the cluster's WAL into `<root>/primary/wal` until dropped, as the daemon does.
+pub struct Streamer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<pgmoneta_storage::Result<pgmoneta_core::Lsn>>>,
+}
+
+impl Streamer {
+    /// Starts streaming and waits until the stream runs.
+    pub fn start(cluster: &Cluster, root: &Path) -> Streamer {
+        use pgmoneta_storage::wal::{stream_wal, StreamOptions, WalArchive, WalOptions};
+        let archive = WalArchive::open(
+            root.join("primary/wal"),
+            pgmoneta_core::WalSegmentSize::DEFAULT,
+            WalOptions::new(pgmoneta_compress::Algorithm::Zstd, 1),
+        )
+        .unwrap();
+        let options = StreamOptions::new(None);
+        let stop = options.stop.clone();
+        let progress = options.progress.clone();
+        let mut conn = replication(cluster);
+        let version = cluster.version();
+        let handle = std::thread::spawn(move || stream_wal(&mut conn, &archive, version, &options));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while progress.timeline.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline && !handle.is_finished(), "streaming did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Streamer { stop, handle: Some(handle) }
+    }
+}
+
+impl Drop for Streamer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A checksum of every pgbench table's contents, and its row count, for comparing clusters.
+pub fn pgbench_state(cluster: &Cluster) -> Vec<(String, String)> {
+    [
+        "pgbench_accounts ORDER BY aid",
+        "pgbench_branches ORDER BY bid",
+        "pgbench_tellers ORDER BY tid",
+        "pgbench_history ORDER BY tid, bid, aid, delta, mtime",
+    ]
+    .iter()
+    .map(|t| {
+        let (table, order) = t.split_once(' ').unwrap();
+        let sql =
+            format!("SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, ',' {order})), '') FROM {table} x");
+        (table.to_owned(), cluster.query_scalar(&sql).unwrap())
+    })
+    .collect()
+}
+
+/// The cluster's own `pg_verifybackup`, if its installation has one (another version's cannot
+/// read every manifest: 17 writes version 2).
+pub fn pg_verifybackup(cluster: &Cluster) -> Option<PathBuf> {
+    let p = cluster.install().bindir().join("pg_verifybackup");
+    p.is_file().then_some(p)
+}
+
+/// Runs `pg_verifybackup` on a restored directory with the manifest kept in the repository.
+pub fn run_pg_verifybackup(tool: &Path, data_dir: &Path, manifest: &Path) {
+    let out = Command::new(tool).arg("-m").arg(manifest).arg(data_dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "pg_verifybackup failed on {}:\n{}{}",
+        data_dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The version's name for messages.
+pub fn version_name(v: PgVersion) -> String {
+    format!("PostgreSQL {}", v.major())
+}
+
+/// A directory for a tablespace, owned by the `postgres` user when the tests run as root.
+pub fn tablespace_location() -> tempfile::TempDir {
+    let location = tempfile::Builder::new().prefix("pgmoneta-ts-").tempdir_in("/tmp").unwrap();
+    if nix::unistd::geteuid().is_root() {
+        let ok = Command::new("chown").arg("postgres:postgres").arg(location.path()).status().unwrap();
+        assert!(ok.success());
+    }
+    location
+}
+
+/// A directory under /tmp that the `postgres` user can enter, for restored clusters.
+pub fn shared_dir(prefix: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}

@@ -1,0 +1,277 @@
+//! Remote repositories against real servers: Garage (S3) and OpenSSH (SFTP) on loopback,
+//! with real PostgreSQL backups that are uploaded, read back, restored and started.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use pgmoneta_compress::{Algorithm, Compression};
+use pgmoneta_crypto::Cipher;
+use pgmoneta_storage::backup::BackupOptions;
+use pgmoneta_storage::ops::{apply_retention, delete_backup};
+use pgmoneta_storage::remote::{
+    drop_local_data, has_local_data, open, ship_wal, upload_backup, walk, Remote, RemoteSpec, RemoteTuning, S3Options,
+    SftpOptions, TieredStore,
+};
+use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
+use pgmoneta_storage::retention::RetentionPlan;
+use pgmoneta_storage::store::{LocalStore, Store, StoreEntry, StoreWriter};
+use pgmoneta_storage::StorageError;
+use pgmoneta_testkit::{Cluster, Garage, SshServer};
+
+use common::{backup, label, pgbench_state, shared_dir, test_key, Streamer};
+
+fn quick() -> RemoteTuning {
+    RemoteTuning { max_retries: 2, retry_timeout: Duration::from_secs(3), part_size: 5 << 20, part_concurrency: 2 }
+}
+
+fn s3(garage: &Garage, prefix: &str) -> RemoteSpec {
+    RemoteSpec::S3(S3Options {
+        bucket: garage.bucket.clone(),
+        region: garage.region().into(),
+        access_key_id: Some(garage.key_id.clone()),
+        secret_access_key: Some(garage.secret.clone()),
+        base_dir: prefix.into(),
+        endpoint: Some(garage.endpoint()),
+        ..S3Options::default()
+    })
+}
+
+fn sftp(server: &SshServer) -> RemoteSpec {
+    RemoteSpec::Sftp(SftpOptions {
+        host: "127.0.0.1".into(),
+        port: server.port(),
+        user: server.user.clone(),
+        base_dir: server.scratch().display().to_string(),
+        private_key_file: server.private_key(),
+        public_key_file: Some(server.public_key()),
+        ciphers: vec!["aes256-ctr".into(), "aes128-ctr".into()],
+        known_hosts_file: None,
+    })
+}
+
+fn restore_and_check(cluster: &Cluster, store: &dyn Store, lbl: &str, expected: &[(String, String)]) {
+    let root = shared_dir("pgmoneta-remote-restore-");
+    let mut opts = RestoreOptions::new("primary", BackupSelector::Label(lbl.to_owned()), root.path());
+    opts.workers = 2;
+    opts.master_key = Some(test_key());
+    let report = restore(store, &opts).unwrap_or_else(|e| panic!("restore {lbl}: {e}"));
+    let restored = Cluster::start_on(cluster.install().clone(), &report.data_dir, cluster.superuser_password())
+        .unwrap_or_else(|e| panic!("starting the restore of {lbl}: {e}"));
+    assert_eq!(pgbench_state(&restored), expected, "restore of {lbl}");
+}
+
+fn remote_labels(remote: &Remote) -> Vec<String> {
+    list_backups(remote.store.as_ref(), "primary").unwrap().into_iter().filter(|b| b.valid).map(|b| b.label).collect()
+}
+
+/// The whole life of a remote copy: upload, WAL shipping, local data dropped and read back
+/// through the remote (verify, restore, an incremental-free second backup), a restore straight
+/// from the remote repository alone, delete and retention removing remote objects.
+fn lifecycle(remote: Remote) {
+    let cluster = Cluster::builder().start().unwrap();
+    cluster.pgbench_init(2).unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let local = Arc::new(LocalStore::new(repo.path()));
+    let tiered = Arc::new(TieredStore::new(local.clone()));
+    tiered.set_remotes("primary", vec![remote.clone()]);
+    let _streamer = Streamer::start(&cluster, repo.path());
+
+    // A backup, compressed and encrypted, uploaded; backup.info is there last.
+    cluster.execute("CHECKPOINT").unwrap();
+    let first_state = pgbench_state(&cluster);
+    let mut opts = BackupOptions::new("primary", label(1));
+    opts.compression = Compression::client(Algorithm::Zstd);
+    opts.encryption = Some((Cipher::Aes256Gcm, test_key()));
+    opts.workers = 2;
+    let first = backup(&cluster, tiered.clone(), &opts).label;
+    let report = upload_backup(local.as_ref(), remote.store.as_ref(), "primary", &first, 2, None).unwrap();
+    assert!(report.files > 500 && report.bytes > 1 << 20, "{report:?}");
+    assert_eq!(remote_labels(&remote), vec![first.clone()]);
+    let objects = walk(remote.store.as_ref(), &format!("primary/backup/{first}")).unwrap();
+    assert_eq!(objects.len(), report.files, "every uploaded file is listed");
+
+    // WAL: every finished segment goes up, once.
+    cluster.switch_wal().unwrap();
+    cluster.switch_wal().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let shipped = ship_wal(local.as_ref(), remote.store.as_ref(), "primary").unwrap();
+    assert!(shipped.files >= 2, "{shipped:?}");
+    assert_eq!(ship_wal(local.as_ref(), remote.store.as_ref(), "primary").unwrap().files, 0);
+    let local_wal: Vec<StoreEntry> =
+        local.list("primary/wal").unwrap().into_iter().filter(|e| !e.name.ends_with(".partial")).collect();
+    let remote_wal = remote.store.list("primary/wal").unwrap();
+    for e in &local_wal {
+        assert!(remote_wal.iter().any(|r| r.name == e.name && r.size == e.size), "{} not shipped", e.name);
+    }
+
+    // Without local storage: the data goes, the backup stays listed, and reads come from the
+    // remote copy.
+    drop_local_data(local.as_ref(), "primary", &first).unwrap();
+    assert!(!has_local_data(local.as_ref(), "primary", &first));
+    assert!(local.exists(&format!("primary/backup/{first}/backup.info")));
+    assert_eq!(list_backups(tiered.as_ref(), "primary").unwrap().len(), 1);
+    let (failed, all) = verify(tiered.as_ref(), "primary", &first, Some(test_key()).as_deref(), 2).unwrap();
+    assert!(failed.is_empty() && all.len() > 500, "{failed:?}");
+    restore_and_check(&cluster, tiered.as_ref(), &first, &first_state);
+
+    // A second backup cannot link into the dropped one: it stores every file itself.
+    cluster.pgbench_run(1, 100).unwrap();
+    cluster.execute("CHECKPOINT").unwrap();
+    let second_state = pgbench_state(&cluster);
+    opts.label = label(2);
+    let second = backup(&cluster, tiered.clone(), &opts).label;
+    let linked = walk(local.as_ref(), &format!("primary/backup/{second}"))
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| local.read_link(p).ok().flatten().is_some() && !p.contains("pg_tblspc"))
+        .count();
+    assert_eq!(linked, 0, "no link into a backup whose data is remote");
+    upload_backup(local.as_ref(), remote.store.as_ref(), "primary", &second, 2, None).unwrap();
+
+    // The remote repository alone (the local one lost): restore straight from it.
+    let (failed, _) = verify(remote.store.as_ref(), "primary", &second, Some(test_key()).as_deref(), 2).unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    restore_and_check(&cluster, remote.store.as_ref(), &second, &second_state);
+
+    // Delete and retention remove the remote objects too.
+    delete_backup(tiered.as_ref(), "primary", &first, false).unwrap();
+    assert!(walk(remote.store.as_ref(), &format!("primary/backup/{first}")).unwrap().is_empty());
+    assert_eq!(remote_labels(&remote), vec![second.clone()]);
+    let plan = RetentionPlan { delete: vec![second.parse().unwrap()], ..RetentionPlan::default() };
+    apply_retention(tiered.as_ref(), "primary", &plan).unwrap();
+    assert!(walk(remote.store.as_ref(), "primary/backup").unwrap().is_empty());
+    assert!(remote_labels(&remote).is_empty());
+}
+
+#[test]
+fn s3_lifecycle_on_garage() {
+    let garage = Garage::start("pgmoneta").unwrap();
+    lifecycle(open(&s3(&garage, "repo"), &quick()).unwrap());
+}
+
+#[test]
+fn sftp_lifecycle_on_openssh() {
+    let server = SshServer::start().unwrap();
+    lifecycle(open(&sftp(&server), &quick()).unwrap());
+}
+
+/// A remote store that runs `trigger` once, when the `after`-th file is created.
+struct Tripwire {
+    inner: Arc<dyn Store>,
+    created: AtomicUsize,
+    after: usize,
+    #[allow(clippy::type_complexity)]
+    trigger: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for Tripwire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tripwire").field("after", &self.after).finish_non_exhaustive()
+    }
+}
+
+impl Store for Tripwire {
+    fn create(&self, path: &str) -> pgmoneta_storage::Result<Box<dyn StoreWriter>> {
+        if self.created.fetch_add(1, Ordering::SeqCst) + 1 == self.after {
+            if let Some(t) = self.trigger.lock().take() {
+                t();
+            }
+        }
+        self.inner.create(path)
+    }
+    fn open(&self, path: &str) -> pgmoneta_storage::Result<Box<dyn Read + Send>> {
+        self.inner.open(path)
+    }
+    fn list(&self, dir: &str) -> pgmoneta_storage::Result<Vec<StoreEntry>> {
+        self.inner.list(dir)
+    }
+    fn create_dir(&self, path: &str) -> pgmoneta_storage::Result<()> {
+        self.inner.create_dir(path)
+    }
+    fn remove(&self, path: &str) -> pgmoneta_storage::Result<()> {
+        self.inner.remove(path)
+    }
+    fn symlink(&self, target: &str, link: &str) -> pgmoneta_storage::Result<()> {
+        self.inner.symlink(target, link)
+    }
+    fn read_link(&self, path: &str) -> pgmoneta_storage::Result<Option<String>> {
+        self.inner.read_link(path)
+    }
+    fn rename(&self, from: &str, to: &str) -> pgmoneta_storage::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &str) -> pgmoneta_storage::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn exists(&self, path: &str) -> bool {
+        self.inner.exists(path)
+    }
+    fn local_path(&self, path: &str) -> Option<std::path::PathBuf> {
+        self.inner.local_path(path)
+    }
+}
+
+/// The S3 server stops in the middle of an upload: the upload fails with an error naming the
+/// object, no valid backup appears remotely, and once the server is back the next upload
+/// replaces the partial copy with a whole one. Large files go up in parts.
+#[test]
+fn s3_upload_interrupted_by_a_stopped_server() {
+    let garage = Arc::new(Mutex::new(Garage::start("pgmoneta").unwrap()));
+    let spec = s3(&garage.lock(), "");
+    let remote = open(&spec, &quick()).unwrap();
+    let cluster = Cluster::builder().start().unwrap();
+    cluster.pgbench_init(3).unwrap();
+    cluster.execute("CHECKPOINT").unwrap();
+    let state = pgbench_state(&cluster);
+    let repo = tempfile::tempdir().unwrap();
+    let local = Arc::new(LocalStore::new(repo.path()));
+    let mut opts = BackupOptions::new("primary", label(1));
+    opts.compression = Compression::NONE;
+    let lbl = backup(&cluster, local.clone(), &opts).label;
+
+    let g = garage.clone();
+    let wire = Tripwire {
+        inner: remote.store.clone(),
+        created: AtomicUsize::new(0),
+        after: 200,
+        trigger: Mutex::new(Some(Box::new(move || g.lock().stop()))),
+    };
+    let err = upload_backup(local.as_ref(), &wire, "primary", &lbl, 2, None).unwrap_err();
+    assert!(matches!(err, StorageError::Remote { .. }), "{err}");
+    assert!(err.to_string().contains("primary/backup/"), "the error names the object: {err}");
+
+    garage.lock().start_again().unwrap();
+    assert!(remote_labels(&remote).is_empty(), "no valid remote backup after a failed upload");
+    let report = upload_backup(local.as_ref(), remote.store.as_ref(), "primary", &lbl, 2, None).unwrap();
+    assert_eq!(remote_labels(&remote), vec![lbl.clone()]);
+    // The relation files of pgbench_accounts (scale 3, ~40 MB) went up in 5 MiB parts.
+    assert!(report.bytes > 40 << 20, "{report:?}");
+    restore_and_check(&cluster, remote.store.as_ref(), &lbl, &state);
+}
+
+/// Wrong credentials and a missing bucket are named as such.
+#[test]
+fn s3_errors_are_clear() {
+    let garage = Garage::start("pgmoneta").unwrap();
+    let mut wrong = s3(&garage, "");
+    if let RemoteSpec::S3(o) = &mut wrong {
+        o.secret_access_key = Some("0".repeat(64));
+    }
+    let store = open(&wrong, &quick()).unwrap().store;
+    let err = store.write("x/y", b"data").unwrap_err().to_string();
+    assert!(err.contains("access denied") && err.contains("x/y"), "{err}");
+
+    let mut missing = s3(&garage, "");
+    if let RemoteSpec::S3(o) = &mut missing {
+        o.bucket = "no-such-bucket".into();
+    }
+    let store = open(&missing, &quick()).unwrap().store;
+    let err = store.write("x/y", b"data").unwrap_err().to_string();
+    assert!(err.contains("no-such-bucket"), "{err}");
+}

@@ -1,0 +1,285 @@
+//! Throwaway servers for remote repositories, on loopback: Garage (S3) and OpenSSH's `sshd`
+//! (SFTP). Each runs from a temporary directory that goes with it; dropping the handle stops
+//! the server.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::port::{reserve, PortLock};
+use crate::process::run;
+use crate::{Result, TestkitError};
+
+/// Where the Garage binary is: `PGMONETA_TEST_GARAGE`, else scripts/setup.sh's cache.
+pub fn garage_binary() -> PathBuf {
+    std::env::var_os("PGMONETA_TEST_GARAGE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/pgmoneta-rs/garage/bin/garage"))
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> TestkitError + 'a {
+    move |source| TestkitError::Io { what, path: path.to_owned(), source }
+}
+
+fn wait_port(port: u16, log: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(TestkitError::Command {
+        command: format!("waiting for port {port}"),
+        status: "timed out".into(),
+        output: std::fs::read_to_string(log).unwrap_or_default(),
+    })
+}
+
+fn stop_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// A one-node Garage S3 server with one bucket and one key allowed on it.
+#[derive(Debug)]
+pub struct Garage {
+    dir: tempfile::TempDir,
+    ports: Vec<PortLock>,
+    child: Option<Child>,
+    /// The bucket.
+    pub bucket: String,
+    /// The access key id.
+    pub key_id: String,
+    /// The secret access key.
+    pub secret: String,
+}
+
+impl Garage {
+    /// Starts a server with bucket `bucket`.
+    ///
+    /// # Errors
+    /// No Garage binary, or a command that fails.
+    pub fn start(bucket: &str) -> Result<Garage> {
+        let bin = garage_binary();
+        if !bin.exists() {
+            return Err(TestkitError::NoInstall(format!(
+                "no Garage binary at {} (scripts/setup.sh installs it; PGMONETA_TEST_GARAGE overrides)",
+                bin.display()
+            )));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("pgmoneta-garage-")
+            .tempdir_in("/tmp")
+            .map_err(io("creating", Path::new("/tmp")))?;
+        let ports = vec![reserve(&|_| {})?, reserve(&|_| {})?, reserve(&|_| {})?];
+        let secret: String = (0..32).map(|_| format!("{:02x}", rand_byte())).collect();
+        let conf = format!(
+            "metadata_dir = \"{d}/meta\"\ndata_dir = \"{d}/data\"\ndb_engine = \"sqlite\"\nreplication_factor = 1\n\
+             rpc_bind_addr = \"127.0.0.1:{rpc}\"\nrpc_public_addr = \"127.0.0.1:{rpc}\"\nrpc_secret = \"{secret}\"\n\
+             [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3}\"\nroot_domain = \".s3.garage.localhost\"\n\
+             [admin]\napi_bind_addr = \"127.0.0.1:{admin}\"\nadmin_token = \"{secret}\"\n",
+            d = dir.path().display(),
+            s3 = ports[0].port(),
+            rpc = ports[1].port(),
+            admin = ports[2].port(),
+        );
+        let conf_path = dir.path().join("garage.toml");
+        std::fs::write(&conf_path, conf).map_err(io("writing", &conf_path))?;
+        let mut g =
+            Garage { dir, ports, child: None, bucket: bucket.to_owned(), key_id: String::new(), secret: String::new() };
+        g.start_again()?;
+        let id = g.cli(&["node", "id", "-q"])?;
+        let id = id.trim().split('@').next().unwrap_or_default().to_owned();
+        g.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &id])?;
+        g.cli(&["layout", "apply", "--version", "1"])?;
+        g.cli(&["bucket", "create", bucket])?;
+        let key = g.cli(&["key", "create", "pgmoneta-test"])?;
+        let field = |name: &str| {
+            key.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned())).unwrap_or_default()
+        };
+        g.key_id = field("Key ID:");
+        g.secret = field("Secret key:");
+        g.cli(&["bucket", "allow", "--read", "--write", "--owner", bucket, "--key", "pgmoneta-test"])?;
+        Ok(g)
+    }
+
+    fn cli(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = Command::new(garage_binary());
+        cmd.arg("-c").arg(self.dir.path().join("garage.toml")).args(args);
+        let out = run(&mut cmd)?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The S3 endpoint, `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports[0].port())
+    }
+
+    /// The S3 port.
+    pub fn port(&self) -> u16 {
+        self.ports[0].port()
+    }
+
+    /// The region the server expects.
+    pub fn region(&self) -> &'static str {
+        "garage"
+    }
+
+    /// Stops the server (its data stays).
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child);
+    }
+
+    /// Starts the server again after [`Garage::stop`].
+    ///
+    /// # Errors
+    /// When it does not come up.
+    pub fn start_again(&mut self) -> Result<()> {
+        let log = self.dir.path().join("garage.log");
+        let out = std::fs::File::create(&log).map_err(io("creating", &log))?;
+        let err = out.try_clone().map_err(io("creating", &log))?;
+        let child = Command::new(garage_binary())
+            .arg("-c")
+            .arg(self.dir.path().join("garage.toml"))
+            .arg("server")
+            .env("RUST_LOG", "garage=warn")
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .map_err(io("starting", &garage_binary()))?;
+        self.child = Some(child);
+        wait_port(self.port(), &log)?;
+        // The API answers once the node has loaded its layout.
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(())
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn rand_byte() -> u8 {
+    let mut b = [0u8; 1];
+    openssl::rand::rand_bytes(&mut b).expect("random bytes");
+    b[0]
+}
+
+/// An OpenSSH server on loopback that lets the current user in with a throwaway key pair.
+#[derive(Debug)]
+pub struct SshServer {
+    dir: tempfile::TempDir,
+    port: PortLock,
+    child: Option<Child>,
+    /// The user to log in as.
+    pub user: String,
+}
+
+impl SshServer {
+    /// Starts `sshd` (Debian's openssh-server).
+    ///
+    /// # Errors
+    /// No sshd, or a command that fails.
+    pub fn start() -> Result<SshServer> {
+        let sshd = Path::new("/usr/sbin/sshd");
+        if !sshd.exists() {
+            return Err(TestkitError::NoInstall("no /usr/sbin/sshd (scripts/setup.sh installs openssh-server)".into()));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("pgmoneta-sshd-")
+            .tempdir_in("/tmp")
+            .map_err(io("creating", Path::new("/tmp")))?;
+        let d = dir.path();
+        for (name, kind) in [("host_key", "ed25519"), ("user_key", "rsa")] {
+            let mut cmd = Command::new("ssh-keygen");
+            cmd.args(["-q", "-t", kind, "-m", "PEM", "-N", "", "-f"]).arg(d.join(name));
+            run(&mut cmd)?;
+        }
+        let auth = d.join("authorized_keys");
+        std::fs::copy(d.join("user_key.pub"), &auth).map_err(io("writing", &auth))?;
+        std::fs::create_dir_all("/run/sshd").map_err(io("creating", Path::new("/run/sshd")))?;
+        let port = reserve(&|_| {})?;
+        let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| "root".into());
+        let conf = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+             StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+             PermitRootLogin prohibit-password\nPidFile {d}/sshd.pid\nSubsystem sftp internal-sftp\nMaxStartups 50\n\
+             MaxSessions 50\nLogLevel ERROR\n",
+            port = port.port(),
+            d = d.display(),
+        );
+        let conf_path = d.join("sshd_config");
+        std::fs::write(&conf_path, conf).map_err(io("writing", &conf_path))?;
+        let mut s = SshServer { dir, port, child: None, user };
+        s.start_again()?;
+        Ok(s)
+    }
+
+    /// Starts the server again after [`SshServer::stop`].
+    ///
+    /// # Errors
+    /// When it does not come up.
+    pub fn start_again(&mut self) -> Result<()> {
+        let log = self.dir.path().join("sshd.log");
+        let out = std::fs::File::create(&log).map_err(io("creating", &log))?;
+        let child = Command::new("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(self.dir.path().join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(out))
+            .spawn()
+            .map_err(io("starting", Path::new("/usr/sbin/sshd")))?;
+        self.child = Some(child);
+        wait_port(self.port.port(), &log)
+    }
+
+    /// Stops the server.
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child);
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port.port()
+    }
+
+    /// The private key the user logs in with.
+    pub fn private_key(&self) -> PathBuf {
+        self.dir.path().join("user_key")
+    }
+
+    /// Its public key.
+    pub fn public_key(&self) -> PathBuf {
+        self.dir.path().join("user_key.pub")
+    }
+
+    /// A scratch directory on the "remote" side, for a repository.
+    pub fn scratch(&self) -> PathBuf {
+        self.dir.path().join("remote")
+    }
+}
+
+impl Drop for SshServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
