@@ -376,6 +376,13 @@ fn run_backup(
             log::error!("server [{name}]: hot standby {dir}: {e}");
         }
     }
+    let remote_cancel = state.backup_cancel.lock().clone().unwrap_or_default();
+    if let Err(e) = crate::remote::after_backup(shared, name, &label.to_string(), options.workers, &remote_cancel) {
+        if let Err(d) = ops::delete_backup(shared.store(), name, &label.to_string(), true) {
+            log::error!("server [{name}]: removing backup {label} after its failed upload: {d}");
+        }
+        return Err(fail_in(execute, workflow, format!("server [{name}]: backup {label} failed: {e}")));
+    }
     log::info!(
         "server [{name}]: backup {label} done: {} bytes stored, {} to restore, {:.1} s",
         info.backup_size,
@@ -510,9 +517,27 @@ fn delete(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let _guard = state
         .lock(Activity::Delete)
         .map_err(|other| fail(ec::DELETE_BACKUP_ACTIVE, format!("server [{name}]: busy with {other:?}")))?;
-    let has_child = list_backups(shared.store(), &name)
-        .map(|all| all.iter().any(|b| b.backup_type == BackupType::Incremental && b.parent == info.label))
-        .unwrap_or(false);
+    let child = list_backups(shared.store(), &name).ok().and_then(|all| {
+        all.into_iter().find(|b| b.backup_type == BackupType::Incremental && b.parent == info.label).map(|b| b.label)
+    });
+    let has_child = child.is_some();
+    // A roll-up rewrites the child from both backups' files: those kept only remotely are
+    // fetched first, and the new child goes up again afterwards.
+    let remote_roll_up = child.as_ref().is_some_and(|c| {
+        crate::remote::is_remote_only(shared, &name, c) || crate::remote::is_remote_only(shared, &name, &info.label)
+    }) && !force;
+    if let (true, Some(c)) = (remote_roll_up, &child) {
+        let workers = shared.server_config(&name).map_or(1, |s| shared.workers(&s));
+        for l in [c.as_str(), info.label.as_str()] {
+            crate::remote::materialize(shared, &name, l, workers).map_err(|e| {
+                fail_in(
+                    ec::DELETE_BACKUP_ROLLUP,
+                    "Delete backup",
+                    format!("server [{name}]: delete {}: {e}", info.label),
+                )
+            })?;
+        }
+    }
     let mut options = DeleteOptions::default();
     options.force = force;
     options.master_key = shared.master_key.clone();
@@ -528,6 +553,13 @@ fn delete(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         };
         fail_in(code, "Delete backup", format!("server [{name}]: delete {}: {e}", info.label))
     })?;
+    if let (true, Some(c)) = (remote_roll_up, &child) {
+        let workers = shared.server_config(&name).map_or(1, |s| shared.workers(&s));
+        let never = AtomicBool::new(false);
+        crate::remote::after_backup(shared, &name, c, workers, &never).map_err(|e| {
+            fail_in(ec::DELETE_BACKUP_ROLLUP, "Delete backup", format!("server [{name}]: rolled-up backup {c}: {e}"))
+        })?;
+    }
     log::info!("server [{name}]: backup {} deleted", info.label);
     let mut m = Map::new();
     m.insert("Backup".into(), json!(info.label));
@@ -546,6 +578,9 @@ fn keep(shared: &Arc<Shared>, req: &Map<String, Value>, on: bool) -> Reply {
     let info = resolve(shared, &name, &id).map_err(|e| fail(nobackup, e))?;
     let touched = ops::set_keep(shared.store(), &name, &info.label, on, cascade)
         .map_err(|e| fail(error, format!("server [{name}]: {e}")))?;
+    for l in &touched {
+        crate::remote::refresh_info(shared, &name, l);
+    }
     let after = ops::load_info(shared.store(), &name, &info.label).map_err(|e| fail(error, e.to_string()))?;
     let mut m = Map::new();
     m.insert("Backups".into(), json!(touched));
@@ -578,6 +613,7 @@ fn annotate(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     };
     ops::annotate(shared.store(), &name, &info.label, &change)
         .map_err(|e| fail(ec::ANNOTATE_FAILED, format!("server [{name}]: annotate {}: {e}", info.label)))?;
+    crate::remote::refresh_info(shared, &name, &info.label);
     let after =
         ops::load_info(shared.store(), &name, &info.label).map_err(|e| fail(ec::ANNOTATE_ERROR, e.to_string()))?;
     Ok(info_fields(&after))

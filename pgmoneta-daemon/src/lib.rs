@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod mgmt;
 pub mod pg;
 pub mod pidfile;
+pub mod remote;
 pub mod state;
 pub mod timers;
 pub mod walservice;

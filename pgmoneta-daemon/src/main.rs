@@ -269,6 +269,7 @@ fn run(args: Args) -> Result<(), Vec<String>> {
     }
     let receivers = walservice::spawn_all(&shared);
     threads.push(timers::spawn(shared.clone()));
+    threads.extend(pgmoneta_daemon::remote::spawn_wal_shipper(shared.clone()));
     log::info!("pgmoneta ready: {}", paths.socket.display());
 
     loop {

@@ -12,6 +12,7 @@ use pgmoneta_core::config::{Config, ServerConfig};
 use pgmoneta_core::PgVersion;
 use pgmoneta_crypto::MasterKey;
 use pgmoneta_storage::backup::BackupProgress;
+use pgmoneta_storage::remote::TieredStore;
 use pgmoneta_storage::store::{LocalStore, Store};
 use pgmoneta_storage::wal::StreamProgress;
 
@@ -182,8 +183,10 @@ pub struct Shared {
     pub admins: RwLock<HashMap<String, String>>,
     /// Per server, in configuration order.
     pub servers: Vec<Arc<ServerState>>,
-    /// The repository.
-    pub store: Arc<LocalStore>,
+    /// The repository: the local one, with each server's remote repositories behind it.
+    pub store: Arc<TieredStore>,
+    /// The local repository alone.
+    pub local: Arc<LocalStore>,
     /// Set when the daemon stops.
     pub shutdown: AtomicBool,
     /// Lines logged per level.
@@ -210,18 +213,22 @@ impl Shared {
     ) -> Shared {
         let base = config.main.base_dir.clone().unwrap_or_default();
         let servers = config.servers.iter().map(|s| Arc::new(ServerState::new(&s.name))).collect();
-        Shared {
+        let local = Arc::new(LocalStore::new(base));
+        let shared = Shared {
             config: RwLock::new(Arc::new(config)),
             paths,
             master_key,
             users: RwLock::new(users),
             admins: RwLock::new(admins),
             servers,
-            store: Arc::new(LocalStore::new(base)),
+            store: Arc::new(TieredStore::new(local.clone())),
+            local,
             shutdown: AtomicBool::new(false),
             log_counters,
             started: Instant::now(),
-        }
+        };
+        crate::remote::install(&shared);
+        shared
     }
 
     /// The configuration in force.
@@ -246,7 +253,7 @@ impl Shared {
 
     /// The base directory.
     pub fn base_dir(&self) -> PathBuf {
-        self.store.root().to_path_buf()
+        self.local.root().to_path_buf()
     }
 
     /// Worker threads for `server`: its own setting, else `[pgmoneta]`'s, at least 1 and at

@@ -1,14 +1,17 @@
 //! Helpers shared by the integration test binaries.
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 
 use pgmoneta_core::{BackupLabel, CivilDateTime, PgVersion};
 use pgmoneta_storage::backup::{take_backup, BackupOptions};
 use pgmoneta_storage::info::BackupInfo;
-use pgmoneta_storage::store::Store;
+use pgmoneta_storage::store::{Store, StoreEntry, StoreWriter};
 use pgmoneta_testkit::Cluster;
 use pgmoneta_wire::{ConnectOptions, PgConnection, ReplicationMode, SslMode};
 
@@ -177,4 +180,65 @@ pub fn shared_dir(prefix: &str) -> tempfile::TempDir {
     let d = tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").unwrap();
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     d
+}
+
+/// A store that runs a hook (once) when the `n`th file is created: a point in the middle of the
+/// backup's file copy.
+pub struct HookStore {
+    /// The store written to.
+    pub inner: std::sync::Arc<dyn Store>,
+    /// Files created so far.
+    pub created: AtomicUsize,
+    /// The file whose creation runs the hook.
+    pub at: usize,
+    /// The hook.
+    #[allow(clippy::type_complexity)]
+    pub hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for HookStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookStore").field("inner", &self.inner).field("at", &self.at).finish_non_exhaustive()
+    }
+}
+
+impl Store for HookStore {
+    fn create(&self, path: &str) -> pgmoneta_storage::Result<Box<dyn StoreWriter>> {
+        if self.created.fetch_add(1, Ordering::SeqCst) + 1 == self.at {
+            if let Some(h) = self.hook.lock().unwrap().take() {
+                h();
+            }
+        }
+        self.inner.create(path)
+    }
+    fn open(&self, path: &str) -> pgmoneta_storage::Result<Box<dyn Read + Send>> {
+        self.inner.open(path)
+    }
+    fn list(&self, dir: &str) -> pgmoneta_storage::Result<Vec<StoreEntry>> {
+        self.inner.list(dir)
+    }
+    fn create_dir(&self, path: &str) -> pgmoneta_storage::Result<()> {
+        self.inner.create_dir(path)
+    }
+    fn remove(&self, path: &str) -> pgmoneta_storage::Result<()> {
+        self.inner.remove(path)
+    }
+    fn symlink(&self, target: &str, link: &str) -> pgmoneta_storage::Result<()> {
+        self.inner.symlink(target, link)
+    }
+    fn read_link(&self, path: &str) -> pgmoneta_storage::Result<Option<String>> {
+        self.inner.read_link(path)
+    }
+    fn rename(&self, from: &str, to: &str) -> pgmoneta_storage::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &str) -> pgmoneta_storage::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn exists(&self, path: &str) -> bool {
+        self.inner.exists(path)
+    }
+    fn local_path(&self, path: &str) -> Option<PathBuf> {
+        self.inner.local_path(path)
+    }
 }

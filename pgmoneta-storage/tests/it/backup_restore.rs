@@ -1,6 +1,5 @@
 //! Full backups under load, with every compression and with encryption, restored and started.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,68 +8,11 @@ use pgmoneta_compress::{Algorithm, Compression, Side};
 use pgmoneta_crypto::{Cipher, MasterKey};
 use pgmoneta_storage::backup::BackupOptions;
 use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
-use pgmoneta_storage::store::{EntryKind, LocalStore, Store, StoreEntry, StoreWriter};
+use pgmoneta_storage::store::{EntryKind, LocalStore, Store, StoreEntry};
 use pgmoneta_storage::StorageError;
 use pgmoneta_testkit::Cluster;
 
-use crate::{backup, label, pg_verifybackup, pgbench_state, run_pg_verifybackup, shared_dir};
-
-/// A store that runs a hook (once) when the `n`th file is created: a point in the middle of the
-/// backup's file copy.
-struct HookStore {
-    inner: LocalStore,
-    created: AtomicUsize,
-    at: usize,
-    #[allow(clippy::type_complexity)]
-    hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
-}
-
-impl std::fmt::Debug for HookStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HookStore").field("inner", &self.inner).field("at", &self.at).finish_non_exhaustive()
-    }
-}
-
-impl Store for HookStore {
-    fn create(&self, path: &str) -> pgmoneta_storage::Result<Box<dyn StoreWriter>> {
-        if self.created.fetch_add(1, Ordering::SeqCst) + 1 == self.at {
-            if let Some(h) = self.hook.lock().unwrap().take() {
-                h();
-            }
-        }
-        self.inner.create(path)
-    }
-    fn open(&self, path: &str) -> pgmoneta_storage::Result<Box<dyn Read + Send>> {
-        self.inner.open(path)
-    }
-    fn list(&self, dir: &str) -> pgmoneta_storage::Result<Vec<StoreEntry>> {
-        self.inner.list(dir)
-    }
-    fn create_dir(&self, path: &str) -> pgmoneta_storage::Result<()> {
-        self.inner.create_dir(path)
-    }
-    fn remove(&self, path: &str) -> pgmoneta_storage::Result<()> {
-        self.inner.remove(path)
-    }
-    fn symlink(&self, target: &str, link: &str) -> pgmoneta_storage::Result<()> {
-        self.inner.symlink(target, link)
-    }
-    fn read_link(&self, path: &str) -> pgmoneta_storage::Result<Option<String>> {
-        self.inner.read_link(path)
-    }
-    fn rename(&self, from: &str, to: &str) -> pgmoneta_storage::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn sync_dir(&self, dir: &str) -> pgmoneta_storage::Result<()> {
-        self.inner.sync_dir(dir)
-    }
-    fn exists(&self, path: &str) -> bool {
-        self.inner.exists(path)
-    }
-    fn local_path(&self, path: &str) -> Option<PathBuf> {
-        self.inner.local_path(path)
-    }
-}
+use crate::{backup, label, pg_verifybackup, pgbench_state, run_pg_verifybackup, shared_dir, HookStore};
 
 fn restore_and_start(
     cluster: &Cluster,
@@ -124,7 +66,7 @@ fn full_backup_under_load_restores_exactly() {
     let hook_stop = stop.clone();
     let hook_stopped = stopped.clone();
     let store = Arc::new(HookStore {
-        inner: LocalStore::new(repo.path()),
+        inner: Arc::new(LocalStore::new(repo.path())),
         created: AtomicUsize::new(0),
         at: 400,
         hook: Mutex::new(Some(Box::new(move || {

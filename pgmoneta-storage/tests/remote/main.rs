@@ -4,8 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use std::io::Read;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,11 +19,11 @@ use pgmoneta_storage::remote::{
 };
 use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
 use pgmoneta_storage::retention::RetentionPlan;
-use pgmoneta_storage::store::{LocalStore, Store, StoreEntry, StoreWriter};
+use pgmoneta_storage::store::{LocalStore, Store, StoreEntry};
 use pgmoneta_storage::StorageError;
 use pgmoneta_testkit::{Cluster, Garage, SshServer};
 
-use common::{backup, label, pgbench_state, shared_dir, test_key, Streamer};
+use common::{backup, label, pgbench_state, shared_dir, test_key, HookStore, Streamer};
 
 fn quick() -> RemoteTuning {
     RemoteTuning { max_retries: 2, retry_timeout: Duration::from_secs(3), part_size: 5 << 20, part_concurrency: 2 }
@@ -161,62 +160,6 @@ fn sftp_lifecycle_on_openssh() {
     lifecycle(open(&sftp(&server), &quick()).unwrap());
 }
 
-/// A remote store that runs `trigger` once, when the `after`-th file is created.
-struct Tripwire {
-    inner: Arc<dyn Store>,
-    created: AtomicUsize,
-    after: usize,
-    #[allow(clippy::type_complexity)]
-    trigger: Mutex<Option<Box<dyn FnOnce() + Send>>>,
-}
-
-impl std::fmt::Debug for Tripwire {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tripwire").field("after", &self.after).finish_non_exhaustive()
-    }
-}
-
-impl Store for Tripwire {
-    fn create(&self, path: &str) -> pgmoneta_storage::Result<Box<dyn StoreWriter>> {
-        if self.created.fetch_add(1, Ordering::SeqCst) + 1 == self.after {
-            if let Some(t) = self.trigger.lock().take() {
-                t();
-            }
-        }
-        self.inner.create(path)
-    }
-    fn open(&self, path: &str) -> pgmoneta_storage::Result<Box<dyn Read + Send>> {
-        self.inner.open(path)
-    }
-    fn list(&self, dir: &str) -> pgmoneta_storage::Result<Vec<StoreEntry>> {
-        self.inner.list(dir)
-    }
-    fn create_dir(&self, path: &str) -> pgmoneta_storage::Result<()> {
-        self.inner.create_dir(path)
-    }
-    fn remove(&self, path: &str) -> pgmoneta_storage::Result<()> {
-        self.inner.remove(path)
-    }
-    fn symlink(&self, target: &str, link: &str) -> pgmoneta_storage::Result<()> {
-        self.inner.symlink(target, link)
-    }
-    fn read_link(&self, path: &str) -> pgmoneta_storage::Result<Option<String>> {
-        self.inner.read_link(path)
-    }
-    fn rename(&self, from: &str, to: &str) -> pgmoneta_storage::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn sync_dir(&self, dir: &str) -> pgmoneta_storage::Result<()> {
-        self.inner.sync_dir(dir)
-    }
-    fn exists(&self, path: &str) -> bool {
-        self.inner.exists(path)
-    }
-    fn local_path(&self, path: &str) -> Option<std::path::PathBuf> {
-        self.inner.local_path(path)
-    }
-}
-
 /// The S3 server stops in the middle of an upload: the upload fails with an error naming the
 /// object, no valid backup appears remotely, and once the server is back the next upload
 /// replaces the partial copy with a whole one. Large files go up in parts.
@@ -236,11 +179,11 @@ fn s3_upload_interrupted_by_a_stopped_server() {
     let lbl = backup(&cluster, local.clone(), &opts).label;
 
     let g = garage.clone();
-    let wire = Tripwire {
+    let wire = HookStore {
         inner: remote.store.clone(),
         created: AtomicUsize::new(0),
-        after: 200,
-        trigger: Mutex::new(Some(Box::new(move || g.lock().stop()))),
+        at: 200,
+        hook: std::sync::Mutex::new(Some(Box::new(move || g.lock().stop()))),
     };
     let err = upload_backup(local.as_ref(), &wire, "primary", &lbl, 2, None).unwrap_err();
     assert!(matches!(err, StorageError::Remote { .. }), "{err}");

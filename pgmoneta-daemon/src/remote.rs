@@ -1,0 +1,286 @@
+//! Remote repositories (`storage_engine` with `ssh`, `s3`, `azure`, `gcs`): which ones a server
+//! has, the upload after each backup, and the thread that ships WAL files as they complete.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pgmoneta_core::config::{Config, ServerConfig};
+use pgmoneta_storage::ops;
+use pgmoneta_storage::remote::{
+    self, AzureOptions, GcsOptions, Remote, RemoteSpec, RemoteTuning, S3Options, SftpOptions,
+};
+use pgmoneta_storage::store::Store;
+
+use crate::state::Shared;
+
+/// How often finished WAL files are shipped to the remote repositories.
+const WAL_SHIP_INTERVAL: Duration = Duration::from_secs(10);
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+}
+
+fn url(endpoint: &str, port: Option<u16>, tls: Option<bool>) -> String {
+    if endpoint.contains("://") {
+        return endpoint.to_owned();
+    }
+    let scheme = if tls.unwrap_or(false) { "https" } else { "http" };
+    match port {
+        Some(p) if p > 0 && !endpoint.contains(':') => format!("{scheme}://{endpoint}:{p}"),
+        _ => format!("{scheme}://{endpoint}"),
+    }
+}
+
+/// The remote repositories `server` is configured with, in `storage_engine`'s order.
+pub fn specs(config: &Config, server: &ServerConfig) -> Vec<RemoteSpec> {
+    let m = &config.main;
+    let engines = m.storage_engine;
+    let mut out = Vec::new();
+    if engines.ssh {
+        let private = m.ssh_private_key_file.clone().map_or_else(|| home().join(".ssh/id_rsa"), PathBuf::from);
+        out.push(RemoteSpec::Sftp(SftpOptions {
+            host: m.ssh_hostname.clone().unwrap_or_default(),
+            port: m.ssh_port,
+            user: m.ssh_username.clone().unwrap_or_default(),
+            base_dir: m.ssh_base_dir.clone().unwrap_or_default(),
+            public_key_file: m.ssh_public_key_file.clone().map(PathBuf::from),
+            private_key_file: private,
+            ciphers: m.ssh_ciphers.0.iter().map(|c| ssh_cipher(c)).collect(),
+            known_hosts_file: Some(home().join(".ssh/known_hosts")).filter(|p| p.exists()),
+        }));
+    }
+    if engines.s3 {
+        let s3 = config.effective_s3(server);
+        out.push(RemoteSpec::S3(S3Options {
+            bucket: s3.bucket.unwrap_or_default(),
+            region: s3.region.unwrap_or_default(),
+            access_key_id: s3.access_key_id,
+            secret_access_key: s3.secret_access_key.map(|s| s.0),
+            base_dir: s3.base_dir.unwrap_or_default(),
+            storage_class: s3.storage_class,
+            endpoint: s3.endpoint.as_deref().map(|e| url(e, s3.port, s3.use_tls)),
+            virtual_hosted: false,
+        }));
+    }
+    if engines.azure {
+        let a = &m.azure;
+        let account = a.storage_account.clone().unwrap_or_default();
+        out.push(RemoteSpec::Azure(AzureOptions {
+            account: account.clone(),
+            container: a.container.clone().unwrap_or_default(),
+            shared_key: a.shared_key.clone().map(|s| s.0),
+            base_dir: a.base_dir.clone().unwrap_or_default(),
+            // Azurite serves every account under one host: the account is the path's first part.
+            endpoint: a.endpoint.as_deref().map(|e| {
+                let base = url(e, a.port, Some(a.use_tls.unwrap_or(true)));
+                if base.trim_end_matches('/').ends_with(&account) {
+                    base
+                } else {
+                    format!("{}/{account}", base.trim_end_matches('/'))
+                }
+            }),
+        }));
+    }
+    if engines.gcs {
+        out.push(RemoteSpec::Gcs(GcsOptions {
+            bucket: m.gcs.bucket.clone().unwrap_or_default(),
+            base_dir: m.gcs.base_dir.clone().unwrap_or_default(),
+            credentials_file: m.gcs.credentials_file.clone(),
+        }));
+    }
+    out
+}
+
+/// `ssh_ciphers` names as the SSH protocol spells them (`aes-256-ctr` is `aes256-ctr`).
+fn ssh_cipher(name: &str) -> String {
+    match name {
+        "aes" | "aes-256" | "aes256" => "aes256-cbc".to_owned(),
+        "aes-192" | "aes192" => "aes192-cbc".to_owned(),
+        "aes-128" | "aes128" => "aes128-cbc".to_owned(),
+        "aes-256-ctr" => "aes256-ctr".to_owned(),
+        "aes-192-ctr" => "aes192-ctr".to_owned(),
+        "aes-128-ctr" => "aes128-ctr".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// How hard requests try, from `remote_retry_timeout`.
+pub fn tuning(config: &Config) -> RemoteTuning {
+    RemoteTuning {
+        retry_timeout: Duration::from_secs(config.main.remote_retry_timeout.seconds().max(1)),
+        ..RemoteTuning::default()
+    }
+}
+
+/// Opens every server's remote repositories into the shared store.
+pub fn install(shared: &Shared) {
+    let config = shared.config();
+    let tuning = tuning(&config);
+    for server in &config.servers {
+        let mut remotes = Vec::new();
+        for spec in specs(&config, server) {
+            match remote::open(&spec, &tuning) {
+                Ok(r) => remotes.push(r),
+                Err(e) => log::error!("server [{}]: {} storage: {e}", server.name, spec.engine()),
+            }
+        }
+        shared.store.set_remotes(&server.name, remotes);
+    }
+}
+
+/// Uploads a finished backup to each remote repository of `server`, records the time each took
+/// in `backup.info` (uploaded again, last), and drops the local data files when `local` is not
+/// a storage engine.
+///
+/// # Errors
+/// The first upload that fails (its partial copy is removed).
+pub fn after_backup(
+    shared: &Shared,
+    server: &str,
+    label: &str,
+    workers: usize,
+    cancel: &AtomicBool,
+) -> Result<(), String> {
+    let remotes = shared.store.remotes(server);
+    if remotes.is_empty() {
+        return Ok(());
+    }
+    let local = shared.local.as_ref();
+    let mut info = ops::load_info(local, server, label).map_err(|e| e.to_string())?;
+    for r in &remotes {
+        let report = remote::upload_backup(local, r.store.as_ref(), server, label, workers, Some(cancel))
+            .map_err(|e| format!("upload to {} storage: {e}", r.engine))?;
+        log::info!(
+            "server [{server}]: backup {label} uploaded to {} storage: {} files, {} bytes, {:.1} s",
+            r.engine,
+            report.files,
+            report.bytes,
+            report.elapsed
+        );
+        match r.engine {
+            "s3" => info.elapsed.remote_s3 = report.elapsed,
+            "azure" => info.elapsed.remote_azure = report.elapsed,
+            "ssh" => info.elapsed.remote_ssh = report.elapsed,
+            _ => {}
+        }
+    }
+    ops::save_info(local, server, &info).map_err(|e| e.to_string())?;
+    let info_path = format!("{server}/backup/{label}/backup.info");
+    for r in &remotes {
+        remote::copy_file(local, r.store.as_ref(), &info_path)
+            .map_err(|e| format!("upload to {} storage: {e}", r.engine))?;
+    }
+    if !shared.config().main.storage_engine.local {
+        remote::drop_local_data(local, server, label).map_err(|e| e.to_string())?;
+        log::info!("server [{server}]: backup {label}: local data files removed (storage_engine has no local)");
+    }
+    Ok(())
+}
+
+/// Uploads `backup.info` of a backup again after a change (keep flag, comments).
+pub fn refresh_info(shared: &Shared, server: &str, label: &str) {
+    let path = format!("{server}/backup/{label}/backup.info");
+    for r in shared.store.remotes(server) {
+        if let Err(e) = remote::copy_file(shared.local.as_ref(), r.store.as_ref(), &path) {
+            log::error!("server [{server}]: backup {label}: updating backup.info in {} storage: {e}", r.engine);
+        }
+    }
+}
+
+/// Ships each server's finished WAL files to its remote repositories every few seconds, until
+/// the daemon stops.
+pub fn spawn_wal_shipper(shared: Arc<Shared>) -> Option<JoinHandle<()>> {
+    if !shared.config().main.storage_engine.any_remote() {
+        return None;
+    }
+    let spawned = std::thread::Builder::new().name("wal-ship".into()).spawn(move || {
+        let mut failing: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut last = Instant::now() - WAL_SHIP_INTERVAL;
+        while !shared.stopping() {
+            if last.elapsed() < WAL_SHIP_INTERVAL {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            last = Instant::now();
+            ship_all(&shared, &mut failing);
+        }
+    });
+    match spawned {
+        Ok(h) => Some(h),
+        Err(e) => {
+            log::error!("cannot start the WAL shipping thread: {e}");
+            None
+        }
+    }
+}
+
+/// One pass of WAL shipping over every server and remote; failures are logged once until the
+/// remote works again.
+pub fn ship_all(shared: &Shared, failing: &mut std::collections::HashSet<String>) {
+    for s in &shared.servers {
+        for r in shared.store.remotes(&s.name) {
+            let key = format!("{}/{}", s.name, r.engine);
+            match remote::ship_wal(shared.local.as_ref(), r.store.as_ref(), &s.name) {
+                Ok(report) => {
+                    if failing.remove(&key) {
+                        log::info!("server [{}]: WAL shipping to {} storage works again", s.name, r.engine);
+                    }
+                    if report.files > 0 {
+                        log::debug!("server [{}]: {} WAL files shipped to {} storage", s.name, report.files, r.engine);
+                    }
+                }
+                Err(e) => {
+                    if failing.insert(key) {
+                        log::error!("server [{}]: WAL shipping to {} storage: {e}", s.name, r.engine);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The remote repositories of `server`, for the `s3 ls` and `s3 restore` commands.
+pub fn remotes(shared: &Shared, server: &str) -> Vec<Remote> {
+    shared.store.remotes(server)
+}
+
+/// Fetches the files of a backup kept only remotely back into the local repository (from the
+/// first remote that has it), so it can be rewritten locally.
+///
+/// # Errors
+/// Download failures.
+pub fn materialize(shared: &Shared, server: &str, label: &str, workers: usize) -> Result<(), String> {
+    if !is_remote_only(shared, server, label) {
+        return Ok(());
+    }
+    let dir = pgmoneta_storage::layout::backup_dir(server, label);
+    for r in shared.store.remotes(server) {
+        let files: Vec<String> = remote::walk(r.store.as_ref(), &dir)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| !shared.local.exists(p))
+            .collect();
+        if files.is_empty() {
+            continue;
+        }
+        for p in &files {
+            if let Some((parent, _)) = p.rsplit_once('/') {
+                shared.local.create_dir(parent).map_err(|e| e.to_string())?;
+            }
+        }
+        remote::copy_files(r.store.as_ref(), shared.local.as_ref(), &files, workers, None)
+            .map_err(|e| e.to_string())?;
+        shared.local.sync_tree(&dir).map_err(|e| e.to_string())?;
+        return Ok(());
+    }
+    Err(format!("backup {label} of server [{server}] is in no remote repository"))
+}
+
+/// Whether a backup's data is only in the remote repositories.
+pub fn is_remote_only(shared: &Shared, server: &str, label: &str) -> bool {
+    !remote::has_local_data(shared.local.as_ref() as &dyn Store, server, label)
+}

@@ -1,0 +1,271 @@
+//! Helpers shared by the daemon's integration test binaries.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pgmoneta_core::Lsn;
+use pgmoneta_crypto::{MasterKeyFile, Vault, VaultKind};
+use pgmoneta_testkit::Cluster;
+use serde_json::Value;
+
+/// The password of the `admin` user in the admins vault.
+pub const ADMIN_PASSWORD: &str = "admin-secret";
+
+/// A workspace binary; built when the test runs without the rest of the workspace.
+pub fn bin(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_pgmoneta")).with_file_name(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo).args(["build", "-p", "pgmoneta-cli", "--bins"]).status().unwrap();
+        assert!(status.success(), "building {name}");
+    }
+    path
+}
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A directory under /tmp that the `postgres` user can enter.
+pub fn shared_dir(prefix: &str) -> tempfile::TempDir {
+    let d = tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+/// A daemon with its own configuration, vaults, master key and repository.
+pub struct Daemon {
+    /// Everything lives here.
+    pub dir: tempfile::TempDir,
+    /// HOME of the daemon and of the CLI (master key).
+    pub home: PathBuf,
+    /// pgmoneta.conf.
+    pub conf: PathBuf,
+    /// pgmoneta_cli.conf.
+    pub cli_conf: PathBuf,
+    /// base_dir.
+    pub base: PathBuf,
+    /// The log file.
+    pub log: PathBuf,
+    /// Prometheus port.
+    pub metrics_port: u16,
+    /// Remote management port.
+    pub management_port: u16,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Writes a configuration for `cluster` (server `primary`); `main_extra` lines go into
+    /// `[pgmoneta]`.
+    pub fn new(cluster: &Cluster, main_extra: &str) -> Daemon {
+        let dir = tempfile::Builder::new().prefix("pgmoneta-daemon-").tempdir_in("/tmp").unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let key_file = MasterKeyFile::new(home.join(".pgmoneta").join("master.key"));
+        key_file.create("a master key for tests").unwrap();
+        let key = key_file.load().unwrap();
+        let users = dir.path().join("pgmoneta_users.conf");
+        let mut v = Vault::new(VaultKind::Users);
+        v.add(&key, cluster.replication_user(), cluster.replication_password()).unwrap();
+        v.save(&users).unwrap();
+        let admins = dir.path().join("pgmoneta_admins.conf");
+        let mut a = Vault::new(VaultKind::Admins);
+        a.add(&key, "admin", ADMIN_PASSWORD).unwrap();
+        a.save(&admins).unwrap();
+        let base = dir.path().join("backup");
+        let log = dir.path().join("pgmoneta.log");
+        let (metrics_port, management_port) = (free_port(), free_port());
+        let conf = dir.path().join("pgmoneta.conf");
+        let text = format!(
+            "[pgmoneta]\nhost = 127.0.0.1\nunix_socket_dir = {d}\nbase_dir = {b}\nmetrics = {metrics_port}\n\
+             management = {management_port}\ncompression = zstd\nencryption = aes\nworkers = 2\n\
+             log_type = file\nlog_path = {l}\nlog_level = info\nretention = 7\n{main_extra}\n\n\
+             [primary]\nhost = 127.0.0.1\nport = {p}\nuser = {u}\nwal_slot = pgmoneta\ncreate_slot = yes\n",
+            d = dir.path().display(),
+            b = base.display(),
+            l = log.display(),
+            p = cluster.port(),
+            u = cluster.replication_user(),
+        );
+        std::fs::write(&conf, text).unwrap();
+        let cli_conf = dir.path().join("pgmoneta_cli.conf");
+        std::fs::write(&cli_conf, format!("[pgmoneta-cli]\nunix_socket_dir = {}\n", dir.path().display())).unwrap();
+        Daemon { dir, home, conf, cli_conf, base, log, metrics_port, management_port, child: None }
+    }
+
+    /// The management socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join(".s.pgmoneta")
+    }
+
+    /// The pidfile.
+    pub fn pidfile(&self) -> PathBuf {
+        self.dir.path().join("pgmoneta.127.0.0.1.pid")
+    }
+
+    /// `pgmoneta -c <conf> -u <users>` with this daemon's HOME, allowed to run as root.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pgmoneta"));
+        c.arg("-c").arg(&self.conf).arg("-u").arg(self.dir.path().join("pgmoneta_users.conf"));
+        c.env("HOME", &self.home).env("PGMONETA_ALLOW_ROOT", "1");
+        c
+    }
+
+    /// Starts the daemon and waits until it answers `ping`.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already started");
+        let child = self
+            .command()
+            .arg("-A")
+            .arg(self.dir.path().join("pgmoneta_admins.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("pgmoneta exited with {status} at start-up:\n{}", self.log_text());
+            }
+            if self.socket().exists() && self.cli(&["ping"]).0 == 0 {
+                return;
+            }
+            assert!(Instant::now() < until, "pgmoneta did not answer ping:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), signal).unwrap();
+    }
+
+    /// Kills the daemon with SIGKILL.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for the daemon to exit by itself; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> i32 {
+        let mut c = self.child.take().expect("running");
+        let until = Instant::now() + within;
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s.code().unwrap_or(-1);
+            }
+            if Instant::now() > until {
+                let _ = c.kill();
+                panic!("pgmoneta did not exit:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs `pgmoneta-cli -c <cli conf> -F raw <args>`; returns the exit status and the reply.
+    pub fn cli(&self, args: &[&str]) -> (i32, Value) {
+        let out = self.cli_command(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let value = serde_json::from_str(text.trim()).unwrap_or(Value::String(format!(
+            "{}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        )));
+        (out.status.code().unwrap_or(-1), value)
+    }
+
+    /// The `pgmoneta-cli` command with this daemon's settings and `-F raw`.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("pgmoneta-cli"));
+        c.arg("-c").arg(&self.cli_conf);
+        if !args.contains(&"-F") {
+            c.args(["-F", "raw"]);
+        }
+        c.args(args).env("HOME", &self.home);
+        c
+    }
+
+    /// Runs the CLI and insists on success; returns the `Response`.
+    pub fn ok(&self, args: &[&str]) -> Value {
+        let (code, v) = self.cli(args);
+        assert_eq!(code, 0, "pgmoneta-cli {args:?} failed: {v}\n{}", self.log_text());
+        assert_eq!(v["Outcome"]["Status"], true, "{v}");
+        v["Response"].clone()
+    }
+
+    /// Runs the CLI, expects failure with `error`.
+    pub fn fails(&self, args: &[&str], error: u64) {
+        let (code, v) = self.cli(args);
+        assert_ne!(code, 0, "pgmoneta-cli {args:?} should fail: {v}");
+        assert_eq!(v["Outcome"]["Status"], false, "{v}");
+        assert_eq!(v["Outcome"]["Error"], error, "pgmoneta-cli {args:?}: {v}");
+    }
+
+    /// The status entry of `primary`.
+    pub fn server_status(&self) -> Value {
+        self.ok(&["status"])["Servers"][0].clone()
+    }
+
+    /// Waits until WAL streams from the server.
+    pub fn wait_streaming(&self) {
+        let until = Instant::now() + Duration::from_secs(60);
+        while self.server_status()["WalStreaming"] != true {
+            assert!(Instant::now() < until, "WAL never streamed:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until the archive has WAL up to `lsn`.
+    pub fn wait_flushed(&self, lsn: Lsn) {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = self.server_status();
+            let flushed: Lsn = s["WalFlushed"].as_str().unwrap_or("0/0").parse().unwrap();
+            if flushed >= lsn {
+                return;
+            }
+            assert!(Instant::now() < until, "WAL flushed only to {flushed}, waiting for {lsn}:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Appends lines to pgmoneta.conf's `[pgmoneta]` section (before the server section).
+    pub fn edit_main(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.conf).unwrap();
+        assert!(text.contains(from), "{from:?} not in pgmoneta.conf");
+        let mut f = std::fs::File::create(&self.conf).unwrap();
+        f.write_all(text.replacen(from, to, 1).as_bytes()).unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("--- pgmoneta log ---\n{}", self.log_text());
+        }
+    }
+}
+
+/// A PostgreSQL cluster for the tests.
+pub fn cluster() -> Cluster {
+    Cluster::builder().start().unwrap()
+}

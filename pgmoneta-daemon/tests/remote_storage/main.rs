@@ -1,0 +1,155 @@
+//! The daemon with remote repositories: S3 on Garage and SFTP on OpenSSH, on loopback.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use pgmoneta_core::Lsn;
+use pgmoneta_testkit::{Cluster, Garage, SshServer};
+
+use common::{cluster, shared_dir, Daemon};
+
+/// The objects under `prefix` in Garage, listed with the storage library.
+fn remote_files(store: &dyn pgmoneta_storage::store::Store, dir: &str) -> Vec<String> {
+    pgmoneta_storage::remote::walk(store, dir).unwrap().into_iter().map(|(p, _)| p).collect()
+}
+
+/// Backups go to the remote repository with `backup.info` last; without `local`, the data
+/// files leave the local repository and list, info, verify and a point-in-time restore work
+/// through the remote copy; WAL files are shipped as they complete; annotate reaches the
+/// remote `backup.info`; delete removes the remote objects.
+fn remote_only(engines: &str, settings: &str, remote: &dyn pgmoneta_storage::store::Store) {
+    let source = cluster();
+    source.execute("CREATE TABLE t (i int); INSERT INTO t SELECT generate_series(1, 100)").unwrap();
+    let mut d = Daemon::new(&source, &format!("storage_engine = {engines}\n{settings}"));
+    d.start();
+    d.wait_streaming();
+
+    let b = d.ok(&["backup", "primary"]);
+    let label = b["Backup"].as_str().unwrap().to_owned();
+    let dir = format!("primary/backup/{label}");
+    let files = remote_files(remote, &dir);
+    assert!(files.len() > 500, "{} remote files", files.len());
+    assert!(files.contains(&format!("{dir}/backup.info")));
+    assert!(!d.base.join(&dir).join("data").exists(), "local data files are removed");
+    assert!(d.base.join(&dir).join("backup.info").exists());
+    let info = d.ok(&["info", "primary", &label]);
+    assert_eq!(info["Valid"], 1);
+    let v = d.ok(&["verify", "primary", &label, "/tmp", "failed"]);
+    assert_eq!(v["Files"]["Failed"].as_array().unwrap().len(), 0);
+
+    // WAL is shipped as it completes.
+    source.execute("INSERT INTO t SELECT generate_series(101, 200)").unwrap();
+    let target: Lsn = source.query_scalar("SELECT pg_current_wal_lsn()").unwrap().parse().unwrap();
+    source.execute("INSERT INTO t SELECT generate_series(201, 300)").unwrap();
+    let segment = source.query_scalar("SELECT pg_walfile_name(pg_current_wal_lsn())").unwrap();
+    source.switch_wal().unwrap();
+    let end: Lsn = source.query_scalar("SELECT pg_current_wal_lsn()").unwrap().parse().unwrap();
+    d.wait_flushed(end);
+    let until = Instant::now() + Duration::from_secs(60);
+    while !remote_files(remote, "primary/wal").iter().any(|f| f.contains(&segment) && !f.ends_with(".partial")) {
+        assert!(Instant::now() < until, "segment {segment} not shipped: {:?}", remote_files(remote, "primary/wal"));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Point-in-time restore of the remote-only backup.
+    let out = shared_dir("pgmoneta-daemon-remote-restore-");
+    let position = format!("lsn={target},action=promote");
+    d.ok(&["restore", "primary", &label, &position, out.path().to_str().unwrap()]);
+    let data_dir = out.path().join(format!("primary-{label}"));
+    let mut copy = Cluster::start_on(source.install().clone(), &data_dir, source.superuser_password()).unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    while copy.query_scalar("SELECT pg_is_in_recovery()").unwrap() == "t" {
+        assert!(Instant::now() < until, "recovery did not end:\n{}", copy.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(copy.query_scalar("SELECT count(*) FROM t").unwrap(), "200");
+    copy.stop().unwrap();
+    drop(copy);
+
+    // Annotations reach the remote backup.info.
+    d.ok(&["annotate", "primary", &label, "add", "where", "offsite"]);
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut remote.open(&format!("{dir}/backup.info")).unwrap(), &mut text).unwrap();
+    assert!(text.contains("where|offsite"), "{text}");
+
+    d.ok(&["delete", "primary", &label]);
+    assert!(remote_files(remote, &dir).is_empty(), "remote objects of a deleted backup are removed");
+    assert_eq!(d.ok(&["list-backup", "primary"])["NumberOfBackups"], 0);
+}
+
+#[test]
+fn s3_without_local_storage() {
+    let garage = Garage::start("pgmoneta").unwrap();
+    let settings = format!(
+        "s3_region = {}\ns3_bucket = {}\ns3_access_key_id = {}\ns3_secret_access_key = {}\ns3_base_dir = repo\n\
+         s3_endpoint = 127.0.0.1\ns3_port = {}\ns3_use_tls = off\nremote_retry_timeout = 10s",
+        garage.region(),
+        garage.bucket,
+        garage.key_id,
+        garage.secret,
+        garage.port()
+    );
+    let spec = pgmoneta_storage::remote::RemoteSpec::S3(pgmoneta_storage::remote::S3Options {
+        bucket: garage.bucket.clone(),
+        region: garage.region().into(),
+        access_key_id: Some(garage.key_id.clone()),
+        secret_access_key: Some(garage.secret.clone()),
+        base_dir: "repo".into(),
+        endpoint: Some(garage.endpoint()),
+        ..Default::default()
+    });
+    let remote = pgmoneta_storage::remote::open(&spec, &Default::default()).unwrap();
+    remote_only("s3", &settings, remote.store.as_ref());
+}
+
+#[test]
+fn sftp_without_local_storage() {
+    let server = SshServer::start().unwrap();
+    let settings = format!(
+        "ssh_hostname = 127.0.0.1\nssh_port = {}\nssh_username = {}\nssh_base_dir = {}\n\
+         ssh_private_key_file = {}\nssh_public_key_file = {}",
+        server.port(),
+        server.user,
+        server.scratch().display(),
+        server.private_key().display(),
+        server.public_key().display()
+    );
+    let local = pgmoneta_storage::store::LocalStore::new(server.scratch());
+    remote_only("ssh", &settings, &local);
+}
+
+/// With `local,s3`, the local copy stays whole and the remote one is complete too; a backup
+/// whose upload fails (the S3 server is down) fails and leaves no backup anywhere, and the
+/// next one succeeds.
+#[test]
+fn s3_with_local_storage_and_a_failed_upload() {
+    let mut garage = Garage::start("pgmoneta").unwrap();
+    let source = cluster();
+    let settings = format!(
+        "s3_region = {}\ns3_bucket = {}\ns3_access_key_id = {}\ns3_secret_access_key = {}\n\
+         s3_endpoint = 127.0.0.1\ns3_port = {}\nremote_retry_timeout = 2s",
+        garage.region(),
+        garage.bucket,
+        garage.key_id,
+        garage.secret,
+        garage.port()
+    );
+    let mut d = Daemon::new(&source, &format!("storage_engine = local,s3\n{settings}"));
+    d.start();
+    d.wait_streaming();
+    let label = d.ok(&["backup", "primary"])["Backup"].as_str().unwrap().to_owned();
+    assert!(d.base.join(format!("primary/backup/{label}/data/global")).is_dir());
+
+    garage.stop();
+    let (code, out) = d.cli(&["backup", "primary"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(d.log_text().contains("upload to s3 storage"), "the log names the failed upload");
+    let list = d.ok(&["list-backup", "primary"]);
+    assert_eq!(list["NumberOfBackups"], 1, "the failed backup is gone: {list}");
+    garage.start_again().unwrap();
+    let next = d.ok(&["backup", "primary"])["Backup"].as_str().unwrap().to_owned();
+    assert_ne!(next, label);
+    assert_eq!(d.ok(&["list-backup", "primary"])["NumberOfBackups"], 2);
+}
