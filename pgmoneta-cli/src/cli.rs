@@ -237,6 +237,13 @@ pub enum Command {
         /// The operation (backup).
         command: Option<String>,
     },
+    /// The remote repository: `s3 ls <server> [<prefix>]` lists its objects;
+    /// `s3 restore <server> <backup> [<position>] <directory>` restores from it alone.
+    S3 {
+        /// ls or restore, then their arguments.
+        #[arg(num_args = 2..=5, required = true)]
+        args: Vec<String>,
+    },
     /// Fetch a WAL segment or history file from the repository (PostgreSQL's restore_command:
     /// `pgmoneta-cli archive-get -c pgmoneta.conf <server> %f %p`).
     ArchiveGet {
@@ -442,6 +449,19 @@ fn build(command: &Command, g: &Global) -> Result<Option<(Cmd, Value)>> {
         Command::Progress { server, command } => {
             (Cmd::Progress, json!({"Server": server, "Command": command.clone().unwrap_or_else(|| "backup".into())}))
         }
+        Command::S3 { args } => match args.split_first() {
+            Some((action, rest)) if action == "ls" && (1..=2).contains(&rest.len()) => {
+                let prefix = rest.get(1).map_or(Value::Null, |p| json!(p));
+                (Cmd::S3Ls, json!({"Server": rest[0], "S3Prefix": prefix}))
+            }
+            Some((action, rest)) if action == "restore" && (3..=4).contains(&rest.len()) => {
+                let (s, b, p, d) = split(rest);
+                (Cmd::S3Restore, json!({"Server": s, "S3Prefix": b, "Position": p, "Directory": d}))
+            }
+            _ => bail!(
+                "s3: expected `s3 ls <server> [<prefix>]` or `s3 restore <server> <backup> [<position>] <directory>`"
+            ),
+        },
         Command::ArchiveGet { .. } | Command::Completions { .. } | Command::Man => return Ok(None),
     }))
 }

@@ -106,6 +106,8 @@ pub fn dispatch(shared: &Arc<Shared>, doc: Document, started: Instant) -> Docume
         Command::ConfSet => conf_set(shared, req),
         Command::Mode => mode(shared, req),
         Command::Progress => progress(shared, req),
+        Command::S3Ls => s3_ls(shared, req),
+        Command::S3Restore => s3_restore(shared, req),
         _ => Err(fail(ec::UNKNOWN_COMMAND, format!("management: unknown command id {}", doc.header.command_id))),
     };
     let server = text(req, "Server");
@@ -480,6 +482,75 @@ fn restore_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     Ok(m)
 }
 
+/// The remote repository the `s3` commands use: the S3 one, else the first remote.
+fn command_remote(shared: &Shared, name: &str) -> Option<pgmoneta_storage::remote::Remote> {
+    let remotes = crate::remote::remotes(shared, name);
+    remotes.iter().find(|r| r.engine == "s3").or(remotes.first()).cloned()
+}
+
+/// `s3 ls <server> [<prefix>]`: the objects of the server's backups in its remote repository
+/// (under `<server>/backup/<prefix>`), as repository paths.
+fn s3_ls(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
+    let (name, _) = server_state(shared, req, ec::LIST_S3_NOSERVER)?;
+    let remote = command_remote(shared, &name).ok_or_else(|| {
+        fail_in(ec::LIST_S3_WORKFLOW, "S3 list", format!("server [{name}]: no remote storage engine is configured"))
+    })?;
+    let prefix = text(req, "S3Prefix").unwrap_or_default();
+    let dir = format!("{}/{}", layout::backups_dir(&name), prefix.trim_matches('/'));
+    let objects = pgmoneta_storage::remote::walk(remote.store.as_ref(), dir.trim_end_matches('/')).map_err(|e| {
+        fail_in(ec::LIST_S3_NETWORK, "S3 list", format!("server [{name}]: listing {} storage: {e}", remote.engine))
+    })?;
+    let mut m = Map::new();
+    m.insert("Server".into(), json!(name));
+    m.insert("S3Objects".into(), Value::Array(objects.into_iter().map(|(k, _)| json!({"S3Key": k})).collect()));
+    Ok(m)
+}
+
+/// `s3 restore <server> <backup> [<position>] <directory>`: a restore that reads the backup
+/// and the WAL from the remote repository alone, whatever the local one holds.
+fn s3_restore(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
+    let (name, state) = server_state(shared, req, ec::RESTORE_S3_NOSERVER)?;
+    let remote = command_remote(shared, &name).ok_or_else(|| {
+        fail_in(
+            ec::RESTORE_S3_WORKFLOW,
+            "S3 restore",
+            format!("server [{name}]: no remote storage engine is configured"),
+        )
+    })?;
+    let id = text(req, "S3Prefix").unwrap_or_else(|| "newest".into());
+    let position = text(req, "Position").unwrap_or_default();
+    let Some(directory) = text(req, "Directory").filter(|d| !d.is_empty()) else {
+        return Err(fail(ec::RESTORE_S3_ERROR, "s3 restore: no directory given"));
+    };
+    let _guard = state
+        .lock(Activity::Restore)
+        .map_err(|other| fail(ec::RESTORE_S3_ERROR, format!("server [{name}]: busy with {other:?}")))?;
+    let options = restore_options(shared, &name, &id, &position, &directory);
+    let result = restore(remote.store.as_ref(), &options);
+    state.record(result.is_ok());
+    let report = result.map_err(|e| {
+        let code = match &e {
+            StorageError::Remote { .. } => ec::RESTORE_S3_NETWORK,
+            _ => ec::RESTORE_S3_ERROR,
+        };
+        fail_in(
+            code,
+            "S3 restore",
+            format!("server [{name}]: restore of {id} from {} storage failed: {e}", remote.engine),
+        )
+    })?;
+    log::info!(
+        "server [{name}]: backup {} restored from {} storage into {}",
+        report.info.label,
+        remote.engine,
+        report.data_dir.display()
+    );
+    let mut m = backup_summary(&report.info);
+    m.remove("Keep");
+    m.remove("Valid");
+    Ok(m)
+}
+
 fn archive_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let (name, state) = server_state(shared, req, ec::ARCHIVE_NOSERVER)?;
     let id = text(req, "Backup").unwrap_or_else(|| "newest".into());
@@ -840,8 +911,11 @@ fn main_value(config: &Config, key: &str, rendered: &str) -> Value {
         }
         "storage_engine" => {
             let e = &m.storage_engine;
-            let bits =
-                i64::from(e.local) | (i64::from(e.ssh) << 1) | (i64::from(e.s3) << 2) | (i64::from(e.azure) << 3);
+            let bits = i64::from(e.local)
+                | (i64::from(e.ssh) << 1)
+                | (i64::from(e.s3) << 2)
+                | (i64::from(e.azure) << 3)
+                | (i64::from(e.gcs) << 4);
             return enum_value(bits, rendered);
         }
         "metrics_cache_max_age" => return enum_value(m.metrics_cache_max_age.0 as i64, rendered),

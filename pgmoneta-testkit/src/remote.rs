@@ -283,3 +283,125 @@ impl Drop for SshServer {
         self.stop();
     }
 }
+
+/// Where Azurite is: `PGMONETA_TEST_AZURITE` (its `azurite-blob` script), else
+/// scripts/setup.sh's cache.
+pub fn azurite_binary() -> PathBuf {
+    std::env::var_os("PGMONETA_TEST_AZURITE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/pgmoneta-rs/azurite/node_modules/.bin/azurite-blob"))
+}
+
+/// Azurite's blob service with one container, for the well-known development account.
+#[derive(Debug)]
+pub struct Azurite {
+    dir: tempfile::TempDir,
+    port: PortLock,
+    child: Option<Child>,
+    /// The container.
+    pub container: String,
+}
+
+impl Azurite {
+    /// The development account Azurite serves.
+    pub const ACCOUNT: &'static str = "devstoreaccount1";
+    /// Its well-known shared key.
+    pub const KEY: &'static str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    /// Starts Azurite and creates `container`.
+    ///
+    /// # Errors
+    /// No Azurite, or a start-up or request that fails.
+    pub fn start(container: &str) -> Result<Azurite> {
+        let bin = azurite_binary();
+        if !bin.exists() {
+            return Err(TestkitError::NoInstall(format!(
+                "no Azurite at {} (scripts/setup.sh installs it; PGMONETA_TEST_AZURITE overrides)",
+                bin.display()
+            )));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("pgmoneta-azurite-")
+            .tempdir_in("/tmp")
+            .map_err(io("creating", Path::new("/tmp")))?;
+        let port = reserve(&|_| {})?;
+        let log = dir.path().join("azurite.log");
+        let out = std::fs::File::create(&log).map_err(io("creating", &log))?;
+        let child = Command::new(&bin)
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                &port.port().to_string(),
+                "--silent",
+                "--skipApiVersionCheck",
+            ])
+            .arg("--location")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(out))
+            .spawn()
+            .map_err(io("starting", &bin))?;
+        let mut a = Azurite { dir, port, child: Some(child), container: container.to_owned() };
+        wait_port(a.port.port(), &log)?;
+        a.create_container()?;
+        Ok(a)
+    }
+
+    /// The blob endpoint, account included: `http://127.0.0.1:<port>/devstoreaccount1`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/{}", self.port.port(), Azurite::ACCOUNT)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port.port()
+    }
+
+    /// `PUT ?restype=container`, signed with the shared key.
+    fn create_container(&mut self) -> Result<()> {
+        use std::io::{Read, Write};
+        let date = {
+            let out = run(Command::new("date").args(["-u", "+%a, %d %b %Y %H:%M:%S GMT"]))?;
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        let version = "2021-08-06";
+        let path = format!("/{}/{}", Azurite::ACCOUNT, self.container);
+        let to_sign = format!(
+            "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{}{path}\nrestype:container",
+            Azurite::ACCOUNT
+        );
+        let key = openssl::base64::decode_block(Azurite::KEY).expect("the development key is base64");
+        let pkey = openssl::pkey::PKey::hmac(&key).expect("an HMAC key");
+        let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &pkey).expect("a signer");
+        signer.update(to_sign.as_bytes()).expect("signing");
+        let signature = openssl::base64::encode_block(&signer.sign_to_vec().expect("signing"));
+        let request = format!(
+            "PUT {path}?restype=container HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nx-ms-date: {date}\r\n\
+             x-ms-version: {version}\r\nAuthorization: SharedKey {account}:{signature}\r\nContent-Length: 0\r\n\
+             Connection: close\r\n\r\n",
+            port = self.port.port(),
+            account = Azurite::ACCOUNT,
+        );
+        let fail = |what: String| TestkitError::Command {
+            command: format!("creating container {}", self.container),
+            status: what,
+            output: std::fs::read_to_string(self.dir.path().join("azurite.log")).unwrap_or_default(),
+        };
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port.port())).map_err(|e| fail(e.to_string()))?;
+        s.write_all(request.as_bytes()).map_err(|e| fail(e.to_string()))?;
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        if !answer.starts_with("HTTP/1.1 201") {
+            return Err(fail(answer));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}

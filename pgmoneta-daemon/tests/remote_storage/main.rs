@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use pgmoneta_core::Lsn;
-use pgmoneta_testkit::{Cluster, Garage, SshServer};
+use pgmoneta_testkit::{Azurite, Cluster, Garage, SshServer};
 
 use common::{cluster, shared_dir, Daemon};
 
@@ -68,6 +68,19 @@ fn remote_only(engines: &str, settings: &str, remote: &dyn pgmoneta_storage::sto
     copy.stop().unwrap();
     drop(copy);
 
+    // `s3 ls` and `s3 restore` work on the remote repository alone.
+    let ls = d.ok(&["s3", "ls", "primary", &label]);
+    let keys: Vec<&str> = ls["S3Objects"].as_array().unwrap().iter().map(|o| o["S3Key"].as_str().unwrap()).collect();
+    assert!(keys.contains(&format!("{dir}/backup.info").as_str()), "{keys:?}");
+    assert_eq!(keys.len(), remote_files(remote, &dir).len());
+    let out = shared_dir("pgmoneta-daemon-s3-restore-");
+    let r = d.ok(&["s3", "restore", "primary", &label, out.path().to_str().unwrap()]);
+    assert_eq!(r["Backup"], label.as_str());
+    let data_dir = out.path().join(format!("primary-{label}"));
+    let copy = Cluster::start_on(source.install().clone(), &data_dir, source.superuser_password()).unwrap();
+    assert_eq!(copy.query_scalar("SELECT count(*) FROM t").unwrap(), "100");
+    drop(copy);
+
     // Annotations reach the remote backup.info.
     d.ok(&["annotate", "primary", &label, "add", "where", "offsite"]);
     let mut text = String::new();
@@ -118,6 +131,28 @@ fn sftp_without_local_storage() {
     );
     let local = pgmoneta_storage::store::LocalStore::new(server.scratch());
     remote_only("ssh", &settings, &local);
+}
+
+#[test]
+fn azure_without_local_storage() {
+    let azurite = Azurite::start("pgmoneta").unwrap();
+    let settings = format!(
+        "azure_storage_account = {}\nazure_container = {}\nazure_shared_key = {}\nazure_base_dir = repo\n\
+         azure_endpoint = 127.0.0.1\nazure_port = {}\nazure_use_tls = off",
+        Azurite::ACCOUNT,
+        azurite.container,
+        Azurite::KEY,
+        azurite.port()
+    );
+    let spec = pgmoneta_storage::remote::RemoteSpec::Azure(pgmoneta_storage::remote::AzureOptions {
+        account: Azurite::ACCOUNT.into(),
+        container: azurite.container.clone(),
+        shared_key: Some(Azurite::KEY.into()),
+        base_dir: "repo".into(),
+        endpoint: Some(azurite.endpoint()),
+    });
+    let remote = pgmoneta_storage::remote::open(&spec, &Default::default()).unwrap();
+    remote_only("azure", &settings, remote.store.as_ref());
 }
 
 /// With `local,s3`, the local copy stays whole and the remote one is complete too; a backup

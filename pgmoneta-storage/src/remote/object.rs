@@ -374,21 +374,27 @@ impl Store for SharedObjectRemote {
     }
 
     fn remove(&self, path: &str) -> Result<()> {
+        // Only what exists is deleted: the object itself and every object under it.
         let r = &self.0;
         let key = r.key(path);
-        match r.handle.block_on(r.store.delete(&key)) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(r.error("deleting", path, e)),
-        }
         let store = r.store.clone();
-        let under = r.handle.block_on(async move {
-            let names = store.list(Some(&key)).map_ok(|m| m.location).boxed();
-            store.delete_stream(names).try_collect::<Vec<_>>().await
+        let done = r.handle.block_on(async move {
+            let mut names: Vec<ObjPath> = store.list(Some(&key)).map_ok(|m| m.location).try_collect().await?;
+            match store.head(&key).await {
+                Ok(m) => names.push(m.location),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            if names.is_empty() {
+                return Ok(());
+            }
+            let stream = futures::stream::iter(names.into_iter().map(Ok)).boxed();
+            store.delete_stream(stream).try_for_each(|_| async { Ok(()) }).await.or_else(|e| match e {
+                object_store::Error::NotFound { .. } => Ok(()),
+                e => Err(e),
+            })
         });
-        match under {
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(r.error("deleting", path, e)),
-        }
+        done.map_err(|e| r.error("deleting", path, e))
     }
 
     fn symlink(&self, target: &str, link: &str) -> Result<()> {

@@ -14,14 +14,14 @@ use pgmoneta_crypto::Cipher;
 use pgmoneta_storage::backup::BackupOptions;
 use pgmoneta_storage::ops::{apply_retention, delete_backup};
 use pgmoneta_storage::remote::{
-    drop_local_data, has_local_data, open, ship_wal, upload_backup, walk, Remote, RemoteSpec, RemoteTuning, S3Options,
-    SftpOptions, TieredStore,
+    drop_local_data, has_local_data, open, ship_wal, upload_backup, walk, AzureOptions, Remote, RemoteSpec,
+    RemoteTuning, S3Options, SftpOptions, TieredStore,
 };
 use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
 use pgmoneta_storage::retention::RetentionPlan;
 use pgmoneta_storage::store::{LocalStore, Store, StoreEntry};
 use pgmoneta_storage::StorageError;
-use pgmoneta_testkit::{Cluster, Garage, SshServer};
+use pgmoneta_testkit::{Azurite, Cluster, Garage, SshServer};
 
 use common::{backup, label, pgbench_state, shared_dir, test_key, HookStore, Streamer};
 
@@ -158,6 +158,19 @@ fn s3_lifecycle_on_garage() {
 fn sftp_lifecycle_on_openssh() {
     let server = SshServer::start().unwrap();
     lifecycle(open(&sftp(&server), &quick()).unwrap());
+}
+
+#[test]
+fn azure_lifecycle_on_azurite() {
+    let azurite = Azurite::start("pgmoneta").unwrap();
+    let spec = RemoteSpec::Azure(AzureOptions {
+        account: Azurite::ACCOUNT.into(),
+        container: azurite.container.clone(),
+        shared_key: Some(Azurite::KEY.into()),
+        base_dir: "repo".into(),
+        endpoint: Some(azurite.endpoint()),
+    });
+    lifecycle(open(&spec, &quick()).unwrap());
 }
 
 /// The S3 server stops in the middle of an upload: the upload fails with an error naming the

@@ -164,4 +164,15 @@ pub mod error_code {
     pub const PROGRESS_NOFORK: u32 = 3001;
     pub const PROGRESS_NETWORK: u32 = 3002;
     pub const PROGRESS_ERROR: u32 = 3003;
+    pub const LIST_S3_NOSERVER: u32 = 2900;
+    pub const LIST_S3_NOFORK: u32 = 2901;
+    pub const LIST_S3_WORKFLOW: u32 = 2902;
+    pub const LIST_S3_JSON_VALUE: u32 = 2903;
+    pub const LIST_S3_NETWORK: u32 = 2904;
+    pub const LIST_S3_ERROR: u32 = 2905;
+    pub const RESTORE_S3_NOSERVER: u32 = 3100;
+    pub const RESTORE_S3_NOFORK: u32 = 3101;
+    pub const RESTORE_S3_WORKFLOW: u32 = 3102;
+    pub const RESTORE_S3_NETWORK: u32 = 3103;
+    pub const RESTORE_S3_ERROR: u32 = 3104;
 }
