@@ -311,6 +311,15 @@ pub(crate) fn locate_segment(store: &dyn Store, server: &str, name: &str) -> Opt
     store.exists(&partial).then_some((partial, true))
 }
 
+/// Whether the archive of `server` holds a segment after `name` (on its timeline or a later one).
+fn newer_segment_archived(store: &dyn Store, server: &str, name: &str) -> bool {
+    let Ok(entries) = store.list(&crate::layout::wal_dir(server)) else { return false };
+    entries.iter().any(|e| {
+        let n = e.name.get(..24).unwrap_or_default();
+        n.len() == 24 && n.bytes().all(|b| b.is_ascii_hexdigit()) && n[8..] > name[8..]
+    })
+}
+
 /// Opens the archived file holding segment `name`. The archive changes under the reader (a
 /// `.partial` completes, a segment is compressed and its plain file removed): a file gone
 /// between listing and opening is looked up again.
@@ -346,13 +355,18 @@ fn summarize_wal(
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let name = segment.file_name(size);
-        let (stored, partial, mut reader) =
-            open_segment(store, options, key, &name).map_err(Short::Failed)?.ok_or_else(|| {
-                Short::Failed(StorageError::NotFound(format!(
+        let Some((stored, partial, mut reader)) = open_segment(store, options, key, &name).map_err(Short::Failed)?
+        else {
+            // Missing with a newer segment archived, it never comes: a gap. Missing at the
+            // archive's end, the receiver has not started it yet.
+            if newer_segment_archived(store, &options.server, &name) {
+                return Err(Short::Failed(StorageError::NotFound(format!(
                     "WAL segment {name}, needed for the changes from {from} to {to}, is not in the archive of {}",
                     options.server
-                )))
-            })?;
+                ))));
+            }
+            return Err(Short::NotYet(format!("WAL segment {name} is not received yet")));
+        };
         let skipped = std::io::copy(&mut (&mut reader).take(skip), &mut std::io::sink())
             .map_err(|e| Short::Failed(StorageError::corrupt(&stored, e.to_string())))?;
         if skipped < skip {
