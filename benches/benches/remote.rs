@@ -33,42 +33,6 @@ fn main() {
     cluster.pgbench_init(scale).expect("pgbench -i");
     cluster.execute("CHECKPOINT").unwrap();
 
-    let repo = tempfile::Builder::new().prefix("pgmoneta-bench-remote-").tempdir_in("/tmp").unwrap();
-    let local = Arc::new(LocalStore::new(repo.path()));
-    let opts = ConnectOptions::new(cluster.host(), cluster.port(), cluster.replication_user())
-        .password(cluster.replication_password())
-        .replication(ReplicationMode::Physical)
-        .ssl_mode(SslMode::Disable);
-    let mut conn = PgConnection::connect(&opts).unwrap();
-    let label = BackupLabel::new(CivilDateTime::new(2026, 11, 28, 12, 0, 0).unwrap());
-    let mut options = BackupOptions::new("bench", label);
-    options.workers = 2;
-    options.compression = Compression::client(Algorithm::Zstd);
-    options.level = 3;
-    let minor: u32 = cluster.query_scalar("SHOW server_version_num").unwrap().parse::<u32>().unwrap() % 10_000;
-    let info = take_backup(&mut conn, cluster.version(), minor, local.clone(), &options).unwrap();
-    let label = info.label.clone();
-    let dir = format!("bench/backup/{label}");
-    let files: Vec<String> = remote::walk(local.as_ref(), &dir).unwrap().into_iter().map(|(p, _)| p).collect();
-    let bytes: u64 = remote::walk(local.as_ref(), &dir).unwrap().iter().map(|(_, n)| n).sum();
-    let mb = bytes as f64 / 1e6;
-
-    // The local-disk figure: the same files copied to another directory on this disk.
-    let mut local_rates = Vec::new();
-    for _ in 0..rounds {
-        let other = tempfile::Builder::new().prefix("pgmoneta-bench-copy-").tempdir_in("/tmp").unwrap();
-        let target = LocalStore::new(other.path());
-        for f in &files {
-            if let Some((parent, _)) = f.rsplit_once('/') {
-                target.create_dir(parent).unwrap();
-            }
-        }
-        let report = copy_files(local.as_ref(), &target, &files, 2, None).unwrap();
-        target.sync_tree(&dir).unwrap();
-        local_rates.push(mb / report.elapsed);
-    }
-    let local_rate = median(local_rates);
-
     let garage = Garage::start("bench").expect("Garage (scripts/setup.sh installs it)");
     let spec = RemoteSpec::S3(S3Options {
         bucket: garage.bucket.clone(),
@@ -79,25 +43,64 @@ fn main() {
         ..S3Options::default()
     });
     let s3 = remote::open(&spec, &RemoteTuning::default()).unwrap();
-    println!(
-        "| upload of {mb:.1} MB ({} files, pgbench scale {scale}, zstd) | MB/s | ratio to the local copy |",
-        files.len()
-    );
-    println!("| --- | --- | --- |");
-    println!("| local disk copy, 2 workers | {local_rate:.1} | 1.00 |");
-    for workers in [1usize, 2] {
-        let mut rates = Vec::new();
+    println!("| upload (pgbench scale {scale}) | MB | files | MB/s | ratio to the local copy |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (n, algorithm) in [Algorithm::Zstd, Algorithm::None].into_iter().enumerate() {
+        let repo = tempfile::Builder::new().prefix("pgmoneta-bench-remote-").tempdir_in("/tmp").unwrap();
+        let local = Arc::new(LocalStore::new(repo.path()));
+        let opts = ConnectOptions::new(cluster.host(), cluster.port(), cluster.replication_user())
+            .password(cluster.replication_password())
+            .replication(ReplicationMode::Physical)
+            .ssl_mode(SslMode::Disable);
+        let mut conn = PgConnection::connect(&opts).unwrap();
+        let label = BackupLabel::new(CivilDateTime::new(2026, 11, 28, 12, 0, n as u8).unwrap());
+        let mut options = BackupOptions::new("bench", label);
+        options.workers = 2;
+        options.compression = Compression::client(algorithm);
+        options.level = if algorithm == Algorithm::Zstd { 3 } else { algorithm.default_level() };
+        let minor: u32 = cluster.query_scalar("SHOW server_version_num").unwrap().parse::<u32>().unwrap() % 10_000;
+        let info = take_backup(&mut conn, cluster.version(), minor, local.clone(), &options).unwrap();
+        let _ = conn.close();
+        let label = info.label.clone();
+        let dir = format!("bench/backup/{label}");
+        let listed = remote::walk(local.as_ref(), &dir).unwrap();
+        let files: Vec<String> = listed.iter().map(|(p, _)| p.clone()).collect();
+        let bytes: u64 = listed.iter().map(|(_, n)| n).sum();
+        let mb = bytes as f64 / 1e6;
+        let name = if algorithm == Algorithm::None { "uncompressed" } else { "zstd" };
+
+        // The local-disk figure: the same files copied to another directory on this disk.
+        let mut local_rates = Vec::new();
         for _ in 0..rounds {
-            let report =
-                remote::upload_backup(local.as_ref(), s3.store.as_ref(), "bench", &label, workers, None).unwrap();
-            assert_eq!(report.bytes, bytes);
-            rates.push(mb / report.elapsed);
+            let other = tempfile::Builder::new().prefix("pgmoneta-bench-copy-").tempdir_in("/tmp").unwrap();
+            let target = LocalStore::new(other.path());
+            for f in &files {
+                if let Some((parent, _)) = f.rsplit_once('/') {
+                    target.create_dir(parent).unwrap();
+                }
+            }
+            let report = copy_files(local.as_ref(), &target, &files, 2, None).unwrap();
+            target.sync_tree(&dir).unwrap();
+            local_rates.push(mb / report.elapsed);
         }
-        let rate = median(rates);
-        println!(
-            "| Garage (S3, loopback), {workers} worker{} | {rate:.1} | {:.2} |",
-            if workers > 1 { "s" } else { "" },
-            rate / local_rate
-        );
+        let local_rate = median(local_rates);
+        println!("| {name}: local disk copy, 2 workers | {mb:.1} | {} | {local_rate:.1} | 1.00 |", files.len());
+        for workers in [1usize, 2] {
+            let mut rates = Vec::new();
+            for _ in 0..rounds {
+                let report =
+                    remote::upload_backup(local.as_ref(), s3.store.as_ref(), "bench", &label, workers, None).unwrap();
+                assert_eq!(report.bytes, bytes);
+                rates.push(mb / report.elapsed);
+            }
+            let rate = median(rates);
+            println!(
+                "| {name}: Garage (S3, loopback), {workers} worker{} | {mb:.1} | {} | {rate:.1} | {:.2} |",
+                if workers > 1 { "s" } else { "" },
+                files.len(),
+                rate / local_rate
+            );
+        }
+        s3.store.remove(&dir).unwrap();
     }
 }
