@@ -133,6 +133,8 @@ pub fn reload(shared: &Arc<Shared>) -> Result<bool, String> {
     *shared.admins.write() = admins;
     *shared.config.write() = Arc::new(next);
     logging::install(&shared.config().main);
+    // Remote repository settings apply to the next upload.
+    remote::install(shared);
     log::info!("configuration reloaded{}", if restart { " (some changes need a restart)" } else { "" });
     Ok(restart)
 }

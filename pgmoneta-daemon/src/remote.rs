@@ -145,6 +145,12 @@ pub fn after_backup(
     cancel: &AtomicBool,
 ) -> Result<(), String> {
     let remotes = shared.store.remotes(server);
+    let config = shared.config();
+    let wanted: Vec<&'static str> =
+        config.server(server).map(|s| specs(&config, s).iter().map(RemoteSpec::engine).collect()).unwrap_or_default();
+    if let Some(missing) = wanted.iter().find(|e| !remotes.iter().any(|r| r.engine == **e)) {
+        return Err(format!("{missing} storage could not be opened (see the log at start-up or reload)"));
+    }
     if remotes.is_empty() {
         return Ok(());
     }

@@ -114,6 +114,15 @@ pub fn run_retention(shared: &Shared, server: &Arc<ServerState>) {
                 Ok(_) => {}
                 Err(e) => log::error!("server [{name}]: pruning WAL: {e}"),
             }
+            for r in shared.store.remotes(name) {
+                match pgmoneta_storage::remote::prune_wal(r.store.as_ref(), name, first) {
+                    Ok(n) if n > 0 => {
+                        log::info!("server [{name}]: pruned {n} WAL files before {first} in {} storage", r.engine)
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::error!("server [{name}]: pruning WAL in {} storage: {e}", r.engine),
+                }
+            }
         }
     }
 }

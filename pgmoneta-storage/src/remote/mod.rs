@@ -407,6 +407,29 @@ pub fn ship_wal(local: &dyn Store, remote: &dyn Store, server: &str) -> Result<U
     Ok(report)
 }
 
+/// Removes from `remote` the WAL files of `server` older than segment `keep` (a segment file
+/// name): segments, `.partial` files and backup history files whose segment number is lower,
+/// as the local archive's pruning does. Timeline history files stay.
+///
+/// # Errors
+/// Listing or removal failures.
+pub fn prune_wal(remote: &dyn Store, server: &str, keep: &str) -> Result<usize> {
+    let Some(keep_number) = keep.get(8..24) else {
+        return Err(StorageError::Invalid(format!("{keep:?} is not a WAL segment name")));
+    };
+    let dir = layout::wal_dir(server);
+    let mut removed = 0;
+    for e in remote.list(&dir)? {
+        let Some(number) = e.name.get(8..24) else { continue };
+        let is_segment = e.name.get(..24).is_some_and(|n| n.bytes().all(|b| b.is_ascii_hexdigit()));
+        if is_segment && !e.name.ends_with(".history") && number < keep_number {
+            remote.remove(&join(&[&dir, &e.name]))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// The local repository first, then the remote copies: writes go to the local repository;
 /// the files of a backup whose data was dropped locally ([`drop_local_data`]) are read from
 /// the first remote that has them; WAL files missing locally too. Removing a backup or a WAL

@@ -101,6 +101,12 @@ impl SftpStore {
             session.method_pref(MethodType::CryptSc, &list).map_err(|e| fail("ciphers", &e))?;
         }
         session.handshake().map_err(|e| fail("handshake", &e))?;
+        if o.known_hosts_file.is_none() {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                log::warn!("{}@{}: no known_hosts file, the server's host key is not checked", o.user, o.host);
+            });
+        }
         if let Some(file) = &o.known_hosts_file {
             let mut known = session.known_hosts().map_err(|e| fail("known hosts", &e))?;
             known

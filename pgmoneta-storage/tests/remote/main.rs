@@ -14,7 +14,7 @@ use pgmoneta_crypto::Cipher;
 use pgmoneta_storage::backup::BackupOptions;
 use pgmoneta_storage::ops::{apply_retention, delete_backup};
 use pgmoneta_storage::remote::{
-    drop_local_data, has_local_data, open, ship_wal, upload_backup, walk, AzureOptions, Remote, RemoteSpec,
+    drop_local_data, has_local_data, open, prune_wal, ship_wal, upload_backup, walk, AzureOptions, Remote, RemoteSpec,
     RemoteTuning, S3Options, SftpOptions, TieredStore,
 };
 use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
@@ -146,6 +146,17 @@ fn lifecycle(remote: Remote) {
     apply_retention(tiered.as_ref(), "primary", &plan).unwrap();
     assert!(walk(remote.store.as_ref(), "primary/backup").unwrap().is_empty());
     assert!(remote_labels(&remote).is_empty());
+
+    // WAL pruning reaches the remote archive: what is older than the kept segment goes.
+    let names: Vec<String> = remote.store.list("primary/wal").unwrap().into_iter().map(|e| e.name).collect();
+    let segments: Vec<&String> = names.iter().filter(|n| !n.ends_with(".history")).collect();
+    assert!(segments.len() >= 3, "{names:?}");
+    let keep = &segments[segments.len() - 1][..24];
+    let removed = prune_wal(remote.store.as_ref(), "primary", keep).unwrap();
+    let left: Vec<String> = remote.store.list("primary/wal").unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(removed, names.len() - left.len());
+    assert!(left.iter().all(|n| n.ends_with(".history") || n[8..24] >= keep[8..24]), "{left:?}");
+    assert!(left.iter().any(|n| n.starts_with(keep)), "{left:?}");
 }
 
 #[test]
