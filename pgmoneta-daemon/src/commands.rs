@@ -380,10 +380,16 @@ fn run_backup(
     }
     let remote_cancel = state.backup_cancel.lock().clone().unwrap_or_default();
     if let Err(e) = crate::remote::after_backup(shared, name, &label.to_string(), options.workers, &remote_cancel) {
-        if let Err(d) = ops::delete_backup(shared.store(), name, &label.to_string(), true) {
-            log::error!("server [{name}]: removing backup {label} after its failed upload: {d}");
-        }
-        return Err(fail_in(execute, workflow, format!("server [{name}]: backup {label} failed: {e}")));
+        // The backup is whole here: it stays, with its data, and the upload is tried again.
+        shared.pending_uploads.lock().insert((name.to_owned(), label.to_string()));
+        return Err(fail_in(
+            execute,
+            workflow,
+            format!(
+                "server [{name}]: backup {label} is valid locally but its {e}; the partial remote copy was removed \
+                 and the upload will be tried again"
+            ),
+        ));
     }
     log::info!(
         "server [{name}]: backup {label} done: {} bytes stored, {} to restore, {:.1} s",
@@ -596,7 +602,7 @@ fn delete(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     // fetched first, and the new child goes up again afterwards.
     let remote_roll_up = child.as_ref().is_some_and(|c| {
         crate::remote::is_remote_only(shared, &name, c) || crate::remote::is_remote_only(shared, &name, &info.label)
-    }) && !force;
+    });
     if let (true, Some(c)) = (remote_roll_up, &child) {
         let workers = shared.server_config(&name).map_or(1, |s| shared.workers(&s));
         for l in [c.as_str(), info.label.as_str()] {

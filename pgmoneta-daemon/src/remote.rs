@@ -19,6 +19,9 @@ use crate::state::Shared;
 /// How often finished WAL files are shipped to the remote repositories.
 const WAL_SHIP_INTERVAL: Duration = Duration::from_secs(10);
 
+/// How often the uploads that failed are tried again.
+const UPLOAD_RETRY_INTERVAL: Duration = Duration::from_secs(60);
+
 fn home() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
 }
@@ -186,25 +189,31 @@ pub fn after_backup(
     Ok(())
 }
 
-/// Uploads `backup.info` of a backup again after a change (keep flag, comments).
+/// Uploads `backup.info` of a backup again after a change (keep flag, comments), to the
+/// remotes that hold the backup (an upload still to come sends the new one anyway).
 pub fn refresh_info(shared: &Shared, server: &str, label: &str) {
     let path = format!("{server}/backup/{label}/backup.info");
     for r in shared.store.remotes(server) {
+        if !r.store.exists(&path) {
+            continue;
+        }
         if let Err(e) = remote::copy_file(shared.local.as_ref(), r.store.as_ref(), &path) {
             log::error!("server [{server}]: backup {label}: updating backup.info in {} storage: {e}", r.engine);
         }
     }
 }
 
-/// Ships each server's finished WAL files to its remote repositories every few seconds, until
-/// the daemon stops.
+/// Ships each server's finished WAL files to its remote repositories every few seconds, and
+/// tries pending backup uploads again every minute, until the daemon stops.
 pub fn spawn_wal_shipper(shared: Arc<Shared>) -> Option<JoinHandle<()>> {
     if !shared.config().main.storage_engine.any_remote() {
         return None;
     }
     let spawned = std::thread::Builder::new().name("wal-ship".into()).spawn(move || {
         let mut failing: std::collections::HashSet<String> = std::collections::HashSet::new();
+        find_pending(&shared);
         let mut last = Instant::now() - WAL_SHIP_INTERVAL;
+        let mut last_upload = Instant::now() - UPLOAD_RETRY_INTERVAL;
         while !shared.stopping() {
             if last.elapsed() < WAL_SHIP_INTERVAL {
                 std::thread::sleep(Duration::from_millis(200));
@@ -212,6 +221,10 @@ pub fn spawn_wal_shipper(shared: Arc<Shared>) -> Option<JoinHandle<()>> {
             }
             last = Instant::now();
             ship_all(&shared, &mut failing);
+            if last_upload.elapsed() >= UPLOAD_RETRY_INTERVAL && !shared.pending_uploads.lock().is_empty() {
+                last_upload = Instant::now();
+                upload_pending(&shared);
+            }
         }
     });
     match spawned {
@@ -226,10 +239,11 @@ pub fn spawn_wal_shipper(shared: Arc<Shared>) -> Option<JoinHandle<()>> {
 /// One pass of WAL shipping over every server and remote; failures are logged once until the
 /// remote works again.
 pub fn ship_all(shared: &Shared, failing: &mut std::collections::HashSet<String>) {
+    let suffix = sealed_suffix(&shared.config());
     for s in &shared.servers {
         for r in shared.store.remotes(&s.name) {
             let key = format!("{}/{}", s.name, r.engine);
-            match remote::ship_wal(shared.local.as_ref(), r.store.as_ref(), &s.name) {
+            match remote::ship_wal(shared.local.as_ref(), r.store.as_ref(), &s.name, &suffix) {
                 Ok(report) => {
                     if failing.remove(&key) {
                         log::info!("server [{}]: WAL shipping to {} storage works again", s.name, r.engine);
@@ -244,6 +258,68 @@ pub fn ship_all(shared: &Shared, failing: &mut std::collections::HashSet<String>
                     }
                 }
             }
+        }
+    }
+}
+
+/// The suffix the WAL archive gives sealed segments: compression, then encryption.
+fn sealed_suffix(config: &Config) -> String {
+    let compression = pgmoneta_compress::Compression::from_code(config.main.compression.code())
+        .unwrap_or(pgmoneta_compress::Compression::NONE);
+    let mut s = compression.algorithm.suffix().to_owned();
+    if pgmoneta_crypto::Cipher::from_code(config.main.encryption.code() as u8).is_some() {
+        s.push_str(pgmoneta_crypto::AES_SUFFIX);
+    }
+    s
+}
+
+/// Finds the valid backups with local data that some remote repository lacks (an upload that
+/// failed, or a remote engine added to `storage_engine`): one request per backup and remote.
+pub fn find_pending(shared: &Shared) {
+    for s in &shared.servers {
+        let remotes = shared.store.remotes(&s.name);
+        if remotes.is_empty() {
+            continue;
+        }
+        for b in pgmoneta_storage::restore::list_backups(shared.local.as_ref(), &s.name).unwrap_or_default() {
+            let label = b.label.to_string();
+            if !b.valid || is_remote_only(shared, &s.name, &label) {
+                continue;
+            }
+            let info = format!("{}/backup/{label}/backup.info", s.name);
+            if remotes.iter().any(|r| !r.store.exists(&info)) {
+                shared.pending_uploads.lock().insert((s.name.clone(), label));
+            }
+        }
+    }
+}
+
+/// Uploads the pending backups, oldest first, each when its server is idle; a failure leaves
+/// it pending for the next pass.
+pub fn upload_pending(shared: &Shared) {
+    let pending: Vec<(String, String)> = shared.pending_uploads.lock().iter().cloned().collect();
+    for (server, label) in pending {
+        if shared.stopping() {
+            return;
+        }
+        let Some(state) = shared.server(&server) else {
+            shared.pending_uploads.lock().remove(&(server, label));
+            continue;
+        };
+        let Ok(_guard) = state.lock(crate::state::Activity::Backup) else { continue };
+        let still = ops::load_info(shared.local.as_ref(), &server, &label).is_ok_and(|b| b.valid);
+        if !still || is_remote_only(shared, &server, &label) {
+            shared.pending_uploads.lock().remove(&(server, label));
+            continue;
+        }
+        let workers = shared.server_config(&server).map_or(1, |c| shared.workers(&c));
+        let never = AtomicBool::new(false);
+        match after_backup(shared, &server, &label, workers, &never) {
+            Ok(()) => {
+                log::info!("server [{server}]: backup {label} uploaded (it was pending)");
+                shared.pending_uploads.lock().remove(&(server, label));
+            }
+            Err(e) => log::warn!("server [{server}]: backup {label}: {e}; tried again later"),
         }
     }
 }
@@ -278,9 +354,15 @@ pub fn materialize(shared: &Shared, server: &str, label: &str, workers: usize) -
                 shared.local.create_dir(parent).map_err(|e| e.to_string())?;
             }
         }
-        remote::copy_files(r.store.as_ref(), shared.local.as_ref(), &files, workers, None)
-            .map_err(|e| e.to_string())?;
-        shared.local.sync_tree(&dir).map_err(|e| e.to_string())?;
+        let fetched = remote::copy_files(r.store.as_ref(), shared.local.as_ref(), &files, workers, None)
+            .and_then(|_| shared.local.sync_tree(&dir));
+        if let Err(e) = fetched {
+            // Half a download must not pass for local data: back to remote-only.
+            if let Err(d) = remote::drop_local_data(shared.local.as_ref(), server, label) {
+                log::error!("server [{server}]: backup {label}: removing a partial download: {d}");
+            }
+            return Err(format!("fetching backup {label} from {} storage: {e}", r.engine));
+        }
         return Ok(());
     }
     Err(format!("backup {label} of server [{server}] is in no remote repository"))

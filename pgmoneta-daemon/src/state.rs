@@ -187,6 +187,8 @@ pub struct Shared {
     pub store: Arc<TieredStore>,
     /// The local repository alone.
     pub local: Arc<LocalStore>,
+    /// Backups (server, label) whose upload to a remote repository is still to be done.
+    pub pending_uploads: Mutex<std::collections::BTreeSet<(String, String)>>,
     /// Set when the daemon stops.
     pub shutdown: AtomicBool,
     /// Lines logged per level.
@@ -223,6 +225,7 @@ impl Shared {
             servers,
             store: Arc::new(TieredStore::new(local.clone())),
             local,
+            pending_uploads: Mutex::new(std::collections::BTreeSet::new()),
             shutdown: AtomicBool::new(false),
             log_counters,
             started: Instant::now(),

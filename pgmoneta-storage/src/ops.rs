@@ -142,9 +142,12 @@ pub struct LinkReport {
 pub fn link_backup(store: &dyn Store, server: &str, info: &BackupInfo) -> Result<LinkReport> {
     let backups = list_backups(store, server)?;
     let label = info.label.as_str();
-    let Some(previous) =
-        backups.iter().rev().find(|b| b.label.as_str() < label && b.valid && b.major_version == info.major_version)
-    else {
+    let Some(previous) = backups.iter().rev().find(|b| {
+        b.label.as_str() < label
+            && b.valid
+            && b.major_version == info.major_version
+            && store.holds(&layout::data_dir(server, &b.label))
+    }) else {
         return Ok(LinkReport::default());
     };
     let (new_manifest, old_manifest) =
@@ -272,7 +275,8 @@ pub fn delete_backup_with(store: &dyn Store, server: &str, label: &str, options:
     let mut gained: Vec<String> = Vec::new();
     // For each file of this backup, the links to it in newer backups, oldest first.
     let mut links: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for other in backups.iter().filter(|b| b.label != label) {
+    // Only backups whose data is here can hold links.
+    for other in backups.iter().filter(|b| b.label != label && store.holds(&layout::data_dir(server, &b.label))) {
         for (_, (stored, is_link)) in stored_files(store, server, other)? {
             if !is_link {
                 continue;

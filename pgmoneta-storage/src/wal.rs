@@ -52,7 +52,8 @@ impl WalOptions {
         WalOptions { compression, level, encryption: None, shipping: None }
     }
 
-    fn suffix(&self) -> String {
+    /// The suffix of a sealed segment: the compression's, then `.aes` when encrypted.
+    pub fn suffix(&self) -> String {
         let mut s = self.compression.suffix().to_owned();
         if self.encryption.is_some() {
             s.push_str(AES_SUFFIX);

@@ -155,9 +155,10 @@ fn azure_without_local_storage() {
     remote_only("azure", &settings, remote.store.as_ref());
 }
 
-/// With `local,s3`, the local copy stays whole and the remote one is complete too; a backup
-/// whose upload fails (the S3 server is down) fails and leaves no backup anywhere, and the
-/// next one succeeds.
+/// With `local,s3`, the local copy stays whole and the remote one is complete too. A backup
+/// whose upload fails (the S3 server is down) is reported failed but stays valid locally, the
+/// partial remote copy is removed, and the upload is done again once the server is back; the
+/// next backup succeeds.
 #[test]
 fn s3_with_local_storage_and_a_failed_upload() {
     let mut garage = Garage::start("pgmoneta").unwrap();
@@ -171,20 +172,42 @@ fn s3_with_local_storage_and_a_failed_upload() {
         garage.secret,
         garage.port()
     );
+    let spec = pgmoneta_storage::remote::RemoteSpec::S3(pgmoneta_storage::remote::S3Options {
+        bucket: garage.bucket.clone(),
+        region: garage.region().into(),
+        access_key_id: Some(garage.key_id.clone()),
+        secret_access_key: Some(garage.secret.clone()),
+        endpoint: Some(garage.endpoint()),
+        ..Default::default()
+    });
+    let remote = pgmoneta_storage::remote::open(&spec, &Default::default()).unwrap();
     let mut d = Daemon::new(&source, &format!("storage_engine = local,s3\n{settings}"));
     d.start();
     d.wait_streaming();
     let label = d.ok(&["backup", "primary"])["Backup"].as_str().unwrap().to_owned();
     assert!(d.base.join(format!("primary/backup/{label}/data/global")).is_dir());
+    let info = |l: &str| format!("primary/backup/{l}/backup.info");
+    assert!(remote.store.exists(&info(&label)));
 
     garage.stop();
     let (code, out) = d.cli(&["backup", "primary"]);
     assert_ne!(code, 0, "{out}");
     assert!(d.log_text().contains("upload to s3 storage"), "the log names the failed upload");
     let list = d.ok(&["list-backup", "primary"]);
-    assert_eq!(list["NumberOfBackups"], 1, "the failed backup is gone: {list}");
+    assert_eq!(list["NumberOfBackups"], 2, "the backup stays valid locally: {list}");
+    let failed = list["Backups"][1]["Backup"].as_str().unwrap().to_owned();
+    assert_eq!(list["Backups"][1]["Valid"], 1);
+    assert!(d.base.join(format!("primary/backup/{failed}/data/global")).is_dir());
+
     garage.start_again().unwrap();
     let next = d.ok(&["backup", "primary"])["Backup"].as_str().unwrap().to_owned();
-    assert_ne!(next, label);
-    assert_eq!(d.ok(&["list-backup", "primary"])["NumberOfBackups"], 2);
+    assert!(remote.store.exists(&info(&next)));
+    // The pending upload is tried again within a minute or so.
+    let until = Instant::now() + Duration::from_secs(150);
+    while !remote.store.exists(&info(&failed)) {
+        assert!(Instant::now() < until, "backup {failed} was not uploaded again:\n{}", d.log_text());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let files = remote_files(remote.store.as_ref(), &format!("primary/backup/{failed}"));
+    assert!(files.len() > 500, "{} files", files.len());
 }

@@ -329,8 +329,16 @@ pub fn upload_backup(
     let (mut last, first): (Vec<String>, Vec<String>) = files.into_iter().partition(is_last);
     last.sort_by_key(|p| last_names.iter().position(|n| p.ends_with(n)));
     let run = || -> Result<UploadReport> {
-        remote.remove(&dir)?;
+        // A copy already there stops being valid first; objects it has that this one lacks
+        // (files a roll-up replaced) go before the new backup.info marks it valid again.
+        remote.remove(&join(&[&dir, BACKUP_INFO]))?;
         let mut report = copy_files(local, remote, &first, workers, cancel)?;
+        let wanted: std::collections::HashSet<&String> = first.iter().chain(last.iter()).collect();
+        for (stale, _) in walk(remote, &dir)? {
+            if !wanted.contains(&stale) {
+                remote.remove(&stale)?;
+            }
+        }
         for path in &last {
             report.bytes += copy_file(local, remote, path)?;
             report.files += 1;
@@ -376,11 +384,13 @@ pub fn has_local_data(local: &dyn Store, server: &str, label: &str) -> bool {
 
 /// Copies the finished WAL files of `server` (segments as stored, compressed or encrypted,
 /// and history files) that `remote` lacks, oldest first; a file whose size differs there is
-/// copied again. Files being written (`.partial`, temporary names) are left for later.
+/// copied again. Files being written (`.partial`, temporary names) are left for later, and so
+/// is a segment without `sealed_suffix` (the WAL archive's compression and encryption suffix,
+/// empty when it stores segments plain) until the archive has sealed it.
 ///
 /// # Errors
 /// The first failure; files already copied stay copied.
-pub fn ship_wal(local: &dyn Store, remote: &dyn Store, server: &str) -> Result<UploadReport> {
+pub fn ship_wal(local: &dyn Store, remote: &dyn Store, server: &str, sealed_suffix: &str) -> Result<UploadReport> {
     let started = Instant::now();
     let dir = layout::wal_dir(server);
     let there: HashMap<String, u64> = remote.list(&dir)?.into_iter().map(|e| (e.name, e.size)).collect();
@@ -390,6 +400,12 @@ pub fn ship_wal(local: &dyn Store, remote: &dyn Store, server: &str) -> Result<U
             continue;
         }
         if there.get(&e.name) == Some(&e.size) {
+            continue;
+        }
+        // A segment not sealed yet (compressed, encrypted) waits: only its final form goes.
+        let is_segment =
+            e.name.len() >= 24 && e.name.is_char_boundary(24) && e.name[..24].bytes().all(|b| b.is_ascii_hexdigit());
+        if is_segment && !e.name[24..].contains(".backup") && e.name[24..] != *sealed_suffix {
             continue;
         }
         let path = join(&[&dir, &e.name]);
@@ -432,8 +448,8 @@ pub fn prune_wal(remote: &dyn Store, server: &str, keep: &str) -> Result<usize> 
 
 /// The local repository first, then the remote copies: writes go to the local repository;
 /// the files of a backup whose data was dropped locally ([`drop_local_data`]) are read from
-/// the first remote that has them; WAL files missing locally too. Removing a backup or a WAL
-/// file removes it remotely as well.
+/// the first remote that has them. Removing a whole backup or a WAL file removes it remotely
+/// as well.
 #[derive(Debug)]
 pub struct TieredStore {
     local: Arc<dyn Store>,
@@ -473,16 +489,16 @@ impl TieredStore {
             [server, "backup", label, ..] if !self.local.exists(&layout::data_dir(server, label)) => {
                 self.remotes(server)
             }
-            [server, "wal", _] => self.remotes(server),
             _ => Vec::new(),
         }
     }
 
-    /// The remotes a removal of `path` applies to: a backup or what is in one, a WAL file.
+    /// The remotes a removal of `path` applies to: a whole backup, a WAL file. Files inside a
+    /// backup (a roll-up rewriting it) are not: the remote copy is replaced by a new upload.
     fn removal(&self, path: &str) -> Vec<Remote> {
         let parts = TieredStore::parts(path);
         match parts.as_slice() {
-            [server, "backup", _, ..] | [server, "wal", _] => self.remotes(server),
+            [server, "backup", _] | [server, "wal", _] => self.remotes(server),
             _ => Vec::new(),
         }
     }

@@ -160,8 +160,10 @@ impl ObjectStoreRemote {
     }
 
     fn key(&self, rel: &str) -> ObjPath {
+        // Names are kept as they are (`parse`), not percent-encoded (`from`), so a name listed
+        // back opens the same object.
         let full = crate::store::join(&[&self.prefix, rel]);
-        ObjPath::from(full.as_str())
+        ObjPath::parse(&full).unwrap_or_else(|_| ObjPath::from(full.as_str()))
     }
 
     fn name(&self, rel: &str) -> String {
@@ -374,27 +376,47 @@ impl Store for SharedObjectRemote {
     }
 
     fn remove(&self, path: &str) -> Result<()> {
-        // Only what exists is deleted: the object itself and every object under it.
+        // Only what exists is deleted: the object itself and every object under it. A bulk
+        // delete (a POST) is not retried by the client, so the whole removal is, listing again.
         let r = &self.0;
-        let key = r.key(path);
-        let store = r.store.clone();
-        let done = r.handle.block_on(async move {
-            let mut names: Vec<ObjPath> = store.list(Some(&key)).map_ok(|m| m.location).try_collect().await?;
-            match store.head(&key).await {
-                Ok(m) => names.push(m.location),
-                Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e),
+        let started = std::time::Instant::now();
+        let mut delay = std::time::Duration::from_millis(200);
+        let mut attempt = 0;
+        loop {
+            let key = r.key(path);
+            let store = r.store.clone();
+            let done = r.handle.block_on(async move {
+                let mut names: Vec<ObjPath> = store.list(Some(&key)).map_ok(|m| m.location).try_collect().await?;
+                match store.head(&key).await {
+                    Ok(m) => names.push(m.location),
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                if names.is_empty() {
+                    return Ok(());
+                }
+                let stream = futures::stream::iter(names.into_iter().map(Ok)).boxed();
+                store.delete_stream(stream).try_for_each(|_| async { Ok(()) }).await.or_else(|e| match e {
+                    object_store::Error::NotFound { .. } => Ok(()),
+                    e => Err(e),
+                })
+            });
+            match done {
+                Ok(()) => return Ok(()),
+                Err(
+                    e @ (object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }),
+                ) => return Err(r.error("deleting", path, e)),
+                Err(e) => {
+                    if attempt >= r.tuning.max_retries || started.elapsed() + delay > r.tuning.retry_timeout {
+                        return Err(r.error("deleting", path, e));
+                    }
+                    log::debug!("deleting {}: {e}; trying again", r.name(path));
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(std::time::Duration::from_secs(10));
+                    attempt += 1;
+                }
             }
-            if names.is_empty() {
-                return Ok(());
-            }
-            let stream = futures::stream::iter(names.into_iter().map(Ok)).boxed();
-            store.delete_stream(stream).try_for_each(|_| async { Ok(()) }).await.or_else(|e| match e {
-                object_store::Error::NotFound { .. } => Ok(()),
-                e => Err(e),
-            })
-        });
-        done.map_err(|e| r.error("deleting", path, e))
+        }
     }
 
     fn symlink(&self, target: &str, link: &str) -> Result<()> {

@@ -252,6 +252,8 @@ struct SftpWriter {
     file: Option<ssh2::File>,
     conn: Option<Conn>,
     written: u64,
+    /// Set when a request failed: the connection is not reused.
+    broken: bool,
 }
 
 /// What writers need of the store.
@@ -262,7 +264,7 @@ struct SftpHandle {
 impl Write for SftpWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let file = self.file.as_mut().ok_or_else(|| io::Error::other("file closed"))?;
-        let n = file.write(buf)?;
+        let n = file.write(buf).inspect_err(|_| self.broken = true)?;
         self.written += n as u64;
         Ok(n)
     }
@@ -272,8 +274,9 @@ impl Write for SftpWriter {
     }
 }
 
-impl StoreWriter for SftpWriter {
-    fn commit(mut self: Box<Self>, _sync_dir: bool) -> Result<u64> {
+impl SftpWriter {
+    /// Flushes, syncs and closes the temporary file, then renames it over the target.
+    fn finish(&mut self) -> Result<()> {
         let s = &self.store.inner;
         let mut file = self.file.take().ok_or_else(|| s.error("writing", &self.rel, "file closed"))?;
         file.flush().map_err(|e| s.error("writing", &self.rel, e))?;
@@ -283,7 +286,7 @@ impl StoreWriter for SftpWriter {
         }
         file.close().map_err(|e| s.error("closing", &self.rel, e))?;
         drop(file);
-        let conn = self.conn.take().ok_or_else(|| s.error("writing", &self.rel, "no connection"))?;
+        let conn = self.conn.as_ref().ok_or_else(|| s.error("writing", &self.rel, "no connection"))?;
         let target = s.path(&self.rel);
         // SFTP version 3 renames refuse an existing target.
         match conn.sftp.unlink(&target) {
@@ -291,9 +294,25 @@ impl StoreWriter for SftpWriter {
             Err(e) if is_missing(&e) => {}
             Err(e) => return Err(s.error("replacing", &self.rel, e)),
         }
-        conn.sftp.rename(&self.temp, &target, None).map_err(|e| s.error("renaming into place", &self.rel, e))?;
-        s.give(conn);
-        Ok(self.written)
+        conn.sftp.rename(&self.temp, &target, None).map_err(|e| s.error("renaming into place", &self.rel, e))
+    }
+}
+
+impl StoreWriter for SftpWriter {
+    fn commit(mut self: Box<Self>, _sync_dir: bool) -> Result<u64> {
+        match self.finish() {
+            Ok(()) => {
+                if let Some(conn) = self.conn.take() {
+                    self.store.inner.give(conn);
+                }
+                Ok(self.written)
+            }
+            Err(e) => {
+                // Drop removes the temporary file and keeps the connection only if it works.
+                self.broken = matches!(&e, StorageError::Remote { .. });
+                Err(e)
+            }
+        }
     }
 }
 
@@ -301,8 +320,10 @@ impl Drop for SftpWriter {
     fn drop(&mut self) {
         self.file.take();
         if let Some(conn) = self.conn.take() {
-            let _ = conn.sftp.unlink(&self.temp);
-            self.store.inner.give(conn);
+            let removed = conn.sftp.unlink(&self.temp);
+            if !self.broken && removed.as_ref().map_or_else(|e| !is_transport(e), |_| true) {
+                self.store.inner.give(conn);
+            }
         }
     }
 }
@@ -331,15 +352,20 @@ impl Store for SharedSftp {
             s.mkdirs(parent)?;
         }
         let temp = s.path(&format!("{path}{TEMP_SUFFIX}"));
-        let conn = s.take()?;
         let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
-        let file = match conn.sftp.open_mode(&temp, flags, 0o600, OpenType::File) {
-            Ok(f) => f,
-            Err(e) => {
-                if !is_transport(&e) {
-                    s.give(conn);
+        let mut attempt = 0;
+        let (conn, file) = loop {
+            let conn = s.take()?;
+            match conn.sftp.open_mode(&temp, flags, 0o600, OpenType::File) {
+                Ok(f) => break (conn, f),
+                // A pooled connection the server dropped: a new one.
+                Err(e) if is_transport(&e) && attempt < 2 => attempt += 1,
+                Err(e) => {
+                    if !is_transport(&e) {
+                        s.give(conn);
+                    }
+                    return Err(s.error("creating", path, e));
                 }
-                return Err(s.error("creating", path, e));
             }
         };
         Ok(Box::new(SftpWriter {
@@ -349,25 +375,37 @@ impl Store for SharedSftp {
             file: Some(file),
             conn: Some(conn),
             written: 0,
+            broken: false,
         }))
     }
 
     fn open(&self, path: &str) -> Result<Box<dyn Read + Send>> {
         let s = &self.0.inner;
         let full = s.path(path);
-        let conn = s.take()?;
-        match conn.sftp.open(&full) {
-            Ok(file) => Ok(Box::new(SftpReader {
-                file: Some(file),
-                conn: Some(conn),
-                store: self.0.clone(),
-                rel: path.to_owned(),
-            })),
-            Err(e) if is_missing(&e) => {
-                s.give(conn);
-                Err(StorageError::NotFound(format!("{}: not found in the remote repository", s.location(path))))
+        let mut attempt = 0;
+        loop {
+            let conn = s.take()?;
+            match conn.sftp.open(&full) {
+                Ok(file) => {
+                    return Ok(Box::new(SftpReader {
+                        file: Some(file),
+                        conn: Some(conn),
+                        store: self.0.clone(),
+                        rel: path.to_owned(),
+                        broken: false,
+                    }))
+                }
+                Err(e) if is_missing(&e) => {
+                    s.give(conn);
+                    return Err(StorageError::NotFound(format!(
+                        "{}: not found in the remote repository",
+                        s.location(path)
+                    )));
+                }
+                // A pooled connection the server dropped: a new one.
+                Err(e) if is_transport(&e) && attempt < 2 => attempt += 1,
+                Err(e) => return Err(s.error("reading", path, e)),
             }
-            Err(e) => Err(s.error("reading", path, e)),
         }
     }
 
@@ -458,13 +496,16 @@ struct SftpReader {
     conn: Option<Conn>,
     store: Arc<SftpHandle>,
     rel: String,
+    broken: bool,
 }
 
 impl Drop for SftpReader {
     fn drop(&mut self) {
         self.file.take();
         if let Some(conn) = self.conn.take() {
-            self.store.inner.give(conn);
+            if !self.broken {
+                self.store.inner.give(conn);
+            }
         }
     }
 }
@@ -472,6 +513,8 @@ impl Drop for SftpReader {
 impl Read for SftpReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let file = self.file.as_mut().ok_or_else(|| io::Error::other("file closed"))?;
-        file.read(out).map_err(|e| io::Error::other(format!("{}: {e}", self.store.inner.location(&self.rel))))
+        file.read(out)
+            .inspect_err(|_| self.broken = true)
+            .map_err(|e| io::Error::other(format!("{}: {e}", self.store.inner.location(&self.rel))))
     }
 }
