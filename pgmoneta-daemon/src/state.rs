@@ -73,6 +73,9 @@ pub enum Activity {
     Retention,
     /// Verification.
     Verify,
+    /// A backup's upload to the remote repositories, tried again in the background. Other
+    /// operations wait for it rather than fail.
+    Upload,
 }
 
 /// Live state of one configured server.
@@ -130,14 +133,24 @@ impl ServerState {
         !self.forced_offline.load(Ordering::SeqCst) && self.facts.read().valid
     }
 
-    /// Takes the repository lock for `what`; `Err` names the operation holding it.
+    /// Takes the repository lock for `what`, after a background upload holding it ends; `Err`
+    /// names any other operation holding it.
     pub fn lock(self: &Arc<Self>, what: Activity) -> Result<RepoGuard, Activity> {
-        let mut active = self.active.lock();
-        if let Some(other) = *active {
-            return Err(other);
+        loop {
+            {
+                let mut active = self.active.lock();
+                match *active {
+                    None => {
+                        *active = Some(what);
+                        return Ok(RepoGuard { server: self.clone() });
+                    }
+                    // A background upload ends by itself: the operation queues behind it.
+                    Some(Activity::Upload) if what != Activity::Upload => {}
+                    Some(other) => return Err(other),
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        *active = Some(what);
-        Ok(RepoGuard { server: self.clone() })
     }
 
     /// Records the end of an operation for the metrics.

@@ -92,12 +92,12 @@ fn remote_only(engines: &str, settings: &str, remote: &dyn pgmoneta_storage::sto
     assert_eq!(d.ok(&["list-backup", "primary"])["NumberOfBackups"], 0);
 }
 
-#[test]
-fn s3_without_local_storage() {
-    let garage = Garage::start("pgmoneta").unwrap();
+/// The daemon's settings for `garage` (`s3_base_dir` = `base`), and the same repository opened
+/// with the storage library, to look at what the daemon wrote.
+fn garage_repository(garage: &Garage, base: &str, retry: &str) -> (String, pgmoneta_storage::remote::Remote) {
     let settings = format!(
-        "s3_region = {}\ns3_bucket = {}\ns3_access_key_id = {}\ns3_secret_access_key = {}\ns3_base_dir = repo\n\
-         s3_endpoint = 127.0.0.1\ns3_port = {}\ns3_use_tls = off\nremote_retry_timeout = 10s",
+        "s3_region = {}\ns3_bucket = {}\ns3_access_key_id = {}\ns3_secret_access_key = {}\ns3_base_dir = {base}\n\
+         s3_endpoint = 127.0.0.1\ns3_port = {}\ns3_use_tls = off\nremote_retry_timeout = {retry}",
         garage.region(),
         garage.bucket,
         garage.key_id,
@@ -109,11 +109,17 @@ fn s3_without_local_storage() {
         region: garage.region().into(),
         access_key_id: Some(garage.key_id.clone()),
         secret_access_key: Some(garage.secret.clone()),
-        base_dir: "repo".into(),
+        base_dir: base.into(),
         endpoint: Some(garage.endpoint()),
         ..Default::default()
     });
-    let remote = pgmoneta_storage::remote::open(&spec, &Default::default()).unwrap();
+    (settings, pgmoneta_storage::remote::open(&spec, &Default::default()).unwrap())
+}
+
+#[test]
+fn s3_without_local_storage() {
+    let garage = Garage::start("pgmoneta").unwrap();
+    let (settings, remote) = garage_repository(&garage, "repo", "10s");
     remote_only("s3", &settings, remote.store.as_ref());
 }
 
@@ -163,24 +169,7 @@ fn azure_without_local_storage() {
 fn s3_with_local_storage_and_a_failed_upload() {
     let mut garage = Garage::start("pgmoneta").unwrap();
     let source = cluster();
-    let settings = format!(
-        "s3_region = {}\ns3_bucket = {}\ns3_access_key_id = {}\ns3_secret_access_key = {}\n\
-         s3_endpoint = 127.0.0.1\ns3_port = {}\nremote_retry_timeout = 2s",
-        garage.region(),
-        garage.bucket,
-        garage.key_id,
-        garage.secret,
-        garage.port()
-    );
-    let spec = pgmoneta_storage::remote::RemoteSpec::S3(pgmoneta_storage::remote::S3Options {
-        bucket: garage.bucket.clone(),
-        region: garage.region().into(),
-        access_key_id: Some(garage.key_id.clone()),
-        secret_access_key: Some(garage.secret.clone()),
-        endpoint: Some(garage.endpoint()),
-        ..Default::default()
-    });
-    let remote = pgmoneta_storage::remote::open(&spec, &Default::default()).unwrap();
+    let (settings, remote) = garage_repository(&garage, "repo", "2s");
     let mut d = Daemon::new(&source, &format!("storage_engine = local,s3\n{settings}"));
     d.start();
     d.wait_streaming();
