@@ -252,8 +252,15 @@ impl SshServer {
         wait_port(self.port.port(), &log)
     }
 
-    /// Stops the server.
+    /// Stops the server and the sessions it serves (each runs in a process of its own).
     pub fn stop(&mut self) {
+        if let Some(c) = &self.child {
+            if let Ok(out) = Command::new("pgrep").arg("-P").arg(c.id().to_string()).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
         stop_child(&mut self.child);
     }
 
@@ -326,27 +333,36 @@ impl Azurite {
             .tempdir_in("/tmp")
             .map_err(io("creating", Path::new("/tmp")))?;
         let port = reserve(&|_| {})?;
-        let log = dir.path().join("azurite.log");
+        let mut a = Azurite { dir, port, child: None, container: container.to_owned() };
+        a.start_again()?;
+        a.create_container()?;
+        Ok(a)
+    }
+
+    /// Starts the server again after [`Azurite::stop`] (its blobs stay).
+    ///
+    /// # Errors
+    /// When it does not come up.
+    pub fn start_again(&mut self) -> Result<()> {
+        let bin = azurite_binary();
+        let log = self.dir.path().join("azurite.log");
         let out = std::fs::File::create(&log).map_err(io("creating", &log))?;
         let child = Command::new(&bin)
-            .args([
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                &port.port().to_string(),
-                "--silent",
-                "--skipApiVersionCheck",
-            ])
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &self.port.port().to_string()])
+            .args(["--silent", "--skipApiVersionCheck"])
             .arg("--location")
-            .arg(dir.path())
+            .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::from(out))
             .spawn()
             .map_err(io("starting", &bin))?;
-        let mut a = Azurite { dir, port, child: Some(child), container: container.to_owned() };
-        wait_port(a.port.port(), &log)?;
-        a.create_container()?;
-        Ok(a)
+        self.child = Some(child);
+        wait_port(self.port.port(), &log)
+    }
+
+    /// Stops the server.
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child);
     }
 
     /// The blob endpoint, account included: `http://127.0.0.1:<port>/devstoreaccount1`.

@@ -20,7 +20,6 @@ use pgmoneta_storage::remote::{
 use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
 use pgmoneta_storage::retention::RetentionPlan;
 use pgmoneta_storage::store::{LocalStore, Store, StoreEntry};
-use pgmoneta_storage::StorageError;
 use pgmoneta_testkit::{Azurite, Cluster, Garage, SshServer};
 
 use common::{backup, label, pgbench_state, shared_dir, test_key, HookStore, Streamer};
@@ -171,27 +170,26 @@ fn sftp_lifecycle_on_openssh() {
     lifecycle(open(&sftp(&server), &quick()).unwrap());
 }
 
-#[test]
-fn azure_lifecycle_on_azurite() {
-    let azurite = Azurite::start("pgmoneta").unwrap();
-    let spec = RemoteSpec::Azure(AzureOptions {
+fn azure(azurite: &Azurite) -> RemoteSpec {
+    RemoteSpec::Azure(AzureOptions {
         account: Azurite::ACCOUNT.into(),
         container: azurite.container.clone(),
         shared_key: Some(Azurite::KEY.into()),
         base_dir: "repo".into(),
         endpoint: Some(azurite.endpoint()),
-    });
-    lifecycle(open(&spec, &quick()).unwrap());
+    })
 }
 
-/// The S3 server stops in the middle of an upload: the upload fails with an error naming the
-/// object, no valid backup appears remotely, and once the server is back the next upload
-/// replaces the partial copy with a whole one. Large files go up in parts.
 #[test]
-fn s3_upload_interrupted_by_a_stopped_server() {
-    let garage = Arc::new(Mutex::new(Garage::start("pgmoneta").unwrap()));
-    let spec = s3(&garage.lock(), "");
-    let remote = open(&spec, &quick()).unwrap();
+fn azure_lifecycle_on_azurite() {
+    let azurite = Azurite::start("pgmoneta").unwrap();
+    lifecycle(open(&azure(&azurite), &quick()).unwrap());
+}
+
+/// The server stops in the middle of an upload: the upload fails with an error naming the
+/// object, no valid backup appears remotely, and once the server is back the next upload
+/// replaces the partial copy with a whole one, which restores. Large files go up in parts.
+fn upload_interrupted(remote: Remote, stop: Box<dyn FnOnce() + Send>, start_again: impl FnOnce()) {
     let cluster = Cluster::builder().start().unwrap();
     cluster.pgbench_init(3).unwrap();
     cluster.execute("CHECKPOINT").unwrap();
@@ -202,24 +200,46 @@ fn s3_upload_interrupted_by_a_stopped_server() {
     opts.compression = Compression::NONE;
     let lbl = backup(&cluster, local.clone(), &opts).label;
 
-    let g = garage.clone();
     let wire = HookStore {
         inner: remote.store.clone(),
         created: AtomicUsize::new(0),
         at: 200,
-        hook: std::sync::Mutex::new(Some(Box::new(move || g.lock().stop()))),
+        hook: std::sync::Mutex::new(Some(stop)),
     };
     let err = upload_backup(local.as_ref(), &wire, "primary", &lbl, 2, None).unwrap_err();
-    assert!(matches!(err, StorageError::Remote { .. }), "{err}");
     assert!(err.to_string().contains("primary/backup/"), "the error names the object: {err}");
 
-    garage.lock().start_again().unwrap();
+    start_again();
     assert!(remote_labels(&remote).is_empty(), "no valid remote backup after a failed upload");
     let report = upload_backup(local.as_ref(), remote.store.as_ref(), "primary", &lbl, 2, None).unwrap();
     assert_eq!(remote_labels(&remote), vec![lbl.clone()]);
     // The relation files of pgbench_accounts (scale 3, ~40 MB) went up in 5 MiB parts.
     assert!(report.bytes > 40 << 20, "{report:?}");
     restore_and_check(&cluster, remote.store.as_ref(), &lbl, &state);
+}
+
+#[test]
+fn s3_upload_interrupted_by_a_stopped_server() {
+    let garage = Arc::new(Mutex::new(Garage::start("pgmoneta").unwrap()));
+    let remote = open(&s3(&garage.lock(), ""), &quick()).unwrap();
+    let g = garage.clone();
+    upload_interrupted(remote, Box::new(move || g.lock().stop()), || garage.lock().start_again().unwrap());
+}
+
+#[test]
+fn azure_upload_interrupted_by_a_stopped_server() {
+    let azurite = Arc::new(Mutex::new(Azurite::start("pgmoneta").unwrap()));
+    let remote = open(&azure(&azurite.lock()), &quick()).unwrap();
+    let a = azurite.clone();
+    upload_interrupted(remote, Box::new(move || a.lock().stop()), || azurite.lock().start_again().unwrap());
+}
+
+#[test]
+fn sftp_upload_interrupted_by_a_stopped_server() {
+    let server = Arc::new(Mutex::new(SshServer::start().unwrap()));
+    let remote = open(&sftp(&server.lock()), &quick()).unwrap();
+    let s = server.clone();
+    upload_interrupted(remote, Box::new(move || s.lock().stop()), || server.lock().start_again().unwrap());
 }
 
 /// Wrong credentials and a missing bucket are named as such.
