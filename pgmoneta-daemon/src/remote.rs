@@ -20,7 +20,7 @@ use crate::state::Shared;
 const WAL_SHIP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How often the uploads that failed are tried again.
-const UPLOAD_RETRY_INTERVAL: Duration = Duration::from_secs(60);
+const UPLOAD_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 
 fn home() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
@@ -204,7 +204,7 @@ pub fn refresh_info(shared: &Shared, server: &str, label: &str) {
 }
 
 /// Ships each server's finished WAL files to its remote repositories every few seconds, and
-/// tries pending backup uploads again every minute, until the daemon stops.
+/// tries pending backup uploads again every 30 seconds, until the daemon stops.
 pub fn spawn_wal_shipper(shared: Arc<Shared>) -> Option<JoinHandle<()>> {
     if !shared.config().main.storage_engine.any_remote() {
         return None;
@@ -371,4 +371,64 @@ pub fn materialize(shared: &Shared, server: &str, label: &str, workers: usize) -
 /// Whether a backup's data is only in the remote repositories.
 pub fn is_remote_only(shared: &Shared, server: &str, label: &str) -> bool {
     !remote::has_local_data(shared.local.as_ref() as &dyn Store, server, label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(main: &str) -> Config {
+        let text = format!(
+            "[pgmoneta]\nhost = localhost\nunix_socket_dir = /tmp\nbase_dir = /tmp/b\n{main}\n\n\
+             [primary]\nhost = localhost\nport = 5432\nuser = repl\nwal_slot = repl\n"
+        );
+        Config::parse(&text, "pgmoneta.conf").check().unwrap().0
+    }
+
+    #[test]
+    fn specs_follow_the_configuration() {
+        let c = config(
+            "storage_engine = local,ssh,s3,azure,gcs\nssh_hostname = backup.example\nssh_username = pgm\n\
+             ssh_base_dir = /srv/repo\nssh_port = 2222\nssh_ciphers = aes-256-ctr,aes\n\
+             ssh_private_key_file = /k/id\nssh_public_key_file = /k/id.pub\n\
+             s3_region = eu-west-1\ns3_bucket = b\ns3_endpoint = minio.local\ns3_port = 9000\ns3_use_tls = on\n\
+             azure_storage_account = devstoreaccount1\nazure_container = c\nazure_endpoint = 127.0.0.1\n\
+             azure_port = 10000\nazure_use_tls = off\ngcs_bucket = g\ngcs_base_dir = pre",
+        );
+        let all = specs(&c, &c.servers[0]);
+        let engines: Vec<_> = all.iter().map(RemoteSpec::engine).collect();
+        assert_eq!(engines, ["ssh", "s3", "azure", "gcs"]);
+        match &all[0] {
+            RemoteSpec::Sftp(o) => {
+                assert_eq!((o.host.as_str(), o.port, o.user.as_str()), ("backup.example", 2222, "pgm"));
+                assert_eq!(o.ciphers, ["aes256-ctr", "aes256-cbc"]);
+                assert_eq!(o.private_key_file, PathBuf::from("/k/id"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &all[1] {
+            RemoteSpec::S3(o) => {
+                assert_eq!(o.endpoint.as_deref(), Some("https://minio.local:9000"));
+                assert!(!o.virtual_hosted && o.access_key_id.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        match &all[2] {
+            // Azurite: the account is the endpoint path's first part.
+            RemoteSpec::Azure(o) => assert_eq!(o.endpoint.as_deref(), Some("http://127.0.0.1:10000/devstoreaccount1")),
+            other => panic!("{other:?}"),
+        }
+        match &all[3] {
+            RemoteSpec::Gcs(o) => assert_eq!((o.bucket.as_str(), o.base_dir.as_str()), ("g", "pre")),
+            other => panic!("{other:?}"),
+        }
+        assert!(specs(&config("storage_engine = local"), &c.servers[0]).is_empty());
+    }
+
+    #[test]
+    fn the_sealed_suffix_is_the_archives() {
+        assert_eq!(sealed_suffix(&config("compression = zstd\nencryption = aes")), ".zstd.aes");
+        assert_eq!(sealed_suffix(&config("compression = none")), "");
+        assert_eq!(sealed_suffix(&config("compression = lz4")), ".lz4");
+    }
 }

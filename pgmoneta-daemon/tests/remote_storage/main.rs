@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use pgmoneta_core::Lsn;
-use pgmoneta_testkit::{Azurite, Cluster, Garage, SshServer};
+use pgmoneta_testkit::{Cluster, Garage, SshServer};
 
 use common::{cluster, shared_dir, Daemon};
 
@@ -137,28 +137,6 @@ fn sftp_without_local_storage() {
     );
     let local = pgmoneta_storage::store::LocalStore::new(server.scratch());
     remote_only("ssh", &settings, &local);
-}
-
-#[test]
-fn azure_without_local_storage() {
-    let azurite = Azurite::start("pgmoneta").unwrap();
-    let settings = format!(
-        "azure_storage_account = {}\nazure_container = {}\nazure_shared_key = {}\nazure_base_dir = repo\n\
-         azure_endpoint = 127.0.0.1\nazure_port = {}\nazure_use_tls = off",
-        Azurite::ACCOUNT,
-        azurite.container,
-        Azurite::KEY,
-        azurite.port()
-    );
-    let spec = pgmoneta_storage::remote::RemoteSpec::Azure(pgmoneta_storage::remote::AzureOptions {
-        account: Azurite::ACCOUNT.into(),
-        container: azurite.container.clone(),
-        shared_key: Some(Azurite::KEY.into()),
-        base_dir: "repo".into(),
-        endpoint: Some(azurite.endpoint()),
-    });
-    let remote = pgmoneta_storage::remote::open(&spec, &Default::default()).unwrap();
-    remote_only("azure", &settings, remote.store.as_ref());
 }
 
 /// With `local,s3`, the local copy stays whole and the remote one is complete too. A backup
