@@ -214,7 +214,7 @@ fn info_fields(b: &BackupInfo) -> Map<String, Value> {
 fn new_label(shared: &Shared, server: &str) -> BackupLabel {
     loop {
         let label = BackupLabel::new(SystemClock.now().local());
-        if !shared.store().exists(&layout::backup_dir(server, &label.to_string())) {
+        if !shared.local.exists(&layout::backup_dir(server, &label.to_string())) {
             return label;
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
