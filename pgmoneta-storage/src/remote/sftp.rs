@@ -152,6 +152,17 @@ impl SftpStore {
         }
     }
 
+    /// [`SftpStore::take`] for a request on `rel`: a failure to connect names the file too.
+    fn take_for(&self, op: &str, rel: &str) -> Result<Conn> {
+        self.take().map_err(|e| match e {
+            StorageError::Remote { what, reason } => StorageError::Remote {
+                what: format!("{op} {}", self.location(rel)),
+                reason: format!("{what}: {reason}"),
+            },
+            other => other,
+        })
+    }
+
     fn give(&self, conn: Conn) {
         self.pool.lock().push(conn);
     }
@@ -163,7 +174,7 @@ impl SftpStore {
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
-            let conn = self.take()?;
+            let conn = self.take_for(what, rel)?;
             match op(&conn.sftp) {
                 Ok(v) => {
                     self.give(conn);
@@ -355,7 +366,7 @@ impl Store for SharedSftp {
         let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
         let mut attempt = 0;
         let (conn, file) = loop {
-            let conn = s.take()?;
+            let conn = s.take_for("creating", path)?;
             match conn.sftp.open_mode(&temp, flags, 0o600, OpenType::File) {
                 Ok(f) => break (conn, f),
                 // A pooled connection the server dropped: a new one.
@@ -384,7 +395,7 @@ impl Store for SharedSftp {
         let full = s.path(path);
         let mut attempt = 0;
         loop {
-            let conn = s.take()?;
+            let conn = s.take_for("reading", path)?;
             match conn.sftp.open(&full) {
                 Ok(file) => {
                     return Ok(Box::new(SftpReader {
