@@ -460,6 +460,14 @@ fn restore_options(shared: &Shared, name: &str, id: &str, position: &str, direct
     o
 }
 
+/// What `restore` and `s3 restore` answer: the backup's summary, without `Keep` and `Valid`.
+fn restore_reply(info: &BackupInfo) -> Map<String, Value> {
+    let mut m = backup_summary(info);
+    m.remove("Keep");
+    m.remove("Valid");
+    m
+}
+
 fn restore_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let (name, state) = server_state(shared, req, ec::RESTORE_NOSERVER)?;
     let id = text(req, "Backup").unwrap_or_else(|| "newest".into());
@@ -482,15 +490,12 @@ fn restore_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         fail_in(code, "Restore", format!("server [{name}]: restore of {id} failed: {e}"))
     })?;
     log::info!("server [{name}]: backup {} restored into {}", report.info.label, report.data_dir.display());
-    let mut m = backup_summary(&report.info);
-    m.remove("Keep");
-    m.remove("Valid");
-    Ok(m)
+    Ok(restore_reply(&report.info))
 }
 
 /// The remote repository the `s3` commands use: the S3 one, else the first remote.
 fn command_remote(shared: &Shared, name: &str) -> Option<pgmoneta_storage::remote::Remote> {
-    let remotes = crate::remote::remotes(shared, name);
+    let remotes = shared.store.remotes(name);
     remotes.iter().find(|r| r.engine == "s3").or(remotes.first()).cloned()
 }
 
@@ -551,10 +556,7 @@ fn s3_restore(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         remote.engine,
         report.data_dir.display()
     );
-    let mut m = backup_summary(&report.info);
-    m.remove("Keep");
-    m.remove("Valid");
-    Ok(m)
+    Ok(restore_reply(&report.info))
 }
 
 fn archive_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {

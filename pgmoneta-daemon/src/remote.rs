@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use pgmoneta_core::config::{Config, ServerConfig};
 use pgmoneta_storage::ops;
-use pgmoneta_storage::remote::{
-    self, AzureOptions, GcsOptions, Remote, RemoteSpec, RemoteTuning, S3Options, SftpOptions,
-};
+use pgmoneta_storage::remote::{self, AzureOptions, GcsOptions, RemoteSpec, RemoteTuning, S3Options, SftpOptions};
 use pgmoneta_storage::store::Store;
 
 use crate::state::Shared;
@@ -324,11 +322,6 @@ pub fn upload_pending(shared: &Shared) {
     }
 }
 
-/// The remote repositories of `server`, for the `s3 ls` and `s3 restore` commands.
-pub fn remotes(shared: &Shared, server: &str) -> Vec<Remote> {
-    shared.store.remotes(server)
-}
-
 /// Fetches the files of a backup kept only remotely back into the local repository (from the
 /// first remote that has it), so it can be rewritten locally.
 ///
@@ -349,10 +342,11 @@ pub fn materialize(shared: &Shared, server: &str, label: &str, workers: usize) -
         if files.is_empty() {
             continue;
         }
-        for p in &files {
-            if let Some((parent, _)) = p.rsplit_once('/') {
-                shared.local.create_dir(parent).map_err(|e| e.to_string())?;
-            }
+        // Each directory once: a durable create syncs.
+        let parents: std::collections::BTreeSet<&str> =
+            files.iter().filter_map(|p| p.rsplit_once('/')).map(|(d, _)| d).collect();
+        for parent in parents {
+            shared.local.create_dir(parent).map_err(|e| e.to_string())?;
         }
         let fetched = remote::copy_files(r.store.as_ref(), shared.local.as_ref(), &files, workers, None)
             .and_then(|_| shared.local.sync_tree(&dir));
@@ -370,7 +364,7 @@ pub fn materialize(shared: &Shared, server: &str, label: &str, workers: usize) -
 
 /// Whether a backup's data is only in the remote repositories.
 pub fn is_remote_only(shared: &Shared, server: &str, label: &str) -> bool {
-    !remote::has_local_data(shared.local.as_ref() as &dyn Store, server, label)
+    !remote::has_local_data(shared.local.as_ref(), server, label)
 }
 
 #[cfg(test)]

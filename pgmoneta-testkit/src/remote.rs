@@ -21,6 +21,20 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     move |source| TestkitError::Io { what, path: path.to_owned(), source }
 }
 
+/// A throwaway directory under /tmp for one server.
+fn scratch(prefix: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").map_err(io("creating", Path::new("/tmp")))
+}
+
+/// `bin`, or an error saying how to get it.
+fn require(bin: &Path, how: &str) -> Result<()> {
+    if bin.exists() {
+        Ok(())
+    } else {
+        Err(TestkitError::NoInstall(format!("no {} ({how})", bin.display())))
+    }
+}
+
 fn wait_port(port: u16, log: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -71,17 +85,8 @@ impl Garage {
     /// # Errors
     /// No Garage binary, or a command that fails.
     pub fn start(bucket: &str) -> Result<Garage> {
-        let bin = garage_binary();
-        if !bin.exists() {
-            return Err(TestkitError::NoInstall(format!(
-                "no Garage binary at {} (scripts/setup.sh installs it; PGMONETA_TEST_GARAGE overrides)",
-                bin.display()
-            )));
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("pgmoneta-garage-")
-            .tempdir_in("/tmp")
-            .map_err(io("creating", Path::new("/tmp")))?;
+        require(&garage_binary(), "Garage: scripts/setup.sh installs it; PGMONETA_TEST_GARAGE overrides")?;
+        let dir = scratch("pgmoneta-garage-")?;
         let ports = vec![reserve(&|_| {})?, reserve(&|_| {})?, reserve(&|_| {})?];
         let secret: String = (0..32).map(|_| format!("{:02x}", rand_byte())).collect();
         let conf = format!(
@@ -194,14 +199,8 @@ impl SshServer {
     /// # Errors
     /// No sshd, or a command that fails.
     pub fn start() -> Result<SshServer> {
-        let sshd = Path::new("/usr/sbin/sshd");
-        if !sshd.exists() {
-            return Err(TestkitError::NoInstall("no /usr/sbin/sshd (scripts/setup.sh installs openssh-server)".into()));
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("pgmoneta-sshd-")
-            .tempdir_in("/tmp")
-            .map_err(io("creating", Path::new("/tmp")))?;
+        require(Path::new("/usr/sbin/sshd"), "scripts/setup.sh installs openssh-server")?;
+        let dir = scratch("pgmoneta-sshd-")?;
         let d = dir.path();
         for (name, kind) in [("host_key", "ed25519"), ("user_key", "rsa")] {
             let mut cmd = Command::new("ssh-keygen");
@@ -321,17 +320,8 @@ impl Azurite {
     /// # Errors
     /// No Azurite, or a start-up or request that fails.
     pub fn start(container: &str) -> Result<Azurite> {
-        let bin = azurite_binary();
-        if !bin.exists() {
-            return Err(TestkitError::NoInstall(format!(
-                "no Azurite at {} (scripts/setup.sh installs it; PGMONETA_TEST_AZURITE overrides)",
-                bin.display()
-            )));
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("pgmoneta-azurite-")
-            .tempdir_in("/tmp")
-            .map_err(io("creating", Path::new("/tmp")))?;
+        require(&azurite_binary(), "Azurite: scripts/setup.sh installs it; PGMONETA_TEST_AZURITE overrides")?;
+        let dir = scratch("pgmoneta-azurite-")?;
         let port = reserve(&|_| {})?;
         let mut a = Azurite { dir, port, child: None, container: container.to_owned() };
         a.start_again()?;

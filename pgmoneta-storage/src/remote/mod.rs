@@ -486,9 +486,7 @@ impl TieredStore {
     fn fallback(&self, path: &str) -> Vec<Remote> {
         let parts = TieredStore::parts(path);
         match parts.as_slice() {
-            [server, "backup", label, ..] if !self.local.exists(&layout::data_dir(server, label)) => {
-                self.remotes(server)
-            }
+            [server, "backup", label, ..] if !has_local_data(self.local(), server, label) => self.remotes(server),
             _ => Vec::new(),
         }
     }
@@ -536,7 +534,7 @@ impl Store for TieredStore {
         let mut entries = self.local.list(dir)?;
         let parts = TieredStore::parts(dir);
         if let [server, "backup", label, ..] = parts.as_slice() {
-            if !self.local.exists(&layout::data_dir(server, label)) {
+            if !has_local_data(self.local(), server, label) {
                 for r in self.remotes(server) {
                     for e in r.store.list(dir)? {
                         if !entries.iter().any(|l| l.name == e.name) {

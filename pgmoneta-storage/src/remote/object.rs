@@ -47,7 +47,6 @@ fn retry(tuning: &RemoteTuning) -> RetryConfig {
 
 /// A bucket or container of an object store, under a prefix.
 pub struct ObjectStoreRemote {
-    engine: &'static str,
     /// How errors name the location: `s3://bucket/prefix`.
     location: String,
     store: Arc<dyn ObjectStore>,
@@ -93,7 +92,7 @@ impl ObjectStoreRemote {
             attributes.insert(Attribute::StorageClass, class.clone().into());
         }
         let location = format!("s3://{}/{}", o.bucket, o.base_dir.trim_matches('/'));
-        ObjectStoreRemote::new("s3", location, Arc::new(store), &o.base_dir, tuning, attributes)
+        ObjectStoreRemote::new(location, Arc::new(store), &o.base_dir, tuning, attributes)
     }
 
     /// An Azure Blob container; [`AzureOptions::endpoint`] for Azurite or a private endpoint.
@@ -116,7 +115,7 @@ impl ObjectStoreRemote {
         }
         let store = b.build().map_err(|e| config_error("azure", e))?;
         let location = format!("azure://{}/{}/{}", o.account, o.container, o.base_dir.trim_matches('/'));
-        ObjectStoreRemote::new("azure", location, Arc::new(store), &o.base_dir, tuning, Attributes::new())
+        ObjectStoreRemote::new(location, Arc::new(store), &o.base_dir, tuning, Attributes::new())
     }
 
     /// A Google Cloud Storage bucket. Without a credentials file, the `GOOGLE_*` variables,
@@ -132,11 +131,10 @@ impl ObjectStoreRemote {
         }
         let store = b.build().map_err(|e| config_error("gcs", e))?;
         let location = format!("gs://{}/{}", o.bucket, o.base_dir.trim_matches('/'));
-        ObjectStoreRemote::new("gcs", location, Arc::new(store), &o.base_dir, tuning, Attributes::new())
+        ObjectStoreRemote::new(location, Arc::new(store), &o.base_dir, tuning, Attributes::new())
     }
 
     fn new(
-        engine: &'static str,
         location: String,
         store: Arc<dyn ObjectStore>,
         prefix: &str,
@@ -144,7 +142,6 @@ impl ObjectStoreRemote {
         attributes: Attributes,
     ) -> Result<ObjectStoreRemote> {
         Ok(ObjectStoreRemote {
-            engine,
             location,
             store,
             prefix: prefix.trim_matches('/').to_owned(),
@@ -152,11 +149,6 @@ impl ObjectStoreRemote {
             tuning: tuning.clone(),
             attributes,
         })
-    }
-
-    /// The engine's name: `s3`, `azure` or `gcs`.
-    pub fn engine(&self) -> &'static str {
-        self.engine
     }
 
     fn key(&self, rel: &str) -> ObjPath {
@@ -172,31 +164,6 @@ impl ObjectStoreRemote {
 
     fn error(&self, op: &str, rel: &str, e: object_store::Error) -> StorageError {
         remote_error(op, &self.name(rel), e)
-    }
-
-    /// Every object under `dir` (recursively): paths relative to the repository and sizes.
-    ///
-    /// # Errors
-    /// Request failures.
-    pub fn walk(&self, dir: &str) -> Result<Vec<(String, u64)>> {
-        let prefix = self.key(dir);
-        let base = self.key("");
-        let found: Vec<_> = self
-            .handle
-            .block_on(self.store.list(Some(&prefix)).try_collect::<Vec<_>>())
-            .map_err(|e| self.error("listing", dir, e))?;
-        let strip = |p: &ObjPath| {
-            let s = p.as_ref();
-            let b = base.as_ref();
-            if b.is_empty() {
-                s.to_owned()
-            } else {
-                s.strip_prefix(b).map(|r| r.trim_start_matches('/').to_owned()).unwrap_or_else(|| s.to_owned())
-            }
-        };
-        let mut out: Vec<_> = found.iter().map(|m| (strip(&m.location), m.size)).collect();
-        out.sort();
-        Ok(out)
     }
 }
 
