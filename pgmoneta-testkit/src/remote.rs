@@ -136,6 +136,13 @@ impl Garage {
         self.ports[0].port()
     }
 
+    /// The endpoint whose subdomains are buckets, `http://s3.garage.localhost:<port>`: bucket
+    /// `b` answers at `b.s3.garage.localhost`, which must resolve to 127.0.0.1 (scripts/setup.sh
+    /// adds `pgmoneta.s3.garage.localhost` to /etc/hosts).
+    pub fn virtual_host_endpoint(&self) -> String {
+        format!("http://s3.garage.localhost:{}", self.ports[0].port())
+    }
+
     /// The region the server expects.
     pub fn region(&self) -> &'static str {
         "garage"

@@ -80,12 +80,16 @@ pub struct S3Config {
     pub base_dir: Option<String>,
     /// `s3_storage_class`, sent only to AWS (no custom endpoint).
     pub storage_class: Option<String>,
-    /// `s3_endpoint`: a custom endpoint (MinIO, Garage), addressed path-style.
+    /// `s3_endpoint`: a custom endpoint (MinIO, Garage), addressed path-style unless
+    /// `s3_virtual_host` is on.
     pub endpoint: Option<String>,
     /// `s3_port`.
     pub port: Option<u16>,
     /// `s3_use_tls`.
     pub use_tls: Option<bool>,
+    /// `s3_virtual_host`: address a custom endpoint virtual-host style
+    /// (`<bucket>.<s3_endpoint>`); AWS itself always is.
+    pub virtual_host: Option<bool>,
 }
 
 impl S3Config {
@@ -101,6 +105,7 @@ impl S3Config {
             endpoint: self.endpoint.clone().or_else(|| fallback.endpoint.clone()),
             port: self.port.or(fallback.port),
             use_tls: self.use_tls.or(fallback.use_tls),
+            virtual_host: self.virtual_host.or(fallback.virtual_host),
         }
     }
 }
@@ -355,6 +360,7 @@ pub(crate) static S3_KEYS: &[KeyDef<S3Config>] = &[
     key!("s3_endpoint" => endpoint),
     key!("s3_port" => port),
     key!("s3_use_tls" => use_tls),
+    key!("s3_virtual_host" => virtual_host),
 ];
 
 /// The keys of `[pgmoneta]`, besides [`S3_KEYS`].

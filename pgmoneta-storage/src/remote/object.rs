@@ -62,6 +62,17 @@ impl std::fmt::Debug for ObjectStoreRemote {
     }
 }
 
+/// `http://host:port` as the bucket's own virtual host, `http://<bucket>.host:port` (unchanged
+/// when it already names the bucket).
+fn bucket_host(endpoint: &str, bucket: &str) -> String {
+    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("https", endpoint));
+    if rest.starts_with(&format!("{bucket}.")) {
+        format!("{scheme}://{rest}")
+    } else {
+        format!("{scheme}://{bucket}.{rest}")
+    }
+}
+
 fn config_error(engine: &str, e: object_store::Error) -> StorageError {
     StorageError::Invalid(format!("{engine} storage settings: {e}"))
 }
@@ -84,7 +95,8 @@ impl ObjectStoreRemote {
             b = b.with_access_key_id(id).with_secret_access_key(secret);
         }
         if let Some(endpoint) = &o.endpoint {
-            b = b.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+            let endpoint = if o.virtual_hosted { bucket_host(endpoint, &o.bucket) } else { endpoint.clone() };
+            b = b.with_endpoint(&endpoint).with_allow_http(endpoint.starts_with("http://"));
         }
         let store = b.build().map_err(|e| config_error("s3", e))?;
         let mut attributes = Attributes::new();
@@ -419,5 +431,17 @@ impl Store for SharedObjectRemote {
 
     fn local_path(&self, _path: &str) -> Option<PathBuf> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bucket_host;
+
+    #[test]
+    fn virtual_host_endpoints_name_the_bucket() {
+        assert_eq!(bucket_host("http://s3.example:3900", "b"), "http://b.s3.example:3900");
+        assert_eq!(bucket_host("https://b.s3.example", "b"), "https://b.s3.example");
+        assert_eq!(bucket_host("s3.example", "b"), "https://b.s3.example");
     }
 }

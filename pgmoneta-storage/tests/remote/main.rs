@@ -243,6 +243,38 @@ fn sftp_upload_interrupted_by_a_stopped_server() {
     upload_interrupted(remote, Box::new(move || s.lock().stop()), || server.lock().start_again().unwrap());
 }
 
+/// Virtual-host addressing of a custom endpoint (`<bucket>.<endpoint>`) reaches the same
+/// bucket as path-style: what one writes, the other reads, lists and removes.
+#[test]
+fn s3_virtual_host_addressing_on_garage() {
+    let garage = Garage::start("pgmoneta").unwrap();
+    let host = format!("{}.s3.garage.localhost", garage.bucket);
+    assert!(
+        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), garage.port())).is_ok(),
+        "{host} does not resolve: add it to /etc/hosts as 127.0.0.1 (scripts/setup.sh does)"
+    );
+    let mut spec = s3(&garage, "vhost");
+    if let RemoteSpec::S3(o) = &mut spec {
+        o.endpoint = Some(garage.virtual_host_endpoint());
+        o.virtual_hosted = true;
+    }
+    let vhost = open(&spec, &quick()).unwrap().store;
+    let path = open(&s3(&garage, "vhost"), &quick()).unwrap().store;
+    let data: Vec<u8> = (0..(9u32 << 20)).map(|i| (i % 251) as u8).collect();
+    vhost.write("primary/wal/000000010000000000000001", &data).unwrap();
+    path.write("primary/wal/000000010000000000000002", b"two").unwrap();
+    let names =
+        |s: &Arc<dyn Store>| s.list("primary/wal").unwrap().into_iter().map(|e| (e.name, e.size)).collect::<Vec<_>>();
+    let expected =
+        vec![("000000010000000000000001".to_owned(), data.len() as u64), ("000000010000000000000002".to_owned(), 3)];
+    assert_eq!(names(&vhost), expected);
+    assert_eq!(names(&path), expected);
+    let back = path.read("primary/wal/000000010000000000000001").unwrap();
+    assert!(back == data, "a multipart object written virtual-host style reads back path-style");
+    vhost.remove("primary").unwrap();
+    assert!(names(&path).is_empty());
+}
+
 /// Wrong credentials and a missing bucket are named as such.
 #[test]
 fn s3_errors_are_clear() {
