@@ -52,6 +52,8 @@ pub struct Daemon {
     pub base: PathBuf,
     /// The log file.
     pub log: PathBuf,
+    /// Extra environment variables of the daemon.
+    pub env: Vec<(String, String)>,
     /// Prometheus port.
     pub metrics_port: u16,
     /// Remote management port.
@@ -95,7 +97,7 @@ impl Daemon {
         std::fs::write(&conf, text).unwrap();
         let cli_conf = dir.path().join("pgmoneta_cli.conf");
         std::fs::write(&cli_conf, format!("[pgmoneta-cli]\nunix_socket_dir = {}\n", dir.path().display())).unwrap();
-        Daemon { dir, home, conf, cli_conf, base, log, metrics_port, management_port, child: None }
+        Daemon { dir, home, conf, cli_conf, base, log, env: Vec::new(), metrics_port, management_port, child: None }
     }
 
     /// The management socket.
@@ -112,7 +114,7 @@ impl Daemon {
     pub fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_pgmoneta"));
         c.arg("-c").arg(&self.conf).arg("-u").arg(self.dir.path().join("pgmoneta_users.conf"));
-        c.env("HOME", &self.home).env("PGMONETA_ALLOW_ROOT", "1");
+        c.env("HOME", &self.home).env("PGMONETA_ALLOW_ROOT", "1").envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 

@@ -19,10 +19,11 @@ fn remote_files(store: &dyn pgmoneta_storage::store::Store, dir: &str) -> Vec<St
 /// files leave the local repository and list, info, verify and a point-in-time restore work
 /// through the remote copy; WAL files are shipped as they complete; annotate reaches the
 /// remote `backup.info`; delete removes the remote objects.
-fn remote_only(engines: &str, settings: &str, remote: &dyn pgmoneta_storage::store::Store) {
+fn remote_only(engines: &str, settings: &str, env: Vec<(String, String)>, remote: &dyn pgmoneta_storage::store::Store) {
     let source = cluster();
     source.execute("CREATE TABLE t (i int); INSERT INTO t SELECT generate_series(1, 100)").unwrap();
     let mut d = Daemon::new(&source, &format!("storage_engine = {engines}\n{settings}"));
+    d.env = env;
     d.start();
     d.wait_streaming();
 
@@ -95,13 +96,22 @@ fn remote_only(engines: &str, settings: &str, remote: &dyn pgmoneta_storage::sto
 /// The daemon's settings for `garage` (`s3_base_dir` = `base`), and the same repository opened
 /// with the storage library, to look at what the daemon wrote.
 fn garage_repository(garage: &Garage, base: &str, retry: &str) -> (String, pgmoneta_storage::remote::Remote) {
+    let (settings, remote) = garage_repository_without_keys(garage, base, retry);
+    let keys = format!("s3_access_key_id = {}\ns3_secret_access_key = {}\n", garage.key_id, garage.secret);
+    (keys + &settings, remote)
+}
+
+/// As [`garage_repository`], without the access keys: they are for the environment.
+fn garage_repository_without_keys(
+    garage: &Garage,
+    base: &str,
+    retry: &str,
+) -> (String, pgmoneta_storage::remote::Remote) {
     let settings = format!(
-        "s3_region = {}\ns3_bucket = {}\ns3_access_key_id = {}\ns3_secret_access_key = {}\ns3_base_dir = {base}\n\
+        "s3_region = {}\ns3_bucket = {}\ns3_base_dir = {base}\n\
          s3_endpoint = 127.0.0.1\ns3_port = {}\ns3_use_tls = off\nremote_retry_timeout = {retry}",
         garage.region(),
         garage.bucket,
-        garage.key_id,
-        garage.secret,
         garage.port()
     );
     let spec = pgmoneta_storage::remote::RemoteSpec::S3(pgmoneta_storage::remote::S3Options {
@@ -116,11 +126,17 @@ fn garage_repository(garage: &Garage, base: &str, retry: &str) -> (String, pgmon
     (settings, pgmoneta_storage::remote::open(&spec, &Default::default()).unwrap())
 }
 
+/// The access keys come from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`),
+/// as on a machine with credentials of its own; the configuration names none.
 #[test]
 fn s3_without_local_storage() {
     let garage = Garage::start("pgmoneta").unwrap();
-    let (settings, remote) = garage_repository(&garage, "repo", "10s");
-    remote_only("s3", &settings, remote.store.as_ref());
+    let (settings, remote) = garage_repository_without_keys(&garage, "repo", "10s");
+    let env = vec![
+        ("AWS_ACCESS_KEY_ID".to_owned(), garage.key_id.clone()),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), garage.secret.clone()),
+    ];
+    remote_only("s3", &settings, env, remote.store.as_ref());
 }
 
 #[test]
@@ -136,7 +152,7 @@ fn sftp_without_local_storage() {
         server.public_key().display()
     );
     let local = pgmoneta_storage::store::LocalStore::new(server.scratch());
-    remote_only("ssh", &settings, &local);
+    remote_only("ssh", &settings, Vec::new(), &local);
 }
 
 /// With `local,s3`, the local copy stays whole and the remote one is complete too. A backup
