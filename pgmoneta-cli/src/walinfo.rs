@@ -16,7 +16,9 @@ use pgmoneta_core::{Lsn, WalFileKind, WalSegmentSize};
 use pgmoneta_crypto::{Cipher, MasterKey, MasterKeyFile};
 use pgmoneta_storage::restore::{decode_stored, stored_form};
 use pgmoneta_storage::tar::TarParser;
-use pgmoneta_wire::wal::{desc, map_closed_file, waldump_line_into, DecodedRecord, WalDecoder, FORK_NAMES};
+use pgmoneta_wire::wal::{
+    desc, map_closed_file, waldump_line_into, DecodedRecord, WalDecoder, FORK_NAMES, XLOG_BLCKSZ,
+};
 use serde_json::{json, Value};
 
 /// Output formats.
@@ -454,14 +456,25 @@ pub fn run(opts: &Options) -> Result<usize> {
     let mut decoder: Option<(WalDecoder, Lsn, u32)> = None;
     let mut browse: Vec<crate::walview::Entry> = Vec::new();
     'files: for (seg, size) in &segments {
+        let seg_end = Lsn(seg.start.0 + seg.bytes.len() as u64);
+        // With -s, what lies before the start is not decoded at all, as pg_waldump does: whole
+        // segments are passed over, and the segment holding the start is entered at the page
+        // holding it (a record continued from the page before is skipped there).
+        if opts.start.is_some_and(|s| seg_end <= s) {
+            continue;
+        }
+        let from = match opts.start {
+            Some(s) if s > seg.start => Lsn(s.0 - s.0 % XLOG_BLCKSZ),
+            _ => seg.start,
+        };
         // A new decoder at a gap or a timeline change.
-        let contiguous = decoder.as_ref().is_some_and(|(_, next, tli)| *next == seg.start && *tli == seg.timeline);
+        let contiguous = decoder.as_ref().is_some_and(|(_, next, tli)| *next == from && *tli == seg.timeline);
         if !contiguous {
-            decoder = Some((WalDecoder::new(seg.start, None, *size), seg.start, seg.timeline));
+            decoder = Some((WalDecoder::new(from, None, *size), from, seg.timeline));
         }
         let (d, next, _) = decoder.as_mut().expect("set above");
-        d.feed_bytes(seg.bytes.clone());
-        *next = Lsn(seg.start.0 + seg.bytes.len() as u64);
+        d.feed_bytes(seg.bytes.slice((from.0 - seg.start.0) as usize..));
+        *next = seg_end;
         loop {
             let record = d.next_record().with_context(|| seg.name.clone())?;
             let Some(r) = record else { break };

@@ -99,10 +99,108 @@ pub(crate) fn push_hex(out: &mut String, v: u32, width: usize) {
     }
 }
 
-fn push_lsn(out: &mut String, lsn: u64) {
-    push_hex(out, (lsn >> 32) as u32, 1);
-    out.push('/');
-    push_hex(out, lsn as u32, 8);
+/// `00` to `99`, two ASCII digits each.
+const DEC_PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Upper-case hex digits.
+const HEX_DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+
+/// A piece of a line put together on the stack, then appended to the output in one copy: the
+/// fixed words and numbers of a `pg_waldump` line are written byte by byte, without the
+/// formatting machinery or a call per piece. Only ASCII is written.
+struct Line {
+    buf: [u8; Line::CAPACITY],
+    len: usize,
+}
+
+impl Line {
+    /// Room for the longest piece: the line's head (about 130 bytes with 10-digit numbers) or
+    /// one block reference (about 110).
+    const CAPACITY: usize = 192;
+
+    fn new() -> Line {
+        Line { buf: [0; Line::CAPACITY], len: 0 }
+    }
+
+    #[inline]
+    fn text(&mut self, t: &[u8]) {
+        let end = self.len + t.len();
+        self.buf[self.len..end].copy_from_slice(t);
+        self.len = end;
+    }
+
+    /// A short word of unknown length, byte by byte (a call to copy it would cost more).
+    #[inline]
+    fn word(&mut self, w: &str) {
+        for &b in w.as_bytes() {
+            self.buf[self.len] = b;
+            self.len += 1;
+        }
+    }
+
+    /// `v` in decimal, right-aligned in `width` columns.
+    #[inline]
+    fn dec(&mut self, mut v: u32, width: usize) {
+        let digits = v.checked_ilog10().unwrap_or(0) as usize + 1;
+        for _ in digits..width {
+            self.buf[self.len] = b' ';
+            self.len += 1;
+        }
+        let mut at = self.len + digits;
+        self.len = at;
+        while v >= 100 {
+            let pair = (v % 100) as usize * 2;
+            v /= 100;
+            self.buf[at - 2..at].copy_from_slice(&DEC_PAIRS[pair..pair + 2]);
+            at -= 2;
+        }
+        if v >= 10 {
+            let pair = v as usize * 2;
+            self.buf[at - 2..at].copy_from_slice(&DEC_PAIRS[pair..pair + 2]);
+        } else {
+            self.buf[at - 1] = b'0' + v as u8;
+        }
+    }
+
+    /// `v` in upper-case hex, zero-padded to `width` digits.
+    #[inline]
+    fn hex(&mut self, v: u32, width: usize) {
+        let digits = ((v.checked_ilog2().unwrap_or(0) / 4) as usize + 1).max(width);
+        for i in 0..digits {
+            self.buf[self.len + digits - 1 - i] = HEX_DIGITS[((v >> (4 * i)) & 0xF) as usize];
+        }
+        self.len += digits;
+    }
+
+    /// An LSN as `X/XXXXXXXX`.
+    #[inline]
+    fn lsn(&mut self, lsn: u64) {
+        self.hex((lsn >> 32) as u32, 1);
+        self.buf[self.len] = b'/';
+        self.len += 1;
+        self.hex(lsn as u32, 8);
+    }
+
+    /// Appends what was put together to `out` and starts again.
+    #[allow(unsafe_code)]
+    fn flush(&mut self, out: &mut String) {
+        let bytes = &self.buf[..self.len];
+        debug_assert!(std::str::from_utf8(bytes).is_ok());
+        // SAFETY: the bytes are whole `str`s (`word`), ASCII literals of this module (`text`)
+        // and ASCII digits (`dec`, `hex`), one after another; a sequence of valid UTF-8
+        // strings is valid UTF-8.
+        out.push_str(unsafe { std::str::from_utf8_unchecked(bytes) });
+        self.len = 0;
+    }
 }
 
 /// A record in `pg_waldump`'s line format (PostgreSQL 15's, without `--bkp-details`).
@@ -112,45 +210,48 @@ pub fn waldump_line(rec: &DecodedRecord) -> String {
     s
 }
 
-/// [`waldump_line`] appended to `s`, for a caller that reuses one buffer.
+/// [`waldump_line`], appended to `s`.
 pub fn waldump_line_into(rec: &DecodedRecord, s: &mut String) {
-    s.push_str("rmgr: ");
+    let mut l = Line::new();
+    l.text(b"rmgr: ");
     let name = desc::rmgr_name(rec.rmid);
-    s.push_str(&name);
+    l.word(&name);
     for _ in name.len()..11 {
-        s.push(' ');
+        l.text(b" ");
     }
-    s.push_str(" len (rec/tot): ");
-    push_dec(s, rec.total_len - rec.fpi_len(), 6);
-    s.push('/');
-    push_dec(s, rec.total_len, 6);
-    s.push_str(", tx: ");
-    push_dec(s, rec.xid, 10);
-    s.push_str(", lsn: ");
-    push_lsn(s, rec.lsn.0);
-    s.push_str(", prev ");
-    push_lsn(s, rec.prev.0);
-    s.push_str(", desc: ");
+    l.text(b" len (rec/tot): ");
+    l.dec(rec.total_len - rec.fpi_len(), 6);
+    l.text(b"/");
+    l.dec(rec.total_len, 6);
+    l.text(b", tx: ");
+    l.dec(rec.xid, 10);
+    l.text(b", lsn: ");
+    l.lsn(rec.lsn.0);
+    l.text(b", prev ");
+    l.lsn(rec.prev.0);
+    l.text(b", desc: ");
+    l.flush(s);
     desc::name_and_describe(rec, s);
     for b in &rec.blocks {
         let (spc, db, rel) = b.locator;
-        s.push_str(", blkref #");
-        push_dec(s, u32::from(b.id), 0);
-        s.push_str(": rel ");
-        push_dec(s, spc, 0);
-        s.push('/');
-        push_dec(s, db, 0);
-        s.push('/');
-        push_dec(s, rel, 0);
+        l.text(b", blkref #");
+        l.dec(u32::from(b.id), 0);
+        l.text(b": rel ");
+        l.dec(spc, 0);
+        l.text(b"/");
+        l.dec(db, 0);
+        l.text(b"/");
+        l.dec(rel, 0);
         if b.fork != 0 {
-            s.push_str(" fork ");
-            s.push_str(FORK_NAMES.get(usize::from(b.fork)).unwrap_or(&"?"));
+            l.text(b" fork ");
+            l.word(FORK_NAMES.get(usize::from(b.fork)).unwrap_or(&"?"));
         }
-        s.push_str(" blk ");
-        push_dec(s, b.block, 0);
+        l.text(b" blk ");
+        l.dec(b.block, 0);
         if let Some(img) = b.image {
-            s.push_str(if img.apply { " FPW" } else { " FPW for WAL verification" });
+            l.text(if img.apply { b" FPW" } else { b" FPW for WAL verification" });
         }
+        l.flush(s);
     }
 }
 
@@ -169,6 +270,13 @@ mod tests {
                 push_hex(&mut h, v, if width == 10 { 8 } else { width.min(8) });
                 let w = if width == 10 { 8 } else { width.min(8) };
                 assert_eq!(h, format!("{v:0w$X}"));
+                let mut l = Line::new();
+                l.dec(v, width);
+                l.text(b"|");
+                l.hex(v, w);
+                let mut out = String::new();
+                l.flush(&mut out);
+                assert_eq!(out, format!("{v:>width$}|{v:0w$X}"));
             }
         }
     }

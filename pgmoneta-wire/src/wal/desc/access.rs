@@ -118,6 +118,34 @@ pub(crate) fn identify(rm: u8, info: u8, v: PgVersion) -> Option<&'static str> {
 }
 
 /// `out_infobits`.
+/// A piece of a description: text, a decimal number, or a byte as two hex digits.
+enum Piece<'a> {
+    S(&'a str),
+    D(u32),
+    H2(u8),
+}
+use Piece::{D, H2, S};
+
+/// Appends `pieces`: the descriptions written most often, without the formatting machinery.
+fn text(out: &mut String, pieces: &[Piece<'_>]) {
+    for p in pieces {
+        match *p {
+            S(t) => out.push_str(t),
+            D(v) => push_dec(out, v, 0),
+            H2(b) => push_hex(out, u32::from(b), 2),
+        }
+    }
+}
+
+/// [`tf`] as text.
+fn tf_str(b: bool) -> &'static str {
+    if b {
+        "T"
+    } else {
+        "F"
+    }
+}
+
 fn infobits(out: &mut String, bits: u8) {
     for (bit, name) in [
         (0x01, "IS_MULTI "),
@@ -187,13 +215,15 @@ pub(crate) fn describe(rec: &DecodedRecord, out: &mut String) {
                 push_hex(out, u32::from(f.u8(2)), 2);
             }
             0x10 => {
-                let _ = write!(out, "off {} flags 0x{:02X} ", f.u16(4), f.u8(7));
+                text(out, &[S("off "), D(f.u16(4).into()), S(" flags 0x"), H2(f.u8(7)), S(" ")]);
                 infobits(out, f.u8(6));
             }
             0x20 | 0x40 => {
-                let _ = write!(out, "off {} xmax {} flags 0x{:02X} ", f.u16(4), f.u32(0), f.u8(7));
+                let old =
+                    [S("off "), D(f.u16(4).into()), S(" xmax "), D(f.u32(0)), S(" flags 0x"), H2(f.u8(7)), S(" ")];
+                text(out, &old);
                 infobits(out, f.u8(6));
-                let _ = write!(out, "; new off {} xmax {}", f.u16(12), f.u32(8));
+                text(out, &[S("; new off "), D(f.u16(12).into()), S(" xmax "), D(f.u32(8))]);
             }
             0x30 => {
                 let n = f.u32(4) as usize;
@@ -207,7 +237,10 @@ pub(crate) fn describe(rec: &DecodedRecord, out: &mut String) {
                 let _ = write!(out, "off {}", f.u16(0));
             }
             0x60 => {
-                let _ = write!(out, "off {}: xid {}: flags 0x{:02X} ", f.u16(4), f.u32(0), f.u8(7));
+                text(
+                    out,
+                    &[S("off "), D(f.u16(4).into()), S(": xid "), D(f.u32(0)), S(": flags 0x"), H2(f.u8(7)), S(" ")],
+                );
                 infobits(out, f.u8(6));
             }
             _ => {
@@ -216,8 +249,18 @@ pub(crate) fn describe(rec: &DecodedRecord, out: &mut String) {
         },
         rmid::HEAP2 => match info & XLOG_HEAP_OPMASK {
             0x10 if v < PgVersion::V17 => {
-                let horizon = if v >= PgVersion::V16 { "snapshotConflictHorizon" } else { "latestRemovedXid" };
-                let _ = write!(out, "{horizon} {} nredirected {} ndead {}", f.u32(0), f.u16(4), f.u16(6));
+                let horizon = if v >= PgVersion::V16 { "snapshotConflictHorizon " } else { "latestRemovedXid " };
+                text(
+                    out,
+                    &[
+                        S(horizon),
+                        D(f.u32(0)),
+                        S(" nredirected "),
+                        D(f.u16(4).into()),
+                        S(" ndead "),
+                        D(f.u16(6).into()),
+                    ],
+                );
             }
             0x20 if v < PgVersion::V17 => {
                 let _ = write!(out, "nunused {}", f.u16(0));
@@ -230,11 +273,11 @@ pub(crate) fn describe(rec: &DecodedRecord, out: &mut String) {
                 }
             }
             0x40 => {
-                let label = if v >= PgVersion::V16 { "snapshotConflictHorizon" } else { "cutoff xid" };
-                let _ = write!(out, "{label} {} flags 0x{:02X}", f.u32(0), f.u8(4));
+                let label = if v >= PgVersion::V16 { "snapshotConflictHorizon " } else { "cutoff xid " };
+                text(out, &[S(label), D(f.u32(0)), S(" flags 0x"), H2(f.u8(4))]);
             }
             0x50 => {
-                let _ = write!(out, "{} tuples flags 0x{:02X}", f.u16(2), f.u8(0));
+                text(out, &[D(f.u16(2).into()), S(" tuples flags 0x"), H2(f.u8(0))]);
             }
             0x60 => {
                 let _ = write!(out, "off {}: xmax {}: flags 0x{:02X} ", f.u16(4), f.u32(0), f.u8(7));
@@ -374,7 +417,7 @@ pub(crate) fn describe(rec: &DecodedRecord, out: &mut String) {
             0x20 => {
                 let flags = f.u16(0);
                 let (isdata, isleaf) = (flags & 0x01 != 0, flags & 0x02 != 0);
-                let _ = write!(out, "isdata: {} isleaf: {}", tf(isdata), tf(isleaf));
+                text(out, &[S("isdata: "), S(tf_str(isdata)), S(" isleaf: "), S(tf_str(isleaf))]);
                 if !isleaf {
                     let _ = write!(out, " children: {}/{}", f.block_id(2), f.block_id(6));
                 }
@@ -382,7 +425,7 @@ pub(crate) fn describe(rec: &DecodedRecord, out: &mut String) {
                     let payload = rec.block(0).map(|b| rec.block_data(b)).unwrap_or(&[]);
                     let p = Fields(payload);
                     if !isdata {
-                        let _ = write!(out, " isdelete: {}", tf(p.bool(2)));
+                        text(out, &[S(" isdelete: "), S(tf_str(p.bool(2)))]);
                     } else if isleaf {
                         recompress_leaf(out, payload);
                     } else {
