@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{criterion_group, Criterion, Throughput};
 use pgmoneta_core::{Lsn, WalSegmentSize};
@@ -100,12 +100,15 @@ fn wal_decode(c: &mut Criterion) {
     group.finish();
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
-/// pg_waldump and ours on the same segments, alternating, 7 rounds each, text to /dev/null.
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
 /// CPU seconds (user + system) used so far by this process, or by its waited-for children.
 fn cpu_seconds(who: nix::sys::resource::UsageWho) -> f64 {
     let u = nix::sys::resource::getrusage(who).unwrap();
@@ -113,9 +116,32 @@ fn cpu_seconds(who: nix::sys::resource::UsageWho) -> f64 {
     t(u.user_time()) + t(u.system_time())
 }
 
-/// pg_waldump and ours on the same segments, alternating, 15 rounds each, text to /dev/null.
-/// Both wall time and CPU time are measured: CPU time is what "on one core" means, and it is
-/// less disturbed by other work on the machine.
+/// `pg_waldump -p <corpus> -s START -e END`.
+fn pg_waldump(tool: &Path, start: Lsn, end: Lsn) -> Command {
+    let mut c = Command::new(tool);
+    c.arg("-p").arg(corpus_dir().join("wal")).arg("-s").arg(start.to_string()).arg("-e").arg(end.to_string());
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    c
+}
+
+/// The instructions `command` executes, counted by callgrind; `None` without valgrind.
+fn instructions(command: Command) -> Option<u64> {
+    let mut v = Command::new("valgrind");
+    v.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"]).arg(command.get_program());
+    v.args(command.get_args()).stdout(Stdio::null());
+    let out = v.output().ok().filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    let line = text.lines().find(|l| l.contains("Collected :"))?;
+    line.rsplit(':').next()?.trim().parse().ok()
+}
+
+/// pg_waldump and ours on the same segments, one after the other in each of 15 rounds, text to
+/// /dev/null. This machine is shared, so times move between rounds for both programs: the
+/// ratio is taken per round (both ran under the same conditions) and its median reported,
+/// beside the ratio of the fastest runs (the least disturbed). CPU time is what "on one core"
+/// means. Then callgrind counts the instructions of one run of each, which is repeatable
+/// whatever else the machine does (our count includes this bench process's start-up, theirs
+/// pg_waldump's).
 fn against_pg_waldump() {
     use nix::sys::resource::UsageWho;
     let tool = ["/usr/lib/postgresql/15/bin/pg_waldump"].iter().map(PathBuf::from).find(|p| p.exists());
@@ -124,60 +150,78 @@ fn against_pg_waldump() {
         return;
     };
     let (start, end, files) = info();
-    let dir = corpus_dir().join("wal");
+    // One core for both, the same one: this process and pg_waldump (which inherits it).
+    let cpu = nix::sched::sched_getcpu().unwrap_or(0);
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu).is_ok() && nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok() {
+        println!("\nboth programs run on CPU {cpu}");
+    }
     let (mut theirs, mut ours) = (Vec::new(), Vec::new());
     let (mut theirs_cpu, mut ours_cpu) = (Vec::new(), Vec::new());
+    let (mut ratio, mut ratio_cpu) = (Vec::new(), Vec::new());
     let mut records = 0;
     for _ in 0..15 {
         let (t, c) = (Instant::now(), cpu_seconds(UsageWho::RUSAGE_CHILDREN));
-        let status = Command::new(&tool)
-            .arg("-p")
-            .arg(&dir)
-            .arg("-s")
-            .arg(start.to_string())
-            .arg("-e")
-            .arg(end.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        theirs.push(t.elapsed());
-        theirs_cpu.push(Duration::from_secs_f64(cpu_seconds(UsageWho::RUSAGE_CHILDREN) - c));
+        assert!(pg_waldump(&tool, start, end).status().unwrap().success());
+        let (tw, tc) = (t.elapsed().as_secs_f64(), cpu_seconds(UsageWho::RUSAGE_CHILDREN) - c);
         let (t, c) = (Instant::now(), cpu_seconds(UsageWho::RUSAGE_SELF));
         let mut null = std::io::BufWriter::new(std::fs::File::create("/dev/null").unwrap());
         records = decode_files(&files, start, end, &mut null);
         null.flush().unwrap();
-        ours.push(t.elapsed());
-        ours_cpu.push(Duration::from_secs_f64(cpu_seconds(UsageWho::RUSAGE_SELF) - c));
+        let (ow, oc) = (t.elapsed().as_secs_f64(), cpu_seconds(UsageWho::RUSAGE_SELF) - c);
+        theirs.push(tw);
+        ours.push(ow);
+        theirs_cpu.push(tc);
+        ours_cpu.push(oc);
+        ratio.push(tw / ow);
+        // getrusage counts in 1 ms ticks on some kernels: a zero would divide by zero.
+        if oc > 0.0 {
+            ratio_cpu.push(tc / oc);
+        }
     }
-    let (t, o) = (median(theirs), median(ours));
-    let (tc, oc) = (median(theirs_cpu), median(ours_cpu));
     let lines = std::fs::read_to_string(corpus_dir().join("pg_waldump.txt")).unwrap().lines().count();
-    println!(
-        "\nwal against pg_waldump (PostgreSQL 15 corpus, {lines} records printed, {records} decoded, median of 15):"
-    );
-    let row = |who: &str, wall: Duration, cpu: Duration| {
+    println!("wal against pg_waldump (PostgreSQL 15 corpus, {lines} records printed, {records} decoded, 15 rounds):");
+    let row = |who: &str, wall: &[f64], cpu: &[f64]| {
         println!(
-            "  {who:<14} wall {:>6.1} ms {:>9.0} records/s   cpu {:>6.1} ms {:>9.0} records/s",
-            wall.as_secs_f64() * 1e3,
-            lines as f64 / wall.as_secs_f64(),
-            cpu.as_secs_f64() * 1e3,
-            lines as f64 / cpu.as_secs_f64()
+            "  {who:<12} wall median {:>6.1} ms, fastest {:>6.1} ms ({:>8.0} records/s)   cpu median {:>6.1} ms",
+            median(wall.to_vec()) * 1e3,
+            min(wall) * 1e3,
+            lines as f64 / min(wall),
+            median(cpu.to_vec()) * 1e3,
         );
     };
-    row("pg_waldump", t, tc);
-    row("pgmoneta-rs", o, oc);
+    row("pg_waldump", &theirs, &theirs_cpu);
+    row("pgmoneta-rs", &ours, &ours_cpu);
     println!(
-        "  ratio (ours / pg_waldump, records/s): wall {:.2}, cpu {:.2}",
-        t.as_secs_f64() / o.as_secs_f64(),
-        tc.as_secs_f64() / oc.as_secs_f64()
+        "  ratio (ours / pg_waldump, records/s): median per round: wall {:.2}, cpu {:.2}; fastest runs: {:.2}",
+        median(ratio),
+        median(ratio_cpu),
+        min(&theirs) / min(&ours)
     );
+    let mut me = Command::new(std::env::current_exe().unwrap());
+    me.arg("--waldump-once");
+    match (instructions(pg_waldump(&tool, start, end)), instructions(me)) {
+        (Some(t), Some(o)) => println!(
+            "  instructions (callgrind): pg_waldump {:.1} M, pgmoneta-rs {:.1} M, ratio {:.2}",
+            t as f64 / 1e6,
+            o as f64 / 1e6,
+            t as f64 / o as f64
+        ),
+        _ => println!("  instructions: valgrind not installed, not counted"),
+    }
 }
 
 criterion_group!(benches, wal_decode);
 
 fn main() {
+    // One --waldump pass and nothing else, for callgrind to count.
+    if std::env::args().any(|a| a == "--waldump-once") {
+        let (start, end, files) = info();
+        let mut null = std::io::BufWriter::new(std::fs::File::create("/dev/null").unwrap());
+        decode_files(&files, start, end, &mut null);
+        null.flush().unwrap();
+        return;
+    }
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     if filter.is_empty() || filter.iter().any(|f| "wal_decode".contains(f.as_str())) {
         benches();
