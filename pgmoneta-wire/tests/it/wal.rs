@@ -166,6 +166,9 @@ const WORKLOAD: &[&str] = &[
     "CREATE INDEX w_gist ON w USING gist (p)",
     "CREATE INDEX w_spgist ON w USING spgist (r)",
     "CREATE INDEX w_brin ON w USING brin (id)",
+    // bloom (contrib) writes Generic records for its index pages.
+    "CREATE EXTENSION bloom",
+    "CREATE INDEX w_bloom ON w USING bloom (id)",
     "UPDATE w SET v = v || 'x' WHERE id % 7 = 0",
     "UPDATE w SET id = id + 100000 WHERE id % 11 = 0",
     "DELETE FROM w WHERE id % 13 = 0",
@@ -238,6 +241,7 @@ fn fresh_wal_matches_pg_waldump_of_the_same_range() {
         segno += 1;
     }
     assert!(ours.len() > 1000, "{} records", ours.len());
+    assert!(ours.iter().any(|r| r.rmid == desc::rmid::GENERIC), "the bloom index wrote no Generic record");
     for r in &ours {
         assert!(desc::identify(r).is_some(), "unknown record at {}: {}", r.lsn, waldump_line(r));
     }

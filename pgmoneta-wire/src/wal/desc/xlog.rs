@@ -302,6 +302,20 @@ pub(crate) fn describe(rec: &DecodedRecord, out: &mut String) {
                 let _ = write!(out, "{b:02X}");
             }
         }
+        rmid::GENERIC => {
+            // The main data, when an extension writes any, is a run of (offset, length, bytes)
+            // page fragments; generic_xlog.c's own records keep their deltas in block data.
+            let data = rec.main_data();
+            let mut at = 0;
+            while at < data.len() {
+                let (offset, length) = (f.u16(at), f.u16(at + 2));
+                at += 4 + usize::from(length);
+                let _ = write!(out, "offset {offset}, length {length}");
+                if at < data.len() {
+                    out.push_str("; ");
+                }
+            }
+        }
         _ => {}
     }
 }
