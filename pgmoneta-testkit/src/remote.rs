@@ -533,6 +533,8 @@ impl FakeGcs {
             len = body.len(),
         );
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port.port())).map_err(|e| fail(e.to_string()))?;
+        let limit = Some(Duration::from_secs(60));
+        s.set_read_timeout(limit).and_then(|()| s.set_write_timeout(limit)).map_err(|e| fail(e.to_string()))?;
         s.write_all(head.as_bytes()).and_then(|()| s.write_all(body)).map_err(|e| fail(e.to_string()))?;
         let mut answer = Vec::new();
         s.read_to_end(&mut answer).map_err(|e| fail(e.to_string()))?;

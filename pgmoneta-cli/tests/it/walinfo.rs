@@ -45,7 +45,7 @@ fn waldump_mode_prints_pg_waldump_lines() {
 }
 
 /// `-s` anywhere (a segment's start, inside a page header, mid-page, inside a record continued
-/// from the page before, in a later segment) skips what comes before without decoding it and
+/// from the page before, in a later segment, in a zeroed page) skips what comes before without decoding it and
 /// prints the same records as decoding everything and keeping those at or after the start.
 #[test]
 fn start_anywhere_matches_a_whole_decode() {
@@ -68,6 +68,9 @@ fn start_anywhere_matches_a_whole_decode() {
         assert!(!expected.is_empty());
         assert!(trimmed(&out) == expected, "-s {start}: {} lines, expected {}", out.lines().count(), expected.len());
     }
+    // In the zeroed, never written end of the last segment: nothing to print, and no error.
+    let (code, out, err) = walinfo(&["--waldump", "-s", "0/3100000", dir.to_str().unwrap()], None);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
 }
 
 #[test]

@@ -62,15 +62,11 @@ impl std::fmt::Debug for ObjectStoreRemote {
     }
 }
 
-/// `http://host:port` as the bucket's own virtual host, `http://<bucket>.host:port` (unchanged
-/// when it already names the bucket).
+/// The service endpoint `http://host:port` as the bucket's own virtual host,
+/// `http://<bucket>.host:port`.
 fn bucket_host(endpoint: &str, bucket: &str) -> String {
     let (scheme, rest) = endpoint.split_once("://").unwrap_or(("https", endpoint));
-    if rest.starts_with(&format!("{bucket}.")) {
-        format!("{scheme}://{rest}")
-    } else {
-        format!("{scheme}://{bucket}.{rest}")
-    }
+    format!("{scheme}://{bucket}.{rest}")
 }
 
 fn config_error(engine: &str, e: object_store::Error) -> StorageError {
@@ -441,7 +437,7 @@ mod tests {
     #[test]
     fn virtual_host_endpoints_name_the_bucket() {
         assert_eq!(bucket_host("http://s3.example:3900", "b"), "http://b.s3.example:3900");
-        assert_eq!(bucket_host("https://b.s3.example", "b"), "https://b.s3.example");
+        assert_eq!(bucket_host("https://s3.example.com", "s3"), "https://s3.s3.example.com");
         assert_eq!(bucket_host("s3.example", "b"), "https://b.s3.example");
     }
 }

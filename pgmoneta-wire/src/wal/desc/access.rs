@@ -117,7 +117,6 @@ pub(crate) fn identify(rm: u8, info: u8, v: PgVersion) -> Option<&'static str> {
     })
 }
 
-/// `out_infobits`.
 /// A piece of a description: text, a decimal number, or a byte as two hex digits.
 enum Piece<'a> {
     S(&'a str),
@@ -146,6 +145,7 @@ fn tf_str(b: bool) -> &'static str {
     }
 }
 
+/// `out_infobits`.
 fn infobits(out: &mut String, bits: u8) {
     for (bit, name) in [
         (0x01, "IS_MULTI "),
