@@ -69,26 +69,46 @@ fn remote_labels(remote: &Remote) -> Vec<String> {
     list_backups(remote.store.as_ref(), "primary").unwrap().into_iter().filter(|b| b.valid).map(|b| b.label).collect()
 }
 
-/// The whole life of a remote copy: upload, WAL shipping, local data dropped and read back
-/// through the remote (verify, restore, an incremental-free second backup), a restore straight
-/// from the remote repository alone, delete and retention removing remote objects.
-fn lifecycle(remote: Remote) {
+/// A pgbench cluster streaming its WAL into a local repository whose reads fall through to a
+/// remote one. Fields drop in order: the streamer stops before the repository and the cluster go.
+struct Bed {
+    _streamer: Streamer,
+    tiered: Arc<TieredStore>,
+    local: Arc<LocalStore>,
+    _repo: tempfile::TempDir,
+    cluster: Cluster,
+    /// The options of the first backup (zstd, AES-256-GCM, 2 workers).
+    opts: BackupOptions,
+}
+
+/// A [`Bed`] for `remote` and its first backup: the pgbench tables' state then, and its label.
+fn first_backup(remote: &Remote) -> (Bed, Vec<(String, String)>, String) {
     let cluster = Cluster::builder().start().unwrap();
     cluster.pgbench_init(2).unwrap();
     let repo = tempfile::tempdir().unwrap();
     let local = Arc::new(LocalStore::new(repo.path()));
     let tiered = Arc::new(TieredStore::new(local.clone()));
     tiered.set_remotes("primary", vec![remote.clone()]);
-    let _streamer = Streamer::start(&cluster, repo.path());
-
-    // A backup, compressed and encrypted, uploaded; backup.info is there last.
+    let streamer = Streamer::start(&cluster, repo.path());
     cluster.execute("CHECKPOINT").unwrap();
-    let first_state = pgbench_state(&cluster);
+    let state = pgbench_state(&cluster);
     let mut opts = BackupOptions::new("primary", label(1));
     opts.compression = Compression::client(Algorithm::Zstd);
     opts.encryption = Some((Cipher::Aes256Gcm, test_key()));
     opts.workers = 2;
     let first = backup(&cluster, tiered.clone(), &opts).label;
+    (Bed { _streamer: streamer, tiered, local, _repo: repo, cluster, opts }, state, first)
+}
+
+/// The whole life of a remote copy: upload, WAL shipping, local data dropped and read back
+/// through the remote (verify, restore, an incremental-free second backup), a restore straight
+/// from the remote repository alone, delete and retention removing remote objects.
+fn lifecycle(remote: Remote) {
+    let (bed, first_state, first) = first_backup(&remote);
+    let Bed { cluster, local, tiered, opts, .. } = &bed;
+    let mut opts = opts.clone();
+
+    // A backup, compressed and encrypted, uploaded; backup.info is there last.
     let report = upload_backup(local.as_ref(), remote.store.as_ref(), "primary", &first, 2, None).unwrap();
     assert!(report.files > 500 && report.bytes > 1 << 20, "{report:?}");
     assert_eq!(remote_labels(&remote), vec![first.clone()]);
@@ -117,14 +137,14 @@ fn lifecycle(remote: Remote) {
     assert_eq!(list_backups(tiered.as_ref(), "primary").unwrap().len(), 1);
     let (failed, all) = verify(tiered.as_ref(), "primary", &first, Some(test_key()).as_deref(), 2).unwrap();
     assert!(failed.is_empty() && all.len() > 500, "{failed:?}");
-    restore_and_check(&cluster, tiered.as_ref(), &first, &first_state);
+    restore_and_check(cluster, tiered.as_ref(), &first, &first_state);
 
     // A second backup cannot link into the dropped one: it stores every file itself.
     cluster.pgbench_run(1, 100).unwrap();
     cluster.execute("CHECKPOINT").unwrap();
-    let second_state = pgbench_state(&cluster);
+    let second_state = pgbench_state(cluster);
     opts.label = label(2);
-    let second = backup(&cluster, tiered.clone(), &opts).label;
+    let second = backup(cluster, tiered.clone(), &opts).label;
     let linked = walk(local.as_ref(), &format!("primary/backup/{second}"))
         .unwrap()
         .iter()
@@ -136,7 +156,7 @@ fn lifecycle(remote: Remote) {
     // The remote repository alone (the local one lost): restore straight from it.
     let (failed, _) = verify(remote.store.as_ref(), "primary", &second, Some(test_key()).as_deref(), 2).unwrap();
     assert!(failed.is_empty(), "{failed:?}");
-    restore_and_check(&cluster, remote.store.as_ref(), &second, &second_state);
+    restore_and_check(cluster, remote.store.as_ref(), &second, &second_state);
 
     // Delete and retention remove the remote objects too.
     delete_backup(tiered.as_ref(), "primary", &first, false).unwrap();
@@ -315,21 +335,8 @@ fn gcs(fake: &FakeGcs) -> RemoteSpec {
 fn gcs_on_fake_gcs_server() {
     let fake = FakeGcs::start("pgmoneta").unwrap();
     let remote = open(&gcs(&fake), &quick()).unwrap();
-    let cluster = Cluster::builder().start().unwrap();
-    cluster.pgbench_init(2).unwrap();
-    let repo = tempfile::tempdir().unwrap();
-    let local = Arc::new(LocalStore::new(repo.path()));
-    let tiered = Arc::new(TieredStore::new(local.clone()));
-    tiered.set_remotes("primary", vec![remote.clone()]);
-    let _streamer = Streamer::start(&cluster, repo.path());
-
-    cluster.execute("CHECKPOINT").unwrap();
-    let state = pgbench_state(&cluster);
-    let mut opts = BackupOptions::new("primary", label(1));
-    opts.compression = Compression::client(Algorithm::Zstd);
-    opts.encryption = Some((Cipher::Aes256Gcm, test_key()));
-    opts.workers = 2;
-    let lbl = backup(&cluster, tiered.clone(), &opts).label;
+    let (bed, state, lbl) = first_backup(&remote);
+    let Bed { cluster, local, tiered, .. } = &bed;
     cluster.switch_wal().unwrap();
     cluster.switch_wal().unwrap();
     std::thread::sleep(Duration::from_secs(2));
@@ -367,9 +374,9 @@ fn gcs_on_fake_gcs_server() {
     drop_local_data(local.as_ref(), "primary", &lbl).unwrap();
     let (failed, all) = verify(tiered.as_ref(), "primary", &lbl, Some(test_key()).as_deref(), 2).unwrap();
     assert!(failed.is_empty() && all.len() > 500, "{failed:?}");
-    restore_and_check(&cluster, tiered.as_ref(), &lbl, &state);
+    restore_and_check(cluster, tiered.as_ref(), &lbl, &state);
     // The bucket alone, WAL included.
-    restore_and_check(&cluster, remote.store.as_ref(), &lbl, &state);
+    restore_and_check(cluster, remote.store.as_ref(), &lbl, &state);
 
     // A stored file damaged in the bucket is named by verify.
     let (victim, _) = files.iter().find(|(p, s)| p.contains("/data/base/") && *s > 1000).unwrap().clone();
