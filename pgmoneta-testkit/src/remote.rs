@@ -297,6 +297,20 @@ impl Drop for SshServer {
     }
 }
 
+/// One HTTP/1.1 request (which asks for `Connection: close`) on a new loopback connection to
+/// `port`: the whole answer, status line included. A server that hangs fails it after a minute.
+fn http_exchange(port: u16, request: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    let limit = Some(Duration::from_secs(60));
+    s.set_read_timeout(limit)?;
+    s.set_write_timeout(limit)?;
+    s.write_all(request)?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)?;
+    Ok(answer)
+}
+
 /// Where Azurite is: `PGMONETA_TEST_AZURITE` (its `azurite-blob` script), else
 /// scripts/setup.sh's cache.
 pub fn azurite_binary() -> PathBuf {
@@ -374,7 +388,6 @@ impl Azurite {
 
     /// `PUT ?restype=container`, signed with the shared key.
     fn create_container(&mut self) -> Result<()> {
-        use std::io::{Read, Write};
         let date = {
             let out = run(Command::new("date").args(["-u", "+%a, %d %b %Y %H:%M:%S GMT"]))?;
             String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -402,12 +415,9 @@ impl Azurite {
             status: what,
             output: std::fs::read_to_string(self.dir.path().join("azurite.log")).unwrap_or_default(),
         };
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port.port())).map_err(|e| fail(e.to_string()))?;
-        s.write_all(request.as_bytes()).map_err(|e| fail(e.to_string()))?;
-        let mut answer = String::new();
-        let _ = s.read_to_string(&mut answer);
-        if !answer.starts_with("HTTP/1.1 201") {
-            return Err(fail(answer));
+        let answer = http_exchange(self.port.port(), request.as_bytes()).map_err(|e| fail(e.to_string()))?;
+        if !answer.starts_with(b"HTTP/1.1 201") {
+            return Err(fail(String::from_utf8_lossy(&answer).into_owned()));
         }
         Ok(())
     }
@@ -520,7 +530,6 @@ impl FakeGcs {
 
     /// One request on a new connection; the answer's body when the status is `expect`.
     fn request(&self, method: &str, path: &str, content_type: &str, body: &[u8], expect: u16) -> Result<Vec<u8>> {
-        use std::io::{Read, Write};
         let fail = |what: String| TestkitError::Command {
             command: format!("{method} {path}"),
             status: what,
@@ -532,12 +541,8 @@ impl FakeGcs {
             port = self.port.port(),
             len = body.len(),
         );
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port.port())).map_err(|e| fail(e.to_string()))?;
-        let limit = Some(Duration::from_secs(60));
-        s.set_read_timeout(limit).and_then(|()| s.set_write_timeout(limit)).map_err(|e| fail(e.to_string()))?;
-        s.write_all(head.as_bytes()).and_then(|()| s.write_all(body)).map_err(|e| fail(e.to_string()))?;
-        let mut answer = Vec::new();
-        s.read_to_end(&mut answer).map_err(|e| fail(e.to_string()))?;
+        let request = [head.as_bytes(), body].concat();
+        let mut answer = http_exchange(self.port.port(), &request).map_err(|e| fail(e.to_string()))?;
         let status = format!("HTTP/1.1 {expect} ");
         if !answer.starts_with(status.as_bytes()) {
             return Err(fail(String::from_utf8_lossy(&answer).into_owned()));

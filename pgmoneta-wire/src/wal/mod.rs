@@ -39,66 +39,6 @@ pub use record::{
 /// Fork names as `pg_waldump` prints them.
 pub const FORK_NAMES: [&str; 4] = ["main", "fsm", "vm", "init"];
 
-/// Appends the decimal digits of `v`, right-aligned in `width` columns. It runs many times per
-/// record, so it avoids the formatting machinery (`itoa` writes the digits without it).
-pub(crate) fn push_dec(out: &mut String, v: u32, width: usize) {
-    let mut buf = itoa::Buffer::new();
-    let digits = buf.format(v);
-    for _ in digits.len()..width {
-        out.push(' ');
-    }
-    out.push_str(digits);
-}
-
-/// `00` to `FF`.
-const HEX_PAIRS: [&str; 256] = [
-    "00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "0A", "0B", "0C", "0D", "0E", "0F", "10", "11", "12",
-    "13", "14", "15", "16", "17", "18", "19", "1A", "1B", "1C", "1D", "1E", "1F", "20", "21", "22", "23", "24", "25",
-    "26", "27", "28", "29", "2A", "2B", "2C", "2D", "2E", "2F", "30", "31", "32", "33", "34", "35", "36", "37", "38",
-    "39", "3A", "3B", "3C", "3D", "3E", "3F", "40", "41", "42", "43", "44", "45", "46", "47", "48", "49", "4A", "4B",
-    "4C", "4D", "4E", "4F", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59", "5A", "5B", "5C", "5D", "5E",
-    "5F", "60", "61", "62", "63", "64", "65", "66", "67", "68", "69", "6A", "6B", "6C", "6D", "6E", "6F", "70", "71",
-    "72", "73", "74", "75", "76", "77", "78", "79", "7A", "7B", "7C", "7D", "7E", "7F", "80", "81", "82", "83", "84",
-    "85", "86", "87", "88", "89", "8A", "8B", "8C", "8D", "8E", "8F", "90", "91", "92", "93", "94", "95", "96", "97",
-    "98", "99", "9A", "9B", "9C", "9D", "9E", "9F", "A0", "A1", "A2", "A3", "A4", "A5", "A6", "A7", "A8", "A9", "AA",
-    "AB", "AC", "AD", "AE", "AF", "B0", "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "BA", "BB", "BC", "BD",
-    "BE", "BF", "C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9", "CA", "CB", "CC", "CD", "CE", "CF", "D0",
-    "D1", "D2", "D3", "D4", "D5", "D6", "D7", "D8", "D9", "DA", "DB", "DC", "DD", "DE", "DF", "E0", "E1", "E2", "E3",
-    "E4", "E5", "E6", "E7", "E8", "E9", "EA", "EB", "EC", "ED", "EE", "EF", "F0", "F1", "F2", "F3", "F4", "F5", "F6",
-    "F7", "F8", "F9", "FA", "FB", "FC", "FD", "FE", "FF",
-];
-/// `0` to `FF`.
-const HEX_LEADING: [&str; 256] = [
-    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "A", "B", "C", "D", "E", "F", "10", "11", "12", "13", "14", "15",
-    "16", "17", "18", "19", "1A", "1B", "1C", "1D", "1E", "1F", "20", "21", "22", "23", "24", "25", "26", "27", "28",
-    "29", "2A", "2B", "2C", "2D", "2E", "2F", "30", "31", "32", "33", "34", "35", "36", "37", "38", "39", "3A", "3B",
-    "3C", "3D", "3E", "3F", "40", "41", "42", "43", "44", "45", "46", "47", "48", "49", "4A", "4B", "4C", "4D", "4E",
-    "4F", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59", "5A", "5B", "5C", "5D", "5E", "5F", "60", "61",
-    "62", "63", "64", "65", "66", "67", "68", "69", "6A", "6B", "6C", "6D", "6E", "6F", "70", "71", "72", "73", "74",
-    "75", "76", "77", "78", "79", "7A", "7B", "7C", "7D", "7E", "7F", "80", "81", "82", "83", "84", "85", "86", "87",
-    "88", "89", "8A", "8B", "8C", "8D", "8E", "8F", "90", "91", "92", "93", "94", "95", "96", "97", "98", "99", "9A",
-    "9B", "9C", "9D", "9E", "9F", "A0", "A1", "A2", "A3", "A4", "A5", "A6", "A7", "A8", "A9", "AA", "AB", "AC", "AD",
-    "AE", "AF", "B0", "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "BA", "BB", "BC", "BD", "BE", "BF", "C0",
-    "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9", "CA", "CB", "CC", "CD", "CE", "CF", "D0", "D1", "D2", "D3",
-    "D4", "D5", "D6", "D7", "D8", "D9", "DA", "DB", "DC", "DD", "DE", "DF", "E0", "E1", "E2", "E3", "E4", "E5", "E6",
-    "E7", "E8", "E9", "EA", "EB", "EC", "ED", "EE", "EF", "F0", "F1", "F2", "F3", "F4", "F5", "F6", "F7", "F8", "F9",
-    "FA", "FB", "FC", "FD", "FE", "FF",
-];
-
-/// Appends `v` in upper-case hex, zero-padded to `width` digits.
-pub(crate) fn push_hex(out: &mut String, v: u32, width: usize) {
-    let digits = (v.checked_ilog2().unwrap_or(0) / 4) as usize + 1;
-    for _ in digits..width {
-        out.push('0');
-    }
-    let bytes = v.to_be_bytes();
-    let first = bytes.iter().position(|b| *b != 0).unwrap_or(3);
-    out.push_str(HEX_LEADING[usize::from(bytes[first])]);
-    for b in &bytes[first + 1..] {
-        out.push_str(HEX_PAIRS[usize::from(*b)]);
-    }
-}
-
 /// `00` to `99`, two ASCII digits each.
 const DEC_PAIRS: [u8; 200] = {
     let mut t = [0u8; 200];
@@ -116,7 +56,8 @@ const HEX_DIGITS: &[u8; 16] = b"0123456789ABCDEF";
 
 /// A piece of a line put together on the stack, then appended to the output in one copy: the
 /// fixed words and numbers of a `pg_waldump` line are written byte by byte, without the
-/// formatting machinery or a call per piece. Only ASCII is written.
+/// formatting machinery or a call per piece. Numbers anywhere in the descriptions go through
+/// it too ([`push_dec`], [`push_hex`]).
 struct Line {
     buf: [u8; Line::CAPACITY],
     len: usize,
@@ -201,6 +142,20 @@ impl Line {
         out.push_str(unsafe { std::str::from_utf8_unchecked(bytes) });
         self.len = 0;
     }
+}
+
+/// Appends the decimal digits of `v`, right-aligned in `width` columns (as `{v:>width$}`).
+pub(crate) fn push_dec(out: &mut String, v: u32, width: usize) {
+    let mut l = Line::new();
+    l.dec(v, width);
+    l.flush(out);
+}
+
+/// Appends `v` in upper-case hex, zero-padded to `width` digits (at most 8).
+pub(crate) fn push_hex(out: &mut String, v: u32, width: usize) {
+    let mut l = Line::new();
+    l.hex(v, width);
+    l.flush(out);
 }
 
 /// A record in `pg_waldump`'s line format (PostgreSQL 15's, without `--bkp-details`).
