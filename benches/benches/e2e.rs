@@ -146,9 +146,19 @@ fn main() {
     let port = cluster.port().to_string();
     let major = cluster.version().major().to_string();
 
+    // Every run writes into a new directory, and nothing is removed before the end: ext4 does
+    // not reuse an inode within a minute of its deletion, and finding another one after
+    // thousands of files were just removed costs a backup of a thousand files more than a
+    // second of kernel time, which a repository whose backups are hours apart never pays.
+    let fresh = std::cell::Cell::new(0u32);
+    let new_dir = |what: &str| -> PathBuf {
+        fresh.set(fresh.get() + 1);
+        let dir = work.path().join(format!("{what}-{}", fresh.get()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    };
     let pg = |compress: Option<&str>| -> f64 {
-        let dir = work.path().join("pg_basebackup");
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = new_dir("pg_basebackup");
         let mut cmd = Command::new(&basebackup);
         cmd.arg("-d").arg(&conninfo).arg("-D").arg(&dir).arg("-Ft").arg("-c").arg("fast").arg("-X").arg("fetch");
         if let Some(c) = compress {
@@ -156,13 +166,13 @@ fn main() {
         }
         let t = Instant::now();
         let out = cmd.output().unwrap();
+        let elapsed = t.elapsed().as_secs_f64();
         assert!(out.status.success(), "pg_basebackup: {}", String::from_utf8_lossy(&out.stderr));
-        t.elapsed().as_secs_f64()
+        // A couple of files: removing them costs the next run nothing.
+        std::fs::remove_dir_all(&dir).unwrap();
+        elapsed
     };
-    let ours = |algorithm: &str| -> (f64, u64, u64) {
-        let repo = work.path().join("repo");
-        let _ = std::fs::remove_dir_all(&repo);
-        std::fs::create_dir_all(&repo).unwrap();
+    let ours = |algorithm: &str, repo: &Path| -> (f64, u64, u64) {
         let (t, rss) = run_child(&[
             "backup",
             repo.to_str().unwrap(),
@@ -173,7 +183,7 @@ fn main() {
             &major,
             algorithm,
         ]);
-        (t, rss, dir_size(&repo))
+        (t, rss, dir_size(repo))
     };
 
     let mut rows = Vec::new();
@@ -193,11 +203,11 @@ fn main() {
         for round in 0..rounds {
             // The order alternates, so neither side always runs with a warmer cache.
             let (t, rss, s, reference) = if round % 2 == 0 {
-                let (t, rss, s) = ours(algorithm);
+                let (t, rss, s) = ours(algorithm, &new_dir("repo"));
                 (t, rss, s, pg(compress))
             } else {
                 let reference = pg(compress);
-                let (t, rss, s) = ours(algorithm);
+                let (t, rss, s) = ours(algorithm, &new_dir("repo"));
                 (t, rss, s, reference)
             };
             if std::env::var_os("PGMONETA_BENCH_VERBOSE").is_some() {
@@ -236,14 +246,11 @@ fn main() {
         }
         return;
     }
-    let repo = work.path().join("repo");
-    let _ = std::fs::remove_dir_all(&repo);
-    std::fs::create_dir_all(&repo).unwrap();
-    ours("zstd");
+    let repo = new_dir("repo");
+    ours("zstd", &repo);
     let mut r = Vec::new();
     for _ in 0..rounds {
-        let out = work.path().join("restored");
-        let _ = std::fs::remove_dir_all(&out);
+        let out = new_dir("restored");
         let (t, rss) = run_child(&["restore", repo.to_str().unwrap(), out.to_str().unwrap()]);
         peak = peak.max(rss);
         r.push(t);

@@ -2,9 +2,12 @@
 //!
 //! The connection's thread only receives: each archive's bytes go through a bounded channel to a
 //! parser thread, which decodes server-side compression, parses the tar stream and hands each
-//! member file, in chunks, to one of `workers` threads. A worker hashes the plain bytes (SHA-512
-//! for `backup.manifest`, and the checksum PostgreSQL's manifest uses), compresses, encrypts and
-//! writes them under a temporary name, syncs and renames. Memory is bounded by the channels'
+//! member file, in chunks, to one of `workers` threads, which compress, encrypt and write them.
+//! As many hashing threads compute the SHA-512 of each file's plain bytes (for
+//! `backup.manifest`) and the checksum PostgreSQL's manifest uses. A file stored as received is
+//! hashed by reading it back behind its writer, so a large file's hash, which cannot be split,
+//! goes on while the files after it are received, written and hashed; a compressed or encrypted
+//! file's plain bytes reach its hashing thread in memory. Memory is bounded by the channels'
 //! depth, never by the size of a file or of the database.
 //!
 //! When the stream ends, every file is checked against PostgreSQL's `backup_manifest` (size and
@@ -15,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufReader, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -283,22 +286,29 @@ pub(crate) fn seal(
 /// # Errors
 /// When compression or encryption cannot complete.
 pub(crate) fn unseal(out: Output, plain_sha512: &str, stored: &str) -> Result<(Box<dyn StoreWriter>, u64, String)> {
+    let (w, n, sha) = unseal_pending(out, stored)?;
+    Ok((w, n, sha.unwrap_or_else(|| plain_sha512.to_owned())))
+}
+
+/// [`unseal`] before the plain bytes' SHA-512 is known: `None` for the stored bytes' SHA-512
+/// when they are the plain bytes.
+fn unseal_pending(out: Output, stored: &str) -> Result<(Box<dyn StoreWriter>, u64, Option<String>)> {
     let sealed = match out {
         Output::Direct(s) => s,
         Output::Compressed(e) => e.finish().map_err(StorageError::io("compressing", stored))?,
     };
     Ok(match sealed {
-        Sealed::Unchanged(w, n) => (w, n, plain_sha512.to_owned()),
+        Sealed::Unchanged(w, n) => (w, n, None),
         Sealed::Plain(h) => {
             let n = h.bytes();
             let (w, sha) = h.finish_hex();
-            (w, n, sha)
+            (w, n, Some(sha))
         }
         Sealed::Aes(e) => {
             let h = e.finish()?;
             let n = h.bytes();
             let (w, sha) = h.finish_hex();
-            (w, n, sha)
+            (w, n, Some(sha))
         }
     })
 }
@@ -308,77 +318,214 @@ struct OpenFile {
     out: Output,
     /// Reads the header of an incremental file as it passes.
     probe: Option<crate::incremental::HeaderProbe>,
+    /// How the file's plain bytes reach its hashing thread.
+    hash: HashFeed,
+    /// Where the file's result goes once it is written.
+    written: Sender<Written>,
 }
 
-/// What a worker tells its hashing thread.
-enum HashMsg {
-    Start(ManifestChecksum),
-    Chunk(Arc<Vec<u8>>),
-    End,
+/// The worker's end of a file's hashing.
+enum HashFeed {
+    /// The plain bytes, chunk by chunk (the channel closes at the end of the file).
+    Memory(Sender<Arc<Vec<u8>>>),
+    /// The stored file holds the plain bytes: the hashing thread reads them back.
+    File(ProgressFeed),
 }
 
-/// The hashes of one file (SHA-512, manifest checksum) and the seconds spent.
-type Hashed = (String, String, f64);
+/// How far the worker has written a file that is read back for hashing.
+#[derive(Default)]
+struct Progress {
+    state: Mutex<WriteState>,
+    moved: Condvar,
+}
 
-/// Hashes the files of one worker while the worker compresses and writes them: the SHA-512
-/// of a large file then costs no time on the worker's own core.
-fn hasher(rx: &Receiver<HashMsg>, tx: &Sender<Hashed>) {
-    let mut state: Option<(Hasher, ManifestChecksum, f64)> = None;
-    for msg in rx.iter() {
-        match msg {
-            HashMsg::Start(check) => state = Some((Hasher::new(HashAlgorithm::Sha512), check, 0.0)),
-            HashMsg::Chunk(data) => {
-                if let Some((h, c, t)) = &mut state {
-                    let start = Instant::now();
-                    h.update(&data);
-                    c.update(&data);
-                    *t += start.elapsed().as_secs_f64();
-                }
-            }
-            HashMsg::End => {
-                if let Some((h, c, t)) = state.take() {
-                    if tx.send((h.finish_hex(), c.finish_hex(), t)).is_err() {
-                        return;
-                    }
-                }
-            }
+#[derive(Default, Clone, Copy)]
+struct WriteState {
+    /// Bytes that reached the file.
+    bytes: u64,
+    /// `Some(true)`: the file is complete; `Some(false)`: abandoned.
+    end: Option<bool>,
+}
+
+impl Progress {
+    /// Waits until more than `at` bytes were written or the file ended: `Some(bytes written)`
+    /// (equal to `at` at the end of a complete file), `None` when the file was abandoned.
+    fn wait_beyond(&self, at: u64) -> Option<u64> {
+        let mut state = self.state.lock().expect("not poisoned");
+        while state.bytes <= at && state.end.is_none() {
+            state = self.moved.wait(state).expect("not poisoned");
+        }
+        match state.end {
+            Some(false) => None,
+            _ => Some(state.bytes),
+        }
+    }
+
+    fn publish(&self, bytes: u64, end: Option<bool>) {
+        let mut state = self.state.lock().expect("not poisoned");
+        state.bytes = bytes;
+        state.end = end;
+        self.moved.notify_all();
+    }
+}
+
+/// The writing side of a [`Progress`]; dropped before [`ProgressFeed::end`], the file is
+/// abandoned and its reader stops.
+struct ProgressFeed {
+    progress: Arc<Progress>,
+    bytes: u64,
+    ended: bool,
+}
+
+impl ProgressFeed {
+    fn advance(&mut self, bytes: u64) {
+        self.bytes = bytes;
+        self.progress.publish(bytes, None);
+    }
+
+    fn end(mut self) {
+        self.ended = true;
+        self.progress.publish(self.bytes, Some(true));
+    }
+}
+
+impl Drop for ProgressFeed {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.progress.publish(self.bytes, Some(false));
         }
     }
 }
 
-/// The worker's end of its hashing thread.
-struct HashLink {
-    tx: Sender<HashMsg>,
-    rx: Receiver<Hashed>,
+/// Where a hashing thread gets a file's plain bytes.
+enum HashSource {
+    Memory(Receiver<Arc<Vec<u8>>>),
+    File { file: std::fs::File, progress: Arc<Progress> },
 }
 
-fn worker(shared: &Shared, jobs: &Receiver<Job>) {
-    let mut current: Option<OpenFile> = None;
-    let mut t = Timings::default();
-    let (tx, hash_rx) = bounded::<HashMsg>(QUEUE);
-    let (result_tx, rx) = bounded::<Hashed>(1);
-    std::thread::scope(|s| {
-        s.spawn(move || hasher(&hash_rx, &result_tx));
-        let link = HashLink { tx, rx };
-        for job in jobs.iter() {
-            if shared.stopped() {
-                current = None;
-                continue;
-            }
-            if let Err(e) = handle(shared, job, &mut current, &mut t, &link) {
-                current = None;
-                shared.fail(e);
+/// One file for the hashing threads.
+struct HashJob {
+    source: HashSource,
+    /// The checksum PostgreSQL's manifest uses.
+    check: ManifestChecksum,
+    /// The stored file's path, for errors.
+    stored: String,
+    /// The worker's result once the file is written; closed without one: the file failed.
+    written: Receiver<Written>,
+}
+
+/// A written file's result, without its plain hashes.
+struct Written {
+    result: FileResult,
+    /// The stored bytes' SHA-512; `None` when they are the plain bytes.
+    stored_sha512: Option<String>,
+}
+
+/// Bytes hashed between two hints that read-back pages may leave the cache.
+const DROP_STEP: u64 = 16 << 20;
+
+/// A hashing thread: computes the SHA-512 and the manifest checksum of the plain bytes of the
+/// files the workers write, and records each file's result. The hashing threads are shared by
+/// all workers and, for files read back, need not keep pace with the writing: a large file's
+/// hash goes on while the files after it are received, written and hashed by the others.
+fn hash_files(shared: &Shared, jobs: &Receiver<HashJob>) {
+    let mut buf = vec![0u8; CHUNK];
+    let mut seconds = 0.0;
+    for job in jobs.iter() {
+        if shared.stopped() {
+            continue;
+        }
+        match hash_file(shared, job, &mut buf, &mut seconds) {
+            Ok(Some(result)) => shared.results.lock().expect("not poisoned").push(result),
+            Ok(None) => {}
+            Err(e) => shared.fail(e),
+        }
+    }
+    shared.timings.lock().expect("not poisoned").hash += seconds;
+}
+
+/// Hashes one file; `None` when it was abandoned.
+fn hash_file(shared: &Shared, job: HashJob, buf: &mut [u8], seconds: &mut f64) -> Result<Option<FileResult>> {
+    let HashJob { source, mut check, stored, written } = job;
+    let mut sha = Hasher::new(HashAlgorithm::Sha512);
+    let mut hashed = 0u64;
+    match source {
+        HashSource::Memory(chunks) => {
+            for data in chunks.iter() {
+                let start = Instant::now();
+                sha.update(&data);
+                check.update(&data);
+                hashed += data.len() as u64;
+                *seconds += start.elapsed().as_secs_f64();
             }
         }
-    });
+        HashSource::File { file, progress } => {
+            use std::os::unix::fs::FileExt;
+            let mut dropped = 0u64;
+            loop {
+                let Some(bytes) = progress.wait_beyond(hashed) else { return Ok(None) };
+                if bytes == hashed {
+                    break;
+                }
+                if shared.stopped() {
+                    return Ok(None);
+                }
+                while hashed < bytes {
+                    let n = usize::try_from(bytes - hashed).map_or(buf.len(), |n| n.min(buf.len()));
+                    file.read_exact_at(&mut buf[..n], hashed).map_err(StorageError::io("reading back", &stored))?;
+                    let start = Instant::now();
+                    sha.update(&buf[..n]);
+                    check.update(&buf[..n]);
+                    *seconds += start.elapsed().as_secs_f64();
+                    hashed += n as u64;
+                    if hashed - dropped >= DROP_STEP {
+                        crate::fsio::drop_cached(&file, dropped, hashed - dropped);
+                        dropped = hashed;
+                    }
+                }
+            }
+            crate::fsio::drop_cached(&file, dropped, 0);
+        }
+    }
+    let Ok(Written { mut result, stored_sha512 }) = written.recv() else { return Ok(None) };
+    if hashed != result.plain_size {
+        return Err(StorageError::Invalid(format!(
+            "{stored}: {hashed} bytes hashed of the {} written",
+            result.plain_size
+        )));
+    }
+    result.sha512 = sha.finish_hex();
+    result.checksum = check.finish_hex();
+    result.stored_sha512 = stored_sha512.unwrap_or_else(|| result.sha512.clone());
+    Ok(Some(result))
+}
+
+fn worker(shared: &Shared, jobs: &Receiver<Job>, hashing: &Sender<HashJob>) {
+    let mut current: Option<OpenFile> = None;
+    let mut t = Timings::default();
+    for job in jobs.iter() {
+        if shared.stopped() {
+            current = None;
+            continue;
+        }
+        if let Err(e) = handle(shared, job, &mut current, &mut t, hashing) {
+            current = None;
+            shared.fail(e);
+        }
+    }
     let mut all = shared.timings.lock().expect("not poisoned");
-    all.hash += t.hash;
     all.compress += t.compress;
     all.encrypt_and_write += t.encrypt_and_write;
 }
 
-fn handle(shared: &Shared, job: Job, current: &mut Option<OpenFile>, t: &mut Timings, link: &HashLink) -> Result<()> {
-    let hash_gone = || StorageError::Invalid("the hashing thread stopped".into());
+fn handle(
+    shared: &Shared,
+    job: Job,
+    current: &mut Option<OpenFile>,
+    t: &mut Timings,
+    hashing: &Sender<HashJob>,
+) -> Result<()> {
+    let hash_gone = || StorageError::Invalid("the hashing threads stopped".into());
     let o = &shared.options;
     match job {
         Job::Start { root, rel, manifest_path, checksum, plain } => {
@@ -386,15 +533,36 @@ fn handle(shared: &Shared, job: Job, current: &mut Option<OpenFile>, t: &mut Tim
                 if plain { join(&[&root, &rel]) } else { format!("{}{}", join(&[&root, &rel]), o.suffix()) };
             // The backup is not valid before its backup.info: files go straight under their
             // names, and one sync of the whole tree makes them durable before that.
-            let w = shared.store.create_unsynced(&join(&[&shared.backup_dir, &stored_rel]))?;
+            let mut w = shared.store.create_unsynced(&join(&[&shared.backup_dir, &stored_rel]))?;
             let algorithm = if plain { Algorithm::None } else { o.compression.algorithm };
             let encryption = if plain { None } else { o.encryption.as_ref() };
+            // Stored as received, the file itself holds the plain bytes: they are hashed from
+            // it, behind the writing, rather than handed over in memory at the hash's pace.
+            let read_back = if algorithm == Algorithm::None && encryption.is_none() { w.read_back() } else { None };
+            let (hash, source) = match read_back {
+                Some(file) => {
+                    let progress = Arc::new(Progress::default());
+                    let feed = ProgressFeed { progress: progress.clone(), bytes: 0, ended: false };
+                    (HashFeed::File(feed), HashSource::File { file, progress })
+                }
+                None => {
+                    let (tx, rx) = bounded(QUEUE);
+                    (HashFeed::Memory(tx), HashSource::Memory(rx))
+                }
+            };
             let out = seal(w, algorithm, o.level, encryption, &stored_rel)?;
             let probe = rel
                 .rsplit('/')
                 .next()
                 .filter(|n| n.starts_with(crate::incremental::INCREMENTAL_PREFIX))
                 .map(|_| crate::incremental::HeaderProbe::default());
+            let (written, written_rx) = bounded(1);
+            let job = HashJob {
+                source,
+                check: ManifestChecksum::new(&checksum)?,
+                stored: stored_rel.clone(),
+                written: written_rx,
+            };
             *current = Some(OpenFile {
                 result: FileResult {
                     rel,
@@ -409,49 +577,51 @@ fn handle(shared: &Shared, job: Job, current: &mut Option<OpenFile>, t: &mut Tim
                 },
                 out,
                 probe,
+                hash,
+                written,
             });
-            link.tx.send(HashMsg::Start(ManifestChecksum::new(&checksum)?)).map_err(|_| hash_gone())?;
+            hashing.send(job).map_err(|_| hash_gone())?;
         }
         Job::Chunk(data) => {
             let f = current.as_mut().ok_or_else(|| StorageError::Invalid("file data without a file".into()))?;
-            let data = Arc::new(data);
-            link.tx.send(HashMsg::Chunk(data.clone())).map_err(|_| hash_gone())?;
             let start = Instant::now();
             f.result.plain_size += data.len() as u64;
             if let Some(p) = &mut f.probe {
                 p.feed(&data);
             }
             let stored = &f.result.stored;
-            match &mut f.out {
-                Output::Direct(w) => {
-                    w.write_all(&data).map_err(StorageError::io("writing", stored))?;
-                    t.encrypt_and_write += start.elapsed().as_secs_f64();
+            match &mut f.hash {
+                HashFeed::Memory(tx) => {
+                    let data = Arc::new(data);
+                    tx.send(data.clone()).map_err(|_| hash_gone())?;
+                    f.out.write_all(&data).map_err(StorageError::io("writing", stored))?;
                 }
-                Output::Compressed(w) => {
-                    w.write_all(&data).map_err(StorageError::io("writing", stored))?;
-                    t.compress += start.elapsed().as_secs_f64();
+                HashFeed::File(feed) => {
+                    f.out.write_all(&data).map_err(StorageError::io("writing", stored))?;
+                    f.out.flush().map_err(StorageError::io("writing", stored))?;
+                    feed.advance(f.result.plain_size);
                 }
+            }
+            match &f.out {
+                Output::Direct(_) => t.encrypt_and_write += start.elapsed().as_secs_f64(),
+                Output::Compressed(_) => t.compress += start.elapsed().as_secs_f64(),
             }
         }
         Job::End => {
             let f = current.take().ok_or_else(|| StorageError::Invalid("end of a file never started".into()))?;
-            let OpenFile { mut result, out, probe } = f;
+            let OpenFile { mut result, out, probe, hash, written } = f;
             if let Some(p) = probe {
                 let header = p.finish().map_err(|e| StorageError::corrupt(&result.stored, e))?;
                 result.combined_size = Some(header.combined_size());
             }
-            // Collected at once, so that a failure below never leaves a result behind for the
-            // next file.
-            link.tx.send(HashMsg::End).map_err(|_| hash_gone())?;
-            let (sha512, checksum, hash_seconds) = link.rx.recv().map_err(|_| hash_gone())?;
-            let (w, stored_size, stored_sha) = unseal(out, &sha512, &result.stored)?;
+            let (w, stored_size, stored_sha512) = unseal_pending(out, &result.stored)?;
             result.stored_size = stored_size;
             w.commit(false)?;
-            t.hash += hash_seconds;
-            result.sha512 = sha512;
-            result.checksum = checksum;
-            result.stored_sha512 = stored_sha;
-            shared.results.lock().expect("not poisoned").push(result);
+            match hash {
+                HashFeed::Memory(tx) => drop(tx),
+                HashFeed::File(feed) => feed.end(),
+            }
+            written.send(Written { result, stored_sha512 }).map_err(|_| hash_gone())?;
         }
     }
     Ok(())
@@ -889,11 +1059,18 @@ where
     });
     let workers_n = options.workers.max(1);
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers_n).map(|_| bounded::<Job>(QUEUE)).unzip();
+    let (hash_tx, hash_rx) = bounded::<HashJob>(QUEUE * workers_n);
     let fed = std::thread::scope(|s| -> Result<Option<Fed>> {
-        for rx in receivers {
-            let shared = shared.clone();
-            s.spawn(move || worker(&shared, &rx));
+        for _ in 0..workers_n {
+            let (shared, rx) = (shared.clone(), hash_rx.clone());
+            s.spawn(move || hash_files(&shared, &rx));
         }
+        drop(hash_rx);
+        for rx in receivers {
+            let (shared, hashing) = (shared.clone(), hash_tx.clone());
+            s.spawn(move || worker(&shared, &rx, &hashing));
+        }
+        drop(hash_tx);
         let mut sink = ArchiveSink { scope: s, shared: shared.clone(), senders, archive: None };
         let outcome = feed(&mut sink);
         // Whatever happened, the parser ends and the workers' queues close.

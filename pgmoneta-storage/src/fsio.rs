@@ -198,16 +198,37 @@ pub struct DirectFile {
     written: u64,
     /// Up to where write-back was started.
     advised: u64,
+    /// Whether the file is read back while written: write-back is then started without
+    /// dropping the pages from the cache, which the reader does once it has read them.
+    read_back: bool,
 }
 
 /// Bytes between two starts of write-back while a large file is written.
 const WRITEBACK_STEP: u64 = 16 << 20;
 
-/// Asks the kernel to start writing a range of `file` back now, without waiting (a hint).
+/// Asks the kernel to start writing a range of `file` back now, without waiting (a hint), and
+/// to drop the pages from the cache once written (`len` 0: to the end of the file).
 fn start_writeback(file: &File, from: u64, len: u64) {
     use std::os::fd::AsRawFd;
     let (Ok(from), Ok(len)) = (i64::try_from(from), i64::try_from(len)) else { return };
     let _ = nix::fcntl::posix_fadvise(file.as_raw_fd(), from, len, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+}
+
+/// Asks the kernel to start writing a range of `file` back now, without waiting, and to keep
+/// the pages cached (`len` 0: to the end of the file).
+#[allow(unsafe_code)]
+fn start_writeback_keeping(file: &File, from: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(from), Ok(len)) = (i64::try_from(from), i64::try_from(len)) else { return };
+    // SAFETY: sync_file_range only reads its integer arguments; the descriptor is open for as
+    // long as `file` is borrowed. A failure only means the final sync has more to do.
+    let _ = unsafe { nix::libc::sync_file_range(file.as_raw_fd(), from, len, nix::libc::SYNC_FILE_RANGE_WRITE) };
+}
+
+/// Tells the kernel that a range of `file` that was read will not be read again: its pages
+/// leave the cache once written back (`len` 0: to the end of the file).
+pub(crate) fn drop_cached(file: &File, from: u64, len: u64) {
+    start_writeback(file, from, len);
 }
 
 impl DirectFile {
@@ -227,7 +248,25 @@ impl DirectFile {
             path: path.to_owned(),
             written: 0,
             advised: 0,
+            read_back: false,
         })
+    }
+
+    /// A second handle on the file, to read what was flushed while more is written; the
+    /// reader is then the one to drop the pages from the cache (see [`drop_cached`]).
+    pub fn read_back(&mut self) -> Option<File> {
+        self.file.as_ref()?;
+        let reader = File::open(&self.path).ok()?;
+        self.read_back = true;
+        Some(reader)
+    }
+
+    fn writeback(&self, file: &File, from: u64, len: u64) {
+        if self.read_back {
+            start_writeback_keeping(file, from, len);
+        } else {
+            start_writeback(file, from, len);
+        }
     }
 
     /// Starts write-back of what reached the kernel since the last time, every 16 MiB, so that
@@ -236,7 +275,7 @@ impl DirectFile {
         let Some(w) = self.file.as_ref() else { return };
         let in_kernel = self.written - w.buffer().len() as u64;
         if in_kernel - self.advised >= WRITEBACK_STEP {
-            start_writeback(w.get_ref(), self.advised, in_kernel - self.advised);
+            self.writeback(w.get_ref(), self.advised, in_kernel - self.advised);
             self.advised = in_kernel;
         }
     }
@@ -254,7 +293,7 @@ impl DirectFile {
                 } else {
                     // Start writing the rest back now, without waiting, so that the final sync
                     // of the tree finds little left to do.
-                    start_writeback(&f, self.advised, 0);
+                    self.writeback(&f, self.advised, 0);
                     Ok(())
                 }
             });

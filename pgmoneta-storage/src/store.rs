@@ -24,6 +24,13 @@ pub trait StoreWriter: Write + Send {
     /// # Errors
     /// When the data cannot be made durable; nothing is left under the name then.
     fn commit(self: Box<Self>, sync_dir: bool) -> Result<u64>;
+
+    /// A handle to read the file while it is being written: what reached it before the last
+    /// `flush` can be read at its offset, by another thread, at its own pace. `None` where the
+    /// bytes are not readable before the commit (the default).
+    fn read_back(&mut self) -> Option<std::fs::File> {
+        None
+    }
 }
 
 /// One entry of a directory listing.
@@ -203,6 +210,13 @@ impl StoreWriter for LocalWriter {
         match *self {
             LocalWriter::Atomic(f) => f.commit_with(sync),
             LocalWriter::Direct(f) => f.finish(sync),
+        }
+    }
+
+    fn read_back(&mut self) -> Option<std::fs::File> {
+        match self {
+            LocalWriter::Atomic(_) => None,
+            LocalWriter::Direct(f) => f.read_back(),
         }
     }
 }
