@@ -134,8 +134,15 @@ struct FileResult {
 }
 
 enum Job {
-    Start { root: String, rel: String, manifest_path: String, checksum: String, plain: bool },
-    Chunk(Vec<u8>),
+    Start {
+        root: String,
+        rel: String,
+        manifest_path: String,
+        checksum: String,
+        plain: bool,
+    },
+    /// The next bytes of the file: pieces of the received blocks, not copied.
+    Chunk(Vec<Bytes>),
     End,
 }
 
@@ -203,6 +210,17 @@ impl Write for Sealed {
             Sealed::Aes(w) => w.write(buf),
         }
     }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Sealed::Unchanged(w, n) => {
+                let written = w.write_vectored(bufs)?;
+                *n += written as u64;
+                Ok(written)
+            }
+            Sealed::Plain(w) => w.write_vectored(bufs),
+            Sealed::Aes(w) => w.write_vectored(bufs),
+        }
+    }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Sealed::Unchanged(w, n) => {
@@ -235,6 +253,12 @@ impl Write for Output {
         match self {
             Output::Direct(w) => w.write(buf),
             Output::Compressed(w) => w.write(buf),
+        }
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Output::Direct(w) => w.write_vectored(bufs),
+            Output::Compressed(w) => w.write_vectored(bufs),
         }
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
@@ -327,7 +351,7 @@ struct OpenFile {
 /// The worker's end of a file's hashing.
 enum HashFeed {
     /// The plain bytes, chunk by chunk (the channel closes at the end of the file).
-    Memory(Sender<Arc<Vec<u8>>>),
+    Memory(Sender<Vec<Bytes>>),
     /// The stored file holds the plain bytes: the hashing thread reads them back.
     File(ProgressFeed),
 }
@@ -399,7 +423,7 @@ impl Drop for ProgressFeed {
 
 /// Where a hashing thread gets a file's plain bytes.
 enum HashSource {
-    Memory(Receiver<Arc<Vec<u8>>>),
+    Memory(Receiver<Vec<Bytes>>),
     File { file: std::fs::File, progress: Arc<Progress> },
 }
 
@@ -451,11 +475,13 @@ fn hash_file(shared: &Shared, job: HashJob, buf: &mut [u8], seconds: &mut f64) -
     let mut hashed = 0u64;
     match source {
         HashSource::Memory(chunks) => {
-            for data in chunks.iter() {
+            for chunk in chunks.iter() {
                 let start = Instant::now();
-                sha.update(&data);
-                check.update(&data);
-                hashed += data.len() as u64;
+                for data in &chunk {
+                    sha.update(data);
+                    check.update(data);
+                    hashed += data.len() as u64;
+                }
                 *seconds += start.elapsed().as_secs_f64();
             }
         }
@@ -582,23 +608,24 @@ fn handle(
             });
             hashing.send(job).map_err(|_| hash_gone())?;
         }
-        Job::Chunk(data) => {
+        Job::Chunk(pieces) => {
             let f = current.as_mut().ok_or_else(|| StorageError::Invalid("file data without a file".into()))?;
             let start = Instant::now();
-            f.result.plain_size += data.len() as u64;
+            f.result.plain_size += pieces.iter().map(|p| p.len() as u64).sum::<u64>();
             if let Some(p) = &mut f.probe {
-                p.feed(&data);
+                for piece in &pieces {
+                    p.feed(piece);
+                }
             }
             let stored = &f.result.stored;
+            let writing = StorageError::io("writing", stored);
             match &mut f.hash {
                 HashFeed::Memory(tx) => {
-                    let data = Arc::new(data);
-                    tx.send(data.clone()).map_err(|_| hash_gone())?;
-                    f.out.write_all(&data).map_err(StorageError::io("writing", stored))?;
+                    tx.send(pieces.clone()).map_err(|_| hash_gone())?;
+                    write_pieces(&mut f.out, &pieces).map_err(writing)?;
                 }
                 HashFeed::File(feed) => {
-                    f.out.write_all(&data).map_err(StorageError::io("writing", stored))?;
-                    f.out.flush().map_err(StorageError::io("writing", stored))?;
+                    write_pieces(&mut f.out, &pieces).and_then(|()| f.out.flush()).map_err(writing)?;
                     feed.advance(f.result.plain_size);
                 }
             }
@@ -627,6 +654,22 @@ fn handle(
     Ok(())
 }
 
+/// Writes all of `pieces`, in as few calls as the writer allows (one `writev` for a file
+/// stored as received).
+fn write_pieces(w: &mut dyn Write, pieces: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> = pieces.iter().map(|p| io::IoSlice::new(p)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match w.write_vectored(rest) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the file took no more bytes")),
+            Ok(n) => io::IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// A `Read` over the chunks of one archive arriving on a channel.
 struct ChannelReader {
     rx: Receiver<Bytes>,
@@ -648,24 +691,56 @@ impl Read for ChannelReader {
     }
 }
 
-/// Parses one archive and dispatches its files to the workers.
+/// An archive's bytes in blocks: as received, or decoded from the server's compression.
+enum ArchiveInput {
+    Received(Receiver<Bytes>),
+    Decoded(Box<Decoder<BufReader<ChannelReader>>>),
+}
+
+impl ArchiveInput {
+    /// The next block; `None` at the end.
+    fn next_block(&mut self) -> io::Result<Option<Bytes>> {
+        match self {
+            ArchiveInput::Received(rx) => Ok(rx.recv().ok()),
+            ArchiveInput::Decoded(reader) => {
+                let mut buf = vec![0u8; CHUNK];
+                loop {
+                    match reader.read(&mut buf) {
+                        Ok(0) => return Ok(None),
+                        Ok(n) => {
+                            buf.truncate(n);
+                            return Ok(Some(Bytes::from(buf)));
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Parses one archive and dispatches its files to the workers. A file's bytes go to its worker
+/// as pieces of the blocks they arrived in, without a copy.
 fn parse_archive(
     shared: &Shared,
     archive: &ArchiveInfo,
     root: &str,
-    input: ChannelReader,
+    rx: Receiver<Bytes>,
     workers: &[Sender<Job>],
 ) -> Result<()> {
-    let server_algorithm = match shared.options.compression.side {
-        Side::Server => shared.options.compression.algorithm,
-        Side::Client => Algorithm::None,
+    let mut input = match shared.options.compression.side {
+        Side::Server if shared.options.compression.algorithm != Algorithm::None => {
+            let reader = ChannelReader { rx, current: Bytes::new() };
+            let decoder = Decoder::new(shared.options.compression.algorithm, BufReader::with_capacity(CHUNK, reader))
+                .map_err(StorageError::io("decoding", &archive.name))?;
+            ArchiveInput::Decoded(Box::new(decoder))
+        }
+        _ => ArchiveInput::Received(rx),
     };
-    let mut reader = Decoder::new(server_algorithm, BufReader::with_capacity(CHUNK, input))
-        .map_err(StorageError::io("decoding", &archive.name))?;
     let mut parser = TarParser::new();
-    let mut buf = vec![0u8; CHUNK];
-    // The worker of the file being received and its pending chunk.
-    let mut target: Option<(usize, Vec<u8>)> = None;
+    // The worker of the file being received, its pending pieces and their length.
+    let mut target: Option<(usize, Vec<Bytes>, usize)> = None;
     let mut turn = 0usize;
     let tablespace_prefix = archive.tablespace_oid.map(|oid| format!("pg_tblspc/{oid}/"));
     let checksum = "CRC32C".to_owned();
@@ -673,13 +748,12 @@ fn parse_archive(
         if shared.stopped() {
             return Ok(());
         }
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        let block = match input.next_block() {
+            Ok(Some(b)) => b,
+            Ok(None) => break,
             Err(e) => return Err(StorageError::io("decoding", &archive.name)(e)),
         };
-        parser.feed(&buf[..n], |event| -> Result<()> {
+        parser.feed(&block, |event| -> Result<()> {
             match event {
                 TarEvent::Entry(entry) => {
                     let path = entry
@@ -711,7 +785,7 @@ fn parse_archive(
                                 plain,
                             };
                             send(shared, &workers[w], job)?;
-                            target = Some((w, Vec::with_capacity(CHUNK)));
+                            target = Some((w, Vec::new(), 0));
                         }
                         TarEntryKind::Symlink { target: to } => {
                             let link = join(&[root, &path]);
@@ -741,16 +815,18 @@ fn parse_archive(
                     }
                 }
                 TarEvent::Data(data) => {
-                    let (w, pending) =
+                    let (w, pending, len) =
                         target.as_mut().ok_or_else(|| StorageError::Invalid("tar data outside a file".into()))?;
-                    pending.extend_from_slice(data);
-                    if pending.len() >= CHUNK {
-                        let full = std::mem::replace(pending, Vec::with_capacity(CHUNK));
-                        send(shared, &workers[*w], Job::Chunk(full))?;
+                    // The parser's data is a slice of the block it was fed.
+                    pending.push(block.slice_ref(data));
+                    *len += data.len();
+                    if *len >= CHUNK {
+                        *len = 0;
+                        send(shared, &workers[*w], Job::Chunk(std::mem::take(pending)))?;
                     }
                 }
                 TarEvent::EndOfEntry => {
-                    if let Some((w, pending)) = target.take() {
+                    if let Some((w, pending, _)) = target.take() {
                         if !pending.is_empty() {
                             send(shared, &workers[w], Job::Chunk(pending))?;
                         }
@@ -973,8 +1049,7 @@ impl<'scope> ArchiveSink<'scope, '_> {
         let shared = self.shared.clone();
         let senders = self.senders.clone();
         let handle = self.scope.spawn(move || {
-            let input = ChannelReader { rx, current: Bytes::new() };
-            let r = parse_archive(&shared, &info, &root, input, &senders);
+            let r = parse_archive(&shared, &info, &root, rx, &senders);
             if r.is_err() {
                 // Stops the feeding; the error itself is returned by join.
                 shared.failed.store(true, Ordering::SeqCst);

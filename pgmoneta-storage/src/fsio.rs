@@ -312,6 +312,13 @@ impl Write for DirectFile {
         Ok(n)
     }
 
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.file.as_mut().expect("open until finish").write_vectored(bufs)?;
+        self.written += n as u64;
+        self.pace();
+        Ok(n)
+    }
+
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.file.as_mut().expect("open until finish").write_all(buf)?;
         self.written += buf.len() as u64;

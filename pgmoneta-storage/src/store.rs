@@ -197,6 +197,9 @@ impl Write for LocalWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.inner().write(buf)
     }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.inner().write_vectored(bufs)
+    }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.inner().write_all(buf)
     }
