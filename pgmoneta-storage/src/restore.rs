@@ -310,6 +310,8 @@ pub fn select_backup(backups: &[BackupInfo], selector: &BackupSelector, target: 
 struct FileJob {
     stored: String,
     target: PathBuf,
+    /// The file's path in PostgreSQL's `backup_manifest`.
+    manifest_path: String,
     /// For an incremental file: its manifest path once combined and the versions to combine,
     /// newest first.
     combine: Option<(String, Vec<crate::incremental::ChainVersion>)>,
@@ -387,6 +389,99 @@ pub fn stored_form(name: &str) -> (&str, Algorithm, bool) {
         }
     }
     (rest, Algorithm::None, encrypted)
+}
+
+/// What PostgreSQL's `backup_manifest` of the backup in `backup_dir` says of the files the
+/// jobs restore, by manifest path. Every file it lists must be among them (an incremental
+/// file stands for its combined form, which is checked by combining). A backup without the
+/// manifest gets no checks.
+///
+/// # Errors
+/// [`StorageError::Corrupt`] for an unreadable manifest or a file it lists that the backup
+/// does not have.
+fn expected_files(
+    store: &dyn Store,
+    backup_dir: &str,
+    jobs: &[FileJob],
+) -> Result<BTreeMap<String, crate::manifest::PgManifestFile>> {
+    let path = join(&[backup_dir, "data", "backup_manifest"]);
+    let bytes = match store.read(&path) {
+        Ok(b) => b,
+        Err(StorageError::NotFound(_)) => {
+            log::warn!("{path} does not exist: the restored files are not checked");
+            return Ok(BTreeMap::new());
+        }
+        Err(e) => return Err(e),
+    };
+    let manifest = crate::manifest::PgManifest::parse(&bytes).map_err(|e| match e {
+        StorageError::Corrupt { reason, .. } => StorageError::corrupt(&path, reason),
+        other => other,
+    })?;
+    let restored: std::collections::BTreeSet<&str> = jobs.iter().map(|j| j.manifest_path.as_str()).collect();
+    if let Some(missing) = manifest.files.iter().find(|f| !restored.contains(f.path.as_str())) {
+        return Err(StorageError::corrupt(
+            &path,
+            format!("{} is listed but the backup has no such file", missing.path),
+        ));
+    }
+    Ok(manifest.files.into_iter().map(|f| (f.path.clone(), f)).collect())
+}
+
+/// Restores one file, checking the restored bytes against PostgreSQL's manifest when it lists
+/// the file: its size, and its checksum when this program computes that algorithm.
+fn restore_checked(
+    store: &dyn Store,
+    job: &FileJob,
+    expected: Option<&crate::manifest::PgManifestFile>,
+    cipher: Option<Cipher>,
+    key: Option<&MasterKey>,
+) -> Result<u64> {
+    let Some(expected) = expected else {
+        return restore_file(store, &job.stored, &job.target, cipher, key);
+    };
+    let check = crate::manifest::ManifestChecksum::new(&expected.checksum_algorithm).ok();
+    let mut raw = store.open(&job.stored)?;
+    let mut out = fsio::AtomicFile::create(&job.target)?;
+    let mut checked = CheckedWriter { inner: &mut out, check, bytes: 0 };
+    decode_stored(&mut raw, &job.stored, cipher, key, &mut checked, &job.target)?;
+    let CheckedWriter { check, bytes, .. } = checked;
+    let mismatch = if bytes != expected.size {
+        Some(format!("restored to {bytes} bytes, backup_manifest says {}", expected.size))
+    } else {
+        check.map(|c| c.finish_hex()).filter(|sum| !sum.eq_ignore_ascii_case(&expected.checksum)).map(|sum| {
+            format!(
+                "restored bytes have {} {sum}, backup_manifest says {}",
+                expected.checksum_algorithm, expected.checksum
+            )
+        })
+    };
+    if let Some(reason) = mismatch {
+        // The temporary file goes with `out`.
+        return Err(StorageError::corrupt(&job.stored, reason));
+    }
+    out.commit_with(false)?;
+    Ok(bytes)
+}
+
+/// Counts and checksums the bytes on their way to a restored file.
+struct CheckedWriter<'a> {
+    inner: &'a mut dyn Write,
+    check: Option<crate::manifest::ManifestChecksum>,
+    bytes: u64,
+}
+
+impl Write for CheckedWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(c) = &mut self.check {
+            c.update(&buf[..n]);
+        }
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Restores one stored file to `target` (temporary name, sync, rename). Returns bytes written.
@@ -497,6 +592,7 @@ fn walk(
     store: &dyn Store,
     stored_dir: &str,
     target: &Path,
+    prefix: &str,
     jobs: &mut Vec<FileJob>,
     dirs: &mut Vec<PathBuf>,
 ) -> Result<()> {
@@ -509,16 +605,19 @@ fn walk(
         }
         let stored = join(&[stored_dir, &e.name]);
         match e.kind {
-            EntryKind::Dir => walk(store, &stored, &target.join(&e.name), jobs, dirs)?,
-            EntryKind::File => {
-                let (plain, _, _) = stored_form(&e.name);
-                jobs.push(FileJob { stored, target: target.join(plain), combine: None });
+            EntryKind::Dir => {
+                walk(store, &stored, &target.join(&e.name), &format!("{prefix}{}/", e.name), jobs, dirs)?;
             }
             // Tablespace links are made anew; other links lead to an older backup's file.
             EntryKind::Symlink if stored_dir.ends_with("/data/pg_tblspc") => {}
-            EntryKind::Symlink => {
+            EntryKind::File | EntryKind::Symlink => {
                 let (plain, _, _) = stored_form(&e.name);
-                jobs.push(FileJob { stored, target: target.join(plain), combine: None });
+                jobs.push(FileJob {
+                    stored,
+                    target: target.join(plain),
+                    manifest_path: format!("{prefix}{plain}"),
+                    combine: None,
+                });
             }
         }
     }
@@ -632,12 +731,12 @@ fn restore_into(
     let backup_dir = layout::backup_dir(&options.server, &info.label);
     let mut jobs = Vec::new();
     let mut dirs = Vec::new();
-    walk(store, &join(&[&backup_dir, "data"]), data_dir, &mut jobs, &mut dirs)?;
+    walk(store, &join(&[&backup_dir, "data"]), data_dir, "", &mut jobs, &mut dirs)?;
     let mut links = Vec::new();
     for t in &info.tablespaces {
         let dest = tablespace_target(options, info, &t.dir);
         fsio::remove_dir_all(&dest)?;
-        walk(store, &join(&[&backup_dir, &t.dir]), &dest, &mut jobs, &mut dirs)?;
+        walk(store, &join(&[&backup_dir, &t.dir]), &dest, &format!("pg_tblspc/{}/", t.oid), &mut jobs, &mut dirs)?;
         links.push((t.oid.clone(), format!("../../{}-{}-{}", options.server, info.label, t.dir)));
     }
     // backup_manifest is for verification, not part of the data directory (a combined backup
@@ -647,6 +746,7 @@ fn restore_into(
     if combined {
         plan_combines(store, &options.server, chain, &mut jobs)?;
     }
+    let expected = expected_files(store, &backup_dir, &jobs)?;
     let results: Mutex<BTreeMap<String, (u64, u32)>> = Mutex::new(BTreeMap::new());
     let control = data_dir.join("global").join("pg_control");
     let (last, rest): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.target == control);
@@ -667,7 +767,7 @@ fn restore_into(
                         return;
                     }
                     let done = match &j.combine {
-                        None => restore_file(store, &j.stored, &j.target, cipher, key.as_deref()),
+                        None => restore_checked(store, &j, expected.get(&j.manifest_path), cipher, key.as_deref()),
                         Some((path, versions)) => {
                             combine_file(store, path, versions, key.as_deref(), &options.directory, &j.target).map(
                                 |(n, crc)| {
@@ -746,7 +846,7 @@ fn restore_into(
     }
     let mut totals = totals.into_inner().expect("not poisoned");
     for j in last {
-        totals.1 += restore_file(store, &j.stored, &j.target, cipher, key.as_deref())?;
+        totals.1 += restore_checked(store, &j, expected.get(&j.manifest_path), cipher, key.as_deref())?;
         totals.0 += 1;
         if let Some(parent) = j.target.parent() {
             fsio::sync_dir(parent)?;
