@@ -40,6 +40,10 @@ use crate::tar::{EntryKind as TarEntryKind, TarEvent, TarParser};
 const CHUNK: usize = 256 << 10;
 /// Chunks queued per worker.
 const QUEUE: usize = 8;
+/// Chunks of a file queued for its hashing thread when they go in memory. Up to `QUEUE` files
+/// per worker may wait for a hashing thread, each with this many chunks: memory stays bounded
+/// by `workers × QUEUE × HASH_QUEUE` chunks (plus the blocks their pieces keep alive).
+const HASH_QUEUE: usize = 4;
 
 /// How to take a backup.
 #[derive(Clone, Debug)]
@@ -462,6 +466,9 @@ fn hash_files(shared: &Shared, jobs: &Receiver<HashJob>) {
         match hash_file(shared, job, &mut buf, &mut seconds) {
             Ok(Some(result)) => shared.results.lock().expect("not poisoned").push(result),
             Ok(None) => {}
+            // After a stop, a failure is its consequence: the cause is already recorded (or
+            // the backup was cancelled).
+            Err(_) if shared.stopped() => {}
             Err(e) => shared.fail(e),
         }
     }
@@ -536,7 +543,11 @@ fn worker(shared: &Shared, jobs: &Receiver<Job>, hashing: &Sender<HashJob>) {
         }
         if let Err(e) = handle(shared, job, &mut current, &mut t, hashing) {
             current = None;
-            shared.fail(e);
+            // After a stop (a failure elsewhere, a cancel), the hashing threads drop their
+            // work and sends to them fail: that is not the cause, which is already known.
+            if !shared.stopped() {
+                shared.fail(e);
+            }
         }
     }
     let mut all = shared.timings.lock().expect("not poisoned");
@@ -572,7 +583,7 @@ fn handle(
                     (HashFeed::File(feed), HashSource::File { file, progress })
                 }
                 None => {
-                    let (tx, rx) = bounded(QUEUE);
+                    let (tx, rx) = bounded(HASH_QUEUE);
                     (HashFeed::Memory(tx), HashSource::Memory(rx))
                 }
             };
@@ -703,18 +714,23 @@ impl ArchiveInput {
         match self {
             ArchiveInput::Received(rx) => Ok(rx.recv().ok()),
             ArchiveInput::Decoded(reader) => {
+                // Filled whole (a decoder may return less per read), so that the pieces handed
+                // on never keep a mostly empty block alive.
                 let mut buf = vec![0u8; CHUNK];
-                loop {
-                    match reader.read(&mut buf) {
-                        Ok(0) => return Ok(None),
-                        Ok(n) => {
-                            buf.truncate(n);
-                            return Ok(Some(Bytes::from(buf)));
-                        }
+                let mut filled = 0;
+                while filled < buf.len() {
+                    match reader.read(&mut buf[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => return Err(e),
                     }
                 }
+                if filled == 0 {
+                    return Ok(None);
+                }
+                buf.truncate(filled);
+                Ok(Some(Bytes::from(buf)))
             }
         }
     }

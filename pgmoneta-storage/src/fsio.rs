@@ -225,8 +225,9 @@ fn start_writeback_keeping(file: &File, from: u64, len: u64) {
     let _ = unsafe { nix::libc::sync_file_range(file.as_raw_fd(), from, len, nix::libc::SYNC_FILE_RANGE_WRITE) };
 }
 
-/// Tells the kernel that a range of `file` that was read will not be read again: its pages
-/// leave the cache once written back (`len` 0: to the end of the file).
+/// Tells the kernel that a range of `file` that was read will not be read again: the pages
+/// already written back leave the cache, write-back of the others starts (they stay cached
+/// until memory is needed; `len` 0: to the end of the file).
 pub(crate) fn drop_cached(file: &File, from: u64, len: u64) {
     start_writeback(file, from, len);
 }

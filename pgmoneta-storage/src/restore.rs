@@ -312,6 +312,8 @@ struct FileJob {
     target: PathBuf,
     /// The file's path in PostgreSQL's `backup_manifest`.
     manifest_path: String,
+    /// How it is stored: compression, and whether it is encrypted.
+    form: (Algorithm, bool),
     /// For an incremental file: its manifest path once combined and the versions to combine,
     /// newest first.
     combine: Option<(String, Vec<crate::incremental::ChainVersion>)>,
@@ -391,10 +393,37 @@ pub fn stored_form(name: &str) -> (&str, Algorithm, bool) {
     (rest, Algorithm::None, encrypted)
 }
 
+/// Like [`stored_form`], for a file of a backup whose files are stored with `algorithm` and,
+/// when `encrypted`, encryption: only that whole suffix is taken off, so a file of the data
+/// directory that is itself named `*.gz` (say) keeps its name and its bytes.
+pub fn stored_form_for(name: &str, algorithm: Algorithm, encrypted: bool) -> (&str, Algorithm, bool) {
+    let suffix = format!("{}{}", algorithm.suffix(), if encrypted { AES_SUFFIX } else { "" });
+    match name.strip_suffix(suffix.as_str()) {
+        Some(plain) if !suffix.is_empty() && !plain.is_empty() => (plain, algorithm, encrypted),
+        _ => (name, Algorithm::None, false),
+    }
+}
+
+/// How the files of `info` are stored: its compression algorithm and whether they are
+/// encrypted; `None` for a compression code this program does not know (names decide then).
+fn storage_of(info: &BackupInfo) -> Option<(Algorithm, bool)> {
+    let compression = pgmoneta_compress::Compression::from_code(i32::from(info.compression)).ok()?;
+    Some((compression.algorithm, info.encryption != 0))
+}
+
+/// The plain name and stored form of `name` in a backup stored as `storage` (see
+/// [`storage_of`]).
+fn form_in(name: &str, storage: Option<(Algorithm, bool)>) -> (&str, Algorithm, bool) {
+    match storage {
+        Some((algorithm, encrypted)) => stored_form_for(name, algorithm, encrypted),
+        None => stored_form(name),
+    }
+}
+
 /// What PostgreSQL's `backup_manifest` of the backup in `backup_dir` says of the files the
 /// jobs restore, by manifest path. Every file it lists must be among them (an incremental
-/// file stands for its combined form, which is checked by combining). A backup without the
-/// manifest gets no checks.
+/// file's job makes its combined form, which is not checked against the manifest). A backup
+/// without the manifest gets no checks.
 ///
 /// # Errors
 /// [`StorageError::Corrupt`] for an unreadable manifest or a file it lists that the backup
@@ -437,13 +466,13 @@ fn restore_checked(
     key: Option<&MasterKey>,
 ) -> Result<u64> {
     let Some(expected) = expected else {
-        return restore_file(store, &job.stored, &job.target, cipher, key);
+        return restore_file(store, &job.stored, job.form, &job.target, cipher, key);
     };
     let check = crate::manifest::ManifestChecksum::new(&expected.checksum_algorithm).ok();
     let mut raw = store.open(&job.stored)?;
     let mut out = fsio::AtomicFile::create(&job.target)?;
     let mut checked = CheckedWriter { inner: &mut out, check, bytes: 0 };
-    decode_stored(&mut raw, &job.stored, cipher, key, &mut checked, &job.target)?;
+    decode_stored_as(&mut raw, &job.stored, job.form, cipher, key, &mut checked, &job.target)?;
     let CheckedWriter { check, bytes, .. } = checked;
     let mismatch = if bytes != expected.size {
         Some(format!("restored to {bytes} bytes, backup_manifest says {}", expected.size))
@@ -488,13 +517,14 @@ impl Write for CheckedWriter<'_> {
 fn restore_file(
     store: &dyn Store,
     stored: &str,
+    form: (Algorithm, bool),
     target: &Path,
     cipher: Option<Cipher>,
     key: Option<&MasterKey>,
 ) -> Result<u64> {
     let mut raw = store.open(stored)?;
     let mut out = fsio::AtomicFile::create(target)?;
-    let n = decode_stored(&mut raw, stored, cipher, key, &mut out, target)?;
+    let n = decode_stored_as(&mut raw, stored, form, cipher, key, &mut out, target)?;
     out.commit_with(false)?;
     Ok(n)
 }
@@ -517,6 +547,23 @@ pub fn decode_stored(
 ) -> Result<u64> {
     let name = stored.rsplit('/').next().unwrap_or(stored);
     let (_, algorithm, encrypted) = stored_form(name);
+    decode_stored_as(raw, stored, (algorithm, encrypted), cipher, key, out, target)
+}
+
+/// [`decode_stored`] with the stored form given (compression, encrypted) rather than read
+/// from the name.
+///
+/// # Errors
+/// As [`decode_stored`].
+pub fn decode_stored_as(
+    raw: &mut dyn Read,
+    stored: &str,
+    (algorithm, encrypted): (Algorithm, bool),
+    cipher: Option<Cipher>,
+    key: Option<&MasterKey>,
+    out: &mut dyn Write,
+    target: &Path,
+) -> Result<u64> {
     let result = if encrypted {
         let key =
             key.ok_or_else(|| StorageError::Invalid(format!("{stored} is encrypted and no master key was given")))?;
@@ -557,7 +604,9 @@ pub fn restore_one(
     key: Option<&MasterKey>,
 ) -> Result<u64> {
     let stored = stored_path(store, server, info, path)?;
-    restore_file(store, &stored, target, Cipher::from_code(info.encryption), key)
+    let name = stored.rsplit('/').next().unwrap_or(&stored);
+    let (_, algorithm, encrypted) = form_in(name, storage_of(info));
+    restore_file(store, &stored, (algorithm, encrypted), target, Cipher::from_code(info.encryption), key)
 }
 
 /// Where a backup stores the file a manifest path names, suffixes included.
@@ -588,11 +637,13 @@ pub(crate) fn stored_path(store: &dyn Store, server: &str, info: &BackupInfo, pa
 }
 
 /// Walks a stored tree, creating directories under `target` and collecting files.
+#[allow(clippy::too_many_arguments)]
 fn walk(
     store: &dyn Store,
     stored_dir: &str,
     target: &Path,
     prefix: &str,
+    storage: Option<(Algorithm, bool)>,
     jobs: &mut Vec<FileJob>,
     dirs: &mut Vec<PathBuf>,
 ) -> Result<()> {
@@ -606,16 +657,17 @@ fn walk(
         let stored = join(&[stored_dir, &e.name]);
         match e.kind {
             EntryKind::Dir => {
-                walk(store, &stored, &target.join(&e.name), &format!("{prefix}{}/", e.name), jobs, dirs)?;
+                walk(store, &stored, &target.join(&e.name), &format!("{prefix}{}/", e.name), storage, jobs, dirs)?;
             }
             // Tablespace links are made anew; other links lead to an older backup's file.
             EntryKind::Symlink if stored_dir.ends_with("/data/pg_tblspc") => {}
             EntryKind::File | EntryKind::Symlink => {
-                let (plain, _, _) = stored_form(&e.name);
+                let (plain, algorithm, encrypted) = form_in(&e.name, storage);
                 jobs.push(FileJob {
                     stored,
                     target: target.join(plain),
                     manifest_path: format!("{prefix}{plain}"),
+                    form: (algorithm, encrypted),
                     combine: None,
                 });
             }
@@ -731,12 +783,14 @@ fn restore_into(
     let backup_dir = layout::backup_dir(&options.server, &info.label);
     let mut jobs = Vec::new();
     let mut dirs = Vec::new();
-    walk(store, &join(&[&backup_dir, "data"]), data_dir, "", &mut jobs, &mut dirs)?;
+    let storage = storage_of(info);
+    walk(store, &join(&[&backup_dir, "data"]), data_dir, "", storage, &mut jobs, &mut dirs)?;
     let mut links = Vec::new();
     for t in &info.tablespaces {
         let dest = tablespace_target(options, info, &t.dir);
         fsio::remove_dir_all(&dest)?;
-        walk(store, &join(&[&backup_dir, &t.dir]), &dest, &format!("pg_tblspc/{}/", t.oid), &mut jobs, &mut dirs)?;
+        let prefix = format!("pg_tblspc/{}/", t.oid);
+        walk(store, &join(&[&backup_dir, &t.dir]), &dest, &prefix, storage, &mut jobs, &mut dirs)?;
         links.push((t.oid.clone(), format!("../../{}-{}-{}", options.server, info.label, t.dir)));
     }
     // backup_manifest is for verification, not part of the data directory (a combined backup

@@ -257,6 +257,9 @@ fn a_plain_backup_with_a_flipped_byte_or_a_missing_file_is_not_restored() {
     let cluster = Cluster::builder().start().unwrap();
     cluster.execute("CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 20000) g").unwrap();
     cluster.execute("CHECKPOINT").unwrap();
+    // A file of the data directory whose name ends like a compressed one: kept as it is.
+    let notes = b"not gzip, whatever the name says";
+    std::fs::write(cluster.data_dir().join("notes.gz"), notes).unwrap();
     let repo = tempfile::tempdir().unwrap();
     let store = Arc::new(LocalStore::new(repo.path()));
     let info = backup(&cluster, store.clone(), &BackupOptions::new("primary", label(31)));
@@ -288,6 +291,7 @@ fn a_plain_backup_with_a_flipped_byte_or_a_missing_file_is_not_restored() {
 
     std::fs::write(&stored, &original).unwrap();
     let report = restore(store.as_ref(), &ropts).unwrap();
+    assert_eq!(std::fs::read(report.data_dir.join("notes.gz")).unwrap(), notes);
     let restored =
         Cluster::start_on(cluster.install().clone(), &report.data_dir, cluster.superuser_password()).unwrap();
     assert_eq!(restored.query_scalar("SELECT count(*) FROM t").unwrap(), "20000");

@@ -186,9 +186,10 @@ fn interrupted_backups_leave_nothing_valid() {
     restore_and_compare(&cluster, store.as_ref(), &info.label, &expected);
 }
 
-/// A backup stored as received (its files hashed by reading them back while they are written)
-/// cancelled in the middle of a large file: the hashing stops, nothing is left, and the next
-/// backup into the same repository is whole.
+/// A backup cancelled inside its largest file, stored as received (its files hashed by reading
+/// them back while they are written) or encrypted (hashed from memory): the backup ends as
+/// cancelled, not with an error of the hashing it stopped, nothing is left, and the next backup
+/// into the same repository is whole.
 #[test]
 fn a_cancelled_backup_leaves_nothing_and_the_next_is_whole() {
     let cluster = Cluster::builder().start().unwrap();
@@ -197,29 +198,34 @@ fn a_cancelled_backup_leaves_nothing_and_the_next_is_whole() {
     let expected = pgbench_state(&cluster);
     let repo = tempfile::tempdir().unwrap();
     let store = Arc::new(LocalStore::new(repo.path()));
-    let mut opts = BackupOptions::new("primary", label(400));
-    opts.workers = 2;
-    // 20 MB/s: the cancel lands inside pgbench_accounts (64 MB), whatever the machine.
-    opts.max_rate_kb = Some(20_000);
-    let (cancel, progress) = (opts.cancel.clone(), opts.progress.clone());
-    let watcher = std::thread::spawn(move || {
-        while progress.done.load(std::sync::atomic::Ordering::Relaxed) < 30 << 20 {
-            std::thread::sleep(std::time::Duration::from_millis(2));
+    for (i, encrypted) in [false, true].into_iter().enumerate() {
+        let mut opts = BackupOptions::new("primary", label(400 + i as u32));
+        opts.workers = 2;
+        if encrypted {
+            opts.encryption = Some((pgmoneta_crypto::Cipher::Aes256Gcm, crate::test_key()));
         }
-        cancel.store(true, std::sync::atomic::Ordering::SeqCst);
-    });
-    let mut conn = replication(&cluster);
-    let r = take_backup(&mut conn, cluster.version(), minor(&cluster), store.clone(), &opts);
-    watcher.join().unwrap();
-    assert!(
-        matches!(r, Err(pgmoneta_storage::StorageError::Cancelled)),
-        "a cancelled backup ended with {:?}",
-        r.map(|i| i.label)
-    );
-    assert!(list_backups(store.as_ref(), "primary").unwrap().is_empty());
-    assert!(!store.exists(&format!("primary/backup/{}", opts.label)), "the cancelled backup left files");
+        // 20 MB/s: the cancel lands inside pgbench_accounts (64 MB), whatever the machine.
+        opts.max_rate_kb = Some(20_000);
+        let (cancel, progress) = (opts.cancel.clone(), opts.progress.clone());
+        let watcher = std::thread::spawn(move || {
+            while progress.done.load(std::sync::atomic::Ordering::Relaxed) < 30 << 20 {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut conn = replication(&cluster);
+        let r = take_backup(&mut conn, cluster.version(), minor(&cluster), store.clone(), &opts);
+        watcher.join().unwrap();
+        assert!(
+            matches!(r, Err(pgmoneta_storage::StorageError::Cancelled)),
+            "a cancelled backup (encrypted: {encrypted}) ended with {:?}",
+            r.map(|i| i.label)
+        );
+        assert!(list_backups(store.as_ref(), "primary").unwrap().is_empty());
+        assert!(!store.exists(&format!("primary/backup/{}", opts.label)), "the cancelled backup left files");
+    }
 
-    let opts = BackupOptions::new("primary", label(401));
+    let opts = BackupOptions::new("primary", label(402));
     let info = backup(&cluster, store.clone(), &opts);
     verify_clean(store.as_ref(), &info.label);
     restore_and_compare(&cluster, store.as_ref(), &info.label, &expected);
