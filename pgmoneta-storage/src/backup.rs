@@ -1226,6 +1226,9 @@ where
         label: options.label.to_string(),
         major_version: version.major(),
         tablespaces: shared.tablespaces.lock().expect("not poisoned").clone(),
+        // How its files are named (their suffix) follows from these.
+        compression: options.compression.code() as u8,
+        encryption: options.encryption.as_ref().map_or(0, |(c, _)| c.code()),
         ..BackupInfo::default()
     };
     let linked = if options.link {

@@ -83,7 +83,7 @@ pub(crate) fn load_sums(store: &dyn Store, server: &str, label: &str) -> Result<
 }
 
 /// Stored files of a backup: manifest path to stored path (relative to the repository), for
-/// regular files and for links alike.
+/// regular files and for links alike. Only the backup's own suffix is taken off a name.
 pub(crate) fn stored_files(
     store: &dyn Store,
     server: &str,
@@ -91,6 +91,7 @@ pub(crate) fn stored_files(
 ) -> Result<BTreeMap<String, (String, bool)>> {
     let dir = layout::backup_dir(server, &info.label);
     let mut out = BTreeMap::new();
+    let storage = crate::restore::storage_of(info);
     let mut roots = vec![(join(&[&dir, "data"]), String::new())];
     for t in &info.tablespaces {
         roots.push((join(&[&dir, &t.dir]), format!("pg_tblspc/{}/", t.oid)));
@@ -107,7 +108,7 @@ pub(crate) fn stored_files(
                     if d.ends_with("/data/pg_tblspc") {
                         continue;
                     }
-                    let (plain, _, _) = stored_form(&e.name);
+                    let (plain, _, _) = crate::restore::form_in(&e.name, storage);
                     out.insert(format!("{prefix}{plain}"), (stored, e.kind == EntryKind::Symlink));
                 }
             }

@@ -406,14 +406,14 @@ pub fn stored_form_for(name: &str, algorithm: Algorithm, encrypted: bool) -> (&s
 
 /// How the files of `info` are stored: its compression algorithm and whether they are
 /// encrypted; `None` for a compression code this program does not know (names decide then).
-fn storage_of(info: &BackupInfo) -> Option<(Algorithm, bool)> {
+pub(crate) fn storage_of(info: &BackupInfo) -> Option<(Algorithm, bool)> {
     let compression = pgmoneta_compress::Compression::from_code(i32::from(info.compression)).ok()?;
     Some((compression.algorithm, info.encryption != 0))
 }
 
 /// The plain name and stored form of `name` in a backup stored as `storage` (see
 /// [`storage_of`]).
-fn form_in(name: &str, storage: Option<(Algorithm, bool)>) -> (&str, Algorithm, bool) {
+pub(crate) fn form_in(name: &str, storage: Option<(Algorithm, bool)>) -> (&str, Algorithm, bool) {
     match storage {
         Some((algorithm, encrypted)) => stored_form_for(name, algorithm, encrypted),
         None => stored_form(name),
@@ -631,7 +631,7 @@ pub(crate) fn stored_path(store: &dyn Store, server: &str, info: &BackupInfo, pa
     store
         .list(parent)?
         .into_iter()
-        .find(|e| stored_form(&e.name).0 == name)
+        .find(|e| form_in(&e.name, storage_of(info)).0 == name)
         .map(|e| join(&[parent, &e.name]))
         .ok_or_else(|| StorageError::NotFound(format!("backup {} holds no {path}", info.label)))
 }
@@ -1091,6 +1091,7 @@ pub fn verify(
     let covered: std::collections::BTreeSet<String> =
         manifest.files.keys().filter_map(|p| stored.get(p)).map(|st| relative(st)).collect();
     let cipher = Cipher::from_code(info.encryption);
+    let storage = storage_of(info);
     let all = Mutex::new(Vec::new());
     enum Check {
         Plain(String, String),
@@ -1123,7 +1124,7 @@ pub fn verify(
                                 computed: String::new(),
                                 error: Some("missing".into()),
                             },
-                            Some(st) => match hash_stored(store, st, cipher, master_key) {
+                            Some(st) => match hash_stored(store, st, storage, cipher, master_key) {
                                 Ok((plain, raw)) => {
                                     let stored_expected = sums.files.get(&relative(st));
                                     let mut v = result(path, expected, Ok(plain));
@@ -1171,12 +1172,15 @@ fn hash_raw(store: &dyn Store, stored: &str) -> Result<String> {
 fn hash_stored(
     store: &dyn Store,
     stored: &str,
+    storage: Option<(Algorithm, bool)>,
     cipher: Option<Cipher>,
     key: Option<&MasterKey>,
 ) -> Result<(String, String)> {
     let mut raw = HashingReader::new(store.open(stored)?, HashAlgorithm::Sha512);
     let mut sink = HashingWriter::new(std::io::sink(), HashAlgorithm::Sha512);
-    decode_stored(&mut raw, stored, cipher, key, &mut sink, Path::new(stored))?;
+    let name = stored.rsplit('/').next().unwrap_or(stored);
+    let (_, algorithm, encrypted) = form_in(name, storage);
+    decode_stored_as(&mut raw, stored, (algorithm, encrypted), cipher, key, &mut sink, Path::new(stored))?;
     Ok((sink.finish_hex().1, raw.finish_hex().1))
 }
 

@@ -292,6 +292,9 @@ fn a_plain_backup_with_a_flipped_byte_or_a_missing_file_is_not_restored() {
     std::fs::write(&stored, &original).unwrap();
     let report = restore(store.as_ref(), &ropts).unwrap();
     assert_eq!(std::fs::read(report.data_dir.join("notes.gz")).unwrap(), notes);
+    let (failed, all) = verify(store.as_ref(), "primary", &info.label, None, 2).unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(all.iter().any(|v| v.path == "notes.gz"), "notes.gz not verified under its name");
     let restored =
         Cluster::start_on(cluster.install().clone(), &report.data_dir, cluster.superuser_password()).unwrap();
     assert_eq!(restored.query_scalar("SELECT count(*) FROM t").unwrap(), "20000");
