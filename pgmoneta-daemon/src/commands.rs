@@ -768,6 +768,14 @@ pub fn dir_size(path: &Path) -> u64 {
         .sum()
 }
 
+/// Bytes a server's repository holds: its backups' stored bytes, from their `backup.info` (so
+/// that a request does not walk every file of every backup), and its WAL archive, from one
+/// listing.
+pub fn server_usage(shared: &Shared, name: &str) -> (u64, u64) {
+    let backups = list_backups(shared.store(), name).unwrap_or_default().iter().map(|b| b.backup_size).sum();
+    (backups, dir_size(&shared.base_dir().join(layout::wal_dir(name))))
+}
+
 /// Free and total bytes of the file system holding `path`.
 pub fn disk_space(path: &Path) -> (u64, u64) {
     match nix::sys::statvfs::statvfs(path) {
@@ -783,8 +791,15 @@ fn status(shared: &Arc<Shared>, details: bool) -> Reply {
     let config = shared.config();
     let base = shared.base_dir();
     let (free, total) = disk_space(&base);
-    // Each server's directory, walked once; the repository is their sum.
-    let server_sizes: Vec<u64> = config.servers.iter().map(|s| dir_size(&base.join(&s.name))).collect();
+    // The repository is the sum of the servers' backups and WAL.
+    let server_sizes: Vec<u64> = config
+        .servers
+        .iter()
+        .map(|s| {
+            let (backups, wal) = server_usage(shared, &s.name);
+            backups + wal
+        })
+        .collect();
     let mut m = Map::new();
     m.insert("UsedSpace".into(), json!(server_sizes.iter().sum::<u64>()));
     m.insert("FreeSpace".into(), json!(free));

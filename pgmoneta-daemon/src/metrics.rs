@@ -19,7 +19,7 @@ use pgmoneta_core::{TimelineId, WalSegment, WalSegmentSize};
 use pgmoneta_storage::info::BackupInfo;
 use pgmoneta_storage::restore::list_backups;
 
-use crate::commands::{dir_size, disk_space, SERVER_VERSION};
+use crate::commands::{dir_size, disk_space, server_usage, SERVER_VERSION};
 use crate::state::{Activity, Shared};
 
 /// Collects metric families, keeping each family's samples together (the exposition format
@@ -114,12 +114,8 @@ pub fn render(shared: &Shared) -> String {
     e.gauge("pgmoneta_compression", "The compression used", &[], f64::from(m.compression.code()));
     let base = shared.base_dir();
     let (free, total) = disk_space(&base);
-    // Each server's backups and WAL, walked once for this request.
-    let sizes: Vec<(u64, u64)> = config
-        .servers
-        .iter()
-        .map(|s| (dir_size(&base.join(&s.name).join("backup")), dir_size(&base.join(&s.name).join("wal"))))
-        .collect();
+    // Each server's backups (from their backup.info) and WAL (one listing).
+    let sizes: Vec<(u64, u64)> = config.servers.iter().map(|s| server_usage(shared, &s.name)).collect();
     let used: u64 = sizes.iter().map(|(b, w)| b + w).sum();
     e.gauge("pgmoneta_used_space", "The disk space used for pgmoneta", &[], used as f64);
     e.gauge("pgmoneta_free_space", "The free disk space for pgmoneta", &[], free as f64);

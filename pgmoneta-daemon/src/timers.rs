@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pgmoneta_core::{BackupLabel, Clock, WalSegment, WalSegmentSize};
 use pgmoneta_storage::ops;
-use pgmoneta_storage::restore::{list_backups, verify};
+use pgmoneta_storage::restore::{list_backups, verify_in};
 use pgmoneta_storage::retention::{plan, BackupSummary};
 
 use crate::clock::SystemClock;
@@ -134,11 +134,12 @@ pub fn run_verification(shared: &Shared, server: &Arc<ServerState>) {
     let name = &server.name;
     let config = shared.config();
     let workers = config.server(name).map_or(1, |s| shared.workers(s));
-    for b in list_backups(shared.store(), name).unwrap_or_default() {
+    let backups = list_backups(shared.store(), name).unwrap_or_default();
+    for b in &backups {
         if shared.stopping() {
             return;
         }
-        match verify(shared.store(), name, &b.label, shared.master_key.as_deref(), workers) {
+        match verify_in(shared.store(), name, &backups, &b.label, shared.master_key.as_deref(), workers) {
             Ok((failed, _)) if failed.is_empty() => log::debug!("server [{name}]: backup {} verified", b.label),
             Ok((failed, all)) => {
                 for f in &failed {

@@ -144,6 +144,8 @@ enum Job {
         manifest_path: String,
         checksum: String,
         plain: bool,
+        /// The file's size, from its tar header.
+        size: u64,
     },
     /// The next bytes of the file: pieces of the received blocks, not copied.
     Chunk(Vec<Bytes>),
@@ -161,6 +163,10 @@ struct Shared {
     dirs: Mutex<BTreeSet<String>>,
     tablespaces: Mutex<Vec<TablespaceEntry>>,
     timings: Mutex<Timings>,
+    /// The backup unchanged files link to, when linking.
+    link_base: Option<crate::ops::LinkBase>,
+    /// Files linked as they were received.
+    linked_early: AtomicU64,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -339,6 +345,36 @@ fn unseal_pending(out: Output, stored: &str) -> Result<(Box<dyn StoreWriter>, u6
             (w, n, Some(sha))
         }
     })
+}
+
+/// Largest file held in memory until its end, to be linked rather than written when it is
+/// unchanged since the previous backup.
+const HOLD_MAX: u64 = 1 << 20;
+
+/// The file a worker is handling (one per worker: the size difference does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Current {
+    /// Being written.
+    Open(OpenFile),
+    /// Held until its end (see [`HeldFile`]).
+    Held(HeldFile),
+}
+
+/// A small file that the previous backup has under the same path and storage: its bytes are
+/// kept until its end, when its SHA-512 decides between a link to the previous backup's file
+/// and a file of its own. An unchanged file then costs a link, never a file written and
+/// replaced: with tens of thousands of relations, creating and freeing those inodes would be
+/// most of a backup's time.
+struct HeldFile {
+    result: FileResult,
+    checksum: ManifestChecksum,
+    pieces: Vec<Bytes>,
+    /// The previous backup's plain SHA-512 of the file.
+    expected: String,
+    /// The real file a link points at.
+    target: String,
+    /// The SHA-512 of that file's stored bytes.
+    target_sha512: String,
 }
 
 struct OpenFile {
@@ -534,7 +570,7 @@ fn hash_file(shared: &Shared, job: HashJob, buf: &mut [u8], seconds: &mut f64) -
 }
 
 fn worker(shared: &Shared, jobs: &Receiver<Job>, hashing: &Sender<HashJob>) {
-    let mut current: Option<OpenFile> = None;
+    let mut current: Option<Current> = None;
     let mut t = Timings::default();
     for job in jobs.iter() {
         if shared.stopped() {
@@ -553,21 +589,90 @@ fn worker(shared: &Shared, jobs: &Receiver<Job>, hashing: &Sender<HashJob>) {
     let mut all = shared.timings.lock().expect("not poisoned");
     all.compress += t.compress;
     all.encrypt_and_write += t.encrypt_and_write;
+    all.hash += t.hash;
+}
+
+/// The file to hold rather than write at once (see [`HeldFile`]), when it may be unchanged.
+fn hold(shared: &Shared, result: &FileResult, checksum: &str, size: u64) -> Result<Option<HeldFile>> {
+    let Some(base) = shared.link_base.as_ref().filter(|_| size <= HOLD_MAX) else { return Ok(None) };
+    let Some((expected, old)) = base.candidate(&result.manifest_path, &result.stored) else { return Ok(None) };
+    let Some(target_sha512) = base.stored_sha512(old) else { return Ok(None) };
+    let Some(target) = base.target(shared.store.as_ref(), old)? else { return Ok(None) };
+    Ok(Some(HeldFile {
+        result: result.clone(),
+        checksum: ManifestChecksum::new(checksum)?,
+        pieces: Vec::new(),
+        expected: expected.clone(),
+        target,
+        target_sha512: target_sha512.clone(),
+    }))
+}
+
+/// Ends a held file: a link when it is unchanged, its own file otherwise.
+fn finish_held(shared: &Shared, held: HeldFile, t: &mut Timings) -> Result<()> {
+    let HeldFile { mut result, mut checksum, pieces, expected, target, target_sha512 } = held;
+    let start = Instant::now();
+    let mut sha = Hasher::new(HashAlgorithm::Sha512);
+    for piece in &pieces {
+        sha.update(piece);
+        checksum.update(piece);
+    }
+    result.sha512 = sha.finish_hex();
+    result.checksum = checksum.finish_hex();
+    t.hash += start.elapsed().as_secs_f64();
+    let path = join(&[&shared.backup_dir, &result.stored]);
+    if result.sha512 == expected {
+        shared.store.symlink(&target, &path)?;
+        result.stored_sha512 = target_sha512;
+        shared.linked_early.fetch_add(1, Ordering::Relaxed);
+    } else {
+        let start = Instant::now();
+        let o = &shared.options;
+        let w = shared.store.create_unsynced(&path)?;
+        let mut out = seal(w, o.compression.algorithm, o.level, o.encryption.as_ref(), &result.stored)?;
+        write_pieces(&mut out, &pieces).map_err(StorageError::io("writing", &result.stored))?;
+        let (w, stored_size, stored_sha512) = unseal(out, &result.sha512, &result.stored)?;
+        w.commit(false)?;
+        result.stored_size = stored_size;
+        result.stored_sha512 = stored_sha512;
+        t.compress += start.elapsed().as_secs_f64();
+    }
+    shared.results.lock().expect("not poisoned").push(result);
+    Ok(())
 }
 
 fn handle(
     shared: &Shared,
     job: Job,
-    current: &mut Option<OpenFile>,
+    current: &mut Option<Current>,
     t: &mut Timings,
     hashing: &Sender<HashJob>,
 ) -> Result<()> {
     let hash_gone = || StorageError::Invalid("the hashing threads stopped".into());
     let o = &shared.options;
     match job {
-        Job::Start { root, rel, manifest_path, checksum, plain } => {
+        Job::Start { root, rel, manifest_path, checksum, plain, size } => {
             let stored_rel =
                 if plain { join(&[&root, &rel]) } else { format!("{}{}", join(&[&root, &rel]), o.suffix()) };
+            let result = FileResult {
+                rel,
+                manifest_path,
+                plain_size: 0,
+                sha512: String::new(),
+                checksum: String::new(),
+                stored: stored_rel,
+                stored_size: 0,
+                stored_sha512: String::new(),
+                combined_size: None,
+            };
+            if !plain {
+                if let Some(held) = hold(shared, &result, &checksum, size)? {
+                    *current = Some(Current::Held(held));
+                    return Ok(());
+                }
+            }
+            let stored_rel = result.stored.clone();
+            let rel = result.rel.clone();
             // The backup is not valid before its backup.info: files go straight under their
             // names, and one sync of the whole tree makes them durable before that.
             let mut w = shared.store.create_unsynced(&join(&[&shared.backup_dir, &stored_rel]))?;
@@ -600,27 +705,19 @@ fn handle(
                 stored: stored_rel.clone(),
                 written: written_rx,
             };
-            *current = Some(OpenFile {
-                result: FileResult {
-                    rel,
-                    manifest_path,
-                    plain_size: 0,
-                    sha512: String::new(),
-                    checksum: String::new(),
-                    stored: stored_rel,
-                    stored_size: 0,
-                    stored_sha512: String::new(),
-                    combined_size: None,
-                },
-                out,
-                probe,
-                hash,
-                written,
-            });
+            *current = Some(Current::Open(OpenFile { result, out, probe, hash, written }));
             hashing.send(job).map_err(|_| hash_gone())?;
         }
         Job::Chunk(pieces) => {
-            let f = current.as_mut().ok_or_else(|| StorageError::Invalid("file data without a file".into()))?;
+            let f = match current.as_mut() {
+                Some(Current::Open(f)) => f,
+                Some(Current::Held(h)) => {
+                    h.result.plain_size += pieces.iter().map(|p| p.len() as u64).sum::<u64>();
+                    h.pieces.extend(pieces);
+                    return Ok(());
+                }
+                None => return Err(StorageError::Invalid("file data without a file".into())),
+            };
             let start = Instant::now();
             f.result.plain_size += pieces.iter().map(|p| p.len() as u64).sum::<u64>();
             if let Some(p) = &mut f.probe {
@@ -646,7 +743,11 @@ fn handle(
             }
         }
         Job::End => {
-            let f = current.take().ok_or_else(|| StorageError::Invalid("end of a file never started".into()))?;
+            let f = match current.take() {
+                Some(Current::Open(f)) => f,
+                Some(Current::Held(h)) => return finish_held(shared, h, t),
+                None => return Err(StorageError::Invalid("end of a file never started".into())),
+            };
             let OpenFile { mut result, out, probe, hash, written } = f;
             if let Some(p) = probe {
                 let header = p.finish().map_err(|e| StorageError::corrupt(&result.stored, e))?;
@@ -799,6 +900,7 @@ fn parse_archive(
                                 rel: path,
                                 checksum: checksum.clone(),
                                 plain,
+                                size: entry.size,
                             };
                             send(shared, &workers[w], job)?;
                             target = Some((w, Vec::new(), 0));
@@ -1137,6 +1239,16 @@ where
     F: FnOnce(&mut ArchiveSink<'_, '_>) -> Result<Option<Fed>>,
 {
     let started = Instant::now();
+    // How the new backup's files are named (their suffix) follows from its storage.
+    let draft = BackupInfo {
+        label: options.label.to_string(),
+        major_version: version.major(),
+        compression: options.compression.code() as u8,
+        encryption: options.encryption.as_ref().map_or(0, |(c, _)| c.code()),
+        ..BackupInfo::default()
+    };
+    let link_base =
+        if options.link { crate::ops::LinkBase::find(store.as_ref(), &options.server, &draft)? } else { None };
     let shared = Arc::new(Shared {
         store: store.clone(),
         options: options.clone(),
@@ -1147,6 +1259,8 @@ where
         dirs: Mutex::new(BTreeSet::new()),
         tablespaces: Mutex::new(Vec::new()),
         timings: Mutex::new(Timings::default()),
+        link_base,
+        linked_early: AtomicU64::new(0),
     });
     let workers_n = options.workers.max(1);
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers_n).map(|_| bounded::<Job>(QUEUE)).unzip();
@@ -1222,26 +1336,20 @@ where
 
     // Unchanged files become links to the previous backup's; their checksums are that file's.
     let link_started = Instant::now();
-    let draft = BackupInfo {
-        label: options.label.to_string(),
-        major_version: version.major(),
-        tablespaces: shared.tablespaces.lock().expect("not poisoned").clone(),
-        // How its files are named (their suffix) follows from these.
-        compression: options.compression.code() as u8,
-        encryption: options.encryption.as_ref().map_or(0, |(c, _)| c.code()),
-        ..BackupInfo::default()
+    let draft = BackupInfo { tablespaces: shared.tablespaces.lock().expect("not poisoned").clone(), ..draft };
+    // Files that were not linked as they arrived (larger ones).
+    let linked = match &shared.link_base {
+        Some(base) => crate::ops::link_to(store.as_ref(), &options.server, &draft, base)?,
+        None => crate::ops::LinkReport::default(),
     };
-    let linked = if options.link {
-        crate::ops::link_backup(store.as_ref(), &options.server, &draft)?
-    } else {
-        crate::ops::LinkReport::default()
-    };
-    if let Some(previous) = linked.previous.as_deref().filter(|_| !linked.linked.is_empty()) {
+    let linked_early = shared.linked_early.load(Ordering::Relaxed);
+    if let Some(base) = &shared.link_base {
         log::info!(
-            "server [{}]: backup {}: {} files linked to {previous}",
+            "server [{}]: backup {}: {} files linked to {}",
             options.server,
             options.label,
-            linked.linked.len()
+            linked_early + linked.linked.len() as u64,
+            base.previous.label
         );
     }
     if let Some(old) = linked

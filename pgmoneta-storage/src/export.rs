@@ -231,15 +231,23 @@ fn incremental_update(
 ) -> Result<usize> {
     let (old, new) = (load_manifest(store, &options.server, prev)?, load_manifest(store, &options.server, newest)?);
     let info = load_info(store, &options.server, newest)?;
+    // Where each file is stored, from one listing per directory.
+    let files = crate::ops::stored_files(store, &options.server, &info)?;
+    let stored_path = |path: &str| {
+        files
+            .get(path)
+            .map(|f| f.path.as_str())
+            .ok_or_else(|| StorageError::NotFound(format!("backup {newest} holds no {path}")))
+    };
     let mut written = 0;
     for (path, hash) in &new.files {
         if let Some(plain) = crate::incremental::plain_path(path) {
             // The copy holds the parent: the increment applies in place.
-            let stored = crate::restore::stored_path(store, &options.server, &info, path)?;
+            let stored = stored_path(path)?;
             let target = dest.join(&plain);
             crate::incremental::apply_in_place(
                 store,
-                &stored,
+                stored,
                 Cipher::from_code(info.encryption),
                 options.master_key.as_deref(),
                 &target,
@@ -254,7 +262,7 @@ fn incremental_update(
         if let Some(parent) = target.parent() {
             fsio::create_dir_all(parent)?;
         }
-        crate::restore::restore_one(store, &options.server, &info, path, &target, options.master_key.as_deref())?;
+        crate::restore::restore_stored(store, &info, stored_path(path)?, &target, options.master_key.as_deref())?;
         written += 1;
     }
     // The WAL the new backup needs replaces the old backup's (the manifests do not list WAL).
@@ -270,14 +278,13 @@ fn incremental_update(
         if e.kind == crate::store::EntryKind::Dir {
             continue;
         }
-        let plain = crate::restore::stored_form(&e.name).0.to_owned();
-        let path = format!("pg_wal/{plain}");
-        crate::restore::restore_one(
+        let plain = crate::restore::stored_form(&e.name).0;
+        let target = dest.join("pg_wal").join(plain);
+        crate::restore::restore_stored(
             store,
-            &options.server,
             &info,
-            &path,
-            &dest.join(&path),
+            &join(&[&stored_wal, &e.name]),
+            &target,
             options.master_key.as_deref(),
         )?;
         written += 1;

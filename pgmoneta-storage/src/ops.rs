@@ -7,7 +7,7 @@
 //! restorable at each step: the other links are first pointed at the new home (through its
 //! link, which still leads to the file), then the file is renamed over that link.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -82,13 +82,21 @@ pub(crate) fn load_sums(store: &dyn Store, server: &str, label: &str) -> Result<
     Sha512Sums::parse(&read_text(store, &path)?, &path).map(Some)
 }
 
-/// Stored files of a backup: manifest path to stored path (relative to the repository), for
-/// regular files and for links alike. Only the backup's own suffix is taken off a name.
-pub(crate) fn stored_files(
-    store: &dyn Store,
-    server: &str,
-    info: &BackupInfo,
-) -> Result<BTreeMap<String, (String, bool)>> {
+/// One stored file of a backup, as [`stored_files`] finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StoredFile {
+    /// Its repository path.
+    pub(crate) path: String,
+    /// Whether it is a link to another backup's file.
+    pub(crate) link: bool,
+    /// Its size as stored (0 for a link).
+    pub(crate) size: u64,
+}
+
+/// Stored files of a backup: manifest path to stored file (relative to the repository), for
+/// regular files and for links alike, from one listing per directory. Only the backup's own
+/// suffix is taken off a name.
+pub(crate) fn stored_files(store: &dyn Store, server: &str, info: &BackupInfo) -> Result<BTreeMap<String, StoredFile>> {
     let dir = layout::backup_dir(server, &info.label);
     let mut out = BTreeMap::new();
     let storage = crate::restore::storage_of(info);
@@ -97,6 +105,7 @@ pub(crate) fn stored_files(
         roots.push((join(&[&dir, &t.dir]), format!("pg_tblspc/{}/", t.oid)));
     }
     while let Some((d, prefix)) = roots.pop() {
+        let in_tblspc = d.ends_with("/data/pg_tblspc");
         for e in store.list(&d)? {
             if e.name.ends_with(crate::fsio::TEMP_SUFFIX) {
                 continue;
@@ -104,22 +113,110 @@ pub(crate) fn stored_files(
             let stored = join(&[&d, &e.name]);
             match e.kind {
                 EntryKind::Dir => roots.push((stored, format!("{prefix}{}/", e.name))),
-                EntryKind::File | EntryKind::Symlink => {
-                    if d.ends_with("/data/pg_tblspc") {
-                        continue;
-                    }
+                EntryKind::File | EntryKind::Symlink if !in_tblspc => {
                     let (plain, _, _) = crate::restore::form_in(&e.name, storage);
-                    out.insert(format!("{prefix}{plain}"), (stored, e.kind == EntryKind::Symlink));
+                    let file = StoredFile { path: stored, link: e.kind == EntryKind::Symlink, size: e.size };
+                    out.insert(format!("{prefix}{plain}"), file);
                 }
+                EntryKind::File | EntryKind::Symlink => {}
             }
         }
     }
     Ok(out)
 }
 
+/// The directory of a repository path.
+fn parent_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(parent, _)| parent)
+}
+
 /// The repository path a stored file resolves to (following at most one link).
 fn resolve(store: &dyn Store, path: &str) -> Result<String> {
     Ok(store.read_link(path)?.unwrap_or_else(|| path.to_owned()))
+}
+
+/// Whether a file of a data directory may be a link to another backup's: not the files a
+/// restored cluster is configured and started from, nor the increments of an incremental
+/// backup.
+fn linkable(path: &str) -> bool {
+    !NEVER_LINKED.contains(&path) && !path.rsplit('/').next().is_some_and(|n| n.starts_with("INCREMENTAL."))
+}
+
+/// The storage suffixes of a stored file's name (`.zstd.aes`, or empty).
+fn storage_suffix(stored: &str) -> &str {
+    let name = stored.rsplit('/').next().unwrap_or(stored);
+    &name[stored_form(name).0.len()..]
+}
+
+/// What the unchanged files of a new backup link to: the newest older valid backup of the same
+/// major version whose data the store holds, with its files' checksums and where they are
+/// stored, read once for the whole backup.
+#[derive(Debug)]
+pub(crate) struct LinkBase {
+    /// The backup linked to.
+    pub(crate) previous: BackupInfo,
+    /// Its files' plain SHA-512s, by manifest path.
+    manifest: BackupManifest,
+    /// Its stored files, by manifest path.
+    files: BTreeMap<String, StoredFile>,
+    /// Its stored files' SHA-512s (`backup.sha512`), relative to its directory.
+    sums: Sha512Sums,
+    /// Its directory with a trailing `/`.
+    dir_prefix: String,
+}
+
+impl LinkBase {
+    /// The backup the files of `info` (a backup being written: its label, major version and
+    /// storage) link to; `None` when there is none.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub(crate) fn find(store: &dyn Store, server: &str, info: &BackupInfo) -> Result<Option<LinkBase>> {
+        let backups = list_backups(store, server)?;
+        let Some(previous) = backups.into_iter().rev().find(|b| {
+            b.label < info.label
+                && b.valid
+                && b.major_version == info.major_version
+                && store.holds(&layout::data_dir(server, &b.label))
+        }) else {
+            return Ok(None);
+        };
+        Ok(Some(LinkBase {
+            manifest: load_manifest(store, server, &previous.label)?,
+            files: stored_files(store, server, &previous)?,
+            sums: load_sums(store, server, &previous.label)?.unwrap_or_default(),
+            dir_prefix: format!("{}/", layout::backup_dir(server, &previous.label)),
+            previous,
+        }))
+    }
+
+    /// The previous backup's plain SHA-512 of the file at manifest path `path` and its stored
+    /// file, when a new file stored at `stored` could link to it (a linkable file, stored the
+    /// same way: only then can they share bytes).
+    pub(crate) fn candidate(&self, path: &str, stored: &str) -> Option<(&String, &StoredFile)> {
+        if !linkable(path) {
+            return None;
+        }
+        let old = self.files.get(path)?;
+        if storage_suffix(&old.path) != storage_suffix(stored) {
+            return None;
+        }
+        Some((self.manifest.files.get(path)?, old))
+    }
+
+    /// The SHA-512 of the stored bytes of `old`, as its backup recorded them.
+    pub(crate) fn stored_sha512(&self, old: &StoredFile) -> Option<&String> {
+        self.sums.files.get(old.path.strip_prefix(&self.dir_prefix)?)
+    }
+
+    /// The real file a link to `old` points at, when this store holds it.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub(crate) fn target(&self, store: &dyn Store, old: &StoredFile) -> Result<Option<String>> {
+        let target = if old.link { resolve(store, &old.path)? } else { old.path.clone() };
+        Ok(store.holds(&target).then_some(target))
+    }
 }
 
 /// What [`link_backup`] did.
@@ -141,51 +238,58 @@ pub struct LinkReport {
 /// # Errors
 /// Storage failures.
 pub fn link_backup(store: &dyn Store, server: &str, info: &BackupInfo) -> Result<LinkReport> {
-    let backups = list_backups(store, server)?;
+    match LinkBase::find(store, server, info)? {
+        Some(base) => link_to(store, server, info, &base),
+        None => Ok(LinkReport::default()),
+    }
+}
+
+/// [`link_backup`] to the backup `base` describes.
+///
+/// # Errors
+/// Storage failures.
+pub(crate) fn link_to(store: &dyn Store, server: &str, info: &BackupInfo, base: &LinkBase) -> Result<LinkReport> {
     let label = info.label.as_str();
-    let Some(previous) = backups.iter().rev().find(|b| {
-        b.label.as_str() < label
-            && b.valid
-            && b.major_version == info.major_version
-            && store.holds(&layout::data_dir(server, &b.label))
-    }) else {
-        return Ok(LinkReport::default());
-    };
-    let (new_manifest, old_manifest) =
-        (load_manifest(store, server, label)?, load_manifest(store, server, &previous.label)?);
+    let new_manifest = load_manifest(store, server, label)?;
     let new_files = stored_files(store, server, info)?;
-    let old_files = stored_files(store, server, previous)?;
     let dir_prefix = format!("{}/", layout::backup_dir(server, label));
-    let mut report = LinkReport { previous: Some(previous.label.clone()), ..LinkReport::default() };
+    let mut report = LinkReport { previous: Some(base.previous.label.clone()), ..LinkReport::default() };
+    // Directories whose entries changed: each made durable once, at the end.
+    let mut touched: BTreeSet<&str> = BTreeSet::new();
+    // What each unchanged file links to.
+    let mut links: Vec<(String, &StoredFile)> = Vec::new();
     for (path, hash) in &new_manifest.files {
-        if NEVER_LINKED.contains(&path.as_str())
-            || path.rsplit('/').next().is_some_and(|n| n.starts_with("INCREMENTAL."))
-        {
-            continue;
-        }
-        if old_manifest.files.get(path) != Some(hash) {
-            continue;
-        }
-        let (Some((new_stored, false)), Some((old_stored, _))) = (new_files.get(path), old_files.get(path)) else {
+        let Some(new) = new_files.get(path).filter(|f| !f.link) else { continue };
+        let Some(old) = base.candidate(path, &new.path).filter(|(h, _)| *h == hash).map(|(_, old)| old) else {
             continue;
         };
-        // Only files stored the same way can share bytes.
-        let suffix = |p: &str| p.rsplit('/').next().map(|n| n[stored_form(n).0.len()..].to_owned()).unwrap_or_default();
-        if suffix(new_stored) != suffix(old_stored) {
-            continue;
+        if let Some(target) = base.target(store, old)? {
+            links.push((target, new));
         }
-        let target = resolve(store, old_stored)?;
-        if !store.holds(&target) {
-            continue;
+    }
+    // Each link is made under a temporary name, then renamed over its file: the path always
+    // resolves. All links first, then all renames: ext4 passes over inodes freed within the
+    // last minute when it looks for a free one, so creating links while the renames free the
+    // files' inodes would make each new link search past all the inodes freed before it.
+    let mut made: Vec<(String, &StoredFile)> = Vec::with_capacity(links.len());
+    for (target, new) in &links {
+        let temp = format!("{}.link{}", new.path, crate::fsio::TEMP_SUFFIX);
+        if let Err(e) = store.symlink(target, &temp) {
+            for (temp, _) in &made {
+                let _ = store.remove_unsynced(temp);
+            }
+            return Err(e);
         }
-        let (parent, name) = new_stored.rsplit_once('/').unwrap_or(("", new_stored));
-        let size = store.list(parent)?.into_iter().find(|e| e.name == name).map_or(0, |e| e.size);
-        // Link under a temporary name, then rename over the file: the path always resolves.
-        let temp = format!("{new_stored}.link{}", crate::fsio::TEMP_SUFFIX);
-        store.symlink(&target, &temp)?;
-        store.rename(&temp, new_stored)?;
-        report.linked.push(new_stored.strip_prefix(&dir_prefix).unwrap_or(new_stored).to_owned());
-        report.saved += size;
+        made.push((temp, *new));
+    }
+    for (temp, new) in made {
+        store.rename_unsynced(&temp, &new.path)?;
+        touched.insert(parent_of(&new.path));
+        report.linked.push(new.path.strip_prefix(&dir_prefix).unwrap_or(&new.path).to_owned());
+        report.saved += new.size;
+    }
+    for dir in touched {
+        store.sync_dir(dir)?;
     }
     Ok(report)
 }
@@ -273,37 +377,54 @@ pub fn delete_backup_with(store: &dyn Store, server: &str, label: &str, options:
         backups = list_backups(store, server)?;
     }
     let prefix = format!("{dir}/");
-    let mut gained: Vec<String> = Vec::new();
+    let mut gained: BTreeSet<String> = BTreeSet::new();
+    let mut relinked: BTreeSet<String> = BTreeSet::new();
     // For each file of this backup, the links to it in newer backups, oldest first.
     let mut links: BTreeMap<String, Vec<String>> = BTreeMap::new();
     // Only backups whose data is here can hold links.
     for other in backups.iter().filter(|b| b.label != label && store.holds(&layout::data_dir(server, &b.label))) {
-        for (_, (stored, is_link)) in stored_files(store, server, other)? {
-            if !is_link {
+        for file in stored_files(store, server, other)?.into_values() {
+            if !file.link {
                 continue;
             }
-            if let Some(target) = store.read_link(&stored)? {
+            if let Some(target) = store.read_link(&file.path)? {
                 if target.starts_with(&prefix) {
-                    links.entry(target).or_default().push(stored);
+                    links.entry(target).or_default().push(file.path);
                 }
             }
         }
     }
-    for (file, mut referrers) in links {
-        referrers.sort();
-        let home = referrers.remove(0);
-        for other in &referrers {
-            let temp = format!("{other}.link{}", crate::fsio::TEMP_SUFFIX);
-            store.symlink(&home, &temp)?;
-            store.rename(&temp, other)?;
-        }
-        store.rename(&file, &home)?;
+    // Each file's new home is the oldest backup linking to it. First every other link is
+    // pointed at that home (still a link to the file, so every path resolves throughout), and
+    // made durable; only then are the files moved over their homes, and that made durable.
+    let moves: Vec<(String, String)> = links
+        .into_iter()
+        .map(|(file, mut referrers)| {
+            referrers.sort();
+            let home = referrers.remove(0);
+            for other in &referrers {
+                let temp = format!("{other}.link{}", crate::fsio::TEMP_SUFFIX);
+                store.symlink(&home, &temp)?;
+                store.rename_unsynced(&temp, other)?;
+                relinked.insert(parent_of(other).to_owned());
+            }
+            Ok((file, home))
+        })
+        .collect::<Result<_>>()?;
+    for dir in std::mem::take(&mut relinked) {
+        store.sync_dir(&dir)?;
+    }
+    for (file, home) in &moves {
+        store.rename_unsynced(file, home)?;
+        relinked.insert(parent_of(file).to_owned());
+        relinked.insert(parent_of(home).to_owned());
         let home_label = home.trim_start_matches(&layout::backups_dir(server)).trim_start_matches('/');
         if let Some(l) = home_label.split('/').next() {
-            if !gained.iter().any(|g| g == l) {
-                gained.push(l.to_owned());
-            }
+            gained.insert(l.to_owned());
         }
+    }
+    for dir in relinked {
+        store.sync_dir(&dir)?;
     }
     // The backup stops being listed before its files go.
     store.remove(&join(&[&dir, BACKUP_INFO]))?;
@@ -387,11 +508,11 @@ pub fn roll_up(
             let _ = store.remove(&r.temp);
         }
     };
-    for (path, (stored, _)) in &child_files {
+    for (path, StoredFile { path: stored, .. }) in &child_files {
         let Some(plain) = plain_path(path) else { continue };
         let parent_version = match (parent_files.get(&plain), parent_files.get(&incremental_path(&plain))) {
-            (Some((st, _)), _) => Some((st.clone(), false)),
-            (None, Some((st, _))) => Some((st.clone(), true)),
+            (Some(f), _) => Some((f.path.clone(), false)),
+            (None, Some(f)) => Some((f.path.clone(), true)),
             (None, None) => None,
         };
         let full = parent.backup_type == BackupType::Full || parent_version.as_ref().is_some_and(|v| !v.1);
@@ -418,14 +539,17 @@ pub fn roll_up(
         let new_stored = join(&[dir, &format!("{new_name}{suffix}")]);
         let temp = format!("{new_stored}.rollup{}", crate::fsio::TEMP_SUFFIX);
         let result = (|| -> Result<Rolled> {
-            let w = store.create(&temp)?;
+            // Left by an interrupted roll-up, if any.
+            store.remove_unsynced(&temp)?;
+            // Made durable all at once before the switch below, not one by one.
+            let w = store.create_unsynced(&temp)?;
             let sealed = crate::backup::seal(w, algorithm, 0, encryption.as_ref(), &temp)?;
             let mut tee = crate::restore::CrcWriter::new(sealed, true);
             combine(store, &plain, &versions, key, output, workspace, &mut tee)?;
             let crate::restore::CrcWriter { inner, sha, crc, bytes } = tee;
             let plain_sha512 = sha.map(|h| h.finish_hex()).unwrap_or_default();
             let (w, _, stored_sha512) = crate::backup::unseal(inner, &plain_sha512, &temp)?;
-            w.commit(true)?;
+            w.commit(false)?;
             Ok(Rolled {
                 old_path: path.clone(),
                 new_path: new_path.clone(),
@@ -454,12 +578,14 @@ pub fn roll_up(
     let mut pg_manifest = crate::manifest::PgManifest::parse(&store.read(&pg_manifest_path)?)?;
     let prefix = format!("{child_dir}/");
     let relative = |p: &str| p.strip_prefix(&prefix).unwrap_or(p).to_owned();
+    let position: std::collections::HashMap<String, usize> =
+        pg_manifest.files.iter().enumerate().map(|(i, f)| (f.path.clone(), i)).collect();
     for r in &rolled {
         manifest.files.remove(&r.old_path);
         manifest.files.insert(r.new_path.clone(), r.plain_sha512.clone());
         sums.files.remove(&relative(&r.old_stored));
         sums.files.insert(relative(&r.new_stored), r.stored_sha512.clone());
-        if let Some(f) = pg_manifest.files.iter_mut().find(|f| f.path == r.old_path) {
+        if let Some(f) = position.get(&r.old_path).map(|&i| &mut pg_manifest.files[i]) {
             f.path = r.new_path.clone();
             f.size = r.size;
             f.checksum_algorithm = "CRC32C".into();
@@ -499,15 +625,22 @@ pub fn roll_up(
         "data/backup_manifest".to_owned(),
         pgmoneta_crypto::digest_hex(HashAlgorithm::Sha512, &pg_manifest_bytes),
     );
+    // The new files durable before anything refers to them.
+    store.sync_tree(&child_dir)?;
     // The switch: not valid while files change.
     let mut info = child.clone();
     info.valid = false;
     save_info(store, server, &info)?;
+    let mut touched = BTreeSet::new();
     for r in &rolled {
-        store.rename(&r.temp, &r.new_stored)?;
+        store.rename_unsynced(&r.temp, &r.new_stored)?;
         if r.old_stored != r.new_stored {
-            store.remove(&r.old_stored)?;
+            store.remove_unsynced(&r.old_stored)?;
         }
+        touched.insert(parent_of(&r.new_stored));
+    }
+    for dir in touched {
+        store.sync_dir(dir)?;
     }
     store.write(&label_path, new_label.as_bytes())?;
     store.write(&join(&[&child_dir, BACKUP_MANIFEST]), manifest_text.as_bytes())?;

@@ -456,24 +456,73 @@ fn expected_files(
     Ok(manifest.files.into_iter().map(|f| (f.path.clone(), f)).collect())
 }
 
-/// Restores one file, checking the restored bytes against PostgreSQL's manifest when it lists
-/// the file: its size, and its checksum when this program computes that algorithm.
+/// A file of a data directory being restored. Most are written directly under their names
+/// into the new directory, which counts only once complete (it is removed on failure), and
+/// made durable by one sync of the whole tree ([`fsio::sync_tree`]) rather than one per file:
+/// with tens of thousands of relations, a sync per file is most of a restore's time.
+/// `pg_control`, written last, goes under a temporary name and is synced on its own.
+enum RestoredFile {
+    Direct(fsio::DirectFile),
+    Atomic(fsio::AtomicFile),
+}
+
+impl RestoredFile {
+    fn create(target: &Path, last: bool) -> Result<RestoredFile> {
+        Ok(if last {
+            RestoredFile::Atomic(fsio::AtomicFile::create(target)?)
+        } else {
+            RestoredFile::Direct(fsio::DirectFile::create(target)?)
+        })
+    }
+
+    /// Completes the file (synced when it is the last one).
+    fn complete(self) -> Result<u64> {
+        match self {
+            RestoredFile::Direct(f) => f.finish(false),
+            RestoredFile::Atomic(f) => f.commit_with(false),
+        }
+    }
+
+    fn inner(&mut self) -> &mut dyn Write {
+        match self {
+            RestoredFile::Direct(f) => f,
+            RestoredFile::Atomic(f) => f,
+        }
+    }
+}
+
+impl Write for RestoredFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner().write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.inner().write_all(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner().flush()
+    }
+}
+
+/// Restores one file of a data directory, checking the restored bytes against PostgreSQL's
+/// manifest when it lists the file: its size, and its checksum when this program computes that
+/// algorithm. `last` for `pg_control` (see [`RestoredFile`]).
 fn restore_checked(
     store: &dyn Store,
     job: &FileJob,
     expected: Option<&crate::manifest::PgManifestFile>,
     cipher: Option<Cipher>,
     key: Option<&MasterKey>,
+    last: bool,
 ) -> Result<u64> {
-    let Some(expected) = expected else {
-        return restore_file(store, &job.stored, job.form, &job.target, cipher, key);
-    };
-    let check = crate::manifest::ManifestChecksum::new(&expected.checksum_algorithm).ok();
+    let check = expected.and_then(|e| crate::manifest::ManifestChecksum::new(&e.checksum_algorithm).ok());
     let mut raw = store.open(&job.stored)?;
-    let mut out = fsio::AtomicFile::create(&job.target)?;
+    let mut out = RestoredFile::create(&job.target, last)?;
     let mut checked = CheckedWriter { inner: &mut out, check, bytes: 0 };
     decode_stored_as(&mut raw, &job.stored, job.form, cipher, key, &mut checked, &job.target)?;
     let CheckedWriter { check, bytes, .. } = checked;
+    let Some(expected) = expected else {
+        return out.complete();
+    };
     let mismatch = if bytes != expected.size {
         Some(format!("restored to {bytes} bytes, backup_manifest says {}", expected.size))
     } else {
@@ -485,11 +534,10 @@ fn restore_checked(
         })
     };
     if let Some(reason) = mismatch {
-        // The temporary file goes with `out`.
+        // The file goes with `out`.
         return Err(StorageError::corrupt(&job.stored, reason));
     }
-    out.commit_with(false)?;
-    Ok(bytes)
+    out.complete()
 }
 
 /// Counts and checksums the bytes on their way to a restored file.
@@ -604,9 +652,20 @@ pub fn restore_one(
     key: Option<&MasterKey>,
 ) -> Result<u64> {
     let stored = stored_path(store, server, info, path)?;
-    let name = stored.rsplit('/').next().unwrap_or(&stored);
+    restore_stored(store, info, &stored, target, key)
+}
+
+/// Restores a stored file of a backup (its repository path, suffixes included) to `target`.
+pub(crate) fn restore_stored(
+    store: &dyn Store,
+    info: &BackupInfo,
+    stored: &str,
+    target: &Path,
+    key: Option<&MasterKey>,
+) -> Result<u64> {
+    let name = stored.rsplit('/').next().unwrap_or(stored);
     let (_, algorithm, encrypted) = form_in(name, storage_of(info));
-    restore_file(store, &stored, (algorithm, encrypted), target, Cipher::from_code(info.encryption), key)
+    restore_file(store, stored, (algorithm, encrypted), target, Cipher::from_code(info.encryption), key)
 }
 
 /// Where a backup stores the file a manifest path names, suffixes included.
@@ -637,7 +696,6 @@ pub(crate) fn stored_path(store: &dyn Store, server: &str, info: &BackupInfo, pa
 }
 
 /// Walks a stored tree, creating directories under `target` and collecting files.
-#[allow(clippy::too_many_arguments)]
 fn walk(
     store: &dyn Store,
     stored_dir: &str,
@@ -645,10 +703,8 @@ fn walk(
     prefix: &str,
     storage: Option<(Algorithm, bool)>,
     jobs: &mut Vec<FileJob>,
-    dirs: &mut Vec<PathBuf>,
 ) -> Result<()> {
     fsio::create_dir_all(target)?;
-    dirs.push(target.to_owned());
     for e in store.list(stored_dir)? {
         // Left by an interrupted write or roll-up: never part of the backup.
         if e.name.ends_with(fsio::TEMP_SUFFIX) {
@@ -657,7 +713,7 @@ fn walk(
         let stored = join(&[stored_dir, &e.name]);
         match e.kind {
             EntryKind::Dir => {
-                walk(store, &stored, &target.join(&e.name), &format!("{prefix}{}/", e.name), storage, jobs, dirs)?;
+                walk(store, &stored, &target.join(&e.name), &format!("{prefix}{}/", e.name), storage, jobs)?;
             }
             // Tablespace links are made anew; other links lead to an older backup's file.
             EntryKind::Symlink if stored_dir.ends_with("/data/pg_tblspc") => {}
@@ -718,8 +774,6 @@ fn tablespace_target(options: &RestoreOptions, info: &BackupInfo, dir: &str) -> 
 /// chain.
 fn plan_combines(store: &dyn Store, server: &str, chain: &[BackupInfo], jobs: &mut [FileJob]) -> Result<usize> {
     use crate::incremental::{incremental_path, plain_path, split_name, ChainVersion};
-    let newest: BTreeMap<String, String> =
-        crate::ops::stored_files(store, server, &chain[0])?.into_iter().map(|(p, (st, _))| (st, p)).collect();
     let older = chain[1..]
         .iter()
         .map(|b| crate::ops::stored_files(store, server, b).map(|files| (b, files)))
@@ -731,10 +785,7 @@ fn plan_combines(store: &dyn Store, server: &str, chain: &[BackupInfo], jobs: &m
         if !incremental {
             continue;
         }
-        let manifest_path = newest
-            .get(&j.stored)
-            .ok_or_else(|| StorageError::Invalid(format!("{}: not a file of backup {}", j.stored, chain[0].label)))?;
-        let plain = plain_path(manifest_path).unwrap_or_else(|| manifest_path.clone());
+        let plain = plain_path(&j.manifest_path).unwrap_or_else(|| j.manifest_path.clone());
         let mut versions = vec![ChainVersion {
             label: chain[0].label.clone(),
             stored: Some(j.stored.clone()),
@@ -744,8 +795,8 @@ fn plan_combines(store: &dyn Store, server: &str, chain: &[BackupInfo], jobs: &m
         for (b, files) in &older {
             let cipher = Cipher::from_code(b.encryption);
             let found = match (files.get(&plain), files.get(&incremental_path(&plain))) {
-                (Some((st, _)), _) => Some((st.clone(), false)),
-                (None, Some((st, _))) => Some((st.clone(), true)),
+                (Some(f), _) => Some((f.path.clone(), false)),
+                (None, Some(f)) => Some((f.path.clone(), true)),
                 (None, None) => None,
             };
             let full = found.as_ref().is_some_and(|f| !f.1);
@@ -782,15 +833,14 @@ fn restore_into(
     let info = &chain[0];
     let backup_dir = layout::backup_dir(&options.server, &info.label);
     let mut jobs = Vec::new();
-    let mut dirs = Vec::new();
     let storage = storage_of(info);
-    walk(store, &join(&[&backup_dir, "data"]), data_dir, "", storage, &mut jobs, &mut dirs)?;
+    walk(store, &join(&[&backup_dir, "data"]), data_dir, "", storage, &mut jobs)?;
     let mut links = Vec::new();
     for t in &info.tablespaces {
         let dest = tablespace_target(options, info, &t.dir);
         fsio::remove_dir_all(&dest)?;
         let prefix = format!("pg_tblspc/{}/", t.oid);
-        walk(store, &join(&[&backup_dir, &t.dir]), &dest, &prefix, storage, &mut jobs, &mut dirs)?;
+        walk(store, &join(&[&backup_dir, &t.dir]), &dest, &prefix, storage, &mut jobs)?;
         links.push((t.oid.clone(), format!("../../{}-{}-{}", options.server, info.label, t.dir)));
     }
     // backup_manifest is for verification, not part of the data directory (a combined backup
@@ -821,7 +871,9 @@ fn restore_into(
                         return;
                     }
                     let done = match &j.combine {
-                        None => restore_checked(store, &j, expected.get(&j.manifest_path), cipher, key.as_deref()),
+                        None => {
+                            restore_checked(store, &j, expected.get(&j.manifest_path), cipher, key.as_deref(), false)
+                        }
                         Some((path, versions)) => {
                             combine_file(store, path, versions, key.as_deref(), &options.directory, &j.target).map(
                                 |(n, crc)| {
@@ -895,12 +947,14 @@ fn restore_into(
         let signal = if target.replica { "standby.signal" } else { "recovery.signal" };
         fsio::write_file(&data_dir.join(signal), b"")?;
     }
-    for d in &dirs {
-        fsio::sync_dir(d)?;
+    // Every file and directory written so far made durable at once, before pg_control.
+    fsio::sync_tree(data_dir)?;
+    for t in &info.tablespaces {
+        fsio::sync_tree(&tablespace_target(options, info, &t.dir))?;
     }
     let mut totals = totals.into_inner().expect("not poisoned");
     for j in last {
-        totals.1 += restore_checked(store, &j, expected.get(&j.manifest_path), cipher, key.as_deref())?;
+        totals.1 += restore_checked(store, &j, expected.get(&j.manifest_path), cipher, key.as_deref(), true)?;
         totals.0 += 1;
         if let Some(parent) = j.target.parent() {
             fsio::sync_dir(parent)?;
@@ -920,7 +974,7 @@ fn combine_file(
     spill_dir: &Path,
     target: &Path,
 ) -> Result<(u64, u32)> {
-    let out = fsio::AtomicFile::create(target)?;
+    let out = RestoredFile::create(target, false)?;
     let mut w = CrcWriter::new(out, false);
     crate::incremental::combine(
         store,
@@ -932,7 +986,7 @@ fn combine_file(
         &mut w,
     )?;
     let CrcWriter { inner, crc, bytes, .. } = w;
-    inner.commit_with(false)?;
+    inner.complete()?;
     Ok((bytes, crc))
 }
 
@@ -1074,7 +1128,22 @@ pub fn verify(
     master_key: Option<&MasterKey>,
     workers: usize,
 ) -> Result<(Vec<FileVerification>, Vec<FileVerification>)> {
-    let backups = list_backups(store, server)?;
+    verify_in(store, server, &list_backups(store, server)?, label, master_key, workers)
+}
+
+/// [`verify`] with the server's backups already listed ([`list_backups`]), for a caller that
+/// verifies many of them.
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_in(
+    store: &dyn Store,
+    server: &str,
+    backups: &[BackupInfo],
+    label: &str,
+    master_key: Option<&MasterKey>,
+    workers: usize,
+) -> Result<(Vec<FileVerification>, Vec<FileVerification>)> {
     let info = backups
         .iter()
         .find(|b| b.label == label)
@@ -1084,7 +1153,7 @@ pub fn verify(
     let sums = crate::ops::load_sums(store, server, label)?.unwrap_or_default();
     // Where each manifest path is stored.
     let stored: BTreeMap<String, String> =
-        crate::ops::stored_files(store, server, info)?.into_iter().map(|(p, (st, _))| (p, st)).collect();
+        crate::ops::stored_files(store, server, info)?.into_iter().map(|(p, f)| (p, f.path)).collect();
     let dir_prefix = format!("{dir}/");
     let relative = |st: &str| st.strip_prefix(&dir_prefix).unwrap_or(st).to_owned();
     // Stored files checked through the manifest pass; the others are hashed as stored.
@@ -1148,7 +1217,7 @@ pub fn verify(
     });
     let mut all = all.into_inner().expect("not poisoned");
     // An incremental backup is only restorable with its whole chain.
-    if let Err(e) = chain_of(&backups, info) {
+    if let Err(e) = chain_of(backups, info) {
         all.push(FileVerification {
             path: crate::info::BACKUP_INFO.to_owned(),
             expected: String::new(),

@@ -99,6 +99,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// # Errors
     /// I/O failures.
     fn remove(&self, path: &str) -> Result<()>;
+    /// Removes a file or a symbolic link without making the removal durable: the caller
+    /// promises a [`Store::sync_dir`] of its directory later (one sync for many removals).
+    ///
+    /// # Errors
+    /// I/O failures.
+    fn remove_unsynced(&self, path: &str) -> Result<()> {
+        self.remove(path)
+    }
     /// Creates a symbolic link at `link` pointing to the repository path `target`.
     ///
     /// # Errors
@@ -115,6 +123,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// # Errors
     /// I/O failures.
     fn rename(&self, from: &str, to: &str) -> Result<()>;
+    /// Renames a file or link, replacing what is at `to`, without making the change durable:
+    /// the caller promises a [`Store::sync_dir`] of the directories involved later (one sync
+    /// for many renames). A crash before that sync leaves either name's old or new entry.
+    ///
+    /// # Errors
+    /// I/O failures.
+    fn rename_unsynced(&self, from: &str, to: &str) -> Result<()> {
+        self.rename(from, to)
+    }
     /// Makes the entries created in a directory durable.
     ///
     /// # Errors
@@ -300,6 +317,17 @@ impl Store for LocalStore {
         }
     }
 
+    fn remove_unsynced(&self, path: &str) -> Result<()> {
+        let p = self.path(path);
+        match std::fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            // A directory: removed as a whole, durably.
+            Err(_) if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) => self.remove(path),
+            Err(e) => Err(StorageError::io("removing", p)(e)),
+        }
+    }
+
     fn symlink(&self, target: &str, link: &str) -> Result<()> {
         let l = self.path(link);
         std::os::unix::fs::symlink(self.path(target), &l).map_err(StorageError::io("creating symbolic link", l))
@@ -328,6 +356,11 @@ impl Store for LocalStore {
             (Some(a), Some(b)) if a != b => fsio::sync_dir(a),
             _ => Ok(()),
         }
+    }
+
+    fn rename_unsynced(&self, from: &str, to: &str) -> Result<()> {
+        let (f, t) = (self.path(from), self.path(to));
+        std::fs::rename(&f, &t).map_err(StorageError::io("renaming", &f))
     }
 
     fn sync_dir(&self, dir: &str) -> Result<()> {
@@ -444,8 +477,10 @@ impl Store for MemoryStore {
         let dir = Self::norm(dir);
         let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
         let nodes = self.nodes.lock().expect("not poisoned");
+        // The paths under `dir` sort together, right after the prefix.
         Ok(nodes
-            .iter()
+            .range(prefix.clone()..)
+            .take_while(|(p, _)| p.starts_with(&prefix))
             .filter_map(|(p, n)| {
                 let rest = p.strip_prefix(&prefix)?;
                 (!rest.is_empty() && !rest.contains('/')).then(|| StoreEntry {

@@ -260,16 +260,23 @@ impl WalArchive {
     }
 
     /// The name under which `name` (a segment or history file) is stored, with its suffixes.
-    /// Matched by name alone, so that any segment size is found.
+    /// Found by trying its possible stored names (plain, each compression, with and without
+    /// encryption), so a look-up costs the same whatever the archive's size, and any segment
+    /// size is found.
     ///
     /// # Errors
     /// [`StorageError::NotFound`] when the archive does not have it.
     pub fn locate(&self, name: &str) -> Result<String> {
-        for e in fs::read_dir(&self.dir).map_err(StorageError::io("listing", &self.dir))? {
-            let file_name =
-                e.map_err(StorageError::io("listing", &self.dir))?.file_name().to_string_lossy().into_owned();
-            if !file_name.ends_with(fsio::TEMP_SUFFIX) && stored_form(&file_name).0 == name {
-                return Ok(file_name);
+        let plain = !name.is_empty() && !name.contains('/') && stored_form(name) == (name, Algorithm::None, false);
+        if plain {
+            let compressions = std::iter::once("").chain(Algorithm::COMPRESSING.iter().map(|a| a.suffix()));
+            for compression in compressions {
+                for encryption in ["", AES_SUFFIX] {
+                    let stored = format!("{name}{compression}{encryption}");
+                    if fs::metadata(self.dir.join(&stored)).is_ok_and(|m| m.is_file()) {
+                        return Ok(stored);
+                    }
+                }
             }
         }
         Err(StorageError::NotFound(format!("{name} is not in the WAL archive {}", self.dir.display())))

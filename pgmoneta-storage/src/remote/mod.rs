@@ -535,9 +535,10 @@ impl Store for TieredStore {
         let parts = TieredStore::parts(dir);
         if let [server, "backup", label, ..] = parts.as_slice() {
             if !has_local_data(self.local(), server, label) {
+                let mut seen: std::collections::HashSet<String> = entries.iter().map(|e| e.name.clone()).collect();
                 for r in self.remotes(server) {
                     for e in r.store.list(dir)? {
-                        if !entries.iter().any(|l| l.name == e.name) {
+                        if seen.insert(e.name.clone()) {
                             entries.push(e);
                         }
                     }
@@ -560,6 +561,14 @@ impl Store for TieredStore {
         Ok(())
     }
 
+    fn remove_unsynced(&self, path: &str) -> Result<()> {
+        self.local.remove_unsynced(path)?;
+        for r in self.removal(path) {
+            r.store.remove(path)?;
+        }
+        Ok(())
+    }
+
     fn symlink(&self, target: &str, link: &str) -> Result<()> {
         self.local.symlink(target, link)
     }
@@ -570,6 +579,10 @@ impl Store for TieredStore {
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {
         self.local.rename(from, to)
+    }
+
+    fn rename_unsynced(&self, from: &str, to: &str) -> Result<()> {
+        self.local.rename_unsynced(from, to)
     }
 
     fn sync_dir(&self, dir: &str) -> Result<()> {
