@@ -223,6 +223,9 @@ impl Store for HookStore {
     fn remove(&self, path: &str) -> pgmoneta_storage::Result<()> {
         self.inner.remove(path)
     }
+    fn remove_unsynced(&self, path: &str) -> pgmoneta_storage::Result<()> {
+        self.inner.remove_unsynced(path)
+    }
     fn symlink(&self, target: &str, link: &str) -> pgmoneta_storage::Result<()> {
         self.inner.symlink(target, link)
     }
@@ -232,11 +235,132 @@ impl Store for HookStore {
     fn rename(&self, from: &str, to: &str) -> pgmoneta_storage::Result<()> {
         self.inner.rename(from, to)
     }
+    fn rename_unsynced(&self, from: &str, to: &str) -> pgmoneta_storage::Result<()> {
+        self.inner.rename_unsynced(from, to)
+    }
     fn sync_dir(&self, dir: &str) -> pgmoneta_storage::Result<()> {
         self.inner.sync_dir(dir)
     }
     fn exists(&self, path: &str) -> bool {
         self.inner.exists(path)
+    }
+    fn local_path(&self, path: &str) -> Option<PathBuf> {
+        self.inner.local_path(path)
+    }
+}
+
+/// What a [`CountingStore`] was asked to do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    /// Directory listings.
+    pub lists: u64,
+    /// Entries those listings returned.
+    pub listed: u64,
+    /// Every other call (create, open, exists, read_link, symlink, rename, remove, sync...).
+    pub calls: u64,
+}
+
+impl StoreCounts {
+    /// The work a store did: entries listed plus calls.
+    pub fn work(&self) -> u64 {
+        self.listed + self.lists + self.calls
+    }
+}
+
+/// A store that counts the calls made to it and the entries its listings return: an operation
+/// whose work grows faster than the number of files it handles shows up as a count per file
+/// that grows with the repository, whatever the machine's speed.
+#[derive(Debug)]
+pub struct CountingStore {
+    /// The store counted.
+    pub inner: std::sync::Arc<dyn Store>,
+    lists: std::sync::atomic::AtomicU64,
+    listed: std::sync::atomic::AtomicU64,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl CountingStore {
+    /// Counts what is asked of `inner`.
+    pub fn new(inner: std::sync::Arc<dyn Store>) -> CountingStore {
+        CountingStore { inner, lists: Default::default(), listed: Default::default(), calls: Default::default() }
+    }
+
+    /// The counts so far, and starts again from zero.
+    pub fn take(&self) -> StoreCounts {
+        StoreCounts {
+            lists: self.lists.swap(0, Ordering::SeqCst),
+            listed: self.listed.swap(0, Ordering::SeqCst),
+            calls: self.calls.swap(0, Ordering::SeqCst),
+        }
+    }
+
+    fn call(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Store for CountingStore {
+    fn create(&self, path: &str) -> pgmoneta_storage::Result<Box<dyn StoreWriter>> {
+        self.call();
+        self.inner.create(path)
+    }
+    fn create_unsynced(&self, path: &str) -> pgmoneta_storage::Result<Box<dyn StoreWriter>> {
+        self.call();
+        self.inner.create_unsynced(path)
+    }
+    fn sync_tree(&self, dir: &str) -> pgmoneta_storage::Result<()> {
+        self.call();
+        self.inner.sync_tree(dir)
+    }
+    fn open(&self, path: &str) -> pgmoneta_storage::Result<Box<dyn Read + Send>> {
+        self.call();
+        self.inner.open(path)
+    }
+    fn list(&self, dir: &str) -> pgmoneta_storage::Result<Vec<StoreEntry>> {
+        let entries = self.inner.list(dir)?;
+        self.lists.fetch_add(1, Ordering::Relaxed);
+        self.listed.fetch_add(entries.len() as u64, Ordering::Relaxed);
+        Ok(entries)
+    }
+    fn create_dir(&self, path: &str) -> pgmoneta_storage::Result<()> {
+        self.call();
+        self.inner.create_dir(path)
+    }
+    fn remove(&self, path: &str) -> pgmoneta_storage::Result<()> {
+        self.call();
+        self.inner.remove(path)
+    }
+    fn remove_unsynced(&self, path: &str) -> pgmoneta_storage::Result<()> {
+        self.call();
+        self.inner.remove_unsynced(path)
+    }
+    fn symlink(&self, target: &str, link: &str) -> pgmoneta_storage::Result<()> {
+        self.call();
+        self.inner.symlink(target, link)
+    }
+    fn read_link(&self, path: &str) -> pgmoneta_storage::Result<Option<String>> {
+        self.call();
+        self.inner.read_link(path)
+    }
+    fn rename(&self, from: &str, to: &str) -> pgmoneta_storage::Result<()> {
+        self.call();
+        self.inner.rename(from, to)
+    }
+    fn rename_unsynced(&self, from: &str, to: &str) -> pgmoneta_storage::Result<()> {
+        self.call();
+        self.inner.rename_unsynced(from, to)
+    }
+    fn sync_dir(&self, dir: &str) -> pgmoneta_storage::Result<()> {
+        self.call();
+        self.inner.sync_dir(dir)
+    }
+    fn exists(&self, path: &str) -> bool {
+        self.call();
+        self.inner.exists(path)
+    }
+    fn holds(&self, path: &str) -> bool {
+        self.call();
+        self.inner.holds(path)
     }
     fn local_path(&self, path: &str) -> Option<PathBuf> {
         self.inner.local_path(path)

@@ -5,6 +5,7 @@ mod backup_restore;
 mod export;
 mod incremental;
 mod repository;
+mod scale;
 mod wal;
 
 #[path = "../common/mod.rs"]
