@@ -16,7 +16,7 @@ use std::time::Instant;
 use pgmoneta_compress::{Algorithm, Compression};
 use pgmoneta_core::{BackupLabel, CivilDateTime, PgVersion};
 use pgmoneta_storage::backup::{take_backup, BackupOptions};
-use pgmoneta_storage::restore::{restore, BackupSelector, RestoreOptions};
+use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
 use pgmoneta_storage::store::LocalStore;
 use pgmoneta_testkit::Cluster;
 use pgmoneta_wire::{ConnectOptions, PgConnection, ReplicationMode, SslMode};
@@ -66,8 +66,10 @@ fn child(args: &[String]) {
                 .replication(ReplicationMode::Physical)
                 .ssl_mode(SslMode::Disable);
             let mut conn = PgConnection::connect(&opts).unwrap();
+            // The backup's minute of the day (a second backup into the same repository links).
+            let minute = args.get(8).and_then(|m| m.parse::<u8>().ok()).unwrap_or(0);
             let mut options =
-                BackupOptions::new("bench", BackupLabel::new(CivilDateTime::new(2026, 11, 28, 12, 0, 0).unwrap()));
+                BackupOptions::new("bench", BackupLabel::new(CivilDateTime::new(2026, 11, 28, 12, minute, 0).unwrap()));
             options.workers = 2;
             let algorithm = match algorithm.as_str() {
                 "none" => Algorithm::None,
@@ -80,6 +82,13 @@ fn child(args: &[String]) {
             let version = PgVersion::from_major(major).unwrap();
             let info = take_backup(&mut conn, version, 0, store, &options).unwrap();
             eprintln!("{:?}", info.elapsed);
+            // Seconds of the link step, for the relations bench.
+            println!("linking {}", info.elapsed.linking);
+        }
+        "verify" => {
+            let newest = list_backups(store.as_ref(), "bench").unwrap().pop().unwrap();
+            let (failed, _) = verify(store.as_ref(), "bench", &newest.label, None, 2).unwrap();
+            assert!(failed.is_empty(), "{failed:?}");
         }
         "restore" => {
             let mut options = RestoreOptions::new("bench", BackupSelector::Newest, &args[2]);
@@ -91,7 +100,15 @@ fn child(args: &[String]) {
     println!("{} {}", started.elapsed().as_secs_f64(), peak_rss());
 }
 
-fn run_child(args: &[&str]) -> (f64, u64) {
+/// What a child printed: its seconds, its peak memory and, for a backup, the seconds of its
+/// link step.
+struct ChildRun {
+    seconds: f64,
+    rss: u64,
+    linking: f64,
+}
+
+fn run_child(args: &[&str]) -> ChildRun {
     // PGMONETA_BENCH_WRAP runs the child under a profiler, e.g. "perf record -g -o /tmp/perf.data".
     let wrap = std::env::var("PGMONETA_BENCH_WRAP").unwrap_or_default();
     let mut words = wrap.split_whitespace();
@@ -109,9 +126,24 @@ fn run_child(args: &[&str]) -> (f64, u64) {
         eprintln!("{args:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     let text = String::from_utf8_lossy(&out.stdout);
+    let linking = text.lines().find_map(|l| l.strip_prefix("linking ")).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     let line = text.lines().last().unwrap_or_default().to_owned();
     let mut parts = line.split_whitespace();
-    (parts.next().unwrap().parse().unwrap(), parts.next().unwrap().parse().unwrap())
+    ChildRun { seconds: parts.next().unwrap().parse().unwrap(), rss: parts.next().unwrap().parse().unwrap(), linking }
+}
+
+/// Prints a Markdown table; exits non-zero when a target was missed.
+fn report(title: &str, header: &str, rows: &[String], failures: &[String]) {
+    println!("{title}\n");
+    println!("{header}");
+    println!("|{}", "---|".repeat(header.matches('|').count() - 1));
+    for r in rows {
+        println!("{r}");
+    }
+    if !failures.is_empty() {
+        eprintln!("targets missed: {}", failures.join(", "));
+        std::process::exit(1);
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -126,6 +158,10 @@ fn main() {
     }
     if let Some(i) = args.iter().position(|a| a == "--child") {
         child(&args[i + 1..]);
+        return;
+    }
+    if let Ok(tables) = std::env::var("PGMONETA_BENCH_TABLES") {
+        relations(&tables);
         return;
     }
     let scale: u32 = std::env::var("PGMONETA_BENCH_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
@@ -173,7 +209,7 @@ fn main() {
         elapsed
     };
     let ours = |algorithm: &str, repo: &Path| -> (f64, u64, u64) {
-        let (t, rss) = run_child(&[
+        let ChildRun { seconds: t, rss, .. } = run_child(&[
             "backup",
             repo.to_str().unwrap(),
             cluster.host(),
@@ -251,7 +287,7 @@ fn main() {
     let mut r = Vec::new();
     for _ in 0..rounds {
         let out = new_dir("restored");
-        let (t, rss) = run_child(&["restore", repo.to_str().unwrap(), out.to_str().unwrap()]);
+        let ChildRun { seconds: t, rss, .. } = run_child(&["restore", repo.to_str().unwrap(), out.to_str().unwrap()]);
         peak = peak.max(rss);
         r.push(t);
     }
@@ -275,18 +311,164 @@ fn main() {
         peak as f64 / 1e6,
         if ok { "" } else { " **missed**" }
     ));
-    println!(
-        "PostgreSQL {}, pgbench scale {scale} ({:.0} MB), workers 2, medians of {rounds} rounds (times, and ratios per round)\n",
-        cluster.version().major(),
-        size as f64 / 1e6
+    report(
+        &format!(
+            "PostgreSQL {}, pgbench scale {scale} ({:.0} MB), workers 2, medians of {rounds} rounds (times, and ratios per round)",
+            cluster.version().major(),
+            size as f64 / 1e6
+        ),
+        "| what | ours | reference | ours / reference | target | |",
+        &rows,
+        &failures,
     );
-    println!("| what | ours | reference | ours / reference | target | |");
-    println!("|---|---|---|---|---|---|");
-    for r in rows {
-        println!("{r}");
+}
+
+/// Files under a directory, links included.
+fn files_under(dir: &Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => n += files_under(&e.path()),
+            Ok(_) => n += 1,
+            Err(_) => {}
+        }
     }
-    if !failures.is_empty() {
-        eprintln!("targets missed: {}", failures.join(", "));
-        std::process::exit(1);
+    n
+}
+
+/// Databases with many relations (`PGMONETA_BENCH_TABLES=10000,50000`): for each count, a
+/// cluster of that many one-row tables (a heap, its primary key, a TOAST table and its index
+/// each), then a first backup, a second one linked to it, a verify and a restore, each in its
+/// own process, against `pg_basebackup -Ft` on the same cluster. Times per file show whether
+/// the cost of an operation grows with the number of files or faster.
+fn relations(counts: &str) {
+    let rounds: usize = std::env::var("PGMONETA_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for n in counts.split(',').filter_map(|c| c.trim().parse::<u32>().ok()) {
+        let cluster =
+            Cluster::builder().setting("max_locks_per_transaction", &(n / 50 + 64).to_string()).start().unwrap();
+        let created = Instant::now();
+        for start in (0..n).step_by(500) {
+            let end = (start + 500).min(n) - 1;
+            cluster
+                .execute(&format!(
+                    "DO $$ BEGIN FOR i IN {start}..{end} LOOP \
+                     EXECUTE format('CREATE TABLE rel_%s (id int PRIMARY KEY, v text)', i); \
+                     EXECUTE format('INSERT INTO rel_%s VALUES (%s, ''row %s'')', i, i, i); \
+                     END LOOP; END $$"
+                ))
+                .unwrap();
+        }
+        cluster.execute("CHECKPOINT").unwrap();
+        eprintln!("{n} tables created in {:.0} s", created.elapsed().as_secs_f64());
+        let work = tempfile::Builder::new().prefix("pgmoneta-rel-").tempdir_in("/tmp").unwrap();
+        let conninfo = format!(
+            "host={} port={} user={} password={}",
+            cluster.host(),
+            cluster.port(),
+            cluster.replication_user(),
+            cluster.replication_password()
+        );
+        let (port, major) = (cluster.port().to_string(), cluster.version().major().to_string());
+        let basebackup = cluster.install().client_program("pg_basebackup");
+        let (mut first, mut second, mut linking, mut verifies, mut restores, mut reference, mut ratios) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut plain, mut plain_ratios) = (Vec::new(), Vec::new());
+        let mut files = 0;
+        for round in 0..rounds {
+            let repo = work.path().join(format!("repo-{round}"));
+            std::fs::create_dir_all(&repo).unwrap();
+            let backup = |minute: &str| {
+                run_child(&[
+                    "backup",
+                    repo.to_str().unwrap(),
+                    cluster.host(),
+                    &port,
+                    cluster.replication_user(),
+                    cluster.replication_password(),
+                    &major,
+                    "none",
+                    minute,
+                ])
+            };
+            // `-Ft` writes one tar file; `-Fp` a file per relation, as a repository does.
+            let pg = |format: &str| {
+                let dir = work.path().join(format!("pg_basebackup{format}-{round}"));
+                let t = Instant::now();
+                let out = Command::new(&basebackup)
+                    .arg("-d")
+                    .arg(&conninfo)
+                    .arg("-D")
+                    .arg(&dir)
+                    .args([format, "-c", "fast", "-X", "fetch"])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "pg_basebackup: {}", String::from_utf8_lossy(&out.stderr));
+                t.elapsed().as_secs_f64()
+            };
+            // The order alternates, so neither side always runs with a warmer cache.
+            let (a, b, p) = if round % 2 == 0 {
+                let a = backup("0").seconds;
+                (a, pg("-Ft"), pg("-Fp"))
+            } else {
+                let (b, p) = (pg("-Ft"), pg("-Fp"));
+                (backup("0").seconds, b, p)
+            };
+            first.push(a);
+            reference.push(b);
+            ratios.push(a / b);
+            plain.push(p);
+            plain_ratios.push(a / p);
+            files = files_under(&repo.join("bench/backup"));
+            let again = backup("1");
+            second.push(again.seconds);
+            linking.push(again.linking);
+            verifies.push(run_child(&["verify", repo.to_str().unwrap()]).seconds);
+            let out = work.path().join(format!("restored-{round}"));
+            restores.push(run_child(&["restore", repo.to_str().unwrap(), out.to_str().unwrap()]).seconds);
+        }
+        let per_file = |t: f64| format!("{t:.2} s ({:.0} us/file)", t * 1e6 / files as f64);
+        let (first, second, linking) = (median(first), median(second), median(linking));
+        let reference = median(reference);
+        rows.push(format!(
+            "| {n} tables, {files} files: first backup vs `pg_basebackup -Ft` | {} | {reference:.2} s | {:.2} |",
+            per_file(first),
+            median(ratios)
+        ));
+        rows.push(format!(
+            "| {n} tables: first backup vs `pg_basebackup -Fp` (a file per relation) | {} | {:.2} s | {:.2} |",
+            per_file(first),
+            median(plain),
+            median(plain_ratios)
+        ));
+        rows.push(format!(
+            "| {n} tables: second backup (linked) vs first | {} | {first:.2} s | {:.2} |",
+            per_file(second),
+            second / first
+        ));
+        rows.push(format!("| {n} tables: link step of the second backup | {} | | |", per_file(linking)));
+        rows.push(format!(
+            "| {n} tables: verify vs first backup | {} | {first:.2} s | {:.2} |",
+            per_file(median(verifies.clone())),
+            median(verifies) / first
+        ));
+        rows.push(format!(
+            "| {n} tables: restore vs first backup | {} | {first:.2} s | {:.2} |",
+            per_file(median(restores.clone())),
+            median(restores) / first
+        ));
+        // The second backup may cost the first plus its link step, and some noise.
+        if second > (first + linking) * 1.25 {
+            failures.push(format!(
+                "{n} tables: second backup {second:.2} s against {first:.2} s + {linking:.2} s of linking"
+            ));
+        }
     }
+    report(
+        &format!("Many relations, workers 2, no compression, medians of {rounds} rounds"),
+        "| what | ours | reference | ours / reference |",
+        &rows,
+        &failures,
+    );
 }
