@@ -187,16 +187,24 @@ pub fn after_backup(
     Ok(())
 }
 
-/// Uploads `backup.info` of a backup again after a change (keep flag, comments), to the
-/// remotes that hold the backup (an upload still to come sends the new one anyway).
+/// Uploads `backup.info` of a backup again after a change (keep flag, comments), and
+/// `backup.sha512`, which records its checksum, to the remotes that hold the backup (an upload
+/// still to come sends the new ones anyway).
 pub fn refresh_info(shared: &Shared, server: &str, label: &str) {
     let path = format!("{server}/backup/{label}/backup.info");
+    let sums = format!("{server}/backup/{label}/backup.sha512");
     for r in shared.store.remotes(server) {
         if !r.store.exists(&path) {
             continue;
         }
-        if let Err(e) = remote::copy_file(shared.local.as_ref(), r.store.as_ref(), &path) {
-            log::error!("server [{server}]: backup {label}: updating backup.info in {} storage: {e}", r.engine);
+        for p in [&path, &sums] {
+            if p == &sums && !shared.local.exists(p) {
+                continue;
+            }
+            if let Err(e) = remote::copy_file(shared.local.as_ref(), r.store.as_ref(), p) {
+                let name = p.rsplit('/').next().unwrap_or(p);
+                log::error!("server [{server}]: backup {label}: updating {name} in {} storage: {e}", r.engine);
+            }
         }
     }
 }

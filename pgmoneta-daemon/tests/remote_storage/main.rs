@@ -87,6 +87,11 @@ fn remote_only(engines: &str, settings: &str, env: Vec<(String, String)>, remote
     let mut text = String::new();
     std::io::Read::read_to_string(&mut remote.open(&format!("{dir}/backup.info")).unwrap(), &mut text).unwrap();
     assert!(text.contains("where|offsite"), "{text}");
+    // So does backup.sha512, which records the new backup.info's checksum.
+    let mut sums = String::new();
+    std::io::Read::read_to_string(&mut remote.open(&format!("{dir}/backup.sha512")).unwrap(), &mut sums).unwrap();
+    let digest = pgmoneta_crypto::digest_hex(pgmoneta_crypto::HashAlgorithm::Sha512, text.as_bytes());
+    assert!(sums.contains(&digest), "the remote backup.sha512 lacks the new backup.info's checksum:\n{sums}");
 
     d.ok(&["delete", "primary", &label]);
     assert!(remote_files(remote, &dir).is_empty(), "remote objects of a deleted backup are removed");
