@@ -768,11 +768,17 @@ pub fn dir_size(path: &Path) -> u64 {
         .sum()
 }
 
-/// Bytes a server's repository holds: its backups' stored bytes, from their `backup.info` (so
-/// that a request does not walk every file of every backup), and its WAL archive, from one
-/// listing.
+/// Bytes a server's repository holds on the local disk: the stored bytes of its backups whose
+/// data is here, from their `backup.info` (so that a request does not walk every file of every
+/// backup), and its WAL archive, from one listing.
 pub fn server_usage(shared: &Shared, name: &str) -> (u64, u64) {
-    let backups = list_backups(shared.store(), name).unwrap_or_default().iter().map(|b| b.backup_size).sum();
+    let local = shared.local.as_ref();
+    let backups = list_backups(shared.store(), name)
+        .unwrap_or_default()
+        .iter()
+        .filter(|b| pgmoneta_storage::remote::has_local_data(local, name, &b.label))
+        .map(|b| b.backup_size)
+        .sum();
     (backups, dir_size(&shared.base_dir().join(layout::wal_dir(name))))
 }
 

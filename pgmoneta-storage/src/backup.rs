@@ -1343,7 +1343,7 @@ where
         None => crate::ops::LinkReport::default(),
     };
     let linked_early = shared.linked_early.load(Ordering::Relaxed);
-    if let Some(base) = &shared.link_base {
+    if let Some(base) = shared.link_base.as_ref().filter(|_| linked_early > 0 || !linked.linked.is_empty()) {
         log::info!(
             "server [{}]: backup {}: {} files linked to {}",
             options.server,
@@ -1352,17 +1352,10 @@ where
             base.previous.label
         );
     }
-    if let Some(old) = linked
-        .previous
-        .as_ref()
-        .map(|p| crate::ops::load_sums(store.as_ref(), &options.server, p))
-        .transpose()?
-        .flatten()
-    {
-        for rel in &linked.linked {
-            if let Some(h) = old.files.get(rel) {
-                sums.files.insert(rel.clone(), h.clone());
-            }
+    // A linked file's stored bytes are the file it links to, with that file's checksum.
+    for rel in &linked.linked {
+        if let Some(h) = linked.stored_sha512.get(rel) {
+            sums.files.insert(rel.clone(), h.clone());
         }
     }
     backup_size -= linked.saved;

@@ -340,6 +340,39 @@ impl Drop for DirectFile {
     }
 }
 
+/// Watches the file system holding a directory for write-back errors from the moment it is
+/// opened. Files written without a sync of their own and made durable by one `syncfs` at the
+/// end must be watched from before they are written: `syncfs` reports a failed write-back only
+/// to descriptors opened before it happened, and write-back starts early on purpose.
+#[derive(Debug)]
+pub struct WritebackWatch {
+    dir: File,
+    path: PathBuf,
+}
+
+impl WritebackWatch {
+    /// Starts watching the file system of `dir` (which must exist).
+    ///
+    /// # Errors
+    /// When the directory cannot be opened.
+    pub fn open(dir: &Path) -> Result<WritebackWatch> {
+        let file = File::open(dir).map_err(StorageError::io("opening directory", dir))?;
+        Ok(WritebackWatch { dir: file, path: dir.to_owned() })
+    }
+
+    /// Makes everything on the file system durable, and fails if any write-back failed since
+    /// the watch started (or since the previous sync through it).
+    ///
+    /// # Errors
+    /// When the sync fails or reports a failed write-back.
+    pub fn sync(&self) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        nix::unistd::syncfs(self.dir.as_raw_fd()).map_err(|e| {
+            StorageError::io("syncing the file system of", &self.path)(io::Error::from_raw_os_error(e as i32))
+        })
+    }
+}
+
 /// Makes everything under `dir` durable with one `syncfs` of its file system: all file data
 /// and metadata at once (directory entries included), far cheaper than a sync per file and per
 /// directory, each of which commits the journal again.

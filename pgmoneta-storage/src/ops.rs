@@ -228,6 +228,9 @@ pub struct LinkReport {
     pub linked: Vec<String>,
     /// Bytes no longer stored twice.
     pub saved: u64,
+    /// The SHA-512 of the stored bytes each linked file now reaches, as the backup linked to
+    /// recorded them, by the same paths as `linked`.
+    pub stored_sha512: BTreeMap<String, String>,
 }
 
 /// Replaces each file of the backup `info` describes that is unchanged since the newest older
@@ -264,6 +267,10 @@ pub(crate) fn link_to(store: &dyn Store, server: &str, info: &BackupInfo, base: 
             continue;
         };
         if let Some(target) = base.target(store, old)? {
+            if let Some(sha) = base.stored_sha512(old) {
+                let rel = new.path.strip_prefix(&dir_prefix).unwrap_or(&new.path).to_owned();
+                report.stored_sha512.insert(rel, sha.clone());
+            }
             links.push((target, new));
         }
     }
@@ -413,6 +420,14 @@ pub fn delete_backup_with(store: &dyn Store, server: &str, label: &str, options:
         .collect::<Result<_>>()?;
     for dir in std::mem::take(&mut relinked) {
         store.sync_dir(&dir)?;
+    }
+    // Files are about to leave the backup: should the delete stop before its end, it is no
+    // longer listed as valid.
+    if !moves.is_empty() {
+        if let Some(mut left) = backups.iter().find(|b| b.label == label).filter(|b| b.valid).cloned() {
+            left.valid = false;
+            save_info(store, server, &left)?;
+        }
     }
     for (file, home) in &moves {
         store.rename_unsynced(file, home)?;

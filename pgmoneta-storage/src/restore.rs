@@ -835,12 +835,16 @@ fn restore_into(
     let mut jobs = Vec::new();
     let storage = storage_of(info);
     walk(store, &join(&[&backup_dir, "data"]), data_dir, "", storage, &mut jobs)?;
+    // Files are written without a sync of their own: their file systems are watched for
+    // write-back errors from before the first one, and synced once at the end.
+    let mut watches = vec![fsio::WritebackWatch::open(data_dir)?];
     let mut links = Vec::new();
     for t in &info.tablespaces {
         let dest = tablespace_target(options, info, &t.dir);
         fsio::remove_dir_all(&dest)?;
         let prefix = format!("pg_tblspc/{}/", t.oid);
         walk(store, &join(&[&backup_dir, &t.dir]), &dest, &prefix, storage, &mut jobs)?;
+        watches.push(fsio::WritebackWatch::open(&dest)?);
         links.push((t.oid.clone(), format!("../../{}-{}-{}", options.server, info.label, t.dir)));
     }
     // backup_manifest is for verification, not part of the data directory (a combined backup
@@ -948,9 +952,8 @@ fn restore_into(
         fsio::write_file(&data_dir.join(signal), b"")?;
     }
     // Every file and directory written so far made durable at once, before pg_control.
-    fsio::sync_tree(data_dir)?;
-    for t in &info.tablespaces {
-        fsio::sync_tree(&tablespace_target(options, info, &t.dir))?;
+    for w in &watches {
+        w.sync()?;
     }
     let mut totals = totals.into_inner().expect("not poisoned");
     for j in last {

@@ -177,12 +177,19 @@ pub fn join(parts: &[&str]) -> String {
 #[derive(Clone, Debug)]
 pub struct LocalStore {
     root: PathBuf,
+    /// Write-back errors of the root's file system, watched from the first file written
+    /// without a sync of its own (see [`fsio::WritebackWatch`]).
+    watch: Arc<std::sync::OnceLock<Option<fsio::WritebackWatch>>>,
 }
 
 impl LocalStore {
     /// A store rooted at `root` (the `base_dir` setting).
     pub fn new(root: impl Into<PathBuf>) -> LocalStore {
-        LocalStore { root: root.into() }
+        LocalStore { root: root.into(), watch: Arc::default() }
+    }
+
+    fn watch(&self) -> Option<&fsio::WritebackWatch> {
+        self.watch.get_or_init(|| fsio::WritebackWatch::open(&self.root).ok()).as_ref()
     }
 
     /// The root directory.
@@ -247,10 +254,16 @@ impl Store for LocalStore {
     }
 
     fn create_unsynced(&self, path: &str) -> Result<Box<dyn StoreWriter>> {
+        // Its write-back errors must reach the sync of the tree.
+        self.watch();
         Ok(Box::new(LocalWriter::Direct(fsio::DirectFile::create(&self.path(path))?)))
     }
 
     fn sync_tree(&self, dir: &str) -> Result<()> {
+        if let Some(w) = self.watch() {
+            w.sync()?;
+        }
+        // The tree may be on another file system than the root.
         fsio::sync_tree(&self.path(dir))
     }
 

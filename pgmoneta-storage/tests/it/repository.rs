@@ -111,6 +111,48 @@ fn links_and_deletes_keep_every_backup_restorable() {
     assert_eq!(left, [labels[2].clone()]);
 }
 
+/// Unchanged files are linked as they arrive whatever the storage: stored as received, and
+/// compressed and encrypted (where the stored bytes differ from one backup to the next, and a
+/// link must carry the checksum of the bytes it reaches). Both verify and restore.
+#[test]
+fn files_linked_as_they_arrive_verify_and_restore_with_every_storage() {
+    let cluster = Cluster::builder().start().unwrap();
+    cluster.pgbench_init(1).unwrap();
+    let key = crate::test_key();
+    let storages = [
+        (Compression::NONE, None),
+        (Compression::client(Algorithm::Zstd), Some((pgmoneta_crypto::Cipher::Aes256Gcm, key.clone()))),
+    ];
+    for (i, (compression, encryption)) in storages.into_iter().enumerate() {
+        let repo = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalStore::new(repo.path()));
+        let mut labels = Vec::new();
+        for n in 0..2 {
+            cluster.pgbench_run(1, 20).unwrap();
+            cluster.execute("CHECKPOINT").unwrap();
+            let mut opts = BackupOptions::new("primary", label(300 + 10 * i as u32 + n));
+            opts.compression = compression;
+            opts.encryption = encryption.clone();
+            opts.workers = 2;
+            labels.push(backup(&cluster, store.clone(), &opts).label);
+        }
+        let state = pgbench_state(&cluster);
+        let n = links_in(store.as_ref(), &format!("primary/backup/{}", labels[1]));
+        assert!(n > 100, "storage {i}: only {n} files linked");
+        let (failed, all) = verify(store.as_ref(), "primary", &labels[1], Some(&key), 2).unwrap();
+        assert!(failed.is_empty(), "storage {i}: {failed:?}");
+        assert!(all.len() > 100);
+        let root = crate::shared_dir("pgmoneta-restore-");
+        let mut opts = RestoreOptions::new("primary", BackupSelector::Label(labels[1].clone()), root.path());
+        opts.workers = 2;
+        opts.master_key = Some(key.clone());
+        let report = restore(store.as_ref(), &opts).unwrap();
+        let restored = Cluster::start_on(cluster.install().clone(), &report.data_dir, cluster.superuser_password())
+            .unwrap_or_else(|e| panic!("storage {i}: starting the restore: {e}"));
+        assert_eq!(pgbench_state(&restored), state, "storage {i}");
+    }
+}
+
 /// Retention deletes what its plan says, at once, and never a kept backup.
 #[test]
 fn retention_applies_its_plan() {
