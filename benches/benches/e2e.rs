@@ -132,6 +132,33 @@ fn run_child(args: &[&str]) -> ChildRun {
     ChildRun { seconds: parts.next().unwrap().parse().unwrap(), rss: parts.next().unwrap().parse().unwrap(), linking }
 }
 
+/// A libpq connection string for `pg_basebackup` as the cluster's replication user.
+fn replication_conninfo(cluster: &Cluster) -> String {
+    format!(
+        "host={} port={} user={} password={}",
+        cluster.host(),
+        cluster.port(),
+        cluster.replication_user(),
+        cluster.replication_password()
+    )
+}
+
+/// One of our backups of `cluster` into `repo`, in a child process, labelled `minute` minutes
+/// into the bench's hour.
+fn backup_child(cluster: &Cluster, repo: &Path, algorithm: &str, minute: u8) -> ChildRun {
+    run_child(&[
+        "backup",
+        repo.to_str().unwrap(),
+        cluster.host(),
+        &cluster.port().to_string(),
+        cluster.replication_user(),
+        cluster.replication_password(),
+        &cluster.version().major().to_string(),
+        algorithm,
+        &minute.to_string(),
+    ])
+}
+
 /// Prints a Markdown table; exits non-zero when a target was missed.
 fn report(title: &str, header: &str, rows: &[String], failures: &[String]) {
     println!("{title}\n");
@@ -172,15 +199,7 @@ fn main() {
     let size: u64 = cluster.query_scalar("SELECT pg_database_size('postgres')").unwrap().parse().unwrap();
     let work = tempfile::Builder::new().prefix("pgmoneta-e2e-").tempdir_in("/tmp").unwrap();
     let basebackup = cluster.install().client_program("pg_basebackup");
-    let conninfo = format!(
-        "host={} port={} user={} password={}",
-        cluster.host(),
-        cluster.port(),
-        cluster.replication_user(),
-        cluster.replication_password()
-    );
-    let port = cluster.port().to_string();
-    let major = cluster.version().major().to_string();
+    let conninfo = replication_conninfo(&cluster);
 
     // Every run writes into a new directory, and nothing is removed before the end: ext4 does
     // not reuse an inode within a minute of its deletion, and finding another one after
@@ -209,16 +228,7 @@ fn main() {
         elapsed
     };
     let ours = |algorithm: &str, repo: &Path| -> (f64, u64, u64) {
-        let ChildRun { seconds: t, rss, .. } = run_child(&[
-            "backup",
-            repo.to_str().unwrap(),
-            cluster.host(),
-            &port,
-            cluster.replication_user(),
-            cluster.replication_password(),
-            &major,
-            algorithm,
-        ]);
+        let ChildRun { seconds: t, rss, .. } = backup_child(&cluster, repo, algorithm, 0);
         (t, rss, dir_size(repo))
     };
 
@@ -363,14 +373,7 @@ fn relations(counts: &str) {
         cluster.execute("CHECKPOINT").unwrap();
         eprintln!("{n} tables created in {:.0} s", created.elapsed().as_secs_f64());
         let work = tempfile::Builder::new().prefix("pgmoneta-rel-").tempdir_in("/tmp").unwrap();
-        let conninfo = format!(
-            "host={} port={} user={} password={}",
-            cluster.host(),
-            cluster.port(),
-            cluster.replication_user(),
-            cluster.replication_password()
-        );
-        let (port, major) = (cluster.port().to_string(), cluster.version().major().to_string());
+        let conninfo = replication_conninfo(&cluster);
         let basebackup = cluster.install().client_program("pg_basebackup");
         let (mut first, mut second, mut linking, mut verifies, mut restores, mut reference, mut ratios) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -379,19 +382,7 @@ fn relations(counts: &str) {
         for round in 0..rounds {
             let repo = work.path().join(format!("repo-{round}"));
             std::fs::create_dir_all(&repo).unwrap();
-            let backup = |minute: &str| {
-                run_child(&[
-                    "backup",
-                    repo.to_str().unwrap(),
-                    cluster.host(),
-                    &port,
-                    cluster.replication_user(),
-                    cluster.replication_password(),
-                    &major,
-                    "none",
-                    minute,
-                ])
-            };
+            let backup = |minute: u8| backup_child(&cluster, &repo, "none", minute);
             // `-Ft` writes one tar file; `-Fp` a file per relation, as a repository does.
             let pg = |format: &str| {
                 let dir = work.path().join(format!("pg_basebackup{format}-{round}"));
@@ -409,11 +400,11 @@ fn relations(counts: &str) {
             };
             // The order alternates, so neither side always runs with a warmer cache.
             let (a, b, p) = if round % 2 == 0 {
-                let a = backup("0").seconds;
+                let a = backup(0).seconds;
                 (a, pg("-Ft"), pg("-Fp"))
             } else {
                 let (b, p) = (pg("-Ft"), pg("-Fp"));
-                (backup("0").seconds, b, p)
+                (backup(0).seconds, b, p)
             };
             first.push(a);
             reference.push(b);
@@ -421,7 +412,7 @@ fn relations(counts: &str) {
             plain.push(p);
             plain_ratios.push(a / p);
             files = files_under(&repo.join("bench/backup"));
-            let again = backup("1");
+            let again = backup(1);
             second.push(again.seconds);
             linking.push(again.linking);
             verifies.push(run_child(&["verify", repo.to_str().unwrap()]).seconds);
