@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use pgmoneta_compress::{Algorithm, Compression};
 use pgmoneta_storage::backup::BackupOptions;
+use pgmoneta_storage::export::{update_hot_standby, HotStandbyOptions};
 use pgmoneta_storage::info::BackupType;
 use pgmoneta_storage::ops::{delete_backup_with, load_info, DeleteOptions};
 use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
@@ -16,10 +17,10 @@ use pgmoneta_testkit::Cluster;
 
 use crate::{label, shared_dir, take_incremental, CountingStore, StoreCounts, Streamer};
 
-/// Tables of the test (each a heap, its primary key, a TOAST table and its index): 2,000 by
+/// Tables of the test (each a heap, its primary key, a TOAST table and its index): 1,500 by
 /// default, `PGMONETA_TEST_TABLES` to change.
 fn tables() -> u32 {
-    std::env::var("PGMONETA_TEST_TABLES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+    std::env::var("PGMONETA_TEST_TABLES").ok().and_then(|v| v.parse().ok()).unwrap_or(1500)
 }
 
 /// Most store work an operation may do per file it handles. A listing per file of a
@@ -106,9 +107,9 @@ impl Measured {
     }
 }
 
-/// Two full backups (the second linked to the first), an incremental, verify, a combined
-/// restore that PostgreSQL starts on, and the deletions that relink and roll up, on a database
-/// of thousands of tables.
+/// Two full backups (the second linked to the first), a hot standby copied and updated, an
+/// incremental, verify, a combined restore that PostgreSQL starts on, and the deletions that
+/// relink and roll up, on a database of thousands of tables.
 #[test]
 fn thousands_of_relations_cost_linear_work() {
     let n = tables();
@@ -148,6 +149,15 @@ fn thousands_of_relations_cost_linear_work() {
     assert!(linked > u64::from(n) * 3, "only {linked} files of the second backup are links");
     assert!(second.elapsed.linking > 0.0);
 
+    // A hot standby: a full copy of the second backup, then updated in place from the
+    // incremental below.
+    let hs = shared_dir("pgmoneta-scale-hs-");
+    let mut hs_options = HotStandbyOptions::new("primary", hs.path());
+    hs_options.workers = 2;
+    let t = Instant::now();
+    let copied = update_hot_standby(store.as_ref(), &hs_options).unwrap();
+    m.record("hot standby, full copy", copied as u64, counting.take(), t);
+
     cluster.execute("UPDATE rel_3 SET v = 'changed again'; DELETE FROM rel_4").unwrap();
     cluster.execute(&format!("CREATE TABLE rel_{n} AS SELECT 1 AS id, 'late'::text AS v")).unwrap();
     let expected = cluster.query_scalar("SELECT rel_checksum()").unwrap();
@@ -161,6 +171,10 @@ fn thousands_of_relations_cost_linear_work() {
         .count();
     assert!(increments as u64 > u64::from(n), "only {increments} incremental files");
     m.record("incremental backup", backup_files(&third.label), counting.take(), t);
+
+    let t = Instant::now();
+    update_hot_standby(store.as_ref(), &hs_options).unwrap();
+    m.record("hot standby, incremental update", backup_files(&third.label), counting.take(), t);
 
     let t = Instant::now();
     let backups = list_backups(store.as_ref(), "primary").unwrap();
