@@ -181,6 +181,10 @@ impl LinkBase {
         }) else {
             return Ok(None);
         };
+        // Stored another way, no file can share its bytes: nothing to read.
+        if crate::restore::storage_of(&previous) != crate::restore::storage_of(info) {
+            return Ok(None);
+        }
         Ok(Some(LinkBase {
             manifest: load_manifest(store, server, &previous.label)?,
             files: stored_files(store, server, &previous)?,

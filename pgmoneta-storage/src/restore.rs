@@ -18,7 +18,7 @@ use crate::error::{Result, StorageError};
 use crate::fsio;
 use crate::info::{BackupInfo, BACKUP_INFO};
 use crate::layout;
-use crate::store::{join, EntryKind, Store};
+use crate::store::{join, EntryKind, LocalWriter, Store, StoreWriter};
 
 /// The backups of a server, oldest first, with their `backup.info`; directories without one
 /// (a backup being written, or one interrupted by a crash) are left out.
@@ -456,56 +456,23 @@ fn expected_files(
     Ok(manifest.files.into_iter().map(|f| (f.path.clone(), f)).collect())
 }
 
-/// A file of a data directory being restored. Most are written directly under their names
-/// into the new directory, which counts only once complete (it is removed on failure), and
-/// made durable by one sync of the whole tree ([`fsio::sync_tree`]) rather than one per file:
-/// with tens of thousands of relations, a sync per file is most of a restore's time.
-/// `pg_control`, written last, goes under a temporary name and is synced on its own.
-enum RestoredFile {
-    Direct(fsio::DirectFile),
-    Atomic(fsio::AtomicFile),
-}
-
-impl RestoredFile {
-    fn create(target: &Path, last: bool) -> Result<RestoredFile> {
-        Ok(if last {
-            RestoredFile::Atomic(fsio::AtomicFile::create(target)?)
-        } else {
-            RestoredFile::Direct(fsio::DirectFile::create(target)?)
-        })
-    }
-
-    /// Completes the file (synced when it is the last one).
-    fn complete(self) -> Result<u64> {
-        match self {
-            RestoredFile::Direct(f) => f.finish(false),
-            RestoredFile::Atomic(f) => f.commit_with(false),
-        }
-    }
-
-    fn inner(&mut self) -> &mut dyn Write {
-        match self {
-            RestoredFile::Direct(f) => f,
-            RestoredFile::Atomic(f) => f,
-        }
-    }
-}
-
-impl Write for RestoredFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.inner().write(buf)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.inner().write_all(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner().flush()
-    }
+/// Starts a file of a data directory being restored. Most are written directly under their
+/// names into the new directory, which counts only once complete (it is removed on failure),
+/// and made durable by one sync of the whole tree rather than one per file: with tens of
+/// thousands of relations, a sync per file is most of a restore's time. `pg_control`, written
+/// last, goes under a temporary name and is synced on its own. Completed with
+/// `StoreWriter::commit(false)`.
+fn create_restored(target: &Path, last: bool) -> Result<Box<LocalWriter>> {
+    Ok(Box::new(if last {
+        LocalWriter::Atomic(fsio::AtomicFile::create(target)?)
+    } else {
+        LocalWriter::Direct(fsio::DirectFile::create(target)?)
+    }))
 }
 
 /// Restores one file of a data directory, checking the restored bytes against PostgreSQL's
 /// manifest when it lists the file: its size, and its checksum when this program computes that
-/// algorithm. `last` for `pg_control` (see [`RestoredFile`]).
+/// algorithm. `last` for `pg_control` (see [`create_restored`]).
 fn restore_checked(
     store: &dyn Store,
     job: &FileJob,
@@ -516,12 +483,12 @@ fn restore_checked(
 ) -> Result<u64> {
     let check = expected.and_then(|e| crate::manifest::ManifestChecksum::new(&e.checksum_algorithm).ok());
     let mut raw = store.open(&job.stored)?;
-    let mut out = RestoredFile::create(&job.target, last)?;
+    let mut out = create_restored(&job.target, last)?;
     let mut checked = CheckedWriter { inner: &mut out, check, bytes: 0 };
     decode_stored_as(&mut raw, &job.stored, job.form, cipher, key, &mut checked, &job.target)?;
     let CheckedWriter { check, bytes, .. } = checked;
     let Some(expected) = expected else {
-        return out.complete();
+        return out.commit(false);
     };
     let mismatch = if bytes != expected.size {
         Some(format!("restored to {bytes} bytes, backup_manifest says {}", expected.size))
@@ -537,7 +504,7 @@ fn restore_checked(
         // The file goes with `out`.
         return Err(StorageError::corrupt(&job.stored, reason));
     }
-    out.complete()
+    out.commit(false)
 }
 
 /// Counts and checksums the bytes on their way to a restored file.
@@ -977,7 +944,7 @@ fn combine_file(
     spill_dir: &Path,
     target: &Path,
 ) -> Result<(u64, u32)> {
-    let out = RestoredFile::create(target, false)?;
+    let out = create_restored(target, false)?;
     let mut w = CrcWriter::new(out, false);
     crate::incremental::combine(
         store,
@@ -989,7 +956,7 @@ fn combine_file(
         &mut w,
     )?;
     let CrcWriter { inner, crc, bytes, .. } = w;
-    inner.complete()?;
+    inner.commit(false)?;
     Ok((bytes, crc))
 }
 

@@ -202,8 +202,8 @@ impl LocalStore {
     }
 }
 
-/// A file being written by a [`LocalStore`]: under a temporary name, or directly.
-enum LocalWriter {
+/// A file being written by a [`LocalStore`] (or a restore): under a temporary name, or directly.
+pub(crate) enum LocalWriter {
     Atomic(fsio::AtomicFile),
     Direct(fsio::DirectFile),
 }
