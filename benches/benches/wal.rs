@@ -31,8 +31,8 @@ fn decode(segments: &[bytes::Bytes], range: Option<(Lsn, Lsn)>, out: Option<&mut
     // Like pg_waldump -s, start at the first record of the range (the corpus starts in the
     // first segment, at 0/1000000).
     let first = range.map_or(0x0100_0000, |(s, _)| s.0);
-    let skip = (first - 0x0100_0000) as usize;
-    let mut d = WalDecoder::new(Lsn(first), None, WalSegmentSize::DEFAULT);
+    let skip = (first - first % 8192 - 0x0100_0000) as usize;
+    let mut d = WalDecoder::from_page_start(Lsn(first), None, WalSegmentSize::DEFAULT);
     let mut n = 0;
     let mut out = out;
     let mut line = String::new();
@@ -60,13 +60,13 @@ fn decode(segments: &[bytes::Bytes], range: Option<(Lsn, Lsn)>, out: Option<&mut
 
 /// The --waldump path as walinfo runs it: each file read once and handed over without a copy.
 fn decode_files(files: &[PathBuf], start: Lsn, end: Lsn, out: &mut dyn Write) -> usize {
-    let mut d = WalDecoder::new(start, None, WalSegmentSize::DEFAULT);
+    let mut d = WalDecoder::from_page_start(start, None, WalSegmentSize::DEFAULT);
     let mut line = String::with_capacity(512);
     let mut n = 0;
     for (i, f) in files.iter().enumerate() {
         let mut bytes = pgmoneta_wire::wal::map_closed_file(f).unwrap();
         if i == 0 {
-            let _ = bytes.split_to((start.0 - 0x0100_0000) as usize);
+            let _ = bytes.split_to((start.0 - start.0 % 8192 - 0x0100_0000) as usize);
         }
         d.feed_bytes(bytes);
         while let Some(r) = d.next_record().unwrap() {

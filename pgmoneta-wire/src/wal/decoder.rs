@@ -121,11 +121,16 @@ pub struct WalDecoder {
     prev: Option<Lsn>,
     /// The timeline of the last page header read.
     timeline: u32,
+    /// Fed from its page's start: where the first record is, once that page's header is read.
+    first_record: Option<Lsn>,
 }
 
 impl WalDecoder {
     /// A decoder for WAL starting at `start` (a page start or a record's position). `version`
-    /// may be left to the first page header's magic.
+    /// may be left to the first page header's magic when `start` is a page start; a decoder
+    /// started at a record in the middle of a page without the version fails on the records
+    /// before the next page header, whose block images it could read wrongly (the image flags
+    /// differ between 14 and 15). [`WalDecoder::from_page_start`] learns it from the page.
     pub fn new(start: Lsn, version: Option<PgVersion>, segment_size: WalSegmentSize) -> WalDecoder {
         WalDecoder {
             version,
@@ -138,7 +143,18 @@ impl WalDecoder {
             skip_continuation: start.0 % XLOG_BLCKSZ == 0,
             prev: None,
             timeline: 0,
+            first_record: None,
         }
+    }
+
+    /// A decoder for the records from `record` on, fed from the start of the page holding it:
+    /// the page header gives the version (and is checked), the bytes between it and `record`
+    /// are skipped.
+    pub fn from_page_start(record: Lsn, version: Option<PgVersion>, segment_size: WalSegmentSize) -> WalDecoder {
+        let page = Lsn(record.0 - record.0 % XLOG_BLCKSZ);
+        let mut d = WalDecoder::new(page, version, segment_size);
+        d.first_record = (record != page).then_some(record);
+        d
     }
 
     /// The version, once known.
@@ -369,6 +385,9 @@ impl WalDecoder {
                     let rest = u64::from(h.rem_len);
                     let on_page = XLOG_BLCKSZ - (at % XLOG_BLCKSZ);
                     if rest >= on_page {
+                        if let Some(first) = self.first_record {
+                            return Err(invalid(first, "not a record's start: a continuation fills its page"));
+                        }
                         // It fills this page; the next page says how much is left.
                         self.next = Lsn(at - at % XLOG_BLCKSZ + XLOG_BLCKSZ);
                         self.consume_until(self.next.0);
@@ -377,6 +396,15 @@ impl WalDecoder {
                         continue;
                     }
                     at = maxalign(at + rest);
+                }
+                if let Some(first) = self.first_record.take() {
+                    if first.0 < at {
+                        return Err(invalid(
+                            first,
+                            "not a record's start: its page's header or a continuation is there",
+                        ));
+                    }
+                    at = first.0;
                 }
                 self.next = Lsn(at);
             }
@@ -397,7 +425,12 @@ impl WalDecoder {
                 return Ok(None);
             }
             let Some((raw, end)) = self.gather(at, tot_len as usize)? else { return Ok(None) };
-            let version = self.version.unwrap_or(PgVersion::V15);
+            let Some(version) = self.version else {
+                return Err(invalid(
+                    lsn,
+                    "the PostgreSQL version is not known before the first page header: start at a page or give the version",
+                ));
+            };
             let record = decode_record(lsn, Lsn(end), raw, version)?;
             if let Some(prev) = self.prev {
                 if record.prev != prev {
