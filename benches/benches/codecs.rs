@@ -1,4 +1,4 @@
-//! Compression, encryption and hashing throughput on real PostgreSQL files (`shared/corpus`):
+//! Compression, encryption and hashing throughput on real PostgreSQL files (the test corpus, `pgmoneta_testkit::corpus`):
 //! every codec at its fastest and default levels, zstd with 1 and 2 workers, AES-256-GCM,
 //! SHA-512 and CRC32C. Each of our streaming adapters runs next to the library used directly in
 //! one call (`reference`), so `benches/report.py` can give the overhead as a ratio from the same

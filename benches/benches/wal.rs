@@ -12,17 +12,15 @@ use criterion::{criterion_group, Criterion, Throughput};
 use pgmoneta_core::{Lsn, WalSegmentSize};
 use pgmoneta_wire::wal::{waldump_line_into, WalDecoder};
 
+/// The PostgreSQL 15 part of the test corpus (`pgmoneta_testkit::corpus`).
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/pg15")
+    pgmoneta_testkit::corpus::path("pg15")
 }
 
 fn info() -> (Lsn, Lsn, Vec<PathBuf>) {
-    let text = std::fs::read_to_string(corpus_dir().join("INFO")).unwrap();
-    let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap().to_owned();
-    let mut files: Vec<PathBuf> =
-        std::fs::read_dir(corpus_dir().join("wal")).unwrap().flatten().map(|e| e.path()).collect();
-    files.sort();
-    (get("start_lsn").parse().unwrap(), get("end_lsn").parse().unwrap(), files)
+    let info = pgmoneta_testkit::corpus::info(15);
+    let files = info.segments.iter().map(|n| corpus_dir().join("wal").join(n)).collect();
+    (info.start_lsn, info.end_lsn, files)
 }
 
 /// Decodes every segment; with `out`, writes pg_waldump's lines for [start, end). Returns the

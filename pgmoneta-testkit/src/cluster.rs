@@ -346,6 +346,15 @@ impl Cluster {
         &self.replication_password
     }
 
+    /// Hands `path` (a directory for a tablespace, say) to the operating system user the
+    /// server runs as.
+    ///
+    /// # Errors
+    /// When the ownership cannot be changed.
+    pub fn give_to_server(&self, path: &Path) -> Result<()> {
+        self.run_as.own(path)
+    }
+
     /// Password of the superuser.
     pub fn superuser_password(&self) -> &str {
         &self.superuser_password

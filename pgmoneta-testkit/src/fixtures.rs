@@ -1,19 +1,9 @@
-//! The files tests read: the shared corpus of real PostgreSQL files and the fuzz seed corpora.
+//! The fuzz seed corpora, which tests read too.
 
 use std::path::PathBuf;
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A file of `shared/corpus/` (real PostgreSQL 14-18 WAL and data files), which lies beside the
-/// repository.
-///
-/// # Panics
-/// When the file cannot be read: the test cannot run without it.
-pub fn shared_corpus(rel: &str) -> Vec<u8> {
-    let path = workspace_root().join("../shared/corpus").join(rel);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Every file of a fuzz target's seed corpus (`fuzz/corpus/<target>/`), by name, sorted.

@@ -23,6 +23,7 @@
 //! ```
 
 mod cluster;
+pub mod corpus;
 mod fixtures;
 mod install;
 mod port;
@@ -31,7 +32,7 @@ mod remote;
 mod tls;
 
 pub use cluster::{cleanup_stale, Cluster, ClusterBuilder, REPLICATION_USER, SUPERUSER};
-pub use fixtures::{fuzz_seeds, shared_corpus};
+pub use fixtures::fuzz_seeds;
 pub use install::PgInstall;
 pub use remote::{azurite_binary, fake_gcs_binary, garage_binary, Azurite, FakeGcs, Garage, SshServer};
 pub use tls::{IssuedCert, TestCa};

@@ -2,22 +2,21 @@
 #![allow(dead_code)] // each benchmark uses a part
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 
 use pgmoneta_compress::{Algorithm, Decoder, Encoder, EncoderOptions};
 
 pub const CHUNK: usize = 64 << 10;
 
+/// A file of the test corpus (`pgmoneta_testkit::corpus`), which the set-up makes.
 pub fn corpus(rel: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus").join(rel);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    pgmoneta_testkit::corpus::file(rel)
 }
 
 /// 8 MB of heap pages and 8 MB of WAL: what a backup mostly moves.
 pub fn input() -> Vec<u8> {
     let mut data = corpus("pg15/data/pgbench_accounts");
     data.truncate(8 << 20);
-    let wal = corpus("pg15/wal/000000010000000000000002");
+    let wal = corpus(&format!("pg15/wal/{}", pgmoneta_testkit::corpus::info(15).segments[1]));
     data.extend_from_slice(&wal[..8 << 20]);
     data
 }

@@ -1,4 +1,4 @@
-//! pgmoneta-walinfo on the real WAL of `../shared/corpus`.
+//! pgmoneta-walinfo on the real WAL of the test corpus (`pgmoneta_testkit::corpus`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,13 +7,12 @@ use pgmoneta_compress::{Algorithm, EncoderOptions};
 use pgmoneta_crypto::{Cipher, MasterKeyFile};
 
 fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/pg15")
+    pgmoneta_testkit::corpus::path("pg15")
 }
 
 fn range() -> (String, String) {
-    let info = std::fs::read_to_string(corpus().join("INFO")).unwrap();
-    let get = |k: &str| info.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap().to_owned();
-    (get("start_lsn"), get("end_lsn"))
+    let info = pgmoneta_testkit::corpus::info(15);
+    (info.start_lsn.to_string(), info.end_lsn.to_string())
 }
 
 fn walinfo(args: &[&str], home: Option<&Path>) -> (i32, String, String) {
@@ -57,9 +56,17 @@ fn start_anywhere_matches_a_whole_decode() {
         let (hi, lo) = text.split_once('/').unwrap();
         (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
     };
-    for start in
-        ["0/1000000", "0/1000010", "0/17415A8", "0/1FFFFF0", "0/2000000", "0/2000010", "0/2123457", "0/2FFE000"]
-    {
+    let (range_start, range_end) = range();
+    for start in [
+        "0/1000000",
+        "0/1000010",
+        range_start.as_str(),
+        "0/1FFFFF0",
+        "0/2000000",
+        "0/2000010",
+        "0/2123457",
+        "0/2FFE000",
+    ] {
         let (hi, lo) = start.split_once('/').unwrap();
         let from = (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap();
         let expected: Vec<String> = trimmed(&all).into_iter().filter(|l| lsn_of(l) >= from).collect();
@@ -68,8 +75,12 @@ fn start_anywhere_matches_a_whole_decode() {
         assert!(!expected.is_empty());
         assert!(trimmed(&out) == expected, "-s {start}: {} lines, expected {}", out.lines().count(), expected.len());
     }
-    // In the zeroed, never written end of the last segment: nothing to print, and no error.
-    let (code, out, err) = walinfo(&["--waldump", "-s", "0/3100000", dir.to_str().unwrap()], None);
+    // In the never written end of the last segment, after the switch: nothing to print, and
+    // no error.
+    let end: pgmoneta_core::Lsn = range_end.parse().unwrap();
+    let past = pgmoneta_core::Lsn((end.0 + 0x10000) & !0x1FFF);
+    assert_eq!(past.0 >> 24, end.0 >> 24, "the corpus's range ends too near its last segment's end");
+    let (code, out, err) = walinfo(&["--waldump", "-s", &past.to_string(), dir.to_str().unwrap()], None);
     assert_eq!((code, out.as_str()), (0, ""), "{err}");
 }
 
@@ -135,22 +146,28 @@ fn filters_formats_and_summary() {
     let (start, end) = range();
     let dir = corpus().join("wal");
     let d = dir.to_str().unwrap();
+    // The counts come from pg_waldump's own output for the range.
+    let reference = std::fs::read_to_string(corpus().join("pg_waldump.txt")).unwrap();
+    let count = |rmgr: &str| reference.lines().filter(|l| l.starts_with(&format!("rmgr: {rmgr} "))).count();
+    let xid = reference.lines().next().unwrap().split("tx:").nth(1).unwrap().split(',').next().unwrap().trim();
+    let of_xid = reference.lines().filter(|l| l.contains(&format!("tx: {xid:>10},"))).count();
     let (code, out, _) = walinfo(&["-s", &start, "-e", &end, "-r", "Heap", d], None);
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 12750, "Heap records in the range");
+    assert_eq!(lines.len(), count("Heap"), "Heap records in the range");
     assert!(lines.iter().all(|l| l.starts_with("Heap ")));
     let (_, out, _) = walinfo(&["-l", "5", "-s", &start, d], None);
     assert_eq!(out.lines().count(), 5);
     assert!(out.lines().next().unwrap().contains(&format!("| {:>11} |", start)), "{out}");
-    let (_, out, _) = walinfo(&["-x", "724", "-s", &start, "-e", &end, d], None);
-    assert!(out.lines().count() > 10 && out.lines().all(|l| l.contains("|        724 |")), "{out}");
+    let (_, out, _) = walinfo(&["-x", xid, "-s", &start, "-e", &end, d], None);
+    assert_eq!(out.lines().count(), of_xid, "{out}");
+    assert!(of_xid > 10 && out.lines().all(|l| l.contains(&format!("| {xid:>10} |"))), "{out}");
 
     let (code, out, err) = walinfo(&["-F", "json", "-s", &start, "-e", &end, "-r", "Transaction", d], None);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let records = v["WAL"].as_array().unwrap();
-    assert_eq!(records.len(), 649);
+    assert_eq!(records.len(), count("Transaction"));
     let first = &records[0]["Record"];
     assert_eq!(first["ResourceManager"], "Transaction");
     assert!(first["Timestamp"].as_str().unwrap().ends_with(" UTC"));
@@ -159,16 +176,24 @@ fn filters_formats_and_summary() {
     let (_, out, _) = walinfo(&["-S", "-F", "json", "-s", &start, "-e", &end, d], None);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let total: u64 = v["wal_stats"].as_array().unwrap().iter().map(|r| r["count"].as_u64().unwrap()).sum();
-    assert_eq!(total, 48019);
+    assert_eq!(total as usize, reference.lines().count());
     let (_, out, _) = walinfo(&["-S", "-s", &start, "-e", &end, d], None);
     assert!(out.contains("Resource Manager") && out.lines().last().unwrap().starts_with("Total"), "{out}");
-    assert!(out.contains("| 48019 |"), "{out}");
+    let last = out.lines().last().unwrap();
+    assert!(last.contains(&format!(" {} |", reference.lines().count())), "{out}");
 
     // Translation from a mapping file.
     let map = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(map.path(), r#"{"tablespaces": [{"pg_default": "1663"}], "databases": [{"postgres": 5}], "relations": [{"pg_type": "1247"}]}"#).unwrap();
     let (_, out, _) = walinfo(&["-t", "-m", map.path().to_str().unwrap(), "-l", "4", "-s", &start, d], None);
-    assert!(out.contains("rel pg_default/postgres/pg_type fork main blk 14"), "{out}");
+    // pgbench's first table is entered in pg_type among the first records.
+    let pg_type_block = reference
+        .lines()
+        .take(4)
+        .find_map(|l| l.split("rel 1663/5/1247 blk ").nth(1))
+        .and_then(|rest| rest.split([' ', ',']).next())
+        .expect("a pg_type block among the first four records");
+    assert!(out.contains(&format!("rel pg_default/postgres/pg_type fork main blk {pg_type_block}")), "{out}");
 
     // Bad input names itself.
     let junk = tempfile::tempdir().unwrap();
@@ -265,10 +290,21 @@ fn interactive_viewer_moves_shows_marks_and_writes_walfilter_yaml() {
     let out = child.wait_with_output().unwrap();
     let screen = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{screen}");
-    // The fourth record in detail, then as hex.
-    assert!(screen.contains("rmgr: Heap  lsn: 0/1741628"), "no detail view");
-    assert!(screen.contains("00000000  A6 07 00 00"), "no hex view");
+    // The fourth record (as --waldump prints it) in detail, then as hex: its length first.
+    let (code, lines, err) = walinfo(&["--waldump", "-s", &start, dir.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+    let fourth = lines.lines().nth(3).unwrap();
+    let field = |name: &str| fourth.split(name).nth(1).unwrap().trim_start().split([',', ' ']).next().unwrap();
+    let rmgr = fourth.strip_prefix("rmgr: ").unwrap().split_whitespace().next().unwrap();
+    let lsn: pgmoneta_core::Lsn = field("lsn:").parse().unwrap();
+    // "len (rec/tot):     53/  5013, ..."
+    let lengths = fourth.split("):").nth(1).unwrap();
+    let total: u32 = lengths.split('/').nth(1).unwrap().split(',').next().unwrap().trim().parse().unwrap();
+    let xid = field("tx:");
+    assert!(screen.contains(&format!("rmgr: {rmgr}  lsn: {lsn}")), "no detail view of {fourth}");
+    let hex: Vec<String> = total.to_le_bytes().iter().map(|b| format!("{b:02X}")).collect();
+    assert!(screen.contains(&format!("00000000  {}", hex.join(" "))), "no hex view of {fourth}");
     assert!(screen.contains("search \"COMMIT\""));
     let yaml = std::fs::read_to_string(cwd.path().join("walfilter.yaml")).unwrap();
-    assert!(yaml.contains("xids: [724]"), "{yaml}");
+    assert!(yaml.contains(&format!("xids: [{xid}]")), "{yaml}\n(the fourth record: {fourth})");
 }

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use pgmoneta_compress::{compress_file, decompress_file, Algorithm, EncoderOptions};
 
-use crate::corpus;
+use crate::wal_segment;
 
 fn tool(algorithm: Algorithm) -> &'static str {
     match algorithm {
@@ -24,7 +24,7 @@ fn run(cmd: &mut Command) {
 
 #[test]
 fn our_files_decompress_with_the_tools_and_theirs_with_ours() {
-    let original = corpus("pg15/wal/000000010000000000000001");
+    let original = wal_segment(0);
     let dir = tempfile::tempdir().unwrap();
     for algorithm in Algorithm::COMPRESSING {
         let name = tool(algorithm);
@@ -55,7 +55,7 @@ fn our_files_decompress_with_the_tools_and_theirs_with_ours() {
 fn zstd_frames_of_unknown_size_from_a_pipe_are_read_too() {
     // `zstd` compressing a pipe cannot know the size: one frame without a content size, which we
     // read with zstd's streaming decoder.
-    let original = corpus("pg15/wal/000000010000000000000003");
+    let original = wal_segment(2);
     let mut child = Command::new("zstd")
         .args(["-q", "-c", "-"])
         .stdin(std::process::Stdio::piped())

@@ -6,7 +6,7 @@ use pgmoneta_compress::{
 };
 use proptest::prelude::*;
 
-use crate::corpus;
+use crate::{corpus, wal_segment};
 
 const LIMIT: u64 = 1 << 30;
 
@@ -56,7 +56,7 @@ proptest! {
 #[test]
 fn real_postgresql_files_roundtrip_at_every_level_kind() {
     let heap = corpus("pg15/data/pgbench_accounts");
-    let wal = corpus("pg15/wal/000000010000000000000002");
+    let wal = wal_segment(1);
     for (name, data) in [("heap", &heap), ("wal", &wal)] {
         for algorithm in Algorithm::COMPRESSING {
             for level in [algorithm.fastest_level(), algorithm.default_level()] {
@@ -203,7 +203,7 @@ fn in_place_files_are_replaced_only_when_complete() {
 fn upstream_lz4_block_files_restore() {
     // Upstream's layout: [u32 LE length][LZ4 block of <= 4096 input bytes]... Blocks compressed
     // independently are a valid instance of it.
-    let data = corpus("pg15/wal/000000010000000000000003");
+    let data = wal_segment(2);
     let mut file = Vec::new();
     for chunk in data.chunks(4096) {
         let block = lz4::block::compress(chunk, None, false).unwrap();

@@ -5,4 +5,10 @@ mod cli_tools;
 mod codecs;
 mod fuzz_seeds;
 
-pub use pgmoneta_testkit::shared_corpus as corpus;
+pub use pgmoneta_testkit::corpus::file as corpus;
+
+/// The `i`th WAL segment of the PostgreSQL 15 corpus (0, 1 or 2: it holds three).
+pub fn wal_segment(i: usize) -> Vec<u8> {
+    let info = pgmoneta_testkit::corpus::info(15);
+    corpus(&format!("pg15/wal/{}", info.segments[i]))
+}

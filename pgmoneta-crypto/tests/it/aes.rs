@@ -104,7 +104,7 @@ fn every_region_is_authenticated() {
 fn files_are_atomic_and_a_bad_file_leaves_nothing() {
     let key = test_key(6);
     let dir = tempfile::tempdir().unwrap();
-    let wal = corpus("pg15/wal/000000010000000000000001");
+    let wal = crate::wal_segment(0);
     let plain = dir.path().join("000000010000000000000001");
     std::fs::write(&plain, &wal).unwrap();
     let sealed = encrypt_in_place(&key, Cipher::Aes256Gcm, &plain).unwrap();

@@ -137,7 +137,7 @@ fn hashes_and_crc32c() {
         digest_hex(HashAlgorithm::Sha512, b"abc"),
         "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
     );
-    let wal = crate::corpus("pg15/wal/000000010000000000000002");
+    let wal = crate::wal_segment(1);
     let mut w = HashingWriter::new(Vec::new(), HashAlgorithm::Sha512);
     for chunk in wal.chunks(12_345) {
         std::io::Write::write_all(&mut w, chunk).unwrap();

@@ -1,53 +1,60 @@
-//! The WAL decoder on the real WAL of `../shared/corpus`: every record of PostgreSQL 14 to 18
-//! decodes with its CRC checked and no unknown record type, and for 15 the `--waldump` lines
-//! match `pg_waldump`'s own output.
+//! The WAL decoder on the real WAL of the test corpus (`pgmoneta_testkit::corpus`): every
+//! record of PostgreSQL 14 to 18 decodes with its CRC checked and no unknown record type, and
+//! where the corpus has `pg_waldump`'s output (15) the `--waldump` lines match it.
 
 use std::collections::BTreeMap;
 
 use pgmoneta_core::{Lsn, PgVersion, WalSegmentSize};
-use pgmoneta_testkit::shared_corpus;
+use pgmoneta_testkit::corpus;
 use pgmoneta_wire::wal::{desc, waldump_line, DecodedRecord, WalDecoder};
-
-fn info(major: u32) -> BTreeMap<String, String> {
-    let text = String::from_utf8(shared_corpus(&format!("pg{major}/INFO"))).unwrap();
-    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
-}
 
 /// Every record of a corpus, decoded from the first segment's start, fed in `chunk`-byte pieces.
 pub fn corpus_records(major: u32, chunk: usize) -> Vec<DecodedRecord> {
-    let i = info(major);
-    let first = &i["first_segment"];
-    let last = &i["last_segment"];
-    let seg = WalSegmentSize::DEFAULT;
-    let start = u64::from_str_radix(&first[16..], 16).unwrap() * seg.bytes();
-    let mut d = WalDecoder::new(Lsn(start), None, seg);
+    corpus_records_upto(major, chunk, usize::MAX)
+}
+
+/// The records of the first `limit` bytes of a corpus.
+fn corpus_records_upto(major: u32, chunk: usize, limit: usize) -> Vec<DecodedRecord> {
+    let info = corpus::info(major);
+    let mut d = WalDecoder::new(info.first_segment_start(), None, WalSegmentSize::DEFAULT);
     let mut out = Vec::new();
-    let mut name = first.clone();
-    loop {
-        let bytes = shared_corpus(&format!("pg{major}/wal/{name}"));
+    let mut left = limit;
+    for name in &info.segments {
+        let bytes = corpus::file(&format!("pg{major}/wal/{name}"));
+        let bytes = &bytes[..bytes.len().min(left)];
+        left -= bytes.len();
         for piece in bytes.chunks(chunk) {
             d.feed(piece);
             while let Some(r) = d.next_record().unwrap_or_else(|e| panic!("PostgreSQL {major}: {e}")) {
                 out.push(r);
             }
         }
-        if &name == last {
+        if left == 0 {
             break;
         }
-        let n = u64::from_str_radix(&name[16..], 16).unwrap() + 1;
-        name = format!("{}{n:08X}", &name[..16]);
     }
     out
 }
 
 #[test]
 fn waldump_lines_match_pg_waldump() {
-    let i = info(15);
-    let start: Lsn = i["start_lsn"].parse().unwrap();
-    let end: Lsn = i["end_lsn"].parse().unwrap();
+    let mut compared = Vec::new();
+    for major in corpus::MAJORS {
+        if corpus::info(major).waldump {
+            waldump_lines_match_for(major);
+            compared.push(major);
+        }
+    }
+    // Debian's PostgreSQL 15, which the set-up installs, has pg_waldump.
+    assert!(compared.contains(&15), "the corpus has pg_waldump's output for {compared:?}, not 15");
+}
+
+fn waldump_lines_match_for(major: u32) {
+    let info = corpus::info(major);
+    let (start, end) = (info.start_lsn, info.end_lsn);
     let records: Vec<DecodedRecord> =
-        corpus_records(15, 1 << 20).into_iter().filter(|r| r.lsn >= start && r.lsn < end).collect();
-    let expected = String::from_utf8(shared_corpus("pg15/pg_waldump.txt")).unwrap();
+        corpus_records(major, 1 << 20).into_iter().filter(|r| r.lsn >= start && r.lsn < end).collect();
+    let expected = String::from_utf8(corpus::file(&format!("pg{major}/pg_waldump.txt"))).unwrap();
     let expected: Vec<&str> = expected.lines().collect();
     assert_eq!(records.len(), expected.len(), "record count");
     let mut per_rmgr: BTreeMap<String, (usize, usize)> = BTreeMap::new();
@@ -81,10 +88,20 @@ fn waldump_lines_match_pg_waldump() {
 
 #[test]
 fn every_version_decodes_with_no_unknown_record() {
-    for major in [14, 15, 16, 17, 18] {
+    for major in corpus::MAJORS {
         let records = corpus_records(major, 1 << 20);
         assert!(records.len() > 1000, "PostgreSQL {major}: {} records", records.len());
         let version = PgVersion::from_major(major).unwrap();
+        // Every resource manager writes in the workload, but CLOG and CommitTs, which log only
+        // when a transaction starts a new page of theirs (every 32,768 transactions or so).
+        let present: std::collections::BTreeSet<u8> = records.iter().map(|r| r.rmid).collect();
+        let missing: Vec<&str> = desc::RMGR_NAMES
+            .iter()
+            .enumerate()
+            .filter(|(id, name)| !present.contains(&(*id as u8)) && !["CLOG", "CommitTs"].contains(name))
+            .map(|(_, name)| *name)
+            .collect();
+        assert!(missing.is_empty(), "PostgreSQL {major}: no record of {missing:?}");
         for r in &records {
             assert_eq!(r.version, version);
             assert!(
@@ -100,17 +117,19 @@ fn every_version_decodes_with_no_unknown_record() {
 #[test]
 fn records_are_the_same_however_the_input_is_split() {
     let whole = corpus_records(16, 1 << 24);
-    for chunk in [1usize, 7, 8191, 8192, 65_537] {
+    for chunk in [7, 8191, 8192, 65_537] {
         let split = corpus_records(16, chunk);
         assert!(split == whole, "chunks of {chunk} bytes decode differently");
     }
+    // A byte at a time over the first segment and a half (a segment boundary included).
+    let limit = 24 << 20;
+    let whole = corpus_records_upto(16, 1 << 24, limit);
+    assert!(corpus_records_upto(16, 1, limit) == whole, "single bytes decode differently");
 }
 
 fn first_segment(major: u32) -> (Vec<u8>, Lsn) {
-    let i = info(major);
-    let first = &i["first_segment"];
-    let start = u64::from_str_radix(&first[16..], 16).unwrap() * WalSegmentSize::DEFAULT.bytes();
-    (shared_corpus(&format!("pg{major}/wal/{first}")), Lsn(start))
+    let info = corpus::info(major);
+    (corpus::file(&format!("pg{major}/wal/{}", info.segments[0])), info.first_segment_start())
 }
 
 fn decode_all(bytes: &[u8], start: Lsn) -> Result<usize, pgmoneta_wire::WireError> {
@@ -201,42 +220,6 @@ fn a_decoder_started_mid_page_reads_images_by_the_pages_version() {
     assert!(err.contains("not a record's start"), "{err}");
 }
 
-/// A workload touching most resource managers, one statement (or transaction) per entry.
-const WORKLOAD: &[&str] = &[
-    "CREATE TABLE w (id int PRIMARY KEY, v text, a int[], p point, r int4range)",
-    "INSERT INTO w SELECT g, md5(g::text), ARRAY[g, g + 1], point(g, g), int4range(g, g + 10) FROM generate_series(1, 3000) g",
-    "CREATE INDEX w_hash ON w USING hash (v)",
-    "CREATE INDEX w_gin ON w USING gin (a)",
-    "CREATE INDEX w_gist ON w USING gist (p)",
-    "CREATE INDEX w_spgist ON w USING spgist (r)",
-    "CREATE INDEX w_brin ON w USING brin (id)",
-    // bloom (contrib) writes Generic records for its index pages.
-    "CREATE EXTENSION bloom",
-    "CREATE INDEX w_bloom ON w USING bloom (id)",
-    "UPDATE w SET v = v || 'x' WHERE id % 7 = 0",
-    "UPDATE w SET id = id + 100000 WHERE id % 11 = 0",
-    "DELETE FROM w WHERE id % 13 = 0",
-    "BEGIN; SAVEPOINT s; INSERT INTO w VALUES (-1, 'sub'); RELEASE s; COMMIT",
-    "BEGIN; INSERT INTO w VALUES (-2, 'gone'); ROLLBACK",
-    "CREATE SEQUENCE w_seq",
-    "SELECT nextval('w_seq')",
-    "CREATE UNLOGGED TABLE u (x int)",
-    "INSERT INTO u VALUES (1)",
-    "CREATE TABLE t2 (x int)",
-    "INSERT INTO t2 VALUES (1)",
-    "TRUNCATE t2",
-    "SELECT pg_logical_emit_message(true, 'pgmoneta', 'a message')",
-    "SELECT pg_create_restore_point('fresh')",
-    "VACUUM w",
-    "CLUSTER w USING w_pkey",
-    "REINDEX TABLE w",
-    "BEGIN; INSERT INTO t2 VALUES (2); PREPARE TRANSACTION 'p1'",
-    "COMMIT PREPARED 'p1'",
-    "CREATE DATABASE fresh_db",
-    "DROP DATABASE fresh_db",
-    "CHECKPOINT",
-];
-
 #[test]
 fn fresh_wal_matches_pg_waldump_of_the_same_range() {
     use pgmoneta_testkit::Cluster;
@@ -245,9 +228,15 @@ fn fresh_wal_matches_pg_waldump_of_the_same_range() {
         .setting("max_prepared_transactions", "5")
         .start()
         .unwrap();
+    // The corpus's workload, on this server.
+    let tablespace = tempfile::Builder::new().prefix("pgmoneta-wal-ts-").tempdir_in("/tmp").unwrap();
+    cluster.give_to_server(tablespace.path()).unwrap();
     let start: Lsn = cluster.query_scalar("SELECT pg_current_wal_insert_lsn()").unwrap().parse().unwrap();
-    for sql in WORKLOAD {
-        cluster.execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    for (min, sql) in corpus::WORKLOAD {
+        if cluster.version().major() >= *min {
+            let sql = sql.replace("@TABLESPACE@", &tablespace.path().to_string_lossy());
+            cluster.execute(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
     }
     let end: Lsn = cluster.query_scalar("SELECT pg_current_wal_insert_lsn()").unwrap().parse().unwrap();
     cluster.execute("SELECT pg_switch_wal()").unwrap();
@@ -320,18 +309,36 @@ fn fresh_wal_matches_pg_waldump_of_the_same_range() {
 fn block_reference_summary_of_the_corpus() {
     use pgmoneta_wire::wal::summary::{BlockRefTable, RelFork};
     let mut table = BlockRefTable::default();
+    let mut first_created = None;
     for r in corpus_records(15, 1 << 24) {
         table.add_record(&r);
+        if first_created.is_none() && r.rmid == desc::rmid::SMGR && r.record_info() == 0x10 {
+            let d = r.main_data();
+            let u = |o: usize| u32::from_le_bytes(d[o..o + 4].try_into().unwrap());
+            first_created = Some(RelFork { spc: u(0), db: u(4), rel: u(8), fork: u(12) as u8 });
+        }
     }
-    // pg_type (1247) block 14 is changed by the first records of the workload.
-    let pg_type = table.get(&RelFork { spc: 1663, db: 5, rel: 1247, fork: 0 }).unwrap();
-    assert!(pg_type.blocks.contains(&14));
-    // base/5/16384 is created in the range: nothing of it can come from an earlier backup.
-    let created = table.get(&RelFork { spc: 1663, db: 5, rel: 16384, fork: 0 }).unwrap();
-    assert_eq!(created.limit_block, Some(0));
-    // Every block reference of every record is in the table.
-    let total: usize = table.iter().map(|(_, c)| c.blocks.len()).sum();
-    assert!(total > 1000, "{total} blocks");
+    // A relation created in the range: nothing of it can come from an earlier backup.
+    let created = first_created.expect("a relation created in the corpus");
+    assert_eq!(table.get(&created).unwrap().limit_block, Some(0), "{created:?}");
+    // Every block reference of every record is in the table, as a changed block or beyond a
+    // limit (a relation created or truncated).
+    let mut refs = 0;
+    for r in corpus_records(15, 1 << 24) {
+        for b in &r.blocks {
+            let (spc, db, rel) = b.locator;
+            let fork = RelFork { spc, db, rel, fork: b.fork };
+            let entry = table.get(&fork).unwrap_or_else(|| panic!("{fork:?} of the record at {} is missing", r.lsn));
+            assert!(
+                entry.blocks.contains(&b.block) || entry.limit_block.is_some_and(|l| b.block >= l),
+                "block {} of {fork:?} (record at {}) is missing",
+                b.block,
+                r.lsn
+            );
+            refs += 1;
+        }
+    }
+    assert!(refs > 10_000, "{refs} block references");
 }
 
 proptest::proptest! {

@@ -328,11 +328,13 @@ pub(crate) fn describe(rec: &DecodedRecord, out: &mut String) {
                     f.u32(0),
                     f.u32(4),
                     f.u32(8),
-                    f.u32(16),
-                    f.u32(12),
+                    // safexid, a FullTransactionId: 8-byte aligned (after 4 bytes of padding),
+                    // printed epoch:xid.
                     f.u32(20),
+                    f.u32(16),
                     f.u32(24),
-                    f.u32(28)
+                    f.u32(28),
+                    f.u32(32)
                 );
             }
             0xA0 => {
