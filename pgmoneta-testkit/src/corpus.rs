@@ -4,7 +4,8 @@
 //! writes records of every resource manager the WAL decoder describes, and keeps the WAL
 //! segments that hold them, the relation files of `pgbench_accounts` and its primary key, an
 //! `INFO` file with the range, and where that major's own `pg_waldump` exists (Debian's
-//! PostgreSQL 15), what it prints for the range. `scripts/make-corpus.sh` (run by
+//! PostgreSQL 15, and the programs `scripts/setup.sh` unpacks for the others), what it prints
+//! for the range. `scripts/make-corpus.sh` (run by
 //! `scripts/setup.sh`) builds it into a cache outside the work tree, [`dir`]; it is made again
 //! when this file (the workload and the layout) or a server's version changes.
 //!
@@ -329,9 +330,9 @@ fn make_major(install: &PgInstall, out: &Path) -> Result<()> {
     }
     drop(cluster);
 
-    let own_waldump = install.bindir().join("pg_waldump");
-    let waldump = own_waldump.is_file();
-    if waldump {
+    let own_waldump = install.same_major_program("pg_waldump");
+    let waldump = own_waldump.is_some();
+    if let Some(own_waldump) = own_waldump {
         let range = [
             "-p".to_owned(),
             wal.to_string_lossy().into_owned(),

@@ -99,6 +99,25 @@ impl PgInstall {
         self.bindir.join(name)
     }
 
+    /// A program of this same major (`pg_verifybackup`, `pg_waldump`, `pg_combinebackup`...):
+    /// from this installation's directory, else from the programs `scripts/setup.sh` unpacks
+    /// for the majors whose servers come without them (`PGMONETA_PG_TOOLS`, by default
+    /// `/var/cache/pgmoneta-rs/postgresql-tools`, then `<major>/bin`), else from Debian's
+    /// package of that major. `None` when none has it.
+    pub fn same_major_program(&self, name: &str) -> Option<PathBuf> {
+        let major = self.version.major();
+        let tools = std::env::var_os("PGMONETA_PG_TOOLS")
+            .map_or_else(|| PathBuf::from("/var/cache/pgmoneta-rs/postgresql-tools"), PathBuf::from);
+        [
+            self.bindir.clone(),
+            tools.join(major.to_string()).join("bin"),
+            PathBuf::from(format!("/usr/lib/postgresql/{major}/bin")),
+        ]
+        .into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+    }
+
     /// Path of a client program (`psql`, `pgbench`, `pg_waldump`...): from this installation when
     /// it has one, else from the newest installed PostgreSQL, else the bare name for `PATH`.
     pub fn client_program(&self, name: &str) -> PathBuf {

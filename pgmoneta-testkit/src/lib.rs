@@ -39,6 +39,28 @@ pub use tls::{IssuedCert, TestCa};
 
 use std::path::PathBuf;
 
+/// Whether the tests run under continuous integration (`CI=true`), where every prerequisite
+/// must be there.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// A test's prerequisite: `found` when it is there. When it is not, under CI the test fails
+/// naming `what` is missing; elsewhere it prints what it skips (`skipped`) and gets `None`.
+///
+/// # Panics
+/// Under CI, when `found` is `None`.
+pub fn require<T>(found: Option<T>, what: &str, skipped: &str) -> Option<T> {
+    if found.is_some() {
+        return found;
+    }
+    if in_ci() {
+        panic!("missing prerequisite under CI: {what}");
+    }
+    eprintln!("SKIPPED {skipped}: {what} is missing");
+    None
+}
+
 /// What went wrong while preparing or driving a cluster.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

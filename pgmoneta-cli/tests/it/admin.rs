@@ -282,7 +282,8 @@ fn admin_reads_names_and_passwords_from_piped_stdin() {
 
 #[test]
 fn admin_refuses_root_unless_allowed() {
-    if !nix::unistd::geteuid().is_root() {
+    let root = nix::unistd::geteuid().is_root().then_some(());
+    if pgmoneta_testkit::require(root, "running as root", "the refusal of root").is_none() {
         return;
     }
     let home = Home::new();

@@ -84,8 +84,11 @@ fn serves_metrics_in_the_exposition_format() {
     let (head, _) = http(d.metrics_port, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
 
-    let Some(tool) = promtool() else {
-        eprintln!("promtool not installed; the exposition checks above stand in for it");
+    let Some(tool) = pgmoneta_testkit::require(
+        promtool(),
+        "promtool (Debian's prometheus package; scripts/setup.sh installs it)",
+        "the check of /metrics with promtool",
+    ) else {
         return;
     };
     let (_, body) = http(d.metrics_port, "GET /metrics HTTP/1.1\r\n\r\n");

@@ -140,11 +140,15 @@ pub fn pgbench_state(cluster: &Cluster) -> Vec<(String, String)> {
     .collect()
 }
 
-/// The cluster's own `pg_verifybackup`, if its installation has one (another version's cannot
-/// read every manifest: 17 writes version 2).
+/// `pg_verifybackup` of the cluster's major (another version's cannot read every manifest: 17
+/// writes version 2): a prerequisite, which under CI must be there.
 pub fn pg_verifybackup(cluster: &Cluster) -> Option<PathBuf> {
-    let p = cluster.install().bindir().join("pg_verifybackup");
-    p.is_file().then_some(p)
+    let major = cluster.version().major();
+    pgmoneta_testkit::require(
+        cluster.install().same_major_program("pg_verifybackup"),
+        &format!("pg_verifybackup of PostgreSQL {major} (scripts/setup.sh installs it)"),
+        "the check of the restore with pg_verifybackup",
+    )
 }
 
 /// Runs `pg_verifybackup` on a restored directory with the manifest kept in the repository.

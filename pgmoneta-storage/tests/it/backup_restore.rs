@@ -305,8 +305,14 @@ fn a_plain_backup_with_a_flipped_byte_or_a_missing_file_is_not_restored() {
 /// as root); elsewhere it says so and checks nothing.
 #[test]
 fn a_restore_without_room_is_refused_before_writing() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("not root: cannot mount a small file system; nothing checked");
+    let root = nix::unistd::geteuid().is_root().then_some(());
+    if pgmoneta_testkit::require(
+        root,
+        "running as root (to mount a small tmpfs)",
+        "the restore into a full file system",
+    )
+    .is_none()
+    {
         return;
     }
     let cluster = Cluster::builder().start().unwrap();

@@ -118,6 +118,49 @@ fn decode_in_pieces(wire: &[u8], cuts: &[usize]) -> Vec<BackendMessage> {
     out
 }
 
+/// Ends of the backend messages decoded from `data` fed `step` bytes at a time, and the first
+/// error's offset and text.
+fn backend_offsets(data: &[u8], step: usize) -> (Vec<u64>, Option<(u64, String)>) {
+    let mut decoder = BackendDecoder::new();
+    let mut buf = BytesMut::new();
+    let mut ends = Vec::new();
+    for chunk in data.chunks(step) {
+        buf.extend_from_slice(chunk);
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(_)) => ends.push(decoder.offset()),
+                Ok(None) => break,
+                Err(e) => {
+                    let offset = match &e {
+                        WireError::Malformed { offset, .. } | WireError::TooLong { offset, .. } => *offset,
+                        other => panic!("not a decoding error: {other}"),
+                    };
+                    return (ends, Some((offset, e.to_string())));
+                }
+            }
+        }
+    }
+    (ends, None)
+}
+
+/// The frontend messages decoded from `data` fed `step` bytes at a time, and the first error.
+fn frontend_in_pieces(data: &[u8], step: usize) -> (Vec<FrontendMessage>, Option<String>) {
+    let mut decoder = FrontendDecoder::new();
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for chunk in data.chunks(step) {
+        buf.extend_from_slice(chunk);
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(m)) => out.push(m),
+                Ok(None) => break,
+                Err(e) => return (out, Some(e.to_string())),
+            }
+        }
+    }
+    (out, None)
+}
+
 proptest! {
     #[test]
     fn backend_messages_roundtrip(msg in backend()) {
@@ -187,16 +230,40 @@ proptest! {
         }
     }
 
+    /// Arbitrary bytes, or a valid stream with one byte changed: the backend decoder gives the
+    /// same messages and the same error however the input is split, every message re-encodes to
+    /// the bytes it came from, and an error names an offset inside the input at or after the
+    /// end of the last message decoded. Whatever parses as a replication or base backup
+    /// payload re-encodes to the same bytes. The frontend decoder agrees with itself split.
     #[test]
-    fn arbitrary_bytes_never_panic_the_decoders(data in vec(any::<u8>(), 0..512)) {
-        let mut buf = BytesMut::from(&data[..]);
-        let mut d = BackendDecoder::new();
-        while let Ok(Some(_)) = d.decode(&mut buf) {}
-        let mut buf = BytesMut::from(&data[..]);
-        let mut d = FrontendDecoder::new();
-        while let Ok(Some(_)) = d.decode(&mut buf) {}
-        let _ = parse_replication_message(Bytes::from(data.clone()), 0);
-        let _ = parse_base_backup_message(Bytes::from(data), 0);
+    fn arbitrary_and_damaged_streams_keep_the_decoders_promises(
+        data in vec(any::<u8>(), 0..512),
+        msgs in vec(backend(), 1..6),
+        at in any::<usize>(),
+        byte in any::<u8>(),
+        step in 1usize..40,
+    ) {
+        let mut valid = BytesMut::new();
+        for m in &msgs {
+            m.encode(&mut valid);
+        }
+        let mut damaged = valid.to_vec();
+        let i = at % damaged.len();
+        damaged[i] = byte;
+        for input in [&data[..], &damaged[..]] {
+            super::fuzzing::check_backend_stream(input);
+            super::fuzzing::check_replication_payload(input);
+            let (whole_msgs, whole_err) = backend_offsets(input, input.len().max(1));
+            let (split_msgs, split_err) = backend_offsets(input, step);
+            prop_assert_eq!(&whole_msgs, &split_msgs);
+            prop_assert_eq!(&whole_err, &split_err);
+            if let Some((offset, text)) = whole_err {
+                let last_end = whole_msgs.last().copied().unwrap_or(0);
+                prop_assert!(offset >= last_end && offset <= input.len() as u64, "offset {} after {} of {}", offset, last_end, input.len());
+                prop_assert!(text.contains(&format!("at byte {offset}")), "{}", text);
+            }
+            prop_assert_eq!(frontend_in_pieces(input, input.len().max(1)), frontend_in_pieces(input, step));
+        }
     }
 }
 

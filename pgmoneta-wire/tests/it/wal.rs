@@ -36,6 +36,10 @@ fn corpus_records_upto(major: u32, chunk: usize, limit: usize) -> Vec<DecodedRec
     out
 }
 
+/// Our lines against each major's own `pg_waldump`: whole lines for 14 and 15 (whose wording
+/// ours follows); from 16, which words descriptions differently, everything but the
+/// description: record boundaries, lengths, transaction, position, previous record, resource
+/// manager and block references.
 #[test]
 fn waldump_lines_match_pg_waldump() {
     let mut compared = Vec::new();
@@ -45,25 +49,51 @@ fn waldump_lines_match_pg_waldump() {
             compared.push(major);
         }
     }
-    // Debian's PostgreSQL 15, which the set-up installs, has pg_waldump.
-    assert!(compared.contains(&15), "the corpus has pg_waldump's output for {compared:?}, not 15");
+    // Debian's PostgreSQL 15 has pg_waldump; the set-up unpacks the others'.
+    let wanted: &[u32] = if pgmoneta_testkit::in_ci() { &corpus::MAJORS } else { &[15] };
+    for m in wanted {
+        assert!(
+            compared.contains(m),
+            "the corpus has no pg_waldump output for PostgreSQL {m} (only {compared:?}): run scripts/setup.sh"
+        );
+    }
+    eprintln!("compared with pg_waldump: PostgreSQL {compared:?}");
+}
+
+/// A `pg_waldump` line without its description (kept up to "desc:", then from the first block
+/// reference).
+fn without_description(line: &str) -> String {
+    let line = line.trim_end();
+    match line.split_once(" desc: ") {
+        Some((head, rest)) => match rest.find(", blkref #").or_else(|| rest.find("blkref #")) {
+            Some(at) => format!("{head} {}", &rest[at..]),
+            None => head.to_owned(),
+        },
+        None => line.to_owned(),
+    }
 }
 
 fn waldump_lines_match_for(major: u32) {
+    let whole_lines = major <= 15;
     let info = corpus::info(major);
     let (start, end) = (info.start_lsn, info.end_lsn);
     let records: Vec<DecodedRecord> =
         corpus_records(major, 1 << 20).into_iter().filter(|r| r.lsn >= start && r.lsn < end).collect();
     let expected = String::from_utf8(corpus::file(&format!("pg{major}/pg_waldump.txt"))).unwrap();
     let expected: Vec<&str> = expected.lines().collect();
-    assert_eq!(records.len(), expected.len(), "record count");
+    assert_eq!(records.len(), expected.len(), "PostgreSQL {major}: record count");
     let mut per_rmgr: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut shown = 0;
     for (r, want) in records.iter().zip(&expected) {
         let got = waldump_line(r);
         let e = per_rmgr.entry(desc::rmgr_name(r.rmid).into_owned()).or_default();
         e.1 += 1;
-        if got.trim_end() == want.trim_end() {
+        let same = if whole_lines {
+            got.trim_end() == want.trim_end()
+        } else {
+            without_description(&got) == without_description(want)
+        };
+        if same {
             e.0 += 1;
         } else if shown < 40 {
             shown += 1;
@@ -81,9 +111,9 @@ fn waldump_lines_match_for(major: u32) {
     // Every line matches, for every resource manager in the corpus (the goal was all of Heap,
     // Heap2, Btree, XLOG, Transaction, Standby and Storage, and 98% overall).
     for (rmgr, (good, total)) in &per_rmgr {
-        assert_eq!(good, total, "{rmgr}: {good} of {total} lines match");
+        assert_eq!(good, total, "PostgreSQL {major}: {rmgr}: {good} of {total} lines match");
     }
-    assert_eq!(ok, all, "{overall:.2}% of lines match");
+    assert_eq!(ok, all, "PostgreSQL {major}: {overall:.2}% of lines match");
 }
 
 #[test]
@@ -278,11 +308,15 @@ fn fresh_wal_matches_pg_waldump_of_the_same_range() {
     for r in &ours {
         assert!(desc::identify(r).is_some(), "unknown record at {}: {}", r.lsn, waldump_line(r));
     }
-    if cluster.version() != PgVersion::V15 {
-        // pg_waldump's line format is PostgreSQL 15's here; other versions decode above.
+    let major = cluster.version().major();
+    let Some(tool) = pgmoneta_testkit::require(
+        cluster.install().same_major_program("pg_waldump"),
+        &format!("pg_waldump of PostgreSQL {major} (scripts/setup.sh installs it)"),
+        "the comparison with pg_waldump",
+    ) else {
         return;
-    }
-    let out = std::process::Command::new(cluster.install().client_program("pg_waldump"))
+    };
+    let out = std::process::Command::new(tool)
         .arg("-p")
         .arg(&pg_wal)
         .args(["-s", &start.to_string(), "-e", &end.to_string()])
@@ -295,7 +329,13 @@ fn fresh_wal_matches_pg_waldump_of_the_same_range() {
     let mut differ = 0;
     for (r, want) in ours.iter().zip(&theirs) {
         let got = waldump_line(r);
-        if got.trim_end() != want.trim_end() {
+        // Whole lines up to 15, whose wording ours follows; from 16 all but the descriptions.
+        let same = if major <= 15 {
+            got.trim_end() == want.trim_end()
+        } else {
+            without_description(&got) == without_description(want)
+        };
+        if !same {
             differ += 1;
             if differ < 10 {
                 eprintln!("got:  {got}\nwant: {want}\n");
