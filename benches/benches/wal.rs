@@ -23,13 +23,20 @@ fn info() -> (Lsn, Lsn, Vec<PathBuf>) {
     (info.start_lsn, info.end_lsn, files)
 }
 
+/// Where the corpus's first segment starts.
+fn corpus_start() -> u64 {
+    pgmoneta_testkit::corpus::info(15).first_segment_start().0
+}
+
 /// Decodes every segment; with `out`, writes pg_waldump's lines for [start, end). Returns the
 /// records decoded.
 fn decode(segments: &[bytes::Bytes], range: Option<(Lsn, Lsn)>, out: Option<&mut dyn Write>) -> usize {
-    // Like pg_waldump -s, start at the first record of the range (the corpus starts in the
-    // first segment, at 0/1000000).
-    let first = range.map_or(0x0100_0000, |(s, _)| s.0);
-    let skip = (first - first % 8192 - 0x0100_0000) as usize;
+    // Like pg_waldump -s, start at the first record of the range (in the first segment: the
+    // corpus's range starts there, after initdb's records).
+    let base = corpus_start();
+    let first = range.map_or(base, |(s, _)| s.0);
+    let skip = (first - first % 8192 - base) as usize;
+    assert!(skip < segments[0].len(), "the range starts after the first segment");
     let mut d = WalDecoder::from_page_start(Lsn(first), None, WalSegmentSize::DEFAULT);
     let mut n = 0;
     let mut out = out;
@@ -64,7 +71,9 @@ fn decode_files(files: &[PathBuf], start: Lsn, end: Lsn, out: &mut dyn Write) ->
     for (i, f) in files.iter().enumerate() {
         let mut bytes = pgmoneta_wire::wal::map_closed_file(f).unwrap();
         if i == 0 {
-            let _ = bytes.split_to((start.0 - start.0 % 8192 - 0x0100_0000) as usize);
+            let skip = (start.0 - start.0 % 8192 - corpus_start()) as usize;
+            assert!(skip < bytes.len(), "the range starts after the first segment");
+            let _ = bytes.split_to(skip);
         }
         d.feed_bytes(bytes);
         while let Some(r) = d.next_record().unwrap() {
@@ -142,7 +151,9 @@ fn instructions(command: Command) -> Option<u64> {
 /// pg_waldump's).
 fn against_pg_waldump() {
     use nix::sys::resource::UsageWho;
-    let tool = ["/usr/lib/postgresql/15/bin/pg_waldump"].iter().map(PathBuf::from).find(|p| p.exists());
+    let tool = pgmoneta_testkit::PgInstall::at(Path::new("/usr/lib/postgresql/15/bin"))
+        .ok()
+        .and_then(|i| i.same_major_program("pg_waldump"));
     let Some(tool) = tool else {
         eprintln!("pg_waldump (PostgreSQL 15) not installed: comparison skipped");
         return;

@@ -1481,10 +1481,18 @@ mod tests {
                     }
                 }
                 Err(e) => {
-                    let offset = e.offset().unwrap_or(0);
-                    prop_assert!(offset <= archive.len() as u64, "{}", e);
+                    // The members before the damage came out before the error, which is at
+                    // or after the end of the last of them.
+                    prop_assert!(streamed.len() >= intact, "{} of {} intact members before: {}", streamed.len(), intact, e);
                     for (i, m) in streamed.iter().enumerate().take(intact) {
                         prop_assert_eq!(m, &whole[i]);
+                    }
+                    if let Some(offset) = e.offset() {
+                        prop_assert!(offset <= archive.len() as u64, "{}", e);
+                        if intact > 0 {
+                            let last_end = member_ends(&original)[intact - 1];
+                            prop_assert!(offset >= last_end, "{} before the end of an intact member at {}", e, last_end);
+                        }
                     }
                 }
             }

@@ -29,8 +29,9 @@ pub const DEFAULT_DIR: &str = "/var/cache/pgmoneta-rs/corpus";
 /// The file at the corpus root that says what it was made from.
 pub const STAMP: &str = "STAMP";
 
-/// The source of this module: its hash stands for the workload and the layout.
-const SOURCE: &str = include_str!("corpus.rs");
+/// The source of this module and of the cluster set-up: their hash stands for the workload,
+/// the layout and the servers' settings.
+const SOURCES: [&str; 2] = [include_str!("corpus.rs"), include_str!("cluster.rs")];
 
 /// The majors the corpus holds.
 pub const MAJORS: [u32; 5] = [14, 15, 16, 17, 18];
@@ -127,9 +128,15 @@ pub fn dir() -> PathBuf {
     std::env::var_os("PGMONETA_CORPUS").map_or_else(|| PathBuf::from(DEFAULT_DIR), PathBuf::from)
 }
 
-/// The hash of the corpus's inputs (this module's source), as the stamp holds it.
+/// The hash of the corpus's inputs (this module's and the cluster set-up's sources), as the
+/// stamp holds it.
 pub fn inputs_hash() -> String {
-    openssl::sha::sha256(SOURCE.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    let mut h = openssl::sha::Sha256::new();
+    for s in SOURCES {
+        h.update(&(s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    }
+    h.finish().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn checked_dir() -> &'static std::result::Result<PathBuf, String> {
@@ -196,10 +203,18 @@ pub fn wal_dir(major: u32) -> PathBuf {
 }
 
 impl Info {
-    /// The LSN where the first segment starts.
+    /// The LSN where the first segment starts (the corpus's segments are 16 MB).
     pub fn first_segment_start(&self) -> Lsn {
-        let n = u64::from_str_radix(&self.segments[0][16..], 16).expect("a segment name");
-        Lsn(n * 16 * 1024 * 1024)
+        self.segment_start(0)
+    }
+
+    /// The LSN where segment `i` starts.
+    pub fn segment_start(&self, i: usize) -> Lsn {
+        let name = &self.segments[i];
+        let hi = u64::from_str_radix(&name[8..16], 16).expect("a segment name");
+        let lo = u64::from_str_radix(&name[16..24], 16).expect("a segment name");
+        let size = 16 * 1024 * 1024;
+        Lsn((hi << 32) + lo * size)
     }
 }
 
@@ -220,11 +235,15 @@ pub fn info(major: u32) -> Info {
     }
 }
 
-/// The stamp a corpus made with `installs` carries.
+/// The stamp a corpus made with `installs` carries: the inputs, each server's version and
+/// which `pg_waldump` (if any) described its WAL.
 fn stamp_for(installs: &[PgInstall]) -> String {
     let mut s = format!("inputs={}\n", inputs_hash());
     for i in installs {
-        s.push_str(&format!("pg{}={}\n", i.version().major(), i.version_string()));
+        let major = i.version().major();
+        s.push_str(&format!("pg{major}={}\n", i.version_string()));
+        let waldump = i.same_major_program("pg_waldump").map_or_else(|| "none".to_owned(), |p| p.display().to_string());
+        s.push_str(&format!("pg{major}_waldump={waldump}\n"));
     }
     s
 }
@@ -247,27 +266,34 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Testkit
 pub fn make(installs: &[PgInstall], out: &Path) -> Result<()> {
     let parent = out.parent().unwrap_or(Path::new("/"));
     fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
-    let building = parent.join(format!(".{}.building", out.file_name().unwrap_or_default().to_string_lossy()));
-    if building.exists() {
-        fs::remove_dir_all(&building).map_err(io("cannot remove", &building))?;
-    }
-    fs::create_dir(&building).map_err(io("cannot create", &building))?;
+    let name = out.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    // A directory of its own, so two makers never share one; removed if this one fails.
+    let building = tempfile::Builder::new()
+        .prefix(&format!(".{name}.building-"))
+        .tempdir_in(parent)
+        .map_err(io("cannot create a directory in", parent))?;
     for install in installs {
         let major = install.version().major();
         log::info!("making the PostgreSQL {major} corpus");
-        make_major(install, &building.join(format!("pg{major}")))?;
+        make_major(install, &building.path().join(format!("pg{major}")))?;
     }
-    let stamp = building.join(STAMP);
+    let stamp = building.path().join(STAMP);
     fs::write(&stamp, stamp_for(installs)).map_err(io("cannot write", &stamp))?;
-    if out.exists() {
-        let old = parent.join(format!(".{}.old", out.file_name().unwrap_or_default().to_string_lossy()));
-        if old.exists() {
-            fs::remove_dir_all(&old).map_err(io("cannot remove", &old))?;
-        }
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(building.path(), fs::Permissions::from_mode(0o755))
+        .map_err(io("cannot set permissions of", building.path()))?;
+    // The old corpus moves aside and the new one takes its place at once; the old one is
+    // removed last, so a failure there leaves a whole corpus in place.
+    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+    let had_old = out.exists();
+    if had_old {
         fs::rename(out, &old).map_err(io("cannot move", out))?;
+    }
+    let built = building.keep();
+    fs::rename(&built, out).map_err(io("cannot move", &built))?;
+    if had_old {
         fs::remove_dir_all(&old).map_err(io("cannot remove", &old))?;
     }
-    fs::rename(&building, out).map_err(io("cannot move", &building))?;
     Ok(())
 }
 

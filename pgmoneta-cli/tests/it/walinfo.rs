@@ -57,16 +57,18 @@ fn start_anywhere_matches_a_whole_decode() {
         (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
     };
     let (range_start, range_end) = range();
-    for start in [
-        "0/1000000",
-        "0/1000010",
-        range_start.as_str(),
-        "0/1FFFFF0",
-        "0/2000000",
-        "0/2000010",
-        "0/2123457",
-        "0/2FFE000",
-    ] {
+    // Positions in the corpus's segments: a segment's start, inside its page header, the
+    // range's start, just before and at the next segment, inside its header, mid-record, and
+    // a page near the end of the third.
+    let info = pgmoneta_testkit::corpus::info(15);
+    assert!(info.segments.len() >= 3, "{:?}", info.segments);
+    let (s0, s1, s2) = (info.segment_start(0).0, info.segment_start(1).0, info.segment_start(2).0);
+    let starts: Vec<String> = [s0, s0 + 0x10, s1 - 0x10, s1, s1 + 0x10, s1 + 0x12_3457, s2 - 0x2000]
+        .into_iter()
+        .map(|l| pgmoneta_core::Lsn(l).to_string())
+        .chain([range_start.clone()])
+        .collect();
+    for start in starts.iter().map(String::as_str) {
         let (hi, lo) = start.split_once('/').unwrap();
         let from = (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap();
         let expected: Vec<String> = trimmed(&all).into_iter().filter(|l| lsn_of(l) >= from).collect();

@@ -97,8 +97,9 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
 
 /// Decodes WAL fed in any pieces into records, in order.
 ///
-/// Start it at the beginning of a page (a segment file) or at a record's position; starting
-/// at a page whose first bytes continue an earlier record skips that continuation. Feed the
+/// Start it at the beginning of a page (a segment file), at a record's position with the
+/// version given, or at a record fed from its page's start ([`WalDecoder::from_page_start`]);
+/// starting at a page whose first bytes continue an earlier record skips that continuation. Feed the
 /// bytes that follow the start, in order, in pieces of any size; take records with
 /// [`WalDecoder::next_record`] until it returns `Ok(None)`, then feed more.
 #[derive(Debug)]
