@@ -34,7 +34,8 @@ fn retention_and_verification_run_on_their_timers() {
 
     // Retention (1 day) deletes the old one, keeps today's.
     wait_for(&d, "retention", || !backups.join("20200101000000").exists());
-    assert!(d.log_text().contains("retention deleted backup 20200101000000"), "{}", d.log_text());
+    // The directory goes before the line is logged: wait for the line too.
+    wait_for(&d, "the retention log line", || d.log_text().contains("retention deleted backup 20200101000000"));
     assert!(backups.join(&label).join("backup.info").exists());
 
     // Damage to a stored file of today's backup is found by the verification timer.
