@@ -35,9 +35,9 @@ fn decode(segments: &[bytes::Bytes], range: Option<(Lsn, Lsn)>, out: Option<&mut
     // corpus's range starts there, after initdb's records).
     let base = corpus_start();
     let first = range.map_or(base, |(s, _)| s.0);
-    let skip = (first - first % 8192 - base) as usize;
-    assert!(skip < segments[0].len(), "the range starts after the first segment");
     let mut d = WalDecoder::from_page_start(Lsn(first), None, WalSegmentSize::DEFAULT);
+    let skip = (d.fed_until().0 - base) as usize;
+    assert!(skip < segments[0].len(), "the range starts after the first segment");
     let mut n = 0;
     let mut out = out;
     let mut line = String::new();
@@ -71,7 +71,7 @@ fn decode_files(files: &[PathBuf], start: Lsn, end: Lsn, out: &mut dyn Write) ->
     for (i, f) in files.iter().enumerate() {
         let mut bytes = pgmoneta_wire::wal::map_closed_file(f).unwrap();
         if i == 0 {
-            let skip = (start.0 - start.0 % 8192 - corpus_start()) as usize;
+            let skip = (d.fed_until().0 - corpus_start()) as usize;
             assert!(skip < bytes.len(), "the range starts after the first segment");
             let _ = bytes.split_to(skip);
         }

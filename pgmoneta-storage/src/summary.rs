@@ -353,7 +353,7 @@ fn summarize_wal(
     // images of the records before the next page need.
     let mut decoder = WalDecoder::from_page_start(from, None, size);
     let mut segment = WalSegment::containing(TimelineId(options.timeline), from, size);
-    let mut skip = (from.0 - from.0 % pgmoneta_wire::wal::XLOG_BLCKSZ) - segment.start_lsn(size).0;
+    let mut skip = decoder.fed_until().0 - segment.start_lsn(size).0;
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let name = segment.file_name(size);

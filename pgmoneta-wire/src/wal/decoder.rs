@@ -196,7 +196,8 @@ impl WalDecoder {
         }
     }
 
-    /// The end of the bytes fed.
+    /// The end of the bytes fed: before any, where feeding must start (the start, or the
+    /// page's start for [`WalDecoder::from_page_start`]).
     pub fn fed_until(&self) -> Lsn {
         Lsn(self.buf_start.0 + self.buf_len as u64)
     }

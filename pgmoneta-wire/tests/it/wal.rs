@@ -287,7 +287,7 @@ fn fresh_wal_matches_pg_waldump_of_the_same_range() {
     let mut d = WalDecoder::from_page_start(start, None, seg);
     let mut ours = Vec::new();
     let mut segno = start.0 / seg.bytes();
-    let mut offset = (start.0 % seg.bytes() - start.0 % 8192) as usize;
+    let mut offset = (d.fed_until().0 % seg.bytes()) as usize;
     'segments: loop {
         let name = format!(
             "{tli:08X}{:08X}{:08X}",
