@@ -570,11 +570,24 @@ fn execute(command: &Command, g: &Global) -> Result<i32> {
         }
     }
     if !ok {
-        let workflow =
-            reply.outcome.as_ref().and_then(|o| o.workflow.clone()).map(|w| format!(" in {w}")).unwrap_or_default();
-        eprintln!("pgmoneta-cli: {} failed with error {code}{workflow} (the daemon's log says why)", cmd.name());
+        eprintln!("pgmoneta-cli: {}", failure_line(cmd, reply.outcome.as_ref()));
     }
     Ok(if ok { 0 } else { 1 })
+}
+
+/// The line that explains a failed command: the daemon's own words when it sent them (ours
+/// does), else what the code means.
+fn failure_line(cmd: Cmd, outcome: Option<&pgmoneta_wire::management::Outcome>) -> String {
+    let code = outcome.and_then(|o| o.error).unwrap_or(0);
+    let workflow = outcome.and_then(|o| o.workflow.as_deref()).map(|w| format!(" in {w}")).unwrap_or_default();
+    let why = match outcome.and_then(|o| o.message.as_deref()).filter(|m| !m.is_empty()) {
+        Some(m) => m.to_owned(),
+        None => match pgmoneta_wire::management::error_code::describe(code) {
+            Some(d) => format!("{d} (the daemon's log says more)"),
+            None => "the daemon's log says why".to_owned(),
+        },
+    };
+    format!("{} failed with error {code}{workflow}: {why}", cmd.name())
 }
 
 /// Writes generated text to standard output; a reader that stops early (`| head`) is fine.

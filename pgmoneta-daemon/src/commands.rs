@@ -30,21 +30,23 @@ use crate::{pg, walservice};
 /// The version the daemon reports as `ServerVersion`.
 pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// A failed command: upstream's error code and workflow name.
+/// A failed command: upstream's error code, workflow name, and what went wrong in words (logged,
+/// and sent as `Outcome.Message`).
 #[derive(Debug)]
 pub struct Failure {
     code: u32,
     workflow: Option<&'static str>,
+    message: String,
 }
 
 fn fail(code: u32, what: impl AsRef<str>) -> Failure {
     log::error!("{}", what.as_ref());
-    Failure { code, workflow: None }
+    Failure { code, workflow: None, message: what.as_ref().to_owned() }
 }
 
 fn fail_in(code: u32, workflow: &'static str, what: impl AsRef<str>) -> Failure {
     log::error!("{}", what.as_ref());
-    Failure { code, workflow: Some(workflow) }
+    Failure { code, workflow: Some(workflow), message: what.as_ref().to_owned() }
 }
 
 type Reply = Result<Map<String, Value>, Failure>;
@@ -132,7 +134,8 @@ pub fn dispatch(shared: &Arc<Shared>, doc: Document, started: Instant) -> Docume
         Err(f) => {
             response.retain(|k, _| k == "Server" || k == "ServerVersion");
             reply.response = Some(response);
-            reply.outcome = Some(Outcome::failure(f.code, f.workflow));
+            let message = if f.message.is_empty() { ec::describe(f.code).unwrap_or_default() } else { f.message };
+            reply.outcome = Some(Outcome::failure(f.code, f.workflow).with_message(message));
         }
     }
     reply

@@ -105,7 +105,8 @@ pub fn serve_one<S: Read + Write>(shared: &Arc<Shared>, stream: &mut S) {
         Ok(f) => f,
         Err(e) => {
             log::warn!("management: unreadable request frame: {e}");
-            let reply = failure_document(Command::Unknown, error_code::BAD_PAYLOAD);
+            let reply =
+                failure_document(Command::Unknown, error_code::BAD_PAYLOAD, format!("unreadable request frame: {e}"));
             let _ = send(shared, stream, &reply, 0, 0);
             return;
         }
@@ -115,7 +116,8 @@ pub fn serve_one<S: Read + Write>(shared: &Arc<Shared>, stream: &mut S) {
         Ok(d) => d,
         Err(e) => {
             log::warn!("management: bad request payload: {e}");
-            let reply = failure_document(Command::Unknown, error_code::BAD_PAYLOAD);
+            let reply =
+                failure_document(Command::Unknown, error_code::BAD_PAYLOAD, format!("bad request payload: {e}"));
             let _ = send(shared, stream, &reply, frame.compression, frame.encryption);
             return;
         }
@@ -123,7 +125,10 @@ pub fn serve_one<S: Read + Write>(shared: &Arc<Shared>, stream: &mut S) {
     let Some(_slot) = Slot::take() else {
         let mut reply = doc.clone();
         reply.response = Some(commands::base_response());
-        reply.outcome = Some(Outcome::failure(error_code::ALLOCATION, None));
+        reply.outcome = Some(
+            Outcome::failure(error_code::ALLOCATION, None)
+                .with_message(format!("the daemon is already handling {MAX_CONCURRENT} requests; try again")),
+        );
         let _ = send(shared, stream, &reply, frame.compression, frame.encryption);
         return;
     };
@@ -136,10 +141,10 @@ pub fn serve_one<S: Read + Write>(shared: &Arc<Shared>, stream: &mut S) {
     }
 }
 
-fn failure_document(command: Command, code: u32) -> Document {
+fn failure_document(command: Command, code: u32, message: String) -> Document {
     let mut d = Document::request(command, serde_json::Map::new(), pgmoneta_wire::management::OutputFormat::Text, "");
     d.response = Some(commands::base_response());
-    d.outcome = Some(Outcome::failure(code, None));
+    d.outcome = Some(Outcome::failure(code, None).with_message(message));
     d
 }
 

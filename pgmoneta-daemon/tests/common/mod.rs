@@ -161,6 +161,14 @@ impl Daemon {
         }
     }
 
+    /// Sends SIGKILL and returns the dead process without reaping it, as a supervisor sees it
+    /// the moment it restarts the service.
+    pub fn kill9_unreaped(&mut self) -> Child {
+        let c = self.child.take().expect("running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+        c
+    }
+
     /// Waits for the daemon to exit by itself; returns its exit code.
     pub fn wait_exit(&mut self, within: Duration) -> i32 {
         let mut c = self.child.take().expect("running");
@@ -213,12 +221,15 @@ impl Daemon {
         v["Response"].clone()
     }
 
-    /// Runs the CLI, expects failure with `error`.
-    pub fn fails(&self, args: &[&str], error: u64) {
+    /// Runs the CLI, expects failure with `error` and a message saying why; returns the message.
+    pub fn fails(&self, args: &[&str], error: u64) -> String {
         let (code, v) = self.cli(args);
         assert_ne!(code, 0, "pgmoneta-cli {args:?} should fail: {v}");
         assert_eq!(v["Outcome"]["Status"], false, "{v}");
         assert_eq!(v["Outcome"]["Error"], error, "pgmoneta-cli {args:?}: {v}");
+        let message = v["Outcome"]["Message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.len() > 10, "pgmoneta-cli {args:?}: the failure carries no message: {v}");
+        message
     }
 
     /// The status entry of `primary`.

@@ -101,7 +101,8 @@ fn commands_end_to_end() {
     assert!(file.ends_with(".tar.zstd.aes"), "{file}");
 
     // negative cases with upstream's codes
-    d.fails(&["backup", "nosuch"], 111);
+    let message = d.fails(&["backup", "nosuch"], 111);
+    assert!(message.contains("nosuch"), "{message}");
     d.fails(&["list-backup", "nosuch"], 304);
     d.fails(&["list-backup", "primary", "--sort", "sideways"], 306);
     d.fails(&["info", "primary", "20000101000000"], 2200);

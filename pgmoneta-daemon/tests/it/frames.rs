@@ -55,10 +55,12 @@ fn answers_upstream_shaped_frames() {
     let v: Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(v["Outcome"]["Status"], false);
     assert_eq!(v["Outcome"]["Error"], 1);
+    assert!(v["Outcome"]["Message"].as_str().unwrap().contains("not JSON"), "{v}");
     // An unknown command id: error 2.
     let unknown = r#"{"Header":{"ClientVersion":"0.22.0","Command":77,"Compression":0,"Encryption":0,"Output":0,"Timestamp":"20261128101010"},"Request":{}}"#;
     let reply = exchange(&d, &Frame { compression: 0, encryption: 0, payload: unknown.as_bytes().to_vec() });
     let v: Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(v["Outcome"]["Error"], 2);
+    assert!(v["Outcome"]["Message"].as_str().unwrap().contains("77"), "{v}");
     d.ok(&["ping"]);
 }

@@ -19,8 +19,13 @@ fn a_chain_through_the_cli() {
     let full_label = full["Backup"].as_str().unwrap().to_owned();
     if !source.version().has_incremental_backup() {
         // 14 to 16 read files through SQL: without the grants, the backup fails.
-        d.fails(&["backup", "primary", "newest"], 201);
+        let message = d.fails(&["backup", "primary", "newest"], 201);
         assert!(d.log_text().contains("GRANT EXECUTE ON FUNCTION pg_read_binary_file"), "{}", d.log_text());
+        // The operator reads the same in the reply, and in the CLI's text output.
+        assert!(message.contains("GRANT EXECUTE ON FUNCTION pg_read_binary_file"), "{message}");
+        let out = d.cli_command(&["-F", "text", "backup", "primary", "newest"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("failed with error 201") && stderr.contains("GRANT EXECUTE ON FUNCTION"), "{stderr}");
         for f in pgmoneta_storage::sqlbackup::required_functions(source.version()) {
             source.execute(&format!("GRANT EXECUTE ON FUNCTION {f} TO \"{}\"", source.replication_user())).unwrap();
         }

@@ -153,6 +153,9 @@ pub struct Outcome {
     pub workflow: Option<String>,
     /// Per-worker errors, when a workflow reports them.
     pub worker_errors: Option<Vec<Value>>,
+    /// What went wrong, in words (failure; `Message`). An extension of this implementation:
+    /// upstream's clients ignore it.
+    pub message: Option<String>,
 }
 
 impl Outcome {
@@ -168,6 +171,7 @@ impl Outcome {
             error: None,
             workflow: None,
             worker_errors: None,
+            message: None,
         }
     }
 
@@ -179,7 +183,14 @@ impl Outcome {
             error: Some(code),
             workflow: workflow.map(str::to_owned),
             worker_errors: None,
+            message: None,
         }
+    }
+
+    /// The same failure, explained by `message`.
+    pub fn with_message(mut self, message: impl Into<String>) -> Outcome {
+        self.message = Some(message.into());
+        self
     }
 }
 
@@ -253,6 +264,9 @@ impl Document {
             if let Some(w) = &o.worker_errors {
                 m.insert("WorkerErrors".into(), Value::Array(w.clone()));
             }
+            if let Some(text) = &o.message {
+                m.insert("Message".into(), Value::String(text.clone()));
+            }
             doc.insert("Outcome".into(), Value::Object(m));
         }
         Value::Object(doc).to_string()
@@ -292,6 +306,7 @@ impl Document {
             error: o.get("Error").and_then(Value::as_u64).map(|e| e as u32),
             workflow: o.get("Workflow").and_then(Value::as_str).map(str::to_owned),
             worker_errors: o.get("WorkerErrors").and_then(Value::as_array).cloned(),
+            message: o.get("Message").and_then(Value::as_str).map(str::to_owned),
         });
         Ok(Document { header, request: object("Request")?.unwrap_or_default(), response: object("Response")?, outcome })
     }
@@ -323,7 +338,7 @@ mod tests {
         let text = d.to_json();
         assert!(text.starts_with(r#"{"Header":{"ClientVersion":"0.22.0","Command":18,"Compression":0,"Encryption":0,"Output":1,"Timestamp":"20261128120000"},"Outcome":{"Status":true,"Time":"01:02:3.5000"},"Request":{"Backup":"newest","Server":"primary"}"#), "{text}");
         assert_eq!(Document::from_json(&text).unwrap(), d);
-        let failed = Outcome::failure(600, Some("Restore"));
+        let failed = Outcome::failure(600, Some("Restore")).with_message("no valid backup matches newest");
         d.outcome = Some(failed.clone());
         assert_eq!(Document::from_json(&d.to_json()).unwrap().outcome, Some(failed));
         for bad in ["[]", "{}", r#"{"Header":{"Command":"x"}}"#, "not json", r#"{"Header":{"Command":1},"Request":5}"#]
