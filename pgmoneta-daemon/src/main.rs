@@ -188,11 +188,15 @@ fn run(args: Args) -> Result<(), Vec<String>> {
     });
     let base_dir = PathBuf::from(m.base_dir.clone().unwrap_or_default());
 
+    // The lock is taken before going to the background, so that a refusal reaches the
+    // terminal; the background process inherits it and writes its own pid.
+    let mut pid = pidfile::PidFile::create(&pidfile_path).map_err(|e| vec![e])?;
     if args.daemon {
         nix::unistd::daemon(true, false).map_err(|e| vec![format!("daemonizing: {e}")])?;
+        pid.write_own_pid().map_err(|e| vec![e])?;
     }
     let counters = logging::install(m);
-    let pid = pidfile::PidFile::create(&pidfile_path).map_err(|e| vec![e])?;
+    pid.report();
     pgmoneta_storage::fsio::create_dir_all(&base_dir)
         .map_err(|e| vec![format!("base_dir {}: {e}", base_dir.display())])?;
 

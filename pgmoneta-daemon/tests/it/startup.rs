@@ -86,3 +86,38 @@ fn daemonizes_with_dash_d() {
     }
     assert!(!d.pidfile().exists());
 }
+
+#[test]
+fn the_pidfile_lock_decides_who_runs() {
+    let source = cluster();
+    let mut d = Daemon::new(&source, "");
+    // A pidfile naming a live process that is not a pgmoneta daemon (a reused pid): no
+    // obstacle.
+    std::fs::write(d.pidfile(), format!("{}\n", std::process::id())).unwrap();
+    d.start();
+    assert!(d.log_text().contains("stale pidfile"), "{}", d.log_text());
+    // A second daemon on the same configuration is refused, naming the first, and leaves the
+    // first's pidfile alone.
+    let out = d.command().output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("already running") && err.contains(&d.pid().to_string()), "{err}");
+    assert_eq!(std::fs::read_to_string(d.pidfile()).unwrap().trim(), d.pid().to_string());
+    d.ok(&["ping"]);
+    // Killed and restarted at once, before anyone reaped the dead process: it starts.
+    let mut dead = d.kill9_unreaped();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let zombie = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+    };
+    while !zombie(dead.id()) {
+        assert!(std::time::Instant::now() < until, "the killed daemon did not die");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    d.start();
+    assert!(zombie(dead.id()), "the old daemon was reaped before the restart: the test proves nothing");
+    dead.wait().unwrap();
+    d.wait_streaming();
+    assert_eq!(d.ok(&["backup", "primary"])["Valid"], 1);
+}
