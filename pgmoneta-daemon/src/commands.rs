@@ -854,6 +854,9 @@ fn status(shared: &Arc<Shared>, details: bool) -> Reply {
         e.insert("Workers".into(), json!(shared.workers(s)));
         e.insert("Checksums".into(), json!(facts.checksums));
         e.insert("WalStreaming".into(), json!(state.wal_streaming.load(Ordering::SeqCst)));
+        if let Some(problem) = state.wal_problem() {
+            e.insert("WalProblem".into(), json!(problem));
+        }
         let progress = state.stream.read().clone();
         let flushed = progress.flushed.load();
         let server_end = progress.server_end.load();

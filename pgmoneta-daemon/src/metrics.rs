@@ -161,6 +161,19 @@ pub fn render(shared: &Shared) -> String {
         e.gauge("pgmoneta_server_valid", "The server passed its checks", &l, b(facts.valid));
         let streaming = state.wal_streaming.load(Ordering::SeqCst);
         e.gauge("pgmoneta_wal_streaming", "WAL is streaming from the server", &l, b(streaming));
+        let problem = state.wal_problem();
+        e.gauge(
+            "pgmoneta_wal_problem",
+            "WAL archiving is failing (the reason is in status and the log)",
+            &l,
+            b(problem.is_some()),
+        );
+        e.gauge(
+            "pgmoneta_wal_out_of_space",
+            "WAL archiving is failing for lack of disk space",
+            &l,
+            b(problem.is_some() && state.wal_out_of_space.load(Ordering::SeqCst)),
+        );
         for (metric, help, value) in [
             ("pgmoneta_server_operation_count", "Operations run", state.operations.load(Ordering::Relaxed) as f64),
             (

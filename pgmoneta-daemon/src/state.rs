@@ -93,6 +93,11 @@ pub struct ServerState {
     pub stream: RwLock<Arc<StreamProgress>>,
     /// Set to stop the current WAL stream (mode offline, shutdown).
     pub stream_stop: Mutex<Option<Arc<AtomicBool>>>,
+    /// Why WAL streaming last stopped, and the flushed position then; cleared once the
+    /// archive grows past that point again (see [`ServerState::wal_problem`]).
+    pub wal_failure: Mutex<Option<(String, pgmoneta_core::Lsn)>>,
+    /// The last streaming failure was a full file system.
+    pub wal_out_of_space: AtomicBool,
     /// The operation holding the repository lock.
     pub active: Mutex<Option<Activity>>,
     /// The running backup's progress, and when it started.
@@ -118,6 +123,8 @@ impl ServerState {
             wal_streaming: AtomicBool::new(false),
             stream: RwLock::new(Arc::new(StreamProgress::default())),
             stream_stop: Mutex::new(None),
+            wal_failure: Mutex::new(None),
+            wal_out_of_space: AtomicBool::new(false),
             active: Mutex::new(None),
             backup_progress: Mutex::new(None),
             backup_cancel: Mutex::new(None),
@@ -126,6 +133,20 @@ impl ServerState {
             last_operation: AtomicI64::new(0),
             last_failed_operation: AtomicI64::new(0),
         }
+    }
+
+    /// What keeps WAL from being archived, in words, while it lasts: the last streaming
+    /// failure, until the receiver streams again and the archive grows past where it stood.
+    pub fn wal_problem(&self) -> Option<String> {
+        let mut failure = self.wal_failure.lock();
+        let (message, at) = failure.as_ref()?;
+        let progress = self.stream.read().clone();
+        if self.wal_streaming.load(Ordering::SeqCst) && progress.flushed.load() > *at {
+            log::info!("server [{}]: WAL is archived again after: {message}", self.name);
+            *failure = None;
+            return None;
+        }
+        Some(message.clone())
     }
 
     /// Online: checks passed and not forced offline.

@@ -101,6 +101,7 @@ fn supervise(shared: &Arc<Shared>, server: &Arc<ServerState>) {
         }
         let source = if use_follow { follow_config(shared, &config) } else { None };
         let started = Instant::now();
+        server.wal_out_of_space.store(false, Ordering::SeqCst);
         match stream_once(shared, server, &config, source.as_ref()) {
             Ok(()) => {}
             Err(e) => {
@@ -108,6 +109,8 @@ fn supervise(shared: &Arc<Shared>, server: &Arc<ServerState>) {
                     break;
                 }
                 log::error!("server [{}]: WAL streaming stopped: {e}", server.name);
+                let at = server.stream.read().flushed.load();
+                *server.wal_failure.lock() = Some((e, at));
                 if config.follow.is_some() {
                     use_follow = !use_follow;
                 }
@@ -183,7 +186,10 @@ fn stream_once(
                 Err("the server ended the stream".to_owned())
             }
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => {
+            server.wal_out_of_space.store(e.is_out_of_space(), Ordering::SeqCst);
+            Err(e.to_string())
+        }
     }
 }
 

@@ -3,6 +3,9 @@
 use std::io;
 use std::path::PathBuf;
 
+const ENOSPC: i32 = nix::errno::Errno::ENOSPC as i32;
+const EDQUOT: i32 = nix::errno::Errno::EDQUOT as i32;
+
 /// Result with [`StorageError`].
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
@@ -95,6 +98,18 @@ impl StorageError {
     /// A corruption error.
     pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> StorageError {
         StorageError::Corrupt { path: path.into(), reason: reason.into() }
+    }
+
+    /// Whether the file system ran out of space (or quota) for what was being written.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            StorageError::NoSpace { .. } => true,
+            StorageError::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(code) if code == ENOSPC || code == EDQUOT)
+                    || source.kind() == io::ErrorKind::StorageFull
+            }
+            _ => false,
+        }
     }
 
     /// Whether trying again may succeed: an interrupted connection or a transient I/O failure,

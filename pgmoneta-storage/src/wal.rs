@@ -327,6 +327,19 @@ impl WalArchive {
     }
 }
 
+/// Writes `size` zero bytes into the empty `file` and syncs it.
+fn preallocate(file: &File, size: u64, path: &Path) -> Result<()> {
+    let zeros = vec![0u8; 1 << 20];
+    let mut f = file;
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n]).map_err(StorageError::io("preallocating", path))?;
+        left -= n as u64;
+    }
+    file.sync_all().map_err(StorageError::io("syncing", path))
+}
+
 /// Writes streamed WAL into `.partial` segments of an archive.
 #[derive(Debug)]
 pub struct WalWriter {
@@ -374,20 +387,24 @@ impl WalWriter {
             .open(&path)
             .map_err(StorageError::io("opening", &path))?;
         let len = file.metadata().map_err(StorageError::io("inspecting", &path))?.len();
-        if len == 0 {
-            // Zero-fill to the full size: a full disk shows now, not halfway through.
-            let zeros = vec![0u8; 1 << 20];
-            let mut f = &file;
-            let mut left = size;
-            while left > 0 {
-                let n = left.min(zeros.len() as u64) as usize;
-                f.write_all(&zeros[..n]).map_err(StorageError::io("preallocating", &path))?;
-                left -= n as u64;
+        if len != size {
+            if len != 0 {
+                // Left short by a full disk during preallocation, or by a crash: streaming
+                // resumes at the start of this segment, so the file is simply made whole again
+                // and rewritten from there.
+                log::warn!(
+                    "{}: {len} bytes, a partial segment has {size}: rewriting it from the start of its segment",
+                    path.display()
+                );
+                file.set_len(0).map_err(StorageError::io("truncating", &path))?;
             }
-            file.sync_all().map_err(StorageError::io("syncing", &path))?;
+            // Zero-fill to the full size: a full disk shows now, not halfway through.
+            if let Err(e) = preallocate(&file, size, &path) {
+                // Give the space back; the next attempt starts from an empty file.
+                let _ = file.set_len(0);
+                return Err(e);
+            }
             fsio::sync_dir(&self.archive.dir)?;
-        } else if len != size {
-            return Err(StorageError::corrupt(&path, format!("{len} bytes, a partial segment has {size}")));
         }
         let mut f = &file;
         f.seek(SeekFrom::Start(0)).map_err(StorageError::io("seeking", &path))?;
@@ -556,8 +573,12 @@ pub fn stream_wal(
     let sealer = {
         let archive = archive.clone();
         std::thread::spawn(move || -> Result<()> {
+            // A segment that cannot be sealed now (a full disk) stays complete and plain, and
+            // is sealed when streaming starts again; the next ones are still tried.
             for name in rx.iter() {
-                archive.seal(&name)?;
+                if let Err(e) = archive.seal(&name) {
+                    log::error!("sealing the WAL segment {name}: {e}");
+                }
             }
             Ok(())
         })
@@ -687,5 +708,36 @@ mod tests {
         segment(archive.dir(), "000000010000000000000001", 7);
         assert_eq!(archive.seal("000000010000000000000001").unwrap(), "000000010000000000000001");
         assert!(archive.dir().join("000000010000000000000001").is_file());
+    }
+
+    #[test]
+    fn a_partial_segment_of_the_wrong_size_is_rewritten_not_fatal() {
+        let root = tempfile::tempdir().unwrap();
+        let size = WalSegmentSize::new(1 << 20).unwrap();
+        let archive = WalArchive::open(root.path().join("wal"), size, WalOptions::new(Algorithm::None, 0)).unwrap();
+        let tli = TimelineId(1);
+        let segment = WalSegment::containing(tli, Lsn(3 << 20), size);
+        let partial = archive.dir().join(format!("{}.partial", segment.file_name(size)));
+        // Half preallocated when the disk filled up; and one longer than a segment.
+        for wrong in [512 << 10, (1 << 20) + 8192] {
+            fs::write(&partial, vec![0xAAu8; wrong]).unwrap();
+            assert_eq!(archive.resume_point().unwrap(), Some(segment));
+            let mut w = WalWriter::new(archive.clone(), tli, segment.start_lsn(size));
+            w.write(segment.start_lsn(size), &[7u8; 8192]).unwrap();
+            w.flush().unwrap();
+            let bytes = fs::read(&partial).unwrap();
+            assert_eq!(bytes.len(), 1 << 20, "the segment was not made whole");
+            assert!(bytes[..8192].iter().all(|&b| b == 7) && bytes[8192..].iter().all(|&b| b == 0));
+        }
+    }
+
+    #[test]
+    fn a_full_disk_during_preallocation_names_the_file_and_the_cause() {
+        // /dev/full fails every write with ENOSPC: the error names the file and the cause.
+        let size = WalSegmentSize::new(1 << 20).unwrap();
+        let full = File::options().write(true).open("/dev/full").unwrap();
+        let err = preallocate(&full, size.bytes(), Path::new("/dev/full")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("/dev/full") && text.contains("No space left"), "{text}");
     }
 }

@@ -29,12 +29,14 @@ mod install;
 mod port;
 mod process;
 mod remote;
+mod smallfs;
 mod tls;
 
 pub use cluster::{cleanup_stale, Cluster, ClusterBuilder, REPLICATION_USER, SUPERUSER};
 pub use fixtures::fuzz_seeds;
 pub use install::PgInstall;
 pub use remote::{azurite_binary, fake_gcs_binary, garage_binary, Azurite, FakeGcs, Garage, SshServer};
+pub use smallfs::SmallFs;
 pub use tls::{IssuedCert, TestCa};
 
 use std::path::PathBuf;

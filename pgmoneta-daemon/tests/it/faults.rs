@@ -1,5 +1,5 @@
-//! Crashes, signals and reloads: kill -9 while streaming and while backing up, SIGTERM during a
-//! backup, SIGHUP.
+//! Crashes, signals, reloads and full disks: kill -9 while streaming and while backing up,
+//! SIGTERM during a backup, SIGHUP, the repository's file system filling up.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -202,4 +202,76 @@ fn sighup_reloads_what_can_change_and_keeps_the_rest() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(d.ok(&["conf", "get"])["retention"], "3,2,-,-");
     assert!(d.log_text().contains("reload failed"), "{}", d.log_text());
+}
+
+/// The repository's file system fills up while WAL streams: archiving stops and says why
+/// (status, metric, log), a backup fails with the reason and leaves nothing valid; once space
+/// is back, streaming resumes by itself from the end of the archive with no gap, and the next
+/// backup restores.
+#[test]
+fn a_full_disk_stops_wal_archiving_until_space_returns() {
+    let Some(small) = pgmoneta_testkit::SmallFs::mount(72, "WAL archiving on a full disk") else {
+        return;
+    };
+    let source = cluster();
+    source.execute("CREATE TABLE t (n int)").unwrap();
+    let mut d = Daemon::new(&source, "");
+    let base = small.path().join("backup");
+    d.edit_main(&format!("base_dir = {}", d.base.display()), &format!("base_dir = {}", base.display()));
+    d.base = base;
+    d.start();
+    d.wait_streaming();
+    source.switch_wal().unwrap();
+    let filler = small.fill();
+    // More WAL than the segment being received holds: the next one cannot be preallocated.
+    source.execute("INSERT INTO t SELECT generate_series(1, 100000)").unwrap();
+    source.switch_wal().unwrap();
+    source.execute("INSERT INTO t SELECT generate_series(100001, 200000)").unwrap();
+    source.switch_wal().unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    let problem = loop {
+        let s = d.server_status();
+        if let Some(p) = s["WalProblem"].as_str() {
+            break p.to_owned();
+        }
+        assert!(Instant::now() < until, "no WAL problem reported: {s}\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(problem.contains("No space left") && problem.contains(&d.base.display().to_string()), "{problem}");
+    let m = crate::incremental::metrics(d.metrics_port);
+    assert!(m.contains("pgmoneta_wal_out_of_space{name=\"primary\"} 1"), "{m}");
+    assert!(m.contains("pgmoneta_wal_problem{name=\"primary\"} 1"), "{m}");
+    assert!(d.log_text().contains("No space left on device"), "{}", d.log_text());
+    // A backup now fails, saying why, and leaves nothing valid behind.
+    let (code, reply) = d.cli(&["backup", "primary"]);
+    assert_ne!(code, 0, "a backup on a full disk succeeded: {reply}");
+    let message = reply["Outcome"]["Message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("No space left") || message.contains("WAL is not streaming"),
+        "the failure does not say why: {reply}"
+    );
+    let list = d.ok(&["list-backup", "primary"]);
+    assert!(list["Backups"].as_array().unwrap().iter().all(|b| b["Valid"] != 1), "{list}");
+
+    // Space comes back: nobody touches anything, streaming resumes and catches up.
+    std::fs::remove_file(&filler).unwrap();
+    d.wait_streaming();
+    source.execute("INSERT INTO t SELECT generate_series(200001, 250000)").unwrap();
+    source.switch_wal().unwrap();
+    let end: Lsn = source.query_scalar("SELECT pg_current_wal_lsn()").unwrap().parse().unwrap();
+    d.wait_flushed(end);
+    std::thread::sleep(Duration::from_secs(2));
+    let compared = compare_archive(&d, &source);
+    assert!(compared >= 3, "only {compared} segments compared");
+    let s = d.server_status();
+    assert!(s.get("WalProblem").is_none(), "the problem is still reported: {s}");
+    let m = crate::incremental::metrics(d.metrics_port);
+    assert!(m.contains("pgmoneta_wal_problem{name=\"primary\"} 0"), "{m}");
+    assert!(d.log_text().contains("WAL is archived again"), "{}", d.log_text());
+    // The next backup restores, and PostgreSQL starts on it with every row.
+    let label = d.ok(&["backup", "primary"])["Backup"].as_str().unwrap().to_owned();
+    let out = crate::shared_dir("pgmoneta-daemon-full-");
+    d.ok(&["restore", "primary", &label, "current", out.path().to_str().unwrap()]);
+    let rows = crate::incremental::count_after_recovery(&source, &out.path().join(format!("primary-{label}")));
+    assert_eq!(rows, "250000");
 }

@@ -94,7 +94,7 @@ fn a_chain_through_the_cli() {
     assert_eq!(v["Files"]["Failed"].as_array().unwrap().len(), 0);
 }
 
-fn count_after_recovery(source: &Cluster, data_dir: &std::path::Path) -> String {
+pub(crate) fn count_after_recovery(source: &Cluster, data_dir: &std::path::Path) -> String {
     let mut copy = Cluster::start_on(source.install().clone(), data_dir, source.superuser_password()).unwrap();
     let until = std::time::Instant::now() + Duration::from_secs(60);
     while copy.query_scalar("SELECT pg_is_in_recovery()").unwrap() == "t" {
@@ -106,7 +106,7 @@ fn count_after_recovery(source: &Cluster, data_dir: &std::path::Path) -> String 
     n
 }
 
-fn metrics(port: u16) -> String {
+pub(crate) fn metrics(port: u16) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();

@@ -305,35 +305,14 @@ fn a_plain_backup_with_a_flipped_byte_or_a_missing_file_is_not_restored() {
 /// as root); elsewhere it says so and checks nothing.
 #[test]
 fn a_restore_without_room_is_refused_before_writing() {
-    let root = nix::unistd::geteuid().is_root().then_some(());
-    if pgmoneta_testkit::require(
-        root,
-        "running as root (to mount a small tmpfs)",
-        "the restore into a full file system",
-    )
-    .is_none()
-    {
+    let Some(small) = pgmoneta_testkit::SmallFs::mount(16, "the restore into a full file system") else {
         return;
-    }
+    };
     let cluster = Cluster::builder().start().unwrap();
     let repo = tempfile::tempdir().unwrap();
     let store = Arc::new(LocalStore::new(repo.path()));
     let info = backup(&cluster, store.clone(), &BackupOptions::new("primary", label(40)));
     assert!(info.restore_size > 16 << 20, "restore size {}", info.restore_size);
-    let small = shared_dir("pgmoneta-small-");
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
-        .arg(small.path())
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mounting a tmpfs");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(small.path().to_owned());
     let opts = RestoreOptions::new("primary", BackupSelector::Newest, small.path());
     let err = restore(store.as_ref(), &opts).unwrap_err();
     match &err {
