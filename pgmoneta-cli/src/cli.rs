@@ -128,7 +128,8 @@ pub enum Command {
         #[arg(num_args = 3..=4, required = true)]
         args: Vec<String>,
     },
-    /// Delete a backup (`--force` for a retained one).
+    /// Delete a backup (`--force` for a retained one). `restore`, `archive` and `s3 restore`
+    /// refuse a target directory that already holds files unless given `--force`.
     Delete {
         /// The server.
         server: String,
@@ -398,11 +399,11 @@ fn build(command: &Command, g: &Global) -> Result<Option<(Cmd, Value)>> {
         }
         Command::Restore { args } => {
             let (s, b, p, d) = split(args);
-            (Cmd::Restore, json!({"Server": s, "Backup": b, "Position": p, "Directory": d}))
+            (Cmd::Restore, json!({"Server": s, "Backup": b, "Position": p, "Directory": d, "Force": g.force}))
         }
         Command::Archive { args } => {
             let (s, b, p, d) = split(args);
-            (Cmd::Archive, json!({"Server": s, "Backup": b, "Position": p, "Directory": d}))
+            (Cmd::Archive, json!({"Server": s, "Backup": b, "Position": p, "Directory": d, "Force": g.force}))
         }
         Command::Delete { server, backup } => {
             (Cmd::Delete, json!({"Server": server, "Backup": backup, "Force": g.force}))
@@ -456,7 +457,7 @@ fn build(command: &Command, g: &Global) -> Result<Option<(Cmd, Value)>> {
             }
             Some((action, rest)) if action == "restore" && (3..=4).contains(&rest.len()) => {
                 let (s, b, p, d) = split(rest);
-                (Cmd::S3Restore, json!({"Server": s, "S3Prefix": b, "Position": p, "Directory": d}))
+                (Cmd::S3Restore, json!({"Server": s, "S3Prefix": b, "Position": p, "Directory": d, "Force": g.force}))
             }
             _ => bail!(
                 "s3: expected `s3 ls <server> [<prefix>]` or `s3 restore <server> <backup> [<position>] <directory>`"

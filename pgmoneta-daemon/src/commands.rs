@@ -481,13 +481,17 @@ fn restore_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let _guard = state
         .lock(Activity::Restore)
         .map_err(|other| fail(ec::RESTORE_ACTIVE, format!("server [{name}]: busy with {other:?}")))?;
-    let options = restore_options(shared, &name, &id, &position, &directory);
+    let mut options = restore_options(shared, &name, &id, &position, &directory);
+    options.force = flag(req, "Force");
     let result = restore(shared.store(), &options);
     state.record(result.is_ok());
     let report = result.map_err(|e| {
         let code = match &e {
             StorageError::NotFound(_) => ec::RESTORE_NOBACKUP,
-            StorageError::NoSpace { .. } => ec::RESTORE_NODISK,
+            e if e.is_out_of_space() => ec::RESTORE_NODISK,
+            StorageError::NotEmpty { .. } | StorageError::Unreachable(_) | StorageError::Invalid(_) => {
+                ec::RESTORE_SETUP
+            }
             _ => ec::RESTORE_EXECUTE,
         };
         fail_in(code, "Restore", format!("server [{name}]: restore of {id} failed: {e}"))
@@ -539,7 +543,8 @@ fn s3_restore(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let _guard = state
         .lock(Activity::Restore)
         .map_err(|other| fail(ec::RESTORE_S3_ERROR, format!("server [{name}]: busy with {other:?}")))?;
-    let options = restore_options(shared, &name, &id, &position, &directory);
+    let mut options = restore_options(shared, &name, &id, &position, &directory);
+    options.force = flag(req, "Force");
     let result = restore(remote.store.as_ref(), &options);
     state.record(result.is_ok());
     let report = result.map_err(|e| {
@@ -581,10 +586,16 @@ fn archive_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     o.workers = shared.workers(&server);
     o.master_key = shared.master_key.clone();
     o.level = config.main.compression_level;
+    o.force = flag(req, "Force");
     let result = archive(shared.store(), &o);
     state.record(result.is_ok());
-    let file =
-        result.map_err(|e| fail_in(ec::ARCHIVE_EXECUTE, "Archive", format!("server [{name}]: archive failed: {e}")))?;
+    let file = result.map_err(|e| {
+        let code = match &e {
+            StorageError::NotEmpty { .. } => ec::ARCHIVE_SETUP,
+            _ => ec::ARCHIVE_EXECUTE,
+        };
+        fail_in(code, "Archive", format!("server [{name}]: archive failed: {e}"))
+    })?;
     let mut m = Map::new();
     m.insert("FileName".into(), json!(file.display().to_string()));
     m.insert("Backup".into(), json!(info.label));

@@ -55,6 +55,21 @@ pub enum StorageError {
         /// Bytes free.
         available: u64,
     },
+    /// A restore's target directory already holds files; a restore replaces nothing unless
+    /// asked to.
+    #[error(
+        "{} already holds {entries} entries: a restore does not replace what is there (move it away, or ask for force)",
+        path.display()
+    )]
+    NotEmpty {
+        /// The directory.
+        path: PathBuf,
+        /// How many entries it holds.
+        entries: usize,
+    },
+    /// A recovery target the chosen backup cannot reach; the message gives the range it can.
+    #[error("{0}")]
+    Unreachable(String),
     /// The PostgreSQL protocol failed.
     #[error(transparent)]
     Wire(#[from] pgmoneta_wire::WireError),

@@ -35,6 +35,9 @@ pub struct ArchiveOptions {
     pub master_key: Option<std::sync::Arc<MasterKey>>,
     /// Compression level for the archive.
     pub level: i32,
+    /// Replace what is in the way of the restore the archive is made from (see
+    /// [`RestoreOptions::force`]).
+    pub force: bool,
 }
 
 impl ArchiveOptions {
@@ -47,6 +50,7 @@ impl ArchiveOptions {
             workers: 1,
             master_key: None,
             level: 0,
+            force: false,
         }
     }
 }
@@ -90,6 +94,7 @@ pub fn archive(store: &dyn Store, options: &ArchiveOptions) -> Result<PathBuf> {
     let mut ropts = RestoreOptions::new(&options.server, options.backup.clone(), &options.directory);
     ropts.workers = options.workers;
     ropts.master_key = options.master_key.clone();
+    ropts.force = options.force;
     let report = restore(store, &ropts)?;
     let info = report.info;
     let compression = Compression::from_code(i32::from(info.compression)).unwrap_or(Compression::NONE);

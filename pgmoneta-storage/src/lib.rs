@@ -16,6 +16,7 @@ pub mod info;
 pub mod layout;
 pub mod manifest;
 pub mod ops;
+pub mod reach;
 pub mod remote;
 pub mod restore;
 pub mod retention;

@@ -18,7 +18,7 @@ use crate::error::{Result, StorageError};
 use crate::fsio;
 use crate::info::{BackupInfo, BACKUP_INFO};
 use crate::layout;
-use crate::store::{join, EntryKind, LocalWriter, Store, StoreWriter};
+use crate::store::{join, EntryKind, LocalWriter, Store, StoreEntry, StoreWriter};
 
 /// The backups of a server, oldest first, with their `backup.info`; directories without one
 /// (a backup being written, or one interrupted by a crash) are left out.
@@ -241,6 +241,9 @@ pub struct RestoreOptions {
     pub primary_conninfo: Option<String>,
     /// `primary_slot_name` for a `replica` restore.
     pub primary_slot: Option<String>,
+    /// Replace what is already in the data directory (or a tablespace's directory) the restore
+    /// writes; without it such a restore is refused and nothing is touched.
+    pub force: bool,
 }
 
 impl RestoreOptions {
@@ -257,6 +260,7 @@ impl RestoreOptions {
             copy_wal: false,
             primary_conninfo: None,
             primary_slot: None,
+            force: false,
         }
     }
 }
@@ -303,6 +307,14 @@ pub fn select_backup(backups: &[BackupInfo], selector: &BackupSelector, target: 
             _ => valid.next_back(),
         },
     };
+    if found.is_none() && !matches!(selector, BackupSelector::Label(_)) {
+        if let (Some(TargetKind::Lsn(lsn)), Some(oldest)) = (&target.target, backups.iter().find(|b| b.valid)) {
+            return Err(StorageError::Unreachable(format!(
+                "lsn={lsn} is before the end of every valid backup: the oldest, {}, ends at {}",
+                oldest.label, oldest.end_lsn
+            )));
+        }
+    }
     found.cloned().ok_or_else(|| StorageError::NotFound(format!("no valid backup matches {selector:?}")))
 }
 
@@ -715,6 +727,29 @@ pub fn restore(store: &dyn Store, options: &RestoreOptions) -> Result<RestoreRep
     let info = select_backup(&backups, &options.backup, &target)?;
     let chain = chain_of(&backups, &info)?;
     let data_dir = options.directory.join(format!("{}-{}", options.server, info.label));
+    // Refused before anything is written: a target this backup cannot reach, a directory
+    // in the way, too little space.
+    let wal = if target.target.is_some() || target.timeline.is_some() {
+        store.list(&layout::wal_dir(&options.server))?
+    } else {
+        Vec::new()
+    };
+    crate::reach::Reach::of(&info, &wal).check(&target)?;
+    let mut in_the_way = vec![data_dir.clone()];
+    in_the_way.extend(info.tablespaces.iter().map(|t| tablespace_target(options, &info, &t.dir)));
+    for dir in &in_the_way {
+        let entries = match fs::read_dir(dir) {
+            Ok(rd) => rd.count(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(StorageError::io("listing", dir)(e)),
+        };
+        if entries > 0 && !options.force {
+            return Err(StorageError::NotEmpty { path: dir.clone(), entries });
+        }
+        if entries > 0 {
+            log::warn!("restore: replacing the {entries} entries of {} (forced)", dir.display());
+        }
+    }
     fsio::create_dir_all(&options.directory)?;
     let needed = info.restore_size + options.workers.max(1) as u64 * info.biggest_file;
     if let Some(available) = free_space(&options.directory) {
@@ -723,7 +758,7 @@ pub fn restore(store: &dyn Store, options: &RestoreOptions) -> Result<RestoreRep
         }
     }
     fsio::remove_dir_all(&data_dir)?;
-    let result = restore_into(store, options, &chain, &target, &data_dir);
+    let result = restore_into(store, options, &chain, &target, &data_dir, &wal);
     if result.is_err() {
         let _ = fsio::remove_dir_all(&data_dir);
         for t in &info.tablespaces {
@@ -796,6 +831,7 @@ fn restore_into(
     chain: &[BackupInfo],
     target: &RecoveryTarget,
     data_dir: &Path,
+    wal: &[StoreEntry],
 ) -> Result<RestoreReport> {
     let info = &chain[0];
     let backup_dir = layout::backup_dir(&options.server, &info.label);
@@ -889,7 +925,7 @@ fn restore_into(
     }
     let copied_wal = options.copy_wal && target.target.is_some();
     if copied_wal {
-        copy_archived_wal(store, options, info, &data_dir.join("pg_wal"))?;
+        copy_archived_wal(store, options, info, wal, &data_dir.join("pg_wal"))?;
     }
     // Recovery settings.
     let has_settings =
@@ -1025,14 +1061,20 @@ fn utc_now_text() -> String {
 
 /// Copies the archived WAL a recovery from `info` may need into `pg_wal`: every segment from
 /// the backup's first one on, on its timeline and later ones, and every history file.
-fn copy_archived_wal(store: &dyn Store, options: &RestoreOptions, info: &BackupInfo, pg_wal: &Path) -> Result<usize> {
+fn copy_archived_wal(
+    store: &dyn Store,
+    options: &RestoreOptions,
+    info: &BackupInfo,
+    wal: &[StoreEntry],
+    pg_wal: &Path,
+) -> Result<usize> {
     let stored_dir = layout::wal_dir(&options.server);
     fsio::create_dir_all(pg_wal)?;
     let first = info.wal.get(8..).unwrap_or_default().to_owned();
     let timeline = info.wal.get(..8).unwrap_or_default().to_owned();
     let cipher = Cipher::from_code(info.encryption);
     let mut copied = 0;
-    for e in store.list(&stored_dir)? {
+    for e in wal {
         if e.kind != EntryKind::File || e.name.ends_with(fsio::TEMP_SUFFIX) {
             continue;
         }

@@ -178,3 +178,67 @@ fn commands_end_to_end() {
     assert!(!d.socket().exists(), "the socket is removed at shutdown");
     assert!(!d.pidfile().exists(), "the pidfile is removed at shutdown");
 }
+
+/// Operator mistakes refused before anything is written: a restore or archive into a directory
+/// already holding files (unless `--force`), a target before the backup's end, after the
+/// archive's end, or on a timeline the archive does not know. The refusals name the reachable
+/// range; the forced restore starts.
+#[test]
+fn operator_mistakes_are_refused_up_front() {
+    let source = cluster();
+    source.execute("CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 100)").unwrap();
+    let mut d = Daemon::new(&source, "");
+    d.start();
+    d.wait_streaming();
+    let b = d.ok(&["backup", "primary"]);
+    let label = b["Backup"].as_str().unwrap().to_owned();
+    let info = d.ok(&["info", "primary", &label]);
+    let end: Lsn =
+        format!("{:X}/{:X}", info["EndHiLSN"].as_u64().unwrap(), info["EndLoLSN"].as_u64().unwrap()).parse().unwrap();
+    source.execute("INSERT INTO t SELECT generate_series(101, 200)").unwrap();
+    let target: Lsn = source.query_scalar("SELECT pg_current_wal_lsn()").unwrap().parse().unwrap();
+    source.execute("INSERT INTO t SELECT generate_series(201, 300)").unwrap();
+    source.switch_wal().unwrap();
+    let now: Lsn = source.query_scalar("SELECT pg_current_wal_lsn()").unwrap().parse().unwrap();
+    d.wait_flushed(now);
+
+    let out = shared_dir("pgmoneta-daemon-refused-");
+    let dir = out.path().to_str().unwrap();
+    let data_dir = out.path().join(format!("primary-{label}"));
+    // Someone's files where the restore would go.
+    std::fs::create_dir_all(&data_dir).unwrap();
+    std::fs::write(data_dir.join("precious.txt"), b"not a backup").unwrap();
+    let message = d.fails(&["restore", "primary", &label, dir], 604);
+    assert!(message.contains("already holds 1 entries") && message.contains("force"), "{message}");
+    assert_eq!(std::fs::read(data_dir.join("precious.txt")).unwrap(), b"not a backup");
+    let message = d.fails(&["archive", "primary", &label, dir], 903);
+    assert!(message.contains("already holds"), "{message}");
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1, "the refused archive wrote something");
+    assert_eq!(std::fs::read_dir(&data_dir).unwrap().count(), 1);
+
+    // Targets this backup cannot reach, into an empty directory that stays empty.
+    let empty = shared_dir("pgmoneta-daemon-refused-");
+    let edir = empty.path().to_str().unwrap();
+    let before = Lsn(end.0 - 1);
+    let message = d.fails(&["restore", "primary", &label, &format!("lsn={before}"), edir], 604);
+    assert!(
+        message.contains("before the end of backup") && message.contains(&format!("from {end} up to")),
+        "{message}"
+    );
+    // `now` is where the server writes next: no record of the archive starts there.
+    let message = d.fails(&["restore", "primary", &label, &format!("lsn={now}"), edir], 604);
+    assert!(message.contains("not before the end of the archived WAL"), "{message}");
+    let message = d.fails(&["restore", "primary", &label, "current,timeline=7", edir], 604);
+    assert!(message.contains("timeline=7"), "{message}");
+    // The newest backup for an LSN before every backup's end.
+    let message = d.fails(&["restore", "primary", "newest", &format!("lsn={before}"), edir], 604);
+    assert!(message.contains("before the end of every valid backup"), "{message}");
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0, "a refused restore wrote something");
+
+    // Asked for explicitly, the restore replaces what is there, and PostgreSQL starts on it.
+    let position = format!("lsn={target},action=promote");
+    let out_json = d.cli_command(&["--force", "restore", "primary", &label, &position, dir]).output().unwrap();
+    assert!(out_json.status.success(), "{}", String::from_utf8_lossy(&out_json.stdout));
+    assert!(!data_dir.join("precious.txt").exists());
+    assert_eq!(crate::incremental::count_after_recovery(&source, &data_dir), "200");
+}
