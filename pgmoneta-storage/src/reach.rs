@@ -159,14 +159,15 @@ mod tests {
     use super::*;
 
     fn info() -> BackupInfo {
-        let mut i = BackupInfo::default();
-        i.label = "20261205101500".into();
-        i.wal = "000000010000000000000004".into();
-        i.start_lsn = Lsn(0x0400_0028);
-        i.end_lsn = Lsn(0x0400_0100);
-        i.start_timeline = 1;
-        i.end_timeline = 1;
-        i
+        BackupInfo {
+            label: "20261205101500".into(),
+            wal: "000000010000000000000004".into(),
+            start_lsn: Lsn(0x0400_0028),
+            end_lsn: Lsn(0x0400_0100),
+            start_timeline: 1,
+            end_timeline: 1,
+            ..BackupInfo::default()
+        }
     }
 
     fn file(name: &str) -> StoreEntry {
