@@ -25,6 +25,7 @@
 
 mod clock;
 pub mod config;
+pub mod crash;
 mod error;
 mod label;
 mod lsn;

@@ -500,7 +500,10 @@ fn hash_files(shared: &Shared, jobs: &Receiver<HashJob>) {
             continue;
         }
         match hash_file(shared, job, &mut buf, &mut seconds) {
-            Ok(Some(result)) => shared.results.lock().expect("not poisoned").push(result),
+            Ok(Some(result)) => {
+                shared.results.lock().expect("not poisoned").push(result);
+                pgmoneta_core::crash::point("backup:file-stored");
+            }
             Ok(None) => {}
             // After a stop, a failure is its consequence: the cause is already recorded (or
             // the backup was cancelled).
@@ -622,6 +625,7 @@ fn finish_held(shared: &Shared, held: HeldFile, t: &mut Timings) -> Result<()> {
     t.hash += start.elapsed().as_secs_f64();
     let path = join(&[&shared.backup_dir, &result.stored]);
     if result.sha512 == expected {
+        pgmoneta_core::crash::point("backup:linking");
         shared.store.symlink(&target, &path)?;
         result.stored_sha512 = target_sha512;
         shared.linked_early.fetch_add(1, Ordering::Relaxed);
@@ -638,6 +642,7 @@ fn finish_held(shared: &Shared, held: HeldFile, t: &mut Timings) -> Result<()> {
         t.compress += start.elapsed().as_secs_f64();
     }
     shared.results.lock().expect("not poisoned").push(result);
+    pgmoneta_core::crash::point("backup:file-stored");
     Ok(())
 }
 
@@ -1102,6 +1107,7 @@ fn run<S: Read + Write>(
             match event {
                 BaseBackupEvent::Archive(info) => sink.start(info)?,
                 BaseBackupEvent::ArchiveData(d) => {
+                    pgmoneta_core::crash::point("backup:streaming");
                     options.progress.done.fetch_add(d.len() as u64, Ordering::Relaxed);
                     if !sink.data(d)? {
                         break;
@@ -1409,6 +1415,7 @@ where
     info.elapsed.manifest = manifest_elapsed;
     info.elapsed.linking = linking_elapsed;
     info.elapsed.total = started.elapsed().as_secs_f64();
+    pgmoneta_core::crash::point("backup:before-info");
     crate::ops::save_info(store.as_ref(), &options.server, &info)?;
     Ok(info)
 }

@@ -294,6 +294,7 @@ pub(crate) fn link_to(store: &dyn Store, server: &str, info: &BackupInfo, base: 
         made.push((temp, *new));
     }
     for (temp, new) in made {
+        pgmoneta_core::crash::point("backup:linking");
         store.rename_unsynced(&temp, &new.path)?;
         touched.insert(parent_of(&new.path));
         report.linked.push(new.path.strip_prefix(&dir_prefix).unwrap_or(&new.path).to_owned());
@@ -387,6 +388,9 @@ pub fn delete_backup_with(store: &dyn Store, server: &str, label: &str, options:
         save_info(store, server, &left)?;
         backups = list_backups(store, server)?;
     }
+    // From here on the delete is decided: should it stop half-way, the next start-up finishes
+    // it (see [`cleanup_incomplete`]).
+    store.write(&join(&[&dir, DELETING]), label.as_bytes())?;
     let prefix = format!("{dir}/");
     let mut gained: BTreeSet<String> = BTreeSet::new();
     let mut relinked: BTreeSet<String> = BTreeSet::new();
@@ -434,6 +438,7 @@ pub fn delete_backup_with(store: &dyn Store, server: &str, label: &str, options:
         }
     }
     for (file, home) in &moves {
+        pgmoneta_core::crash::point("delete:moving");
         store.rename_unsynced(file, home)?;
         relinked.insert(parent_of(file).to_owned());
         relinked.insert(parent_of(home).to_owned());
@@ -446,6 +451,7 @@ pub fn delete_backup_with(store: &dyn Store, server: &str, label: &str, options:
         store.sync_dir(&dir)?;
     }
     // The backup stops being listed before its files go.
+    pgmoneta_core::crash::point("delete:before-remove");
     store.remove(&join(&[&dir, BACKUP_INFO]))?;
     store.remove(&dir)?;
     for l in gained {
@@ -776,9 +782,10 @@ pub fn apply_retention(store: &dyn Store, server: &str, plan: &RetentionPlan) ->
     Ok(deleted)
 }
 
-/// Removes what interrupted backups left: backup directories without `backup.info` (a crash
-/// before the backup completed). Run it at start-up, before anything else touches the
-/// repository. Returns the labels removed.
+/// Removes what interrupted operations left: backup directories without `backup.info` (a
+/// crash before the backup completed), and backups whose delete was decided but did not finish
+/// (a [`DELETING`] file), whose delete is finished. Run it at start-up, before anything else
+/// touches the repository. Returns the labels removed.
 ///
 /// # Errors
 /// Storage failures.
@@ -786,13 +793,25 @@ pub fn cleanup_incomplete(store: &dyn Store, server: &str) -> Result<Vec<String>
     let mut removed = Vec::new();
     for e in store.list(&layout::backups_dir(server))? {
         let dir = layout::backup_dir(server, &e.name);
-        if e.kind == EntryKind::Dir && !store.exists(&join(&[&dir, BACKUP_INFO])) {
+        if e.kind != EntryKind::Dir {
+            continue;
+        }
+        if !store.exists(&join(&[&dir, BACKUP_INFO])) {
             store.remove(&dir)?;
+            removed.push(e.name);
+        } else if store.exists(&join(&[&dir, DELETING])) {
+            // A delete that stopped half-way: finished, so that no backup is left with some of
+            // its files moved away.
+            log::warn!("server [{server}]: finishing the interrupted delete of backup {}", e.name);
+            delete_backup_with(store, server, &e.name, &DeleteOptions { force: true, ..DeleteOptions::default() })?;
             removed.push(e.name);
         }
     }
     Ok(removed)
 }
+
+/// The file a decided delete leaves in the backup's directory until it is done.
+pub const DELETING: &str = ".deleting";
 
 /// The first WAL segment the oldest valid backup needs: pruning keeps it and everything after.
 pub fn oldest_needed_wal(backups: &[BackupInfo]) -> Option<&str> {

@@ -477,7 +477,9 @@ impl WalWriter {
         drop(f);
         if complete {
             let done = self.archive.dir.join(&name);
+            pgmoneta_core::crash::point("wal:before-rename");
             fs::rename(&partial, &done).map_err(StorageError::io("renaming", &partial))?;
+            pgmoneta_core::crash::point("wal:after-rename");
             fsio::sync_dir(&self.archive.dir)?;
             self.completed.push(name);
             self.flushed = self

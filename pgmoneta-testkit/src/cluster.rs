@@ -421,11 +421,20 @@ impl Cluster {
     /// # Errors
     /// When `pg_ctl stop` fails.
     pub fn stop(&mut self) -> Result<()> {
+        self.stop_with("fast")
+    }
+
+    /// Stops the server with `pg_ctl stop -m <mode>` (`smart`, `fast`, or `immediate`: a crash,
+    /// recovered at the next start) and waits for it.
+    ///
+    /// # Errors
+    /// When `pg_ctl stop` fails.
+    pub fn stop_with(&mut self, mode: &str) -> Result<()> {
         if !self.running {
             return Ok(());
         }
         let mut cmd = self.run_as.command(&self.install.server_program("pg_ctl"), &self.root_path);
-        cmd.arg("-D").arg(&self.data_dir).args(["-w", "-t", "120", "-m", "fast", "stop"]);
+        cmd.arg("-D").arg(&self.data_dir).args(["-w", "-t", "120", "-m", mode, "stop"]);
         process::run(&mut cmd).map_err(|e| self.with_log(e))?;
         self.running = false;
         Ok(())

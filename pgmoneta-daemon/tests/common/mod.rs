@@ -169,6 +169,29 @@ impl Daemon {
         c
     }
 
+    /// Waits for the daemon to die of SIGKILL (a crash point); panics on any other end.
+    pub fn wait_killed(&mut self, within: Duration) {
+        use std::os::unix::process::ExitStatusExt;
+        let mut c = self.child.take().expect("running");
+        let until = Instant::now() + within;
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                assert_eq!(
+                    s.signal(),
+                    Some(9),
+                    "pgmoneta ended with {s}, not by its crash point:\n{}",
+                    self.log_text()
+                );
+                return;
+            }
+            if Instant::now() > until {
+                let _ = c.kill();
+                panic!("pgmoneta did not reach its crash point:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits for the daemon to exit by itself; returns its exit code.
     pub fn wait_exit(&mut self, within: Duration) -> i32 {
         let mut c = self.child.take().expect("running");

@@ -13,7 +13,7 @@ use crate::{cluster, Daemon};
 
 /// Decrypts and decompresses every complete archived segment that the server still has, and
 /// compares them; checks the archive has no gap.
-fn compare_archive(d: &Daemon, source: &pgmoneta_testkit::Cluster) -> usize {
+pub(crate) fn compare_archive(d: &Daemon, source: &pgmoneta_testkit::Cluster) -> usize {
     let key = MasterKeyFile::new(d.home.join(".pgmoneta/master.key")).load().unwrap();
     let archive = WalArchive::open(
         d.base.join("primary/wal"),
@@ -110,7 +110,7 @@ fn wal_streaming_survives_kill_9_without_a_gap() {
     assert!(again > compared, "no new segment compared after the restart ({again})");
 }
 
-fn wait_backup_running(d: &Daemon) {
+pub(crate) fn wait_backup_running(d: &Daemon) {
     let until = Instant::now() + Duration::from_secs(60);
     loop {
         let p = d.ok(&["progress", "primary"]);
@@ -122,7 +122,7 @@ fn wait_backup_running(d: &Daemon) {
     }
 }
 
-fn backup_dirs(d: &Daemon) -> Vec<String> {
+pub(crate) fn backup_dirs(d: &Daemon) -> Vec<String> {
     std::fs::read_dir(d.base.join("primary/backup"))
         .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default()

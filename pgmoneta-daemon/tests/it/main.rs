@@ -1,6 +1,8 @@
 //! The `pgmoneta` daemon and `pgmoneta-cli` end to end: real binaries, a real PostgreSQL.
 
 mod cli;
+mod crash;
+mod cuts;
 mod faults;
 mod frames;
 mod incremental;

@@ -280,6 +280,7 @@ pub fn copy_files(
                 let Some(path) = next.lock().next() else { return };
                 match copy_file(from, to, path) {
                     Ok(n) => {
+                        pgmoneta_core::crash::point("upload:file");
                         let mut t = totals.lock();
                         t.0 += 1;
                         t.1 += n;
