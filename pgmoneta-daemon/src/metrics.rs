@@ -430,20 +430,59 @@ fn write_chunked<S: Write>(s: &mut S, status: &str, content_type: &str, body: &s
     s.flush()
 }
 
+/// Longest request line or header line accepted.
+pub const MAX_LINE: usize = 8 << 10;
+/// Most header lines accepted.
+pub const MAX_HEADERS: usize = 100;
+
+/// Reads one line of at most [`MAX_LINE`] bytes; `Ok(None)` at the end of the input.
+fn bounded_line<R: BufRead>(r: &mut R) -> Result<Option<Vec<u8>>, String> {
+    let mut line = Vec::new();
+    let n = r.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.len() > MAX_LINE {
+        return Err(format!("a line longer than {MAX_LINE} bytes"));
+    }
+    Ok(Some(line))
+}
+
+/// Reads an HTTP request's head (request line and headers, bounded by [`MAX_LINE`] and
+/// [`MAX_HEADERS`]); returns its method and path.
+///
+/// # Errors
+/// A sentence saying what is wrong: too long, too many headers, not text, no request line.
+pub fn read_request<R: BufRead>(r: &mut R) -> Result<(String, String), String> {
+    let first = bounded_line(r)?.ok_or("no request line")?;
+    let first = String::from_utf8(first).map_err(|_| "the request line is not UTF-8".to_owned())?;
+    let mut parts = first.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
+    if method.is_empty() || path.is_empty() {
+        return Err(format!("a malformed request line {:?}", first.trim_end()));
+    }
+    for _ in 0..=MAX_HEADERS {
+        match bounded_line(r)? {
+            None => return Ok((method, path)),
+            Some(line) if line == b"\r\n" || line == b"\n" => return Ok((method, path)),
+            Some(_) => {}
+        }
+    }
+    Err(format!("more than {MAX_HEADERS} header lines"))
+}
+
 /// Answers one HTTP request on `stream`.
 pub fn handle<S: Read + Write>(shared: &Shared, stream: &mut S) -> std::io::Result<()> {
     let mut reader = BufReader::new(&mut *stream);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
-            break;
-        }
-    }
+    let request = read_request(&mut reader);
     drop(reader);
-    let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (method, path) = match request {
+        Ok(r) => r,
+        Err(e) => {
+            log::debug!("metrics: refused request: {e}");
+            return write_chunked(stream, "400 Bad Request", "text/plain; charset=utf-8", "");
+        }
+    };
     if method != "GET" {
         return write_chunked(stream, "400 Bad Request", "text/plain; charset=utf-8", "");
     }
@@ -451,6 +490,24 @@ pub fn handle<S: Read + Write>(shared: &Shared, stream: &mut S) -> std::io::Resu
         "/metrics" => write_chunked(stream, "200 OK", "text/plain; version=0.0.4; charset=utf-8", &render(shared)),
         "/" | "/index.html" => write_chunked(stream, "200 OK", "text/html; charset=utf-8", OVERVIEW),
         _ => write_chunked(stream, "403 Forbidden", "text/plain; charset=utf-8", ""),
+    }
+}
+
+/// The invariants of [`read_request`] on arbitrary bytes, for the fuzz target `http_request`
+/// and the test that replays its seed corpus: no panic; a request accepted has a method and
+/// path taken from its first line, which fits the limit, and was read within the limits.
+///
+/// # Panics
+/// When an invariant does not hold.
+pub fn check_http_request(data: &[u8]) {
+    let mut input = data;
+    if let Ok((method, path)) = read_request(&mut input) {
+        let consumed = data.len() - input.len();
+        assert!(consumed <= (MAX_LINE + 1) * (MAX_HEADERS + 2), "read {consumed} bytes");
+        let first_end = data.iter().position(|&b| b == b'\n').map_or(data.len(), |p| p + 1);
+        assert!(first_end <= MAX_LINE, "accepted a request line of {first_end} bytes");
+        let first = String::from_utf8_lossy(&data[..first_end]);
+        assert!(first.contains(&method) && first.contains(&path), "{method} {path} not from {first:?}");
     }
 }
 
@@ -496,5 +553,21 @@ mod tests {
             "# HELP pgmoneta_x An x\n# TYPE pgmoneta_x gauge\npgmoneta_x{name=\"a\"} 1\npgmoneta_x{name=\"b\\\"q\"} 2.5\n\
              # HELP pgmoneta_y A y\n# TYPE pgmoneta_y gauge\npgmoneta_y 0\n"
         );
+    }
+
+    #[test]
+    fn http_request_seed_corpus() {
+        let files = pgmoneta_testkit::fuzz_seeds("http_request");
+        assert!(files.len() >= 8);
+        for (name, data) in &files {
+            let ok = std::panic::catch_unwind(|| check_http_request(data));
+            assert!(ok.is_ok(), "seed {name} breaks an invariant");
+            let mut input = &data[..];
+            let parsed = read_request(&mut input);
+            let expected_ok = !matches!(name.as_str(), "no-path" | "long-line" | "many-headers" | "not-utf8");
+            assert_eq!(parsed.is_ok(), expected_ok, "{name}: {parsed:?}");
+        }
+        let mut prometheus = &files.iter().find(|(n, _)| n == "get-metrics").unwrap().1[..];
+        assert_eq!(read_request(&mut prometheus).unwrap(), ("GET".to_owned(), "/metrics".to_owned()));
     }
 }

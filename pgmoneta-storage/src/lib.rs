@@ -11,6 +11,7 @@ pub mod backup;
 mod error;
 pub mod export;
 pub mod fsio;
+pub mod fuzzing;
 pub mod incremental;
 pub mod info;
 pub mod layout;

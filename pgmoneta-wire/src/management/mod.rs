@@ -9,6 +9,7 @@
 
 mod document;
 mod frame;
+pub mod fuzzing;
 pub mod payload;
 
 pub use document::{Command, Document, Header, Outcome, OutputFormat, CLIENT_VERSION};

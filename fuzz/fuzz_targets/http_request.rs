@@ -1,0 +1,8 @@
+//! The `http_request` target: see the function it calls for the invariants.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    pgmoneta_daemon::metrics::check_http_request(data);
+});
