@@ -45,16 +45,20 @@ pub fn fixed_server() -> ScramServer {
 }
 
 /// [`play`]s `data` against a server with a fresh random nonce, as the daemon's: no panic, and
-/// no byte stream authenticates, not even a recorded valid handshake (the nonce differs). Then
-/// runs a real client whose nonce comes from `data`: it authenticates with the right password
-/// and is refused with a wrong one.
+/// no byte stream authenticates, not even a recorded valid handshake (the nonce differs). Then,
+/// for inputs whose length is a multiple of 32, runs a real client whose nonce
+/// comes from `data`: it authenticates with the right password and is refused with a wrong one.
 ///
 /// # Panics
 /// When an invariant does not hold.
 pub fn check_scram_server(data: &[u8]) {
     let authenticated = play(data, &mut ScramServer::new(verifier()));
     assert_ne!(authenticated, Some(true), "a byte stream authenticated against a fresh nonce");
-    // A well-behaved client with a nonce made of the input's printable bytes.
+    // A well-behaved client with a nonce made of the input's printable bytes (for one input
+    // in 32: its key derivation is most of an execution's time).
+    if data.len() % 32 != 0 {
+        return;
+    }
     let nonce: String = data.iter().filter(|b| (0x21..=0x7e).contains(*b) && **b != b',').map(|&b| b as char).collect();
     let nonce = if nonce.is_empty() { "n".to_owned() } else { nonce };
     for (password, expected) in [(PASSWORD, true), ("not the secret", false)] {
