@@ -868,6 +868,12 @@ fn status(shared: &Arc<Shared>, details: bool) -> Reply {
         if let Some(problem) = state.wal_problem() {
             e.insert("WalProblem".into(), json!(problem));
         }
+        let waiting: Vec<String> =
+            shared.pending_uploads.lock().iter().filter(|(srv, _)| *srv == s.name).map(|(_, l)| l.clone()).collect();
+        if !waiting.is_empty() {
+            // Backups valid here whose upload to the remote repositories waits for a retry.
+            e.insert("PendingUploads".into(), json!(waiting));
+        }
         let progress = state.stream.read().clone();
         let flushed = progress.flushed.load();
         let server_end = progress.server_end.load();

@@ -161,6 +161,13 @@ pub fn render(shared: &Shared) -> String {
         e.gauge("pgmoneta_server_valid", "The server passed its checks", &l, b(facts.valid));
         let streaming = state.wal_streaming.load(Ordering::SeqCst);
         e.gauge("pgmoneta_wal_streaming", "WAL is streaming from the server", &l, b(streaming));
+        let waiting = shared.pending_uploads.lock().iter().filter(|(srv, _)| *srv == s.name).count();
+        e.gauge(
+            "pgmoneta_remote_pending_uploads",
+            "Backups valid locally whose upload to the remote repositories waits for a retry",
+            &l,
+            waiting as f64,
+        );
         let problem = state.wal_problem();
         e.gauge(
             "pgmoneta_wal_problem",

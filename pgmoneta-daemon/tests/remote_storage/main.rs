@@ -186,6 +186,8 @@ fn s3_with_local_storage_and_a_failed_upload() {
     let failed = list["Backups"][1]["Backup"].as_str().unwrap().to_owned();
     assert_eq!(list["Backups"][1]["Valid"], 1);
     assert!(d.base.join(format!("primary/backup/{failed}/data/global")).is_dir());
+    // What waits is in status and the metrics.
+    assert_eq!(d.server_status()["PendingUploads"], serde_json::json!([failed.clone()]));
 
     garage.start_again().unwrap();
     let next = d.ok(&["backup", "primary"])["Backup"].as_str().unwrap().to_owned();
@@ -198,4 +200,9 @@ fn s3_with_local_storage_and_a_failed_upload() {
     }
     let files = remote_files(remote.store.as_ref(), &format!("primary/backup/{failed}"));
     assert!(files.len() > 500, "{} files", files.len());
+    let until = Instant::now() + Duration::from_secs(30);
+    while d.server_status().get("PendingUploads").is_some() {
+        assert!(Instant::now() < until, "the upload still shows as pending: {}", d.server_status());
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
