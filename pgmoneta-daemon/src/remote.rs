@@ -312,7 +312,7 @@ pub fn upload_pending(shared: &Shared) {
             shared.pending_uploads.lock().remove(&(server, label));
             continue;
         };
-        let Ok(_guard) = state.lock(crate::state::Activity::Upload) else { continue };
+        let Ok(_guard) = state.lock_background(crate::state::Activity::Upload) else { continue };
         let still = ops::load_info(shared.local.as_ref(), &server, &label).is_ok_and(|b| b.valid);
         if !still || is_remote_only(shared, &server, &label) {
             shared.pending_uploads.lock().remove(&(server, label));

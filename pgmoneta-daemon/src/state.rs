@@ -100,6 +100,9 @@ pub struct ServerState {
     pub wal_out_of_space: AtomicBool,
     /// The operation holding the repository lock.
     pub active: Mutex<Option<Activity>>,
+    /// The holder of the lock is background work (timers, pending uploads), which ends by
+    /// itself: an operator's command waits for it instead of failing.
+    pub background: AtomicBool,
     /// The running backup's progress, and when it started.
     pub backup_progress: Mutex<Option<(Arc<BackupProgress>, Instant)>>,
     /// Set to abandon the running backup (shutdown).
@@ -126,6 +129,7 @@ impl ServerState {
             wal_failure: Mutex::new(None),
             wal_out_of_space: AtomicBool::new(false),
             active: Mutex::new(None),
+            background: AtomicBool::new(false),
             backup_progress: Mutex::new(None),
             backup_cancel: Mutex::new(None),
             operations: AtomicU64::new(0),
@@ -157,16 +161,28 @@ impl ServerState {
     /// Takes the repository lock for `what`, after a background upload holding it ends; `Err`
     /// names any other operation holding it.
     pub fn lock(self: &Arc<Self>, what: Activity) -> Result<RepoGuard, Activity> {
+        self.take(what, false)
+    }
+
+    /// Takes the repository lock for background work (retention, verification and uploads
+    /// run by the daemon itself): it never waits, and an operator's command that arrives
+    /// meanwhile queues behind it rather than failing.
+    pub fn lock_background(self: &Arc<Self>, what: Activity) -> Result<RepoGuard, Activity> {
+        self.take(what, true)
+    }
+
+    fn take(self: &Arc<Self>, what: Activity, background: bool) -> Result<RepoGuard, Activity> {
         loop {
             {
                 let mut active = self.active.lock();
                 match *active {
                     None => {
                         *active = Some(what);
+                        self.background.store(background, Ordering::SeqCst);
                         return Ok(RepoGuard { server: self.clone() });
                     }
-                    // A background upload ends by itself: the operation queues behind it.
-                    Some(Activity::Upload) if what != Activity::Upload => {}
+                    // Background work ends by itself: the operation queues behind it.
+                    Some(_) if !background && self.background.load(Ordering::SeqCst) => {}
                     Some(other) => return Err(other),
                 }
             }
@@ -199,7 +215,9 @@ pub struct RepoGuard {
 
 impl Drop for RepoGuard {
     fn drop(&mut self) {
-        *self.server.active.lock() = None;
+        let mut active = self.server.active.lock();
+        self.server.background.store(false, Ordering::SeqCst);
+        *active = None;
     }
 }
 
@@ -305,5 +323,33 @@ impl Shared {
     /// Whether the daemon is stopping.
     pub fn stopping(&self) -> bool {
         self.shutdown.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_queue_behind_background_work_and_background_work_never_waits() {
+        let server = Arc::new(ServerState::new("primary"));
+        let verify = server.lock_background(Activity::Verify).unwrap();
+        // Background work finds the lock taken and gives up at once.
+        assert_eq!(server.lock_background(Activity::Retention).unwrap_err(), Activity::Verify);
+        // A command waits for the background verification instead of failing.
+        let waiting = {
+            let server = server.clone();
+            std::thread::spawn(move || server.lock(Activity::Backup).map(drop))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!waiting.is_finished(), "the backup did not wait");
+        drop(verify);
+        waiting.join().unwrap().unwrap();
+        // A command holding the lock makes the next command fail with what holds it.
+        let backup = server.lock(Activity::Backup).unwrap();
+        assert_eq!(server.lock(Activity::Delete).unwrap_err(), Activity::Backup);
+        assert_eq!(server.lock_background(Activity::Upload).unwrap_err(), Activity::Backup);
+        drop(backup);
+        assert!(!server.background.load(Ordering::SeqCst));
     }
 }

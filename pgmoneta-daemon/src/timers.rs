@@ -60,7 +60,7 @@ pub fn spawn(shared: Arc<Shared>) -> JoinHandle<()> {
 /// Applies the retention policy to one server, then prunes the WAL no remaining backup needs.
 /// Skipped while the server's repository is busy.
 pub fn run_retention(shared: &Shared, server: &Arc<ServerState>) {
-    let Ok(_guard) = server.lock(Activity::Retention) else { return };
+    let Ok(_guard) = server.lock_background(Activity::Retention) else { return };
     let config = shared.config();
     let Some(sc) = config.server(&server.name) else { return };
     let name = &server.name;
@@ -130,7 +130,7 @@ pub fn run_retention(shared: &Shared, server: &Arc<ServerState>) {
 /// Verifies every backup of one server; failures are logged. Skipped while the repository is
 /// busy.
 pub fn run_verification(shared: &Shared, server: &Arc<ServerState>) {
-    let Ok(_guard) = server.lock(Activity::Verify) else { return };
+    let Ok(_guard) = server.lock_background(Activity::Verify) else { return };
     let name = &server.name;
     let config = shared.config();
     let workers = config.server(name).map_or(1, |s| shared.workers(s));

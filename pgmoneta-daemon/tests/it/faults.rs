@@ -274,4 +274,14 @@ fn a_full_disk_stops_wal_archiving_until_space_returns() {
     d.ok(&["restore", "primary", &label, "current", out.path().to_str().unwrap()]);
     let rows = crate::incremental::count_after_recovery(&source, &out.path().join(format!("primary-{label}")));
     assert_eq!(rows, "250000");
+    // An archive export into a full file system fails, says so, and leaves nothing there.
+    let exports = small.path().join("exports");
+    std::fs::create_dir(&exports).unwrap();
+    let filler = small.fill();
+    let (code, reply) = d.cli(&["archive", "primary", &label, exports.to_str().unwrap()]);
+    assert_ne!(code, 0, "an archive into a full file system succeeded: {reply}");
+    let message = reply["Outcome"]["Message"].as_str().unwrap_or_default();
+    assert!(message.contains("space") && message.contains(exports.to_str().unwrap()), "{reply}");
+    assert_eq!(std::fs::read_dir(&exports).unwrap().count(), 0, "the failed archive left files");
+    std::fs::remove_file(filler).unwrap();
 }

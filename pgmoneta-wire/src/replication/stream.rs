@@ -139,6 +139,12 @@ impl<S: Read + Write> WalStream<'_, S> {
                 self.conn.wait_ready()?;
                 Err(WireError::Server(e))
             }
+            // A walsender that shuts down once it has sent everything ends the command without
+            // a CopyDone, then exits: the stream is over, with no next timeline.
+            BackendMessage::CommandComplete { .. } => {
+                self.ended = true;
+                Ok(Some(WalEvent::End { next_timeline: None, next_start: None }))
+            }
             other => Err(unexpected("in the WAL stream", &other)),
         }
     }

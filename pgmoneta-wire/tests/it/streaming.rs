@@ -204,3 +204,47 @@ fn timeline_switch_of_a_promoted_standby_is_followed() {
     stream.stop().unwrap();
     conn.identify_system().unwrap();
 }
+
+/// A server shut down (fast) while streaming ends the stream cleanly: the walsender completes
+/// its command and exits, which is an end of stream, not a protocol error.
+#[test]
+fn a_server_shutdown_ends_the_stream() {
+    let mut cluster = Cluster::builder().start().unwrap();
+    let mut conn = connect(&repl_opts(&cluster));
+    let system = conn.identify_system().unwrap();
+    conn.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let start = system.xlogpos.segment_start(SEG);
+    let mut stream = conn.start_replication(None, start, system.timeline).unwrap();
+    let mut position = start;
+    // Caught up first, so that the walsender has nothing left to send when it stops.
+    let began = Instant::now();
+    while position < system.xlogpos && began.elapsed() < Duration::from_secs(10) {
+        if let Some(WalEvent::Data { start, data, .. }) = stream.next_event().unwrap() {
+            position = start + data.len() as u64;
+        }
+    }
+    stream.send_status(position, position, false).unwrap();
+    let stopper = std::thread::spawn(move || {
+        cluster.stop_with("fast").unwrap();
+        cluster
+    });
+    let outcome = loop {
+        match stream.next_event() {
+            Ok(Some(WalEvent::End { next_timeline, .. })) => break Ok(next_timeline),
+            Ok(Some(WalEvent::Data { start, data, .. })) => {
+                position = start + data.len() as u64;
+                stream.send_status(position, position, false).unwrap();
+            }
+            Ok(Some(WalEvent::Keepalive { .. })) => stream.send_status(position, position, false).unwrap(),
+            Ok(_) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    let _cluster = stopper.join().unwrap();
+    match outcome {
+        Ok(next) => assert_eq!(next, None),
+        // A connection closed before the completion arrived is also an end, but never a
+        // protocol violation.
+        Err(e) => assert!(e.is_retryable() && !e.to_string().contains("protocol"), "{e}"),
+    }
+}
