@@ -250,17 +250,28 @@ impl BackupManifest {
     /// Parses the file; `path` names it in errors.
     ///
     /// # Errors
-    /// [`StorageError::Corrupt`] for a line without a comma.
+    /// [`StorageError::Corrupt`] for a line without a comma, or whose checksum is not hex.
     pub fn parse(text: &str, path: &str) -> Result<BackupManifest> {
         let mut files = BTreeMap::new();
         for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
             let (p, h) = line
                 .rsplit_once(',')
                 .ok_or_else(|| StorageError::corrupt(path, format!("line {}: expected path,checksum", n + 1)))?;
+            if !is_hex(h) {
+                return Err(StorageError::corrupt(
+                    path,
+                    format!("line {}: the checksum {h:?} is not hexadecimal", n + 1),
+                ));
+            }
             files.insert(p.to_owned(), h.to_owned());
         }
         Ok(BackupManifest { files })
     }
+}
+
+/// A checksum as the repository's text files hold it: hexadecimal digits, at least one.
+fn is_hex(h: &str) -> bool {
+    !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// `backup.sha512`: the SHA-512 of every stored file of a backup, paths relative to the backup
@@ -293,6 +304,12 @@ impl Sha512Sums {
                 .or_else(|| line.split_once("  "))
                 .ok_or_else(|| StorageError::corrupt(path, format!("line {}: expected '<sha512> *<path>'", n + 1)))?;
             let p = p.trim_start_matches("./").trim_start_matches('/');
+            if !is_hex(h) {
+                return Err(StorageError::corrupt(
+                    path,
+                    format!("line {}: the checksum {h:?} is not hexadecimal", n + 1),
+                ));
+            }
             files.insert(p.to_owned(), h.to_owned());
         }
         Ok(Sha512Sums { files })
