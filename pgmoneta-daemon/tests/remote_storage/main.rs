@@ -206,3 +206,57 @@ fn s3_with_local_storage_and_a_failed_upload() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `kill -9` in the middle of a backup's upload (the crash point `upload:file`): after the
+/// restart the backup is valid locally and listed as pending, the half-uploaded remote copy is
+/// never taken as a backup (no `backup.info` there), and the upload is done again, whole.
+#[test]
+fn an_upload_killed_half_way_is_done_again_after_the_restart() {
+    let garage = Garage::start("pgmoneta").unwrap();
+    let source = cluster();
+    let (settings, remote) = garage_repository(&garage, "killed", "2s");
+    let mut d = Daemon::new(&source, &format!("storage_engine = local,s3\n{settings}"));
+    d.env = vec![("PGMONETA_CRASH_POINT".into(), "upload:file@100".into())];
+    d.start();
+    d.wait_streaming();
+    let (code, _) = d.cli(&["backup", "primary"]);
+    assert_ne!(code, 0);
+    d.wait_killed(Duration::from_secs(120));
+    let label = d.base.join("primary/backup").read_dir().unwrap().flatten().next().unwrap().file_name();
+    let label = label.to_string_lossy().into_owned();
+    let info = format!("primary/backup/{label}/backup.info");
+    assert!(d.base.join(&info).exists(), "the backup is not complete locally");
+    assert!(!remote.store.exists(&info), "a half-uploaded copy has a backup.info");
+    d.env.clear();
+    d.start();
+    d.wait_streaming();
+    let list = d.ok(&["list-backup", "primary"]);
+    assert_eq!(list["Backups"][0]["Valid"], 1, "{list}");
+    let until = Instant::now() + Duration::from_secs(150);
+    while !remote.store.exists(&info) {
+        assert!(Instant::now() < until, "backup {label} was not uploaded again:\n{}", d.log_text());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let local_files = walk_local(&d.base.join(format!("primary/backup/{label}")));
+    let files = remote_files(remote.store.as_ref(), &format!("primary/backup/{label}"));
+    assert_eq!(files.len(), local_files, "the remote copy is not whole");
+    let until = Instant::now() + Duration::from_secs(30);
+    while d.server_status().get("PendingUploads").is_some() {
+        assert!(Instant::now() < until, "still pending: {}", d.server_status());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Files (and links, which are uploaded as files) under `dir`.
+fn walk_local(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            n += walk_local(&e.path());
+        } else {
+            n += 1;
+        }
+    }
+    n
+}
