@@ -260,3 +260,90 @@ fn walk_local(dir: &std::path::Path) -> usize {
     }
     n
 }
+
+/// Runs a backup with `storage_engine = local,<engine>`, calls `interrupt` once the upload has
+/// begun (some of the backup's objects are in the remote repository), then `resume`: the
+/// backup stays valid locally, is listed as pending, and ends up whole in the remote
+/// repository without anyone's help.
+fn upload_interrupted(
+    engine: &str,
+    settings: &str,
+    remote: &dyn pgmoneta_storage::store::Store,
+    interrupt: impl FnOnce(),
+    resume: impl FnOnce(),
+) {
+    let source = cluster();
+    source.pgbench_init(1).unwrap();
+    let mut d = Daemon::new(&source, &format!("storage_engine = local,{engine}\n{settings}"));
+    d.start();
+    d.wait_streaming();
+    let cli = d.cli_command(&["backup", "primary"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let until = Instant::now() + Duration::from_secs(120);
+    while pgmoneta_storage::remote::walk(remote, "primary/backup").map(|f| f.len()).unwrap_or(0) < 20 {
+        assert!(Instant::now() < until, "the upload never began:\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    interrupt();
+    let out = cli.wait_with_output().unwrap();
+    let list = d.ok(&["list-backup", "primary"]);
+    let label = list["Backups"][0]["Backup"].as_str().unwrap().to_owned();
+    assert_eq!(list["Backups"][0]["Valid"], 1, "the backup is not valid locally: {list}");
+    let info = format!("primary/backup/{label}/backup.info");
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert!(!out.status.success(), "the backup reported success with its upload cut: {reply}");
+    assert!(reply["Outcome"]["Message"].as_str().unwrap_or_default().contains(engine), "{reply}");
+    assert!(!remote.exists(&info), "a failed upload left a backup.info");
+    assert_eq!(d.server_status()["PendingUploads"], serde_json::json!([label.clone()]));
+    resume();
+    let until = Instant::now() + Duration::from_secs(150);
+    while !remote.exists(&info) || d.server_status().get("PendingUploads").is_some() {
+        assert!(Instant::now() < until, "backup {label} was not uploaded again:\n{}", d.log_text());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let local_files = walk_local(&d.base.join(format!("primary/backup/{label}")));
+    assert_eq!(remote_files(remote, &format!("primary/backup/{label}")).len(), local_files, "not whole");
+}
+
+#[test]
+fn s3_down_in_the_middle_of_an_upload() {
+    let garage = std::sync::Arc::new(std::sync::Mutex::new(Garage::start("pgmoneta").unwrap()));
+    let (settings, remote) = garage_repository(&garage.lock().unwrap(), "middle", "2s");
+    let (g1, g2) = (garage.clone(), garage.clone());
+    upload_interrupted(
+        "s3",
+        &settings,
+        remote.store.as_ref(),
+        move || g1.lock().unwrap().stop(),
+        move || g2.lock().unwrap().start_again().unwrap(),
+    );
+}
+
+/// The SFTP server restarted during an upload: every connection to it dropped, and refused
+/// for a few seconds (a loopback proxy in front of sshd).
+#[test]
+fn sftp_restarted_in_the_middle_of_an_upload() {
+    let server = SshServer::start().unwrap();
+    let proxy = std::sync::Arc::new(pgmoneta_testkit::CutProxy::start(server.port()));
+    let settings = format!(
+        "ssh_hostname = 127.0.0.1\nssh_port = {}\nssh_username = {}\nssh_base_dir = {}\n\
+         ssh_private_key_file = {}\nssh_public_key_file = {}\nremote_retry_timeout = 2s",
+        proxy.port(),
+        server.user,
+        server.scratch().display(),
+        server.private_key().display(),
+        server.public_key().display()
+    );
+    let remote = pgmoneta_storage::store::LocalStore::new(server.scratch());
+    let (p1, p2) = (proxy.clone(), proxy.clone());
+    upload_interrupted(
+        "ssh",
+        &settings,
+        &remote,
+        move || {
+            p1.refuse(true);
+            p1.cut();
+            std::thread::sleep(Duration::from_secs(3));
+        },
+        move || p2.refuse(false),
+    );
+}
