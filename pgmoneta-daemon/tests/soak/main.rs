@@ -8,7 +8,6 @@
 //! The counts are printed at the end.
 
 #[path = "../common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::collections::BTreeMap;
