@@ -301,6 +301,18 @@ impl Drop for Daemon {
     }
 }
 
+/// Starts PostgreSQL (as `source`'s installation and superuser) on a restored data directory
+/// and waits until recovery has ended (up to five minutes).
+pub fn start_restored(source: &Cluster, data_dir: &std::path::Path) -> Cluster {
+    let copy = Cluster::start_on(source.install().clone(), data_dir, source.superuser_password()).unwrap();
+    let until = Instant::now() + Duration::from_secs(300);
+    while copy.query_scalar("SELECT pg_is_in_recovery()").unwrap() == "t" {
+        assert!(Instant::now() < until, "recovery did not end:\n{}", copy.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    copy
+}
+
 /// A PostgreSQL cluster for the tests.
 pub fn cluster() -> Cluster {
     Cluster::builder().start().unwrap()

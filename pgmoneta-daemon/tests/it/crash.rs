@@ -126,13 +126,7 @@ fn kill_9_at_every_stage_leaves_a_repository_a_restart_recovers() {
     let out = crate::shared_dir("pgmoneta-daemon-crash-");
     d.ok(&["restore", "primary", &third, &format!("lsn={target},action=promote"), out.path().to_str().unwrap()]);
     let data_dir = out.path().join(format!("primary-{third}"));
-    let mut copy =
-        pgmoneta_testkit::Cluster::start_on(source.install().clone(), &data_dir, source.superuser_password()).unwrap();
-    let until = std::time::Instant::now() + Duration::from_secs(60);
-    while copy.query_scalar("SELECT pg_is_in_recovery()").unwrap() == "t" {
-        assert!(std::time::Instant::now() < until, "recovery did not end:\n{}", copy.log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut copy = crate::start_restored(&source, &data_dir);
     assert_eq!(copy.query_scalar("SELECT sum(abalance) FROM pgbench_accounts").unwrap(), expected);
     copy.stop().unwrap();
 }

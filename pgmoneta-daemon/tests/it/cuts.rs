@@ -103,13 +103,7 @@ fn cut_connections_and_dying_servers_leave_no_wrong_backup_and_no_gap() {
     let out = crate::shared_dir("pgmoneta-daemon-cuts-");
     d.ok(&["restore", "primary", &label, "current", out.path().to_str().unwrap()]);
     let data_dir = out.path().join(format!("primary-{label}"));
-    let mut copy =
-        pgmoneta_testkit::Cluster::start_on(source.install().clone(), &data_dir, source.superuser_password()).unwrap();
-    let until = std::time::Instant::now() + Duration::from_secs(60);
-    while copy.query_scalar("SELECT pg_is_in_recovery()").unwrap() == "t" {
-        assert!(std::time::Instant::now() < until, "recovery did not end:\n{}", copy.log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut copy = crate::start_restored(&source, &data_dir);
     assert_eq!(copy.query_scalar("SELECT sum(abalance) FROM pgbench_accounts").unwrap(), expected);
     copy.stop().unwrap();
     assert!(proxy.accepted() >= 6, "the daemon did not go through the proxy");

@@ -1,7 +1,6 @@
 //! Incremental backups through the daemon and the CLI: a chain, its listing and metrics, a
 //! point-in-time restore from the newest incremental, a roll-up by deleting the middle.
 
-use std::time::Duration;
 
 use pgmoneta_core::Lsn;
 use pgmoneta_testkit::Cluster;
@@ -95,12 +94,7 @@ fn a_chain_through_the_cli() {
 }
 
 pub(crate) fn count_after_recovery(source: &Cluster, data_dir: &std::path::Path) -> String {
-    let mut copy = Cluster::start_on(source.install().clone(), data_dir, source.superuser_password()).unwrap();
-    let until = std::time::Instant::now() + Duration::from_secs(60);
-    while copy.query_scalar("SELECT pg_is_in_recovery()").unwrap() == "t" {
-        assert!(std::time::Instant::now() < until, "recovery did not end:\n{}", copy.log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut copy = crate::start_restored(source, data_dir);
     let n = copy.query_scalar("SELECT count(*) FROM t").unwrap();
     copy.stop().unwrap();
     n

@@ -56,16 +56,6 @@ fn wait_up(d: &Daemon) {
     }
 }
 
-fn start_copy(source: &Cluster, dir: &std::path::Path) -> Cluster {
-    let copy = Cluster::start_on(source.install().clone(), dir, source.superuser_password()).unwrap();
-    let until = Instant::now() + Duration::from_secs(300);
-    while copy.query_scalar("SELECT pg_is_in_recovery()").unwrap() == "t" {
-        assert!(Instant::now() < until, "recovery did not end:\n{}", copy.log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    copy
-}
-
 #[test]
 #[ignore = "the soak run takes half an hour: scripts/soak.sh"]
 fn soak() {
@@ -209,7 +199,7 @@ fn soak() {
         assert_eq!(v["Files"]["Failed"].as_array().unwrap().len(), 0, "{label} fails verify: {v}");
         let out = common::shared_dir("pgmoneta-soak-");
         d.ok(&["restore", "primary", label, "current", out.path().to_str().unwrap()]);
-        let mut copy = start_copy(&source, &out.path().join(format!("primary-{label}")));
+        let mut copy = common::start_restored(&source, &out.path().join(format!("primary-{label}")));
         let n: u64 = copy.query_scalar("SELECT count(*) FROM marks").unwrap().parse().unwrap();
         let max: u64 = copy.query_scalar("SELECT coalesce(max(id), 0) FROM marks").unwrap().parse().unwrap();
         assert_eq!(n, max, "{label}: marks missing in the middle ({n} of {max})");
@@ -225,7 +215,7 @@ fn soak() {
         let out = common::shared_dir("pgmoneta-soak-");
         d.ok(&["restore", "primary", "newest", &format!("lsn={lsn},action=promote"), out.path().to_str().unwrap()]);
         let dir = std::fs::read_dir(out.path()).unwrap().flatten().next().unwrap().path();
-        let mut copy = start_copy(&source, &dir);
+        let mut copy = common::start_restored(&source, &dir);
         let max: u64 = copy.query_scalar("SELECT coalesce(max(id), 0) FROM marks").unwrap().parse().unwrap();
         assert_eq!(max, k, "PITR to lsn={lsn} (right after mark {k}) stopped at mark {max}");
         copy.stop().unwrap();
