@@ -488,11 +488,34 @@ pub fn combine(
                         .open(&spill)
                         .map_err(StorageError::io("creating", &spill))?;
                     let want = header.blocks.len() as u64 * BLCKSZ;
-                    let copied = io::copy(&mut (&mut reader).take(want), &mut file);
-                    if !matches!(copied, Ok(n) if n == want) {
+                    // A failure to read is the stored file's; a failure to write is the spill
+                    // file's (a full workspace is not a damaged backup).
+                    let mut left = want;
+                    let mut buf = vec![0u8; 64 << 10];
+                    let mut failure = None;
+                    while left > 0 {
+                        let n = match (&mut reader).take(left.min(buf.len() as u64)).read(&mut buf) {
+                            Ok(0) => {
+                                let why = format!("{} of {want} bytes of blocks", want - left);
+                                failure = Some(StorageError::corrupt(&what[i], why));
+                                break;
+                            }
+                            Ok(n) => n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => {
+                                failure = Some(StorageError::corrupt(&what[i], e.to_string()));
+                                break;
+                            }
+                        };
+                        if let Err(e) = file.write_all(&buf[..n]) {
+                            failure = Some(StorageError::Io { op: "writing", path: spill.clone(), source: e });
+                            break;
+                        }
+                        left -= n as u64;
+                    }
+                    if let Some(e) = failure {
                         let _ = std::fs::remove_file(&spill);
-                        let why = copied.map_or_else(|e| e.to_string(), |n| format!("{n} of {want} bytes of blocks"));
-                        return Err(StorageError::corrupt(&what[i], why));
+                        return Err(e);
                     }
                     Some(BlockReader::Spilled { file, path: spill, reader })
                 }
@@ -660,6 +683,30 @@ mod tests {
         let mut probe = HeaderProbe::default();
         probe.feed(&bytes[..10]);
         assert!(probe.finish().is_err());
+    }
+
+    #[test]
+    fn a_full_workspace_is_reported_as_such_not_as_a_damaged_backup() {
+        let Some(small) = pgmoneta_testkit::SmallFs::mount(1, "a full workspace during a combine") else {
+            return;
+        };
+        // Blocks out of order: the combine spills them into the workspace.
+        let files = [("full", full(b"abcdef")), ("i1", incremental(6, &[(5, b'F'), (1, b'B'), (3, b'D')]))];
+        let chain = [version("i1", Some("b/i1"), true), version("full", Some("b/full"), false)];
+        let store = MemoryStore::new();
+        store.create_dir("b").unwrap();
+        for (name, data) in &files {
+            store.write(&format!("b/{name}"), data).unwrap();
+        }
+        let mut out = Vec::new();
+        combine(&store, "base/5/16384", &chain, None, CombineOutput::Full, small.path(), &mut out).unwrap();
+        assert_eq!(tags(&out), b"aBcDeF".to_vec());
+        let _filler = small.fill();
+        let mut out = Vec::new();
+        let e = combine(&store, "base/5/16384", &chain, None, CombineOutput::Full, small.path(), &mut out).unwrap_err();
+        assert!(e.is_out_of_space() && !matches!(e, StorageError::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains(&small.path().display().to_string()), "{e}");
+        assert_eq!(std::fs::read_dir(small.path()).unwrap().count(), 1, "the spill file was left behind");
     }
 
     #[test]

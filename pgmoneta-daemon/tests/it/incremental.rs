@@ -1,7 +1,6 @@
 //! Incremental backups through the daemon and the CLI: a chain, its listing and metrics, a
 //! point-in-time restore from the newest incremental, a roll-up by deleting the middle.
 
-
 use pgmoneta_core::Lsn;
 use pgmoneta_testkit::Cluster;
 
