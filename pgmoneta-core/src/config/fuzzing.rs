@@ -15,10 +15,13 @@ fn quote_for(value: &str) -> Option<char> {
     }
 }
 
-/// The line writing `key = value` back, empty for an unset value; `None` when it cannot be written.
-fn entry(key: &str, value: &str) -> Option<String> {
+/// The line writing `key = value` back; `None` when it cannot be written. An empty value is
+/// left out (unset) when the key's default is empty too, and written as `""` when the default
+/// is not (`log_line_prefix =`: set to nothing, which is not the default).
+fn entry(key: &str, value: &str, defaults: &[(&'static str, String)]) -> Option<String> {
     if value.is_empty() {
-        return Some(String::new());
+        let default_is_empty = defaults.iter().find(|(k, _)| *k == key).is_none_or(|(_, d)| d.is_empty());
+        return Some(if default_is_empty { String::new() } else { format!("{key} = \"\"\n") });
     }
     quote_for(value).map(|q| format!("{key} = {q}{value}{q}\n"))
 }
@@ -45,9 +48,10 @@ pub fn check_config(data: &[u8]) {
     let Ok((config, warnings)) = parsed.check() else { return };
     assert!(warnings.iter().all(|w| w.severity == Severity::Warning));
 
+    let defaults = Config::default().main_entries();
     let mut rendered = String::from("[pgmoneta]\n");
     for (key, value) in config.main_entries() {
-        let Some(line) = entry(key, &value) else { return };
+        let Some(line) = entry(key, &value, &defaults) else { return };
         rendered.push_str(&line);
     }
     for server in &config.servers {
@@ -55,8 +59,9 @@ pub fn check_config(data: &[u8]) {
             return;
         }
         rendered.push_str(&format!("[{}]\n", server.name));
+        let server_defaults = Config::server_entries(&Default::default());
         for (key, value) in Config::server_entries(server) {
-            let Some(line) = entry(key, &value) else { return };
+            let Some(line) = entry(key, &value, &server_defaults) else { return };
             rendered.push_str(&line);
         }
     }
