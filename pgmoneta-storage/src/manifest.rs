@@ -250,7 +250,8 @@ impl BackupManifest {
     /// Parses the file; `path` names it in errors.
     ///
     /// # Errors
-    /// [`StorageError::Corrupt`] for a line without a comma, or whose checksum is not hex.
+    /// [`StorageError::Corrupt`] for a line without a comma, whose checksum is not hex, or whose
+    /// path holds a control character (no file of a backup has one).
     pub fn parse(text: &str, path: &str) -> Result<BackupManifest> {
         let mut files = BTreeMap::new();
         for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
@@ -261,6 +262,12 @@ impl BackupManifest {
                 return Err(StorageError::corrupt(
                     path,
                     format!("line {}: the checksum {h:?} is not hexadecimal", n + 1),
+                ));
+            }
+            if p.chars().any(char::is_control) {
+                return Err(StorageError::corrupt(
+                    path,
+                    format!("line {}: the path {p:?} holds a control character", n + 1),
                 ));
             }
             files.insert(p.to_owned(), h.to_owned());
@@ -308,6 +315,12 @@ impl Sha512Sums {
                 return Err(StorageError::corrupt(
                     path,
                     format!("line {}: the checksum {h:?} is not hexadecimal", n + 1),
+                ));
+            }
+            if p.chars().any(char::is_control) {
+                return Err(StorageError::corrupt(
+                    path,
+                    format!("line {}: the path {p:?} holds a control character", n + 1),
                 ));
             }
             files.insert(p.to_owned(), h.to_owned());
