@@ -289,6 +289,19 @@ pub struct Sha512Sums {
     pub files: BTreeMap<String, String>,
 }
 
+/// `path` relative to the backup: every leading `./` and `/` goes, in any order (`/./a` and
+/// `.//a` are both `a`), so that writing `./` back in front reads as the same path.
+fn strip_leading_dots(mut path: &str) -> &str {
+    loop {
+        let rest = path.trim_start_matches('/');
+        let rest = rest.strip_prefix("./").unwrap_or(rest);
+        if rest.len() == path.len() {
+            return path;
+        }
+        path = rest;
+    }
+}
+
 impl Sha512Sums {
     /// The file's text, in `sha512sum` form: `<hex> *./<path>`.
     pub fn to_text(&self) -> String {
@@ -310,7 +323,7 @@ impl Sha512Sums {
                 .split_once(" *")
                 .or_else(|| line.split_once("  "))
                 .ok_or_else(|| StorageError::corrupt(path, format!("line {}: expected '<sha512> *<path>'", n + 1)))?;
-            let p = p.trim_start_matches("./").trim_start_matches('/');
+            let p = strip_leading_dots(p);
             if !is_hex(h) {
                 return Err(StorageError::corrupt(
                     path,
@@ -417,5 +430,17 @@ mod tests {
         let text = s.to_text();
         assert!(text.starts_with(&format!("{} *./data/base/1/1259.zstd\n", "ef".repeat(64))));
         assert_eq!(Sha512Sums::parse(&text, "s").unwrap(), s);
+    }
+
+    #[test]
+    fn leading_slashes_and_dots_name_the_same_file() {
+        let h = "ab".repeat(64);
+        for written in ["a/b", "./a/b", "/a/b", "//./a/b", ".//a/b", "././/a/b"] {
+            let s = Sha512Sums::parse(&format!("{h} *{written}\n"), "s").unwrap();
+            assert_eq!(s.files.keys().collect::<Vec<_>>(), ["a/b"], "{written}");
+        }
+        // A dot that is part of the name stays.
+        let s = Sha512Sums::parse(&format!("{h} *./.hidden\n"), "s").unwrap();
+        assert_eq!(s.files.keys().collect::<Vec<_>>(), [".hidden"]);
     }
 }

@@ -29,6 +29,10 @@ pub struct PerStandby(pub Vec<String>);
 
 impl ConfValue for PerStandby {
     fn parse_value(text: &str) -> Result<PerStandby, String> {
+        // Nothing at all is no part for any standby, as an unset key is.
+        if text.trim().is_empty() {
+            return Ok(PerStandby::default());
+        }
         Ok(PerStandby(text.split('|').map(|s| s.trim().to_owned()).collect()))
     }
     fn render(&self) -> String {
@@ -44,6 +48,9 @@ pub struct TablespaceMaps(pub Vec<Vec<(String, String)>>);
 impl ConfValue for TablespaceMaps {
     fn parse_value(text: &str) -> Result<TablespaceMaps, String> {
         let mut out = Vec::new();
+        if text.trim().is_empty() {
+            return Ok(TablespaceMaps(out));
+        }
         for group in text.split('|') {
             let mut maps = Vec::new();
             for item in group.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -453,3 +460,23 @@ pub(crate) static SERVER_KEYS: &[KeyDef<ServerConfig>] = &[
     key!(path "tls_ca_file" => tls_ca_file),
     key!("extra" => extra),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_per_standby_value_is_no_value() {
+        for text in ["", "  "] {
+            assert_eq!(PerStandby::parse_value(text), Ok(PerStandby::default()));
+            assert_eq!(TablespaceMaps::parse_value(text), Ok(TablespaceMaps::default()));
+        }
+        let two = PerStandby::parse_value("a| b").unwrap();
+        assert_eq!(two, PerStandby(vec!["a".into(), "b".into()]));
+        assert_eq!(PerStandby::parse_value(&two.render()), Ok(two));
+        // An empty part for one standby of two is kept: it means "nothing for that one".
+        assert_eq!(PerStandby::parse_value("|b").unwrap().0.len(), 2);
+        let maps = TablespaceMaps::parse_value("/a->/b|16384->/c").unwrap();
+        assert_eq!(TablespaceMaps::parse_value(&maps.render()), Ok(maps));
+    }
+}
