@@ -258,18 +258,7 @@ impl BackupManifest {
             let (p, h) = line
                 .rsplit_once(',')
                 .ok_or_else(|| StorageError::corrupt(path, format!("line {}: expected path,checksum", n + 1)))?;
-            if !is_hex(h) {
-                return Err(StorageError::corrupt(
-                    path,
-                    format!("line {}: the checksum {h:?} is not hexadecimal", n + 1),
-                ));
-            }
-            if p.chars().any(char::is_control) {
-                return Err(StorageError::corrupt(
-                    path,
-                    format!("line {}: the path {p:?} holds a control character", n + 1),
-                ));
-            }
+            check_entry(p, h, path, n + 1)?;
             files.insert(p.to_owned(), h.to_owned());
         }
         Ok(BackupManifest { files })
@@ -279,6 +268,18 @@ impl BackupManifest {
 /// A checksum as the repository's text files hold it: hexadecimal digits, at least one.
 fn is_hex(h: &str) -> bool {
     !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// One `path`/`checksum` entry of a checksum file (`file`, line `line`): the checksum is
+/// hexadecimal and the path has no control character.
+fn check_entry(p: &str, h: &str, file: &str, line: usize) -> Result<()> {
+    if !is_hex(h) {
+        return Err(StorageError::corrupt(file, format!("line {line}: the checksum {h:?} is not hexadecimal")));
+    }
+    if p.chars().any(char::is_control) {
+        return Err(StorageError::corrupt(file, format!("line {line}: the path {p:?} holds a control character")));
+    }
+    Ok(())
 }
 
 /// `backup.sha512`: the SHA-512 of every stored file of a backup, paths relative to the backup
@@ -324,18 +325,7 @@ impl Sha512Sums {
                 .or_else(|| line.split_once("  "))
                 .ok_or_else(|| StorageError::corrupt(path, format!("line {}: expected '<sha512> *<path>'", n + 1)))?;
             let p = strip_leading_dots(p);
-            if !is_hex(h) {
-                return Err(StorageError::corrupt(
-                    path,
-                    format!("line {}: the checksum {h:?} is not hexadecimal", n + 1),
-                ));
-            }
-            if p.chars().any(char::is_control) {
-                return Err(StorageError::corrupt(
-                    path,
-                    format!("line {}: the path {p:?} holds a control character", n + 1),
-                ));
-            }
+            check_entry(p, h, path, n + 1)?;
             files.insert(p.to_owned(), h.to_owned());
         }
         Ok(Sha512Sums { files })

@@ -11,6 +11,17 @@ use pgmoneta_storage::wal::{WalArchive, WalOptions};
 
 use crate::{cluster, Daemon};
 
+/// Switches WAL, waits until the daemon has flushed everything up to there and sealing has run,
+/// then compares the archive with the server's segments (see [`compare_archive`]).
+pub(crate) fn settled_archive(d: &Daemon, source: &pgmoneta_testkit::Cluster) -> usize {
+    source.switch_wal().unwrap();
+    let end: Lsn = source.query_scalar("SELECT pg_current_wal_lsn()").unwrap().parse().unwrap();
+    d.wait_flushed(end);
+    // Sealing runs just after a segment completes.
+    std::thread::sleep(Duration::from_secs(2));
+    compare_archive(d, source)
+}
+
 /// Decrypts and decompresses every complete archived segment that the server still has, and
 /// compares them; checks the archive has no gap.
 pub(crate) fn compare_archive(d: &Daemon, source: &pgmoneta_testkit::Cluster) -> usize {
@@ -76,12 +87,7 @@ fn wal_streaming_survives_kill_9_without_a_gap() {
     source.pgbench_run(2, 500).unwrap();
     source.switch_wal().unwrap();
     source.pgbench_run(2, 500).unwrap();
-    source.switch_wal().unwrap();
-    let end: Lsn = source.query_scalar("SELECT pg_current_wal_lsn()").unwrap().parse().unwrap();
-    d.wait_flushed(end);
-    // Sealing runs just after a segment completes.
-    std::thread::sleep(Duration::from_secs(2));
-    let compared = compare_archive(&d, &source);
+    let compared = settled_archive(&d, &source);
     assert!(compared >= 3, "only {compared} segments compared");
     // Every sealed segment has its identical copy in <wal_shipping>/primary/wal.
     let sealed: Vec<String> = std::fs::read_dir(d.base.join("primary/wal"))
@@ -102,11 +108,7 @@ fn wal_streaming_survives_kill_9_without_a_gap() {
     source.restart().unwrap();
     d.wait_streaming();
     source.pgbench_run(2, 500).unwrap();
-    source.switch_wal().unwrap();
-    let end: Lsn = source.query_scalar("SELECT pg_current_wal_lsn()").unwrap().parse().unwrap();
-    d.wait_flushed(end);
-    std::thread::sleep(Duration::from_secs(2));
-    let again = compare_archive(&d, &source);
+    let again = settled_archive(&d, &source);
     assert!(again > compared, "no new segment compared after the restart ({again})");
 }
 
@@ -257,11 +259,7 @@ fn a_full_disk_stops_wal_archiving_until_space_returns() {
     std::fs::remove_file(&filler).unwrap();
     d.wait_streaming();
     source.execute("INSERT INTO t SELECT generate_series(200001, 250000)").unwrap();
-    source.switch_wal().unwrap();
-    let end: Lsn = source.query_scalar("SELECT pg_current_wal_lsn()").unwrap().parse().unwrap();
-    d.wait_flushed(end);
-    std::thread::sleep(Duration::from_secs(2));
-    let compared = compare_archive(&d, &source);
+    let compared = settled_archive(&d, &source);
     assert!(compared >= 3, "only {compared} segments compared");
     let s = d.server_status();
     assert!(s.get("WalProblem").is_none(), "the problem is still reported: {s}");
