@@ -95,7 +95,17 @@ fn main() {
             let (a, b, r) = paired(&mut || drop(ours_compress(algorithm, options, &data)), &mut || {
                 drop(reference_compress(algorithm, level, &data))
             });
-            row(format!("{algorithm} compress, {kind} level {level}"), a, Some(b), Some(r), "ratio <= 1.05", r <= 1.05);
+            // zstd holds a file's first 16 MB to write it as one frame (upstream's reader stops
+            // after the first frame), a copy the one-shot reference does not make.
+            let limit = if algorithm == Algorithm::Zstd { 1.15 } else { 1.05 };
+            row(
+                format!("{algorithm} compress, {kind} level {level}"),
+                a,
+                Some(b),
+                Some(r),
+                &format!("ratio <= {limit:.2}"),
+                r <= limit,
+            );
         }
         let packed = ours_compress(algorithm, EncoderOptions::default_for(algorithm), &data);
         let (mut o1, mut o2) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -146,6 +156,28 @@ fn main() {
             drop(ours_compress(Algorithm::Zstd, EncoderOptions { level: 3, workers: 0 }, &data))
         });
         row(format!("zstd compress, level 3, {workers} worker(s) vs none"), a, Some(b), Some(r), "report", true);
+    }
+
+    if want("zstd") {
+        // A file longer than the 16 MB held for the one-shot call: zstd's streaming compressor
+        // writes it as one frame (as upstream's reader needs), on the calling thread or on
+        // zstd's own worker threads, against the one-shot call on the whole input.
+        let big: Vec<u8> = data.iter().copied().cycle().take(40 << 20).collect();
+        let scale = |t: f64| t * n as f64 / big.len() as f64;
+        for workers in [0u32, 1, 2] {
+            let options = EncoderOptions { level: 3, workers };
+            let (a, b, r) = paired(&mut || drop(ours_compress(Algorithm::Zstd, options, &big)), &mut || {
+                drop(reference_compress(Algorithm::Zstd, 3, &big))
+            });
+            row(
+                format!("zstd compress, level 3, 40 MB as one streamed frame, {workers} worker(s) vs one-shot"),
+                scale(a),
+                Some(scale(b)),
+                Some(r),
+                "report",
+                true,
+            );
+        }
     }
 
     if want("aes sha crc memcpy") {

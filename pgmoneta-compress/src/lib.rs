@@ -4,11 +4,12 @@
 //!   bytes and level ranges; [`Compression`] adds the side (client or server) and upstream's
 //!   integer codes (`client-zstd` is 18, `server-lz4` 35).
 //! - [`Encoder`] (`Write`, [`Encoder::finish`] returns the inner writer) and [`Decoder`] (`Read`)
-//!   stream in constant memory. gzip uses zlib-rs through flate2: memory-safe Rust and faster than
-//!   the C zlib on both compression and decompression. zstd writes independent frames of 4 MB
-//!   with zstd's one-shot calls (its streaming API is markedly slower), compressed on `workers`
-//!   threads when asked, and reads any zstd file. LZ4 writes the frame format the `lz4` tool reads, and reads both frames and the block
-//!   sequence upstream pgmoneta wrote.
+//!   stream in bounded memory. gzip uses zlib-rs through flate2: memory-safe Rust and faster than
+//!   the C zlib on both compression and decompression. zstd writes every file as one frame, as
+//!   upstream pgmoneta's reader needs: an input of up to 16 MB with zstd's one-shot call, a
+//!   longer one with its streaming compressor, on `workers` zstd threads when asked; it reads
+//!   any zstd file, several frames included. LZ4 writes the frame format the `lz4` tool reads,
+//!   and reads both frames and the block sequence upstream pgmoneta wrote.
 //! - One-shot [`compress`] and [`decompress`] (with an output limit, so hostile input cannot
 //!   exhaust memory), and in-place [`compress_file`] / [`decompress_file`] that never leave a
 //!   partial file under the final name.

@@ -10,7 +10,8 @@ use crate::legacy_lz4::LegacyLz4Decoder;
 pub struct EncoderOptions {
     /// Level, clamped to the algorithm's range.
     pub level: i32,
-    /// zstd worker threads (0: compress on the calling thread).
+    /// zstd worker threads (0: compress on the calling thread), which share the work on one
+    /// frame.
     pub workers: u32,
 }
 
@@ -24,7 +25,7 @@ impl EncoderOptions {
 enum EncoderInner<W: Write> {
     None(W),
     Gzip(flate2::write::GzEncoder<W>),
-    Zstd(crate::zstd_frames::FramedEncoder<W>),
+    Zstd(crate::zstd_frames::FrameEncoder<W>),
     Lz4(lz4::Encoder<W>),
     Bzip2(bzip2::write::BzEncoder<W>),
 }
@@ -54,7 +55,7 @@ impl<W: Write> Encoder<W> {
                 EncoderInner::Gzip(flate2::write::GzEncoder::new(inner, flate2::Compression::new(level as u32)))
             }
             Algorithm::Zstd => {
-                EncoderInner::Zstd(crate::zstd_frames::FramedEncoder::new(inner, level, options.workers)?)
+                EncoderInner::Zstd(crate::zstd_frames::FrameEncoder::new(inner, level, options.workers)?)
             }
             Algorithm::Lz4 => EncoderInner::Lz4(
                 lz4::EncoderBuilder::new()

@@ -1,150 +1,195 @@
-//! zstd as a sequence of independent frames of a few megabytes, each compressed and decompressed
-//! with zstd's one-shot calls.
+//! zstd files as one frame each, and a reader for any number of frames.
 //!
-//! zstd's streaming API costs 12-23% of throughput against its one-shot API on the same data
-//! (docs/benchmarks.md): it copies input into its window and output through its buffers in
-//! small steps. Cutting the stream into frames of [`FRAME_SIZE`] bytes keeps the one-shot speed,
-//! lets `workers` threads compress frames in parallel, and costs almost nothing in ratio, since
-//! zstd's window at the levels used for backups (2-8 MB) is not larger than a frame. The result
-//! is an ordinary multi-frame zstd file that every zstd decoder reads.
+//! Writing: every file is a single zstd frame with an XXH64 checksum of its content, because
+//! upstream pgmoneta's streaming reader stops at the end of the first frame of a file's last
+//! chunk. An input of up to [`ONE_SHOT_LIMIT`] bytes (a 16 MB WAL segment, most relation files)
+//! is held and compressed with zstd's one-shot call, which is faster than its streaming API
+//! (docs/benchmarks.md), and its frame declares its content size. A longer input goes through
+//! the streaming compressor, still as one frame (of undeclared size); there `workers` above zero
+//! are zstd's own worker threads, which compress parts of the one frame in parallel (on 16 MB or
+//! less they were slower than the calling thread alone).
 //!
-//! Reading: a frame that declares its content size (as every frame written here does) of at most
-//! [`MAX_FRAME_OUTPUT`] bytes is collected whole, block by block, and decompressed in one call.
-//! Anything else, such as the single frame of unknown size the `zstd` tool writes when it
-//! compresses a pipe, is read with zstd's streaming decoder from that point on.
+//! Reading: a frame that declares its content size of at most [`MAX_FRAME_OUTPUT`] bytes is
+//! collected whole, block by block, and decompressed in one call. Anything else, such as a large
+//! frame of undeclared size or the frame the `zstd` tool writes when it compresses a pipe, is
+//! read with zstd's streaming decoder from that point on. Files of several frames (repositories
+//! written before every file became one frame) read the same.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-/// Input bytes per frame.
-pub const FRAME_SIZE: usize = 4 << 20;
+use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+use zstd::zstd_safe::CParameter;
+
+/// Largest input compressed with one call; a longer one streams.
+pub const ONE_SHOT_LIMIT: usize = 16 << 20;
 /// Largest declared content size decoded in one call; larger frames stream.
 pub const MAX_FRAME_OUTPUT: u64 = 64 << 20;
 /// Largest compressed frame collected in memory.
 const MAX_FRAME_INPUT: usize = 80 << 20;
 const ZSTD_MAGIC: u32 = 0xFD2F_B528;
+/// Compressed bytes gathered before they are written on.
+const OUT_CHUNK: usize = 1 << 20;
 
 fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
 /// A one-shot compressor for `level` whose frames carry their content size and a checksum of it
-/// (XXH64: a flipped bit is an error on reading, not silently different data).
-pub(crate) fn compressor(level: i32) -> io::Result<zstd::bulk::Compressor<'static>> {
+/// (XXH64: a flipped bit is an error on reading, not silently different data), on `workers`
+/// zstd threads when above zero.
+pub(crate) fn compressor(level: i32, workers: u32) -> io::Result<zstd::bulk::Compressor<'static>> {
     let mut c = zstd::bulk::Compressor::new(level)?;
-    c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+    c.set_parameter(CParameter::ChecksumFlag(true))?;
+    if workers > 0 {
+        c.set_parameter(CParameter::NbWorkers(workers))?;
+    }
     Ok(c)
 }
 
-/// Compresses whole frames of [`FRAME_SIZE`] bytes, on `workers` threads when asked.
-pub(crate) struct FramedEncoder<W: Write> {
-    inner: W,
-    level: i32,
-    workers: usize,
-    compressor: zstd::bulk::Compressor<'static>,
-    /// The frame being filled.
-    current: Vec<u8>,
-    /// Full frames waiting for the worker threads.
-    pending: Vec<Vec<u8>>,
-    /// Frame buffers to reuse.
-    spare: Vec<Vec<u8>>,
+/// What one thread keeps between files for the one-shot path: the input and output buffers
+/// (their pages stay mapped, so a 16 MB segment is not a fresh allocation every time) and the
+/// compression context of the last level and worker count.
+#[derive(Default)]
+struct Spare {
+    held: Vec<u8>,
     out: Vec<u8>,
-    frames_written: u64,
+    compressor: Option<(i32, u32, zstd::bulk::Compressor<'static>)>,
+    /// The streaming context of the last level and worker count, ready for a new frame.
+    stream: Option<(i32, u32, zstd::stream::raw::Encoder<'static>)>,
 }
 
-impl<W: Write> FramedEncoder<W> {
-    pub(crate) fn new(inner: W, level: i32, workers: u32) -> io::Result<FramedEncoder<W>> {
-        Ok(FramedEncoder {
-            inner,
-            level,
-            workers: workers as usize,
-            compressor: compressor(level)?,
-            current: Vec::new(),
-            pending: Vec::new(),
-            spare: Vec::new(),
-            out: Vec::new(),
-            frames_written: 0,
-        })
+thread_local! {
+    static SPARE: std::cell::RefCell<Spare> = std::cell::RefCell::new(Spare::default());
+}
+
+/// Writes everything it is given as one zstd frame.
+pub(crate) struct FrameEncoder<W: Write> {
+    inner: W,
+    level: i32,
+    workers: u32,
+    /// The input so far, while it fits in [`ONE_SHOT_LIMIT`].
+    held: Vec<u8>,
+    /// Once the input outgrew [`ONE_SHOT_LIMIT`]: zstd's streaming compressor.
+    stream: Option<zstd::stream::raw::Encoder<'static>>,
+    out: Vec<u8>,
+}
+
+impl<W: Write> FrameEncoder<W> {
+    pub(crate) fn new(inner: W, level: i32, workers: u32) -> io::Result<FrameEncoder<W>> {
+        let held = SPARE.with(|s| std::mem::take(&mut s.borrow_mut().held));
+        Ok(FrameEncoder { inner, level, workers, held, stream: None, out: Vec::new() })
     }
 
-    /// Compresses one frame on this thread and writes it.
-    fn write_frame(&mut self, input: &[u8]) -> io::Result<()> {
-        self.out.clear();
-        self.out.reserve(zstd::zstd_safe::compress_bound(input.len()));
-        self.compressor.compress_to_buffer(input, &mut self.out)?;
-        self.inner.write_all(&self.out)?;
-        self.frames_written += 1;
-        Ok(())
-    }
-
-    /// Compresses the pending frames on one thread each and writes them in order.
-    fn drain_parallel(&mut self) -> io::Result<()> {
-        let level = self.level;
-        let frames = std::mem::take(&mut self.pending);
-        let results: Vec<io::Result<Vec<u8>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = frames.iter().map(|f| s.spawn(move || compressor(level)?.compress(f))).collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("zstd worker panicked"))))
-                .collect()
-        });
-        for mut f in frames {
-            f.clear();
-            self.spare.push(f);
-        }
-        for r in results {
-            self.inner.write_all(&r?)?;
-            self.frames_written += 1;
-        }
-        Ok(())
-    }
-
-    /// Hands the full current frame on: compressed now, or queued for the workers.
-    fn frame_full(&mut self) -> io::Result<()> {
-        if self.workers > 1 {
-            let next = self.spare.pop().unwrap_or_default();
-            self.pending.push(std::mem::replace(&mut self.current, next));
-            if self.pending.len() >= self.workers {
-                self.drain_parallel()?;
+    /// Switches to the streaming compressor and hands it what was held.
+    fn start_stream(&mut self) -> io::Result<()> {
+        let (level, workers) = (self.level, self.workers);
+        let cached = SPARE.with(|s| s.borrow_mut().stream.take());
+        let e = match cached {
+            Some((l, w, e)) if (l, w) == (level, workers) => e,
+            _ => {
+                let mut e = zstd::stream::raw::Encoder::new(level)?;
+                e.set_parameter(CParameter::ChecksumFlag(true))?;
+                if workers > 0 {
+                    e.set_parameter(CParameter::NbWorkers(workers))?;
+                }
+                e
             }
-        } else {
-            let frame = std::mem::take(&mut self.current);
-            let result = self.write_frame(&frame);
-            self.current = frame;
-            self.current.clear();
-            result?;
+        };
+        self.stream = Some(e);
+        self.out = Vec::with_capacity(OUT_CHUNK);
+        let mut held = std::mem::take(&mut self.held);
+        let result = self.feed(&held);
+        held.clear();
+        SPARE.with(|s| s.borrow_mut().held = held);
+        result
+    }
+
+    /// Writes the compressed bytes gathered so far.
+    fn write_out(&mut self) -> io::Result<()> {
+        self.inner.write_all(&self.out)?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Passes `input` to the streaming compressor.
+    fn feed(&mut self, input: &[u8]) -> io::Result<()> {
+        let mut input = InBuffer::around(input);
+        while input.pos < input.src.len() {
+            let e = self.stream.as_mut().expect("streaming");
+            // After what is gathered already: `around` alone would write over it.
+            let at = self.out.len();
+            let mut output = OutBuffer::around_pos(&mut self.out, at);
+            e.run(&mut input, &mut output)?;
+            if self.out.len() == self.out.capacity() {
+                self.write_out()?;
+            }
         }
         Ok(())
     }
 
     pub(crate) fn finish(mut self) -> io::Result<W> {
-        if !self.pending.is_empty() {
-            self.drain_parallel()?;
-        }
-        // Empty input still becomes one (empty) frame: a valid zstd file.
-        if !self.current.is_empty() || self.frames_written == 0 {
-            let frame = std::mem::take(&mut self.current);
-            self.write_frame(&frame)?;
+        match self.stream.as_mut() {
+            None => {
+                // Even empty input becomes one (empty) frame: a valid zstd file. On this thread:
+                // zstd's worker threads make 16 MB or less slower, not faster (docs/benchmarks.md).
+                let (level, workers) = (self.level, 0);
+                let (cached, out) = SPARE.with(|s| {
+                    let mut s = s.borrow_mut();
+                    (s.compressor.take(), std::mem::take(&mut s.out))
+                });
+                let mut c = match cached {
+                    Some((l, w, c)) if (l, w) == (level, workers) => c,
+                    _ => compressor(level, workers)?,
+                };
+                let mut out = out;
+                out.clear();
+                out.reserve(zstd::zstd_safe::compress_bound(self.held.len()));
+                let result = c.compress_to_buffer(&self.held, &mut out).and_then(|_| self.inner.write_all(&out));
+                out.clear();
+                self.held.clear();
+                SPARE.with(|s| {
+                    let mut s = s.borrow_mut();
+                    s.held = std::mem::take(&mut self.held);
+                    s.out = out;
+                    s.compressor = Some((level, workers, c));
+                });
+                result?;
+            }
+            Some(_) => {
+                loop {
+                    let e = self.stream.as_mut().expect("streaming");
+                    let at = self.out.len();
+                    let mut output = OutBuffer::around_pos(&mut self.out, at);
+                    let remaining = e.finish(&mut output, true)?;
+                    self.write_out()?;
+                    if remaining == 0 {
+                        break;
+                    }
+                }
+                // The context is kept for the thread's next long file.
+                if let Some(mut e) = self.stream.take() {
+                    if e.reinit().is_ok() {
+                        let (level, workers) = (self.level, self.workers);
+                        SPARE.with(|s| s.borrow_mut().stream = Some((level, workers, e)));
+                    }
+                }
+            }
         }
         Ok(self.inner)
     }
 }
 
-impl<W: Write> Write for FramedEncoder<W> {
+impl<W: Write> Write for FrameEncoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.current.is_empty() && buf.len() >= FRAME_SIZE && self.workers <= 1 {
-            // A whole frame in the caller's buffer: compress it from there.
-            self.write_frame(&buf[..FRAME_SIZE])?;
-            return Ok(FRAME_SIZE);
+        if self.stream.is_none() {
+            if self.held.len() + buf.len() <= ONE_SHOT_LIMIT {
+                self.held.extend_from_slice(buf);
+                return Ok(buf.len());
+            }
+            self.start_stream()?;
         }
-        if self.current.capacity() < FRAME_SIZE {
-            self.current.reserve_exact(FRAME_SIZE - self.current.len());
-        }
-        let take = (FRAME_SIZE - self.current.len()).min(buf.len());
-        self.current.extend_from_slice(&buf[..take]);
-        if self.current.len() == FRAME_SIZE {
-            self.frame_full()?;
-        }
-        Ok(take)
+        self.feed(buf)?;
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {

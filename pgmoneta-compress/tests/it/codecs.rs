@@ -252,9 +252,14 @@ fn through_bufreader(algorithm: Algorithm, packed: &[u8]) -> Decoder<std::io::Bu
 #[test]
 fn every_read_path_agrees_and_detects_truncation() {
     let mut data = corpus("pg15/data/pgbench_accounts");
-    data.truncate(9 << 20); // three zstd frames, the last one short
-    for algorithm in Algorithm::COMPRESSING {
-        let packed = compress(algorithm, algorithm.fastest_level(), &data).unwrap();
+    data.truncate(9 << 20);
+    // zstd twice: one frame as written now, and frames of 4 MB as older repositories hold.
+    let zstd_frames = || data.chunks(4 << 20).flat_map(|c| compress(Algorithm::Zstd, 1, c).unwrap()).collect();
+    let inputs = Algorithm::COMPRESSING
+        .into_iter()
+        .map(|a| (a, compress(a, a.fastest_level(), &data).unwrap()))
+        .chain([(Algorithm::Zstd, zstd_frames())]);
+    for (algorithm, packed) in inputs {
         for read_size in [100usize, 64 << 10, 5 << 20] {
             assert!(stream_decompress(algorithm, &packed, read_size) == data, "{algorithm} reads of {read_size}");
         }
@@ -281,6 +286,34 @@ fn every_read_path_agrees_and_detects_truncation() {
                 matches!(r, Err(pgmoneta_compress::CopyError::Decode(_))),
                 "{algorithm} copy_to of a stream cut at {cut}: {r:?}"
             );
+        }
+    }
+}
+
+/// Every zstd file is one frame, whatever its size, level and worker threads, so that a reader
+/// that stops at the end of the first frame (upstream pgmoneta's) still gets all of it. Up to
+/// 16 MB (a WAL segment) the frame declares its content size.
+#[test]
+fn zstd_writes_one_frame_whatever_the_size() {
+    let mut base = corpus("pg15/data/pgbench_accounts");
+    base.extend(wal_segment(0));
+    let big: Vec<u8> = base.iter().copied().cycle().take(40 << 20).collect();
+    for len in [0usize, 1000, 16 << 20, (16 << 20) + 1, 40 << 20] {
+        let data = &big[..len];
+        for workers in [0u32, 1, 2] {
+            for chunk in [8192usize, 5 << 20] {
+                let packed = stream_compress(Algorithm::Zstd, EncoderOptions { level: 3, workers }, data, chunk);
+                let what = format!("{len} bytes, {workers} workers, writes of {chunk}");
+                assert_eq!(zstd::zstd_safe::find_frame_compressed_size(&packed), Ok(packed.len()), "{what}");
+                let declared = zstd::zstd_safe::get_frame_content_size(&packed).unwrap();
+                if len <= 16 << 20 {
+                    assert_eq!(declared, Some(len as u64), "{what}");
+                }
+                let mut first = Vec::new();
+                zstd::stream::read::Decoder::new(&packed[..]).unwrap().single_frame().read_to_end(&mut first).unwrap();
+                assert!(first == data, "{what}: the first frame does not hold everything");
+                assert!(decompress(Algorithm::Zstd, &packed, LIMIT).unwrap() == data, "{what}");
+            }
         }
     }
 }

@@ -375,3 +375,60 @@ fn tablespaces_are_backed_up_and_restored() {
         restored.query_scalar("SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'fast'").unwrap();
     assert!(location_seen.contains(&format!("primary-{}-tblspc_fast", info.label)), "{location_seen}");
 }
+
+/// Every `.zstd` file of a backup, its WAL and a relation longer than 16 MB included, is one
+/// frame that holds all of the file: decoding only the first frame, as upstream pgmoneta's
+/// reader does, gives what decoding the whole file gives.
+#[test]
+fn every_zstd_file_of_a_backup_is_one_frame() {
+    use std::io::Read;
+    let cluster = Cluster::builder().start().unwrap();
+    cluster
+        .execute(
+            "CREATE TABLE big AS SELECT g, md5(g::text) || md5((g + 1)::text) AS h FROM generate_series(1, 300000) g",
+        )
+        .unwrap();
+    cluster.execute("CHECKPOINT").unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::new(repo.path()));
+    let mut opts = BackupOptions::new("primary", label(61));
+    opts.compression = Compression::client(Algorithm::Zstd);
+    let info = backup(&cluster, store.clone(), &opts);
+    let mut dirs = vec![repo.path().join(format!("primary/backup/{}", info.label))];
+    let (mut files, mut long, mut wal) = (0, 0, 0);
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() && !path.is_symlink() {
+                dirs.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "zstd") {
+                continue;
+            }
+            let packed = std::fs::read(&path).unwrap();
+            assert_eq!(
+                zstd::zstd_safe::find_frame_compressed_size(&packed),
+                Ok(packed.len()),
+                "{} is not one zstd frame",
+                path.display()
+            );
+            let mut first = Vec::new();
+            zstd::stream::read::Decoder::new(&packed[..]).unwrap().single_frame().read_to_end(&mut first).unwrap();
+            let whole = pgmoneta_compress::decompress(Algorithm::Zstd, &packed, 1 << 30).unwrap();
+            assert!(
+                first == whole,
+                "{}: the first frame holds {} of {} bytes",
+                path.display(),
+                first.len(),
+                whole.len()
+            );
+            files += 1;
+            long += usize::from(whole.len() > 16 << 20);
+            wal += usize::from(path.to_string_lossy().contains("pg_wal/"));
+        }
+    }
+    assert!(files > 500, "only {files} .zstd files");
+    assert!(long >= 1, "no file longer than 16 MB: the table is too small to test the streamed frame");
+    assert!(wal >= 1, "no WAL segment in the backup");
+}
