@@ -373,10 +373,15 @@ fn run_backup(
         let _ = conn.close();
         info
     };
-    for dir in &server.hot_standby.0 {
-        let mut hs = HotStandbyOptions::new(name, PathBuf::from(dir).join(name));
+    for (i, dir) in server.hot_standby.0.iter().enumerate() {
+        // The copy is <hot_standby>/<server>, with this standby's tablespace map and overrides.
+        let mut hs = HotStandbyOptions::new(name, dir);
         hs.master_key = shared.master_key.clone();
         hs.workers = options.workers;
+        if let Some(maps) = server.hot_standby_tablespaces.0.get(i) {
+            hs.tablespace_map = maps.iter().map(|(from, to)| (from.clone(), PathBuf::from(to))).collect();
+        }
+        hs.overrides = server.hot_standby_overrides.0.get(i).filter(|o| !o.is_empty()).map(PathBuf::from);
         if let Err(e) = pgmoneta_storage::export::update_hot_standby(shared.store(), &hs) {
             log::error!("server [{name}]: hot standby {dir}: {e}");
         }

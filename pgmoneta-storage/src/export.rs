@@ -151,6 +151,10 @@ pub struct HotStandbyOptions {
     pub master_key: Option<std::sync::Arc<MasterKey>>,
     /// Worker threads.
     pub workers: usize,
+    /// `hot_standby_overrides`: a directory whose files are copied over the copy after every
+    /// update (`standby.signal`, a `postgresql.auto.conf` for the standby...). A directory that
+    /// does not exist is no overrides, as upstream treats it.
+    pub overrides: Option<PathBuf>,
 }
 
 impl HotStandbyOptions {
@@ -162,6 +166,7 @@ impl HotStandbyOptions {
             tablespace_map: BTreeMap::new(),
             master_key: None,
             workers: 1,
+            overrides: None,
         }
     }
 }
@@ -201,8 +206,36 @@ pub fn update_hot_standby(store: &dyn Store, options: &HotStandbyOptions) -> Res
             report.files
         }
     };
+    let overridden = match options.overrides.as_deref().filter(|o| o.is_dir()) {
+        Some(dir) => copy_overrides(dir, &dest)?,
+        None => 0,
+    };
     fsio::write_file(&marker, newest.label.as_bytes())?;
-    Ok(written)
+    Ok(written + overridden)
+}
+
+/// Copies every file under `from` to the same relative path under `to`, replacing what is
+/// there (each file through a temporary name); returns the number of files copied.
+fn copy_overrides(from: &Path, to: &Path) -> Result<usize> {
+    let mut copied = 0;
+    let mut dirs = vec![PathBuf::new()];
+    while let Some(rel) = dirs.pop() {
+        let src_dir = from.join(&rel);
+        fsio::create_dir_all(&to.join(&rel))?;
+        for entry in fs::read_dir(&src_dir).map_err(StorageError::io("reading", &src_dir))? {
+            let entry = entry.map_err(StorageError::io("reading", &src_dir))?;
+            let name = rel.join(entry.file_name());
+            let kind = entry.file_type().map_err(StorageError::io("reading", &entry.path()))?;
+            if kind.is_dir() {
+                dirs.push(name);
+            } else {
+                let data = fs::read(entry.path()).map_err(StorageError::io("reading", &entry.path()))?;
+                fsio::write_file(&to.join(&name), &data)?;
+                copied += 1;
+            }
+        }
+    }
+    Ok(copied)
 }
 
 /// Moves the restored tablespaces to their hot standby locations and points the links there.

@@ -5,6 +5,7 @@ mod crash;
 mod cuts;
 mod faults;
 mod frames;
+mod hot_standby;
 mod incremental;
 mod metrics;
 mod remote;
