@@ -1036,14 +1036,9 @@ fn conf_set(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         return Err(fail(ec::CONF_SET_NOCONFIG_KEY_OR_VALUE, "conf set: ConfigKey and ConfigValue are required"));
     };
     let current = shared.config();
-    let old = current.get(&key).map_err(|e| {
-        let code = if e.starts_with("no server") {
-            ec::CONF_SET_UNKNOWN_SERVER
-        } else {
-            ec::CONF_SET_UNKNOWN_CONFIGURATION_KEY
-        };
-        fail(code, format!("conf set {key}: {e}"))
-    })?;
+    // An unknown key or server is 2707 like any other refusal, as upstream answers (2704 and
+    // 2705 are declared there but never sent); the message says which it was.
+    let old = current.get(&key).map_err(|e| fail(ec::CONF_SET_ERROR, format!("conf set {key}: {e}")))?;
     let mut next = (*current).clone();
     next.set(&key, &value).map_err(|e| fail(ec::CONF_SET_ERROR, format!("conf set {key}: {e}")))?;
     let problems: Vec<String> = next

@@ -128,3 +128,25 @@ fn walfilter_without_arguments_prints_its_usage() {
         assert!(err.contains(needle), "{needle} missing from {err}");
     }
 }
+
+/// The command line as upstream's: no arguments prints the usage and succeeds; a missing YAML
+/// file, an unknown option or a missing configuration file fail with a reason.
+#[test]
+fn the_command_line_answers_as_upstream_does() {
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_pgmoneta-walfilter")).args(args).output().unwrap();
+    let bare = run(&[]);
+    assert!(bare.status.success(), "{bare:?}");
+    assert!(String::from_utf8_lossy(&bare.stdout).contains("Usage:"), "{bare:?}");
+    let version = run(&["-V"]);
+    assert!(version.status.success() && String::from_utf8_lossy(&version.stdout).starts_with("pgmoneta-walfilter "));
+    for (args, says) in [
+        (&["-q"][..], "missing <yaml_config_file>"),
+        (&["--bogus", "x.yaml"][..], "unknown option --bogus"),
+        (&["/nonexistent/w.yaml"][..], "/nonexistent/w.yaml"),
+        (&["w.yaml", "-c", "/nonexistent/pgmoneta.conf"][..], "/nonexistent/pgmoneta.conf"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{args:?}: {out:?}");
+    }
+}
