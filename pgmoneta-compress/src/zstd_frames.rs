@@ -35,27 +35,41 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 }
 
 /// A one-shot compressor for `level` whose frames carry their content size and a checksum of it
-/// (XXH64: a flipped bit is an error on reading, not silently different data), on `workers`
-/// zstd threads when above zero.
-pub(crate) fn compressor(level: i32, workers: u32) -> io::Result<zstd::bulk::Compressor<'static>> {
+/// (XXH64: a flipped bit is an error on reading, not silently different data).
+fn compressor(level: i32) -> io::Result<zstd::bulk::Compressor<'static>> {
     let mut c = zstd::bulk::Compressor::new(level)?;
     c.set_parameter(CParameter::ChecksumFlag(true))?;
-    if workers > 0 {
-        c.set_parameter(CParameter::NbWorkers(workers))?;
-    }
     Ok(c)
 }
 
-/// What one thread keeps between files for the one-shot path: the input and output buffers
+/// A streaming compressor for `level` with the same checksum, on `workers` zstd threads when
+/// above zero.
+fn stream_compressor(level: i32, workers: u32) -> io::Result<zstd::stream::raw::Encoder<'static>> {
+    let mut e = zstd::stream::raw::Encoder::new(level)?;
+    e.set_parameter(CParameter::ChecksumFlag(true))?;
+    if workers > 0 {
+        e.set_parameter(CParameter::NbWorkers(workers))?;
+    }
+    Ok(e)
+}
+
+/// The thread's cached context when it was made for `key`, else a new one.
+fn reuse<K: PartialEq, T>(cached: Option<(K, T)>, key: K, make: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    match cached {
+        Some((k, t)) if k == key => Ok(t),
+        _ => make(),
+    }
+}
+
+/// What one thread keeps between files: the input and output buffers of the one-shot path
 /// (their pages stay mapped, so a 16 MB segment is not a fresh allocation every time) and the
-/// compression context of the last level and worker count.
+/// compression contexts last used, by level (and worker count for streaming).
 #[derive(Default)]
 struct Spare {
     held: Vec<u8>,
     out: Vec<u8>,
-    compressor: Option<(i32, u32, zstd::bulk::Compressor<'static>)>,
-    /// The streaming context of the last level and worker count, ready for a new frame.
-    stream: Option<(i32, u32, zstd::stream::raw::Encoder<'static>)>,
+    compressor: Option<(i32, zstd::bulk::Compressor<'static>)>,
+    stream: Option<((i32, u32), zstd::stream::raw::Encoder<'static>)>,
 }
 
 thread_local! {
@@ -82,20 +96,9 @@ impl<W: Write> FrameEncoder<W> {
 
     /// Switches to the streaming compressor and hands it what was held.
     fn start_stream(&mut self) -> io::Result<()> {
-        let (level, workers) = (self.level, self.workers);
+        let key = (self.level, self.workers);
         let cached = SPARE.with(|s| s.borrow_mut().stream.take());
-        let e = match cached {
-            Some((l, w, e)) if (l, w) == (level, workers) => e,
-            _ => {
-                let mut e = zstd::stream::raw::Encoder::new(level)?;
-                e.set_parameter(CParameter::ChecksumFlag(true))?;
-                if workers > 0 {
-                    e.set_parameter(CParameter::NbWorkers(workers))?;
-                }
-                e
-            }
-        };
-        self.stream = Some(e);
+        self.stream = Some(reuse(cached, key, || stream_compressor(key.0, key.1))?);
         self.out = Vec::with_capacity(OUT_CHUNK);
         let mut held = std::mem::take(&mut self.held);
         let result = self.feed(&held);
@@ -132,26 +135,21 @@ impl<W: Write> FrameEncoder<W> {
             None => {
                 // Even empty input becomes one (empty) frame: a valid zstd file. On this thread:
                 // zstd's worker threads make 16 MB or less slower, not faster (docs/benchmarks.md).
-                let (level, workers) = (self.level, 0);
-                let (cached, out) = SPARE.with(|s| {
+                let level = self.level;
+                let (cached, mut out) = SPARE.with(|s| {
                     let mut s = s.borrow_mut();
                     (s.compressor.take(), std::mem::take(&mut s.out))
                 });
-                let mut c = match cached {
-                    Some((l, w, c)) if (l, w) == (level, workers) => c,
-                    _ => compressor(level, workers)?,
-                };
-                let mut out = out;
+                let mut c = reuse(cached, level, || compressor(level))?;
                 out.clear();
                 out.reserve(zstd::zstd_safe::compress_bound(self.held.len()));
                 let result = c.compress_to_buffer(&self.held, &mut out).and_then(|_| self.inner.write_all(&out));
                 out.clear();
                 self.held.clear();
+                let held = std::mem::take(&mut self.held);
                 SPARE.with(|s| {
                     let mut s = s.borrow_mut();
-                    s.held = std::mem::take(&mut self.held);
-                    s.out = out;
-                    s.compressor = Some((level, workers, c));
+                    (s.held, s.out, s.compressor) = (held, out, Some((level, c)));
                 });
                 result?;
             }
@@ -169,8 +167,8 @@ impl<W: Write> FrameEncoder<W> {
                 // The context is kept for the thread's next long file.
                 if let Some(mut e) = self.stream.take() {
                     if e.reinit().is_ok() {
-                        let (level, workers) = (self.level, self.workers);
-                        SPARE.with(|s| s.borrow_mut().stream = Some((level, workers, e)));
+                        let key = (self.level, self.workers);
+                        SPARE.with(|s| s.borrow_mut().stream = Some((key, e)));
                     }
                 }
             }
