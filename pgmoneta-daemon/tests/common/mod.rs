@@ -283,6 +283,15 @@ impl Daemon {
         }
     }
 
+    /// Waits up to a minute for `ok`, failing with `what` and the daemon's log.
+    pub fn wait_for(&self, what: &str, mut ok: impl FnMut() -> bool) {
+        let until = Instant::now() + Duration::from_secs(60);
+        while !ok() {
+            assert!(Instant::now() < until, "{what} did not happen:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Appends lines to pgmoneta.conf's `[pgmoneta]` section (before the server section).
     pub fn edit_main(&self, from: &str, to: &str) {
         let text = std::fs::read_to_string(&self.conf).unwrap();

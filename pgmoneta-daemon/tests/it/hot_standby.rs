@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use pgmoneta_testkit::Cluster;
 
@@ -14,14 +13,6 @@ fn postgres_dir(path: &Path) {
     std::fs::create_dir_all(path).unwrap();
     if nix::unistd::geteuid().is_root() {
         assert!(Command::new("chown").arg("-R").arg("postgres:postgres").arg(path).status().unwrap().success());
-    }
-}
-
-fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let until = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < until, "{what} did not happen within {within:?}");
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -102,8 +93,6 @@ fn a_hot_standby_is_where_upstream_puts_it_and_runs_as_a_standby() {
     assert_eq!(standby.query_scalar("SELECT pg_is_in_recovery()").unwrap(), "t");
     assert_eq!(standby.query_scalar("SELECT count(*) FROM t").unwrap(), "12000");
     source.execute("INSERT INTO t SELECT g FROM generate_series(12001, 12500) g").unwrap();
-    wait_for("streaming to the standby", Duration::from_secs(60), || {
-        standby.query_scalar("SELECT count(*) FROM t").unwrap() == "12500"
-    });
+    d.wait_for("streaming to the standby", || standby.query_scalar("SELECT count(*) FROM t").unwrap() == "12500");
     drop(standby);
 }

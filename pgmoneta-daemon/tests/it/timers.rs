@@ -1,17 +1,7 @@
 //! The timers: retention deletes what the policy no longer keeps, background verification
 //! finds damage, both without being asked.
 
-use std::time::{Duration, Instant};
-
 use crate::{cluster, Daemon};
-
-fn wait_for(d: &Daemon, what: &str, mut ok: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(60);
-    while !ok() {
-        assert!(Instant::now() < until, "{what} did not happen:\n{}", d.log_text());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 #[test]
 fn retention_and_verification_run_on_their_timers() {
@@ -33,9 +23,9 @@ fn retention_and_verification_run_on_their_timers() {
     std::fs::rename(&staging, backups.join("20200101000000")).unwrap();
 
     // Retention (1 day) deletes the old one, keeps today's.
-    wait_for(&d, "retention", || !backups.join("20200101000000").exists());
+    d.wait_for("retention", || !backups.join("20200101000000").exists());
     // The directory goes before the line is logged: wait for the line too.
-    wait_for(&d, "the retention log line", || d.log_text().contains("retention deleted backup 20200101000000"));
+    d.wait_for("the retention log line", || d.log_text().contains("retention deleted backup 20200101000000"));
     assert!(backups.join(&label).join("backup.info").exists());
 
     // Damage to a stored file of today's backup is found by the verification timer.
@@ -49,6 +39,6 @@ fn retention_and_verification_run_on_their_timers() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xFF;
     std::fs::write(&victim, bytes).unwrap();
-    wait_for(&d, "background verification", || d.log_text().contains("failed verification"));
+    d.wait_for("background verification", || d.log_text().contains("failed verification"));
     assert!(d.log_text().contains(&format!("backup {label}: global/1260")), "{}", d.log_text());
 }
