@@ -16,8 +16,10 @@ use std::time::Instant;
 use pgmoneta_compress::{Algorithm, Compression};
 use pgmoneta_core::{BackupLabel, CivilDateTime, PgVersion};
 use pgmoneta_storage::backup::{take_backup, BackupOptions};
-use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
+use pgmoneta_storage::catalog::{list_backups, BackupSelector};
+use pgmoneta_storage::restore::{restore, RestoreOptions};
 use pgmoneta_storage::store::LocalStore;
+use pgmoneta_storage::verify::verify;
 use pgmoneta_testkit::Cluster;
 use pgmoneta_wire::{ConnectOptions, PgConnection, ReplicationMode, SslMode};
 

@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use pgmoneta_core::{Lsn, WalFileKind, WalSegmentSize};
 use pgmoneta_crypto::{Cipher, MasterKey, MasterKeyFile};
-use pgmoneta_storage::restore::{decode_stored, stored_form};
+use pgmoneta_storage::stored::{decode_stored, stored_form};
 use pgmoneta_storage::tar::TarParser;
 use pgmoneta_wire::wal::{
     desc, map_closed_file, waldump_line_into, DecodedRecord, WalDecoder, FORK_NAMES, XLOG_BLCKSZ,

@@ -11,14 +11,15 @@ use pgmoneta_core::config::Config;
 use pgmoneta_core::{BackupLabel, Clock, Lsn};
 use pgmoneta_crypto::Cipher;
 use pgmoneta_storage::backup::{take_backup, BackupOptions, BackupProgress};
+use pgmoneta_storage::catalog::{list_backups, load_info, BackupSelector, Catalog};
 use pgmoneta_storage::export::{archive, ArchiveOptions, HotStandbyOptions};
 use pgmoneta_storage::info::{BackupInfo, BackupType};
 use pgmoneta_storage::ops::{self, Annotation, DeleteOptions};
-use pgmoneta_storage::restore::{
-    list_backups, restore, select_backup, verify, BackupSelector, FileVerification, RecoveryTarget, RestoreOptions,
-};
+use pgmoneta_storage::restore::{restore, RestoreOptions};
 use pgmoneta_storage::sqlbackup::{self, SqlBackupOptions};
 use pgmoneta_storage::store::Store;
+use pgmoneta_storage::target::RecoveryTarget;
+use pgmoneta_storage::verify::{verify, FileVerification};
 use pgmoneta_storage::{layout, StorageError};
 use pgmoneta_wire::management::{error_code as ec, Command, Document, Outcome};
 use serde_json::{json, Map, Value};
@@ -153,15 +154,12 @@ fn server_state<'a>(
     }
 }
 
-/// Resolves `oldest`, `newest`/`latest` or a label to an existing backup.
-fn resolve(shared: &Shared, server: &str, id: &str) -> Result<BackupInfo, String> {
-    let backups = list_backups(shared.store(), server).map_err(|e| e.to_string())?;
-    let found = match BackupSelector::parse(id) {
-        BackupSelector::Oldest => backups.first().cloned(),
-        BackupSelector::Newest => backups.last().cloned(),
-        BackupSelector::Label(l) => backups.into_iter().find(|b| b.label == l),
-    };
-    found.ok_or_else(|| format!("server [{server}]: no backup {id:?}"))
+/// Resolves `oldest`, `newest`/`latest` (valid or not) or a label to an existing backup, with
+/// the catalog it was found in.
+fn resolve(shared: &Shared, server: &str, id: &str) -> Result<(Catalog, BackupInfo), String> {
+    let catalog = Catalog::load(shared.store(), server).map_err(|e| e.to_string())?;
+    let found = catalog.find_any(&BackupSelector::parse(id)).cloned();
+    found.map(|info| (catalog, info)).ok_or_else(|| format!("server [{server}]: no backup {id:?}"))
 }
 
 fn lsn_halves(lsn: Lsn) -> (u64, u64) {
@@ -245,30 +243,22 @@ fn backup(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let parent = match text(req, "Backup").filter(|p| !p.is_empty() && p != "null") {
         None => None,
         Some(id) => {
-            let backups = list_backups(shared.store(), &name).map_err(|e| fail(ec::BACKUP_ERROR, e.to_string()))?;
-            if !backups.iter().any(|b| b.valid) {
+            let catalog = Catalog::load(shared.store(), &name).map_err(|e| fail(ec::BACKUP_ERROR, e.to_string()))?;
+            if catalog.valid().next().is_none() {
                 return Err(fail_in(
                     ec::BACKUP_NOBACKUPS,
                     "Incremental backup",
                     format!("server [{name}]: no valid backup to build an incremental backup on"),
                 ));
             }
-            let valid: Vec<_> = backups.iter().filter(|b| b.valid).collect();
-            let found = match BackupSelector::parse(&id) {
-                BackupSelector::Oldest => valid.first().copied(),
-                BackupSelector::Newest => valid.last().copied(),
-                BackupSelector::Label(l) => backups.iter().find(|b| b.label == l),
-            };
-            let info = found.ok_or_else(|| {
+            let info = catalog.find(&BackupSelector::parse(&id)).ok_or_else(|| {
                 fail_in(
                     ec::INCREMENTAL_BACKUP_SETUP,
                     "Incremental backup",
                     format!("server [{name}]: no backup {id:?}"),
                 )
             })?;
-            if let Some(child) =
-                backups.iter().find(|b| b.backup_type == BackupType::Incremental && b.parent == info.label)
-            {
+            if let Some(child) = catalog.child_of(&info.label) {
                 return Err(fail_in(
                     ec::BACKUP_ALREADYCHILD,
                     "Incremental backup",
@@ -579,8 +569,10 @@ fn archive_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         return Err(fail(ec::ARCHIVE_SETUP, "archive: no directory given"));
     };
     // The backup archive() will take (valid ones only), chosen once so the reply names it.
-    let backups = list_backups(shared.store(), &name).map_err(|e| fail(ec::ARCHIVE_ERROR, e.to_string()))?;
-    let info = select_backup(&backups, &BackupSelector::parse(&id), &RecoveryTarget::default())
+    let catalog = Catalog::load(shared.store(), &name).map_err(|e| fail(ec::ARCHIVE_ERROR, e.to_string()))?;
+    let info = catalog
+        .select(&BackupSelector::parse(&id), &RecoveryTarget::default())
+        .cloned()
         .map_err(|e| fail(ec::ARCHIVE_NOBACKUP, format!("server [{name}]: {e}")))?;
     let _guard = state
         .lock(Activity::Archive)
@@ -611,13 +603,12 @@ fn delete(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let (name, state) = server_state(shared, req, ec::DELETE_NOSERVER)?;
     let id = text(req, "Backup").unwrap_or_default();
     let force = flag(req, "Force");
-    let info = resolve(shared, &name, &id).map_err(|e| fail_in(ec::DELETE_BACKUP_NOBACKUP, "Delete backup", e))?;
+    let (catalog, info) =
+        resolve(shared, &name, &id).map_err(|e| fail_in(ec::DELETE_BACKUP_NOBACKUP, "Delete backup", e))?;
     let _guard = state
         .lock(Activity::Delete)
         .map_err(|other| fail(ec::DELETE_BACKUP_ACTIVE, format!("server [{name}]: busy with {other:?}")))?;
-    let child = list_backups(shared.store(), &name).ok().and_then(|all| {
-        all.into_iter().find(|b| b.backup_type == BackupType::Incremental && b.parent == info.label).map(|b| b.label)
-    });
+    let child = catalog.child_of(&info.label).map(|b| b.label.clone());
     let has_child = child.is_some();
     // A roll-up rewrites the child from both backups' files: those kept only remotely are
     // fetched first, and the new child goes up again afterwards.
@@ -673,13 +664,13 @@ fn keep(shared: &Arc<Shared>, req: &Map<String, Value>, on: bool) -> Reply {
     let (name, _) = server_state(shared, req, noserver)?;
     let id = text(req, "Backup").unwrap_or_default();
     let cascade = flag(req, "Cascade");
-    let info = resolve(shared, &name, &id).map_err(|e| fail(nobackup, e))?;
+    let (_, info) = resolve(shared, &name, &id).map_err(|e| fail(nobackup, e))?;
     let touched = ops::set_keep(shared.store(), &name, &info.label, on, cascade)
         .map_err(|e| fail(error, format!("server [{name}]: {e}")))?;
     for l in &touched {
         crate::remote::refresh_info(shared, &name, l);
     }
-    let after = ops::load_info(shared.store(), &name, &info.label).map_err(|e| fail(error, e.to_string()))?;
+    let after = load_info(shared.store(), &name, &info.label).map_err(|e| fail(error, e.to_string()))?;
     let mut m = Map::new();
     m.insert("Backups".into(), json!(touched));
     m.insert("Backup".into(), json!(after.label));
@@ -693,14 +684,14 @@ fn keep(shared: &Arc<Shared>, req: &Map<String, Value>, on: bool) -> Reply {
 fn info_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let (name, _) = server_state(shared, req, ec::INFO_NOSERVER)?;
     let id = text(req, "Backup").unwrap_or_default();
-    let info = resolve(shared, &name, &id).map_err(|e| fail(ec::INFO_NOBACKUP, e))?;
+    let (_, info) = resolve(shared, &name, &id).map_err(|e| fail(ec::INFO_NOBACKUP, e))?;
     Ok(info_fields(&info))
 }
 
 fn annotate(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let (name, _) = server_state(shared, req, ec::ANNOTATE_NOSERVER)?;
     let id = text(req, "Backup").unwrap_or_default();
-    let info = resolve(shared, &name, &id).map_err(|e| fail(ec::ANNOTATE_NOBACKUP, e))?;
+    let (_, info) = resolve(shared, &name, &id).map_err(|e| fail(ec::ANNOTATE_NOBACKUP, e))?;
     let key = text(req, "Key").unwrap_or_default();
     let comment = text(req, "Comment").unwrap_or_default();
     let change = match text(req, "Action").unwrap_or_default().as_str() {
@@ -712,8 +703,7 @@ fn annotate(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     ops::annotate(shared.store(), &name, &info.label, &change)
         .map_err(|e| fail(ec::ANNOTATE_FAILED, format!("server [{name}]: annotate {}: {e}", info.label)))?;
     crate::remote::refresh_info(shared, &name, &info.label);
-    let after =
-        ops::load_info(shared.store(), &name, &info.label).map_err(|e| fail(ec::ANNOTATE_ERROR, e.to_string()))?;
+    let after = load_info(shared.store(), &name, &info.label).map_err(|e| fail(ec::ANNOTATE_ERROR, e.to_string()))?;
     Ok(info_fields(&after))
 }
 
@@ -737,7 +727,7 @@ fn verify_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let (name, state) = server_state(shared, req, ec::VERIFY_NOSERVER)?;
     let id = text(req, "Backup").unwrap_or_default();
     let all = text(req, "Files").is_some_and(|f| f == "all");
-    let info = resolve(shared, &name, &id).map_err(|e| fail_in(ec::VERIFY_SETUP, "Verify", e))?;
+    let (_, info) = resolve(shared, &name, &id).map_err(|e| fail_in(ec::VERIFY_SETUP, "Verify", e))?;
     let _guard = state
         .lock(Activity::Verify)
         .map_err(|other| fail(ec::VERIFY_ERROR, format!("server [{name}]: busy with {other:?}")))?;
@@ -757,7 +747,9 @@ fn verify_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
             every.len()
         );
     }
-    let manifest = ops::load_manifest(shared.store(), &name, &info.label).map(|m| m.files).unwrap_or_default();
+    let manifest = pgmoneta_storage::catalog::load_manifest(shared.store(), &name, &info.label)
+        .map(|m| m.files)
+        .unwrap_or_default();
     let directory = text(req, "Directory").unwrap_or_default();
     let restore_dir = format!("{}/{name}-{}", directory.trim_end_matches('/'), info.label);
     let backup_dir = shared.base_dir().join(layout::backup_dir(&name, &info.label)).display().to_string();

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use openssl::ssl::SslAcceptor;
 use pgmoneta_core::{TimelineId, WalSegment, WalSegmentSize};
+use pgmoneta_storage::catalog::list_backups;
 use pgmoneta_storage::info::BackupInfo;
-use pgmoneta_storage::restore::list_backups;
 
 use crate::commands::{dir_size, disk_space, server_usage, SERVER_VERSION};
 use crate::state::{Activity, Shared};

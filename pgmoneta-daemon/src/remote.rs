@@ -156,7 +156,7 @@ pub fn after_backup(
         return Ok(());
     }
     let local = shared.local.as_ref();
-    let mut info = ops::load_info(local, server, label).map_err(|e| e.to_string())?;
+    let mut info = pgmoneta_storage::catalog::load_info(local, server, label).map_err(|e| e.to_string())?;
     for r in &remotes {
         let report = remote::upload_backup(local, r.store.as_ref(), server, label, workers, Some(cancel))
             .map_err(|e| format!("upload to {} storage: {e}", r.engine))?;
@@ -287,7 +287,7 @@ pub fn find_pending(shared: &Shared) {
         if remotes.is_empty() {
             continue;
         }
-        for b in pgmoneta_storage::restore::list_backups(shared.local.as_ref(), &s.name).unwrap_or_default() {
+        for b in pgmoneta_storage::catalog::list_backups(shared.local.as_ref(), &s.name).unwrap_or_default() {
             let label = b.label.to_string();
             if !b.valid || is_remote_only(shared, &s.name, &label) {
                 continue;
@@ -313,7 +313,7 @@ pub fn upload_pending(shared: &Shared) {
             continue;
         };
         let Ok(_guard) = state.lock_background(crate::state::Activity::Upload) else { continue };
-        let still = ops::load_info(shared.local.as_ref(), &server, &label).is_ok_and(|b| b.valid);
+        let still = pgmoneta_storage::catalog::load_info(shared.local.as_ref(), &server, &label).is_ok_and(|b| b.valid);
         if !still || is_remote_only(shared, &server, &label) {
             shared.pending_uploads.lock().remove(&(server, label));
             continue;

@@ -6,9 +6,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use pgmoneta_core::{BackupLabel, Clock, WalSegment, WalSegmentSize};
+use pgmoneta_storage::catalog::{list_backups, Catalog};
 use pgmoneta_storage::ops;
-use pgmoneta_storage::restore::{list_backups, verify_in};
 use pgmoneta_storage::retention::{plan, BackupSummary};
+use pgmoneta_storage::verify::verify_in;
 
 use crate::clock::SystemClock;
 use crate::state::{Activity, ServerState, Shared};
@@ -134,12 +135,12 @@ pub fn run_verification(shared: &Shared, server: &Arc<ServerState>) {
     let name = &server.name;
     let config = shared.config();
     let workers = config.server(name).map_or(1, |s| shared.workers(s));
-    let backups = list_backups(shared.store(), name).unwrap_or_default();
-    for b in &backups {
+    let catalog = Catalog::load(shared.store(), name).unwrap_or_default();
+    for b in catalog.backups() {
         if shared.stopping() {
             return;
         }
-        match verify_in(shared.store(), name, &backups, &b.label, shared.master_key.as_deref(), workers) {
+        match verify_in(shared.store(), &catalog, &b.label, shared.master_key.as_deref(), workers) {
             Ok((failed, _)) if failed.is_empty() => log::debug!("server [{name}]: backup {} verified", b.label),
             Ok((failed, all)) => {
                 for f in &failed {

@@ -23,9 +23,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use pgmoneta_compress::{Algorithm, Compression, Decoder, Encoder, EncoderOptions, Side};
+use pgmoneta_compress::{Algorithm, Compression, Decoder, Side};
 use pgmoneta_core::{BackupLabel, Lsn, PgVersion};
-use pgmoneta_crypto::{Cipher, EncryptWriter, HashAlgorithm, Hasher, HashingWriter, MasterKey};
+use pgmoneta_crypto::{Cipher, HashAlgorithm, Hasher, MasterKey};
 use pgmoneta_wire::replication::{ArchiveInfo, BaseBackupEvent, BaseBackupOptions, ServerCompression};
 use pgmoneta_wire::PgConnection;
 
@@ -33,7 +33,8 @@ use crate::error::{Result, StorageError};
 use crate::info::{BackupInfo, BackupType, TablespaceEntry};
 use crate::layout;
 use crate::manifest::{BackupManifest, ManifestChecksum, PgManifest, Sha512Sums, BACKUP_MANIFEST, BACKUP_SHA512};
-use crate::store::{join, Store, StoreWriter};
+use crate::store::{join, Store};
+use crate::stored::{seal, unseal, unseal_pending, Output};
 use crate::tar::{EntryKind as TarEntryKind, TarEvent, TarParser};
 
 /// Bytes per chunk handed to a worker.
@@ -196,155 +197,6 @@ impl Shared {
         }
         Ok(())
     }
-}
-
-/// The layers a stored file's bytes go through after hashing.
-pub(crate) enum Sealed {
-    /// Stored as received: the stored bytes' SHA-512 is the plain one, computed anyway.
-    Unchanged(Box<dyn StoreWriter>, u64),
-    /// Compressed: the stored bytes are hashed on their way to the file.
-    Plain(HashingWriter<Box<dyn StoreWriter>>),
-    /// Encrypted (and maybe compressed).
-    Aes(EncryptWriter<HashingWriter<Box<dyn StoreWriter>>>),
-}
-
-impl Write for Sealed {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Sealed::Unchanged(w, n) => {
-                let written = w.write(buf)?;
-                *n += written as u64;
-                Ok(written)
-            }
-            Sealed::Plain(w) => w.write(buf),
-            Sealed::Aes(w) => w.write(buf),
-        }
-    }
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Sealed::Unchanged(w, n) => {
-                let written = w.write_vectored(bufs)?;
-                *n += written as u64;
-                Ok(written)
-            }
-            Sealed::Plain(w) => w.write_vectored(bufs),
-            Sealed::Aes(w) => w.write_vectored(bufs),
-        }
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match self {
-            Sealed::Unchanged(w, n) => {
-                w.write_all(buf)?;
-                *n += buf.len() as u64;
-                Ok(())
-            }
-            Sealed::Plain(w) => w.write_all(buf),
-            Sealed::Aes(w) => w.write_all(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Sealed::Unchanged(w, _) => w.flush(),
-            Sealed::Plain(w) => w.flush(),
-            Sealed::Aes(w) => w.flush(),
-        }
-    }
-}
-
-// One per file being written, at most one per worker: the size difference does not matter.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Output {
-    Direct(Sealed),
-    Compressed(Encoder<Sealed>),
-}
-
-impl Write for Output {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Output::Direct(w) => w.write(buf),
-            Output::Compressed(w) => w.write(buf),
-        }
-    }
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Output::Direct(w) => w.write_vectored(bufs),
-            Output::Compressed(w) => w.write_vectored(bufs),
-        }
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match self {
-            Output::Direct(w) => w.write_all(buf),
-            Output::Compressed(w) => w.write_all(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Output::Direct(w) => w.flush(),
-            Output::Compressed(w) => w.flush(),
-        }
-    }
-}
-
-/// The writer of one stored file: compression with `algorithm`, then encryption, then the
-/// SHA-512 of the stored bytes, on their way into `w`.
-///
-/// # Errors
-/// When the codec or cipher cannot be set up.
-pub(crate) fn seal(
-    w: Box<dyn StoreWriter>,
-    algorithm: Algorithm,
-    level: i32,
-    encryption: Option<&(Cipher, Arc<MasterKey>)>,
-    stored: &str,
-) -> Result<Output> {
-    let sealed = match (encryption, algorithm) {
-        (None, Algorithm::None) => Sealed::Unchanged(w, 0),
-        (Some((cipher, key)), _) => {
-            Sealed::Aes(EncryptWriter::new(key, *cipher, HashingWriter::new(w, HashAlgorithm::Sha512))?)
-        }
-        (None, _) => Sealed::Plain(HashingWriter::new(w, HashAlgorithm::Sha512)),
-    };
-    Ok(if algorithm == Algorithm::None {
-        Output::Direct(sealed)
-    } else {
-        let opts = EncoderOptions { level, workers: 0 };
-        Output::Compressed(
-            Encoder::new(algorithm, opts, sealed).map_err(StorageError::io("setting up compression for", stored))?,
-        )
-    })
-}
-
-/// Completes a stored file's layers: returns the writer to commit, the stored size and the
-/// stored bytes' SHA-512 (`plain_sha512` when they are the plain bytes).
-///
-/// # Errors
-/// When compression or encryption cannot complete.
-pub(crate) fn unseal(out: Output, plain_sha512: &str, stored: &str) -> Result<(Box<dyn StoreWriter>, u64, String)> {
-    let (w, n, sha) = unseal_pending(out, stored)?;
-    Ok((w, n, sha.unwrap_or_else(|| plain_sha512.to_owned())))
-}
-
-/// [`unseal`] before the plain bytes' SHA-512 is known: `None` for the stored bytes' SHA-512
-/// when they are the plain bytes.
-fn unseal_pending(out: Output, stored: &str) -> Result<(Box<dyn StoreWriter>, u64, Option<String>)> {
-    let sealed = match out {
-        Output::Direct(s) => s,
-        Output::Compressed(e) => e.finish().map_err(StorageError::io("compressing", stored))?,
-    };
-    Ok(match sealed {
-        Sealed::Unchanged(w, n) => (w, n, None),
-        Sealed::Plain(h) => {
-            let n = h.bytes();
-            let (w, sha) = h.finish_hex();
-            (w, n, Some(sha))
-        }
-        Sealed::Aes(e) => {
-            let h = e.finish()?;
-            let n = h.bytes();
-            let (w, sha) = h.finish_hex();
-            (w, n, Some(sha))
-        }
-    })
 }
 
 /// Largest file held in memory until its end, to be linked rather than written when it is
@@ -1453,10 +1305,9 @@ fn generated_manifest(results: &[FileResult], start: (Lsn, u32), end: (Lsn, u32)
 /// [`StorageError::NotFound`] for no such backup; [`StorageError::Invalid`] for an invalid
 /// one, another major version, or a parent that already has a child.
 pub fn check_parent(store: &dyn Store, server: &str, label: &str, version: PgVersion) -> Result<BackupInfo> {
-    let backups = crate::restore::list_backups(store, server)?;
-    let parent = backups
-        .iter()
-        .find(|b| b.label == label)
+    let catalog = crate::catalog::Catalog::load(store, server)?;
+    let parent = catalog
+        .get(label)
         .ok_or_else(|| StorageError::NotFound(format!("no backup {label} of server {server} to build on")))?;
     if !parent.valid {
         return Err(StorageError::Invalid(format!(
@@ -1470,7 +1321,7 @@ pub fn check_parent(store: &dyn Store, server: &str, label: &str, version: PgVer
             version.major()
         )));
     }
-    if let Some(child) = backups.iter().find(|b| b.backup_type == BackupType::Incremental && b.parent == label) {
+    if let Some(child) = catalog.child_of(label) {
         return Err(StorageError::AlreadyHasChild { parent: label.to_owned(), child: child.label.clone() });
     }
     Ok(parent.clone())

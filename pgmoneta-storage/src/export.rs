@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use pgmoneta_compress::Compression;
 use pgmoneta_crypto::{Cipher, MasterKey, AES_SUFFIX};
 
+use crate::catalog::{load_info, load_manifest, BackupSelector, Catalog};
 use crate::error::{Result, StorageError};
 use crate::fsio;
 use crate::layout;
-use crate::ops::{load_info, load_manifest, NEVER_LINKED};
-use crate::restore::{list_backups, restore, BackupSelector, RestoreOptions};
+use crate::ops::NEVER_LINKED;
+use crate::restore::{restore, RestoreOptions};
 use crate::store::{join, Store};
 use crate::tar::TarWriter;
 
@@ -179,13 +180,14 @@ impl HotStandbyOptions {
 /// # Errors
 /// No valid backup, storage and I/O failures.
 pub fn update_hot_standby(store: &dyn Store, options: &HotStandbyOptions) -> Result<usize> {
-    let backups: Vec<_> = list_backups(store, &options.server)?.into_iter().filter(|b| b.valid).collect();
-    let newest =
-        backups.last().ok_or_else(|| StorageError::NotFound(format!("no valid backup of {}", options.server)))?;
+    let catalog = Catalog::load(store, &options.server)?;
+    let newest = catalog
+        .find(&BackupSelector::Newest)
+        .ok_or_else(|| StorageError::NotFound(format!("no valid backup of {}", options.server)))?;
     let dest = options.directory.join(&options.server);
     let marker = options.directory.join(format!(".{}.label", options.server));
     let previous = fs::read_to_string(&marker).ok().map(|s| s.trim().to_owned());
-    let previous = previous.filter(|p| dest.is_dir() && backups.iter().any(|b| &b.label == p) && p != &newest.label);
+    let previous = previous.filter(|p| dest.is_dir() && catalog.valid().any(|b| &b.label == p) && p != &newest.label);
     // An incremental backup updates the copy in place only when the copy holds its parent.
     let previous =
         previous.filter(|p| newest.backup_type != crate::info::BackupType::Incremental || *p == newest.parent);
@@ -270,7 +272,7 @@ fn incremental_update(
     let (old, new) = (load_manifest(store, &options.server, prev)?, load_manifest(store, &options.server, newest)?);
     let info = load_info(store, &options.server, newest)?;
     // Where each file is stored, from one listing per directory.
-    let files = crate::ops::stored_files(store, &options.server, &info)?;
+    let files = crate::catalog::stored_files(store, &options.server, &info)?;
     let stored_path = |path: &str| {
         files
             .get(path)
@@ -316,7 +318,7 @@ fn incremental_update(
         if e.kind == crate::store::EntryKind::Dir {
             continue;
         }
-        let plain = crate::restore::stored_form(&e.name).0;
+        let plain = crate::stored::stored_form(&e.name).0;
         let target = dest.join("pg_wal").join(plain);
         crate::restore::restore_stored(
             store,

@@ -254,7 +254,7 @@ impl DirectFile {
     }
 
     /// A second handle on the file, to read what was flushed while more is written; the
-    /// reader is then the one to drop the pages from the cache (see [`drop_cached`]).
+    /// reader is then the one to drop the pages from the cache (see `drop_cached`).
     pub fn read_back(&mut self) -> Option<File> {
         self.file.as_ref()?;
         let reader = File::open(&self.path).ok()?;

@@ -27,8 +27,8 @@ use pgmoneta_compress::Decoder;
 use pgmoneta_crypto::{Cipher, DecryptReader, MasterKey};
 
 use crate::error::{Result, StorageError};
-use crate::restore::stored_form;
 use crate::store::Store;
+use crate::stored::stored_form;
 
 /// The magic number that starts an incremental file.
 pub const INCREMENTAL_MAGIC: u32 = 0xd3ae_1f0d;

@@ -5,9 +5,15 @@
 //! restore with recovery targets, incremental combine, verification, deduplicating links,
 //! deletion and retention (planned, then applied), archives and hot standbys, behind a small
 //! storage trait with local and remote back ends.
+//!
+//! Where to start: [`catalog::Catalog`] answers which backups a server has and which one a
+//! label, `oldest`, `newest` or recovery target ([`target::RecoveryTarget`]) means;
+//! [`restore::restore`] and [`verify::verify`] read a backup; [`stored`] is how a single file
+//! is stored (suffixes, compression, encryption) and read back.
 #![deny(missing_docs)]
 
 pub mod backup;
+pub mod catalog;
 mod error;
 pub mod export;
 pub mod fsio;
@@ -23,8 +29,11 @@ pub mod restore;
 pub mod retention;
 pub mod sqlbackup;
 pub mod store;
+pub mod stored;
 pub mod summary;
 pub mod tar;
+pub mod target;
+pub mod verify;
 pub mod wal;
 
 pub use error::{Result, StorageError};

@@ -14,35 +14,19 @@ use std::sync::Arc;
 use pgmoneta_compress::Compression;
 use pgmoneta_crypto::{Cipher, HashAlgorithm, MasterKey};
 
+use crate::catalog::{list_backups, load_info, load_manifest, load_sums, read_text, stored_files, StoredFile};
 use crate::error::{Result, StorageError};
 use crate::info::{BackupInfo, BackupType, BACKUP_INFO};
 use crate::layout;
 use crate::manifest::{BackupManifest, Sha512Sums, BACKUP_MANIFEST, BACKUP_SHA512};
-use crate::restore::{list_backups, stored_form};
 use crate::retention::RetentionPlan;
 use crate::store::{join, EntryKind, Store};
+use crate::stored::stored_form;
 
 /// Files never linked and always copied to a hot standby: they are what a restored cluster is
 /// configured and started from.
 pub(crate) const NEVER_LINKED: [&str; 5] =
     ["global/pg_control", "postgresql.conf", "pg_hba.conf", "backup_label", "tablespace_map"];
-
-/// Reads a backup's `backup.info`.
-///
-/// # Errors
-/// [`StorageError::NotFound`] when there is no such backup.
-pub fn load_info(store: &dyn Store, server: &str, label: &str) -> Result<BackupInfo> {
-    let path = join(&[&layout::backup_dir(server, label), BACKUP_INFO]);
-    if !store.exists(&path) {
-        return Err(StorageError::NotFound(format!("no backup {label} of server {server}")));
-    }
-    BackupInfo::parse(&read_text(store, &path)?, &path)
-}
-
-/// A stored text file.
-pub(crate) fn read_text(store: &dyn Store, path: &str) -> Result<String> {
-    String::from_utf8(store.read(path)?).map_err(|_| StorageError::corrupt(path, "not UTF-8"))
-}
 
 /// Writes a backup's `backup.info` (atomically), then its entry in `backup.sha512`, as
 /// upstream does. A crash between the two leaves a valid backup whose `backup.info` entry is
@@ -62,67 +46,6 @@ pub fn save_info(store: &dyn Store, server: &str, info: &BackupInfo) -> Result<(
         store.write(&join(&[&dir, BACKUP_SHA512]), sums.to_text().as_bytes())?;
     }
     Ok(())
-}
-
-/// A backup's `backup.manifest`.
-///
-/// # Errors
-/// No such file, or one that does not parse.
-pub fn load_manifest(store: &dyn Store, server: &str, label: &str) -> Result<BackupManifest> {
-    let path = join(&[&layout::backup_dir(server, label), BACKUP_MANIFEST]);
-    BackupManifest::parse(&read_text(store, &path)?, &path)
-}
-
-/// A backup's `backup.sha512`, when it has one.
-pub(crate) fn load_sums(store: &dyn Store, server: &str, label: &str) -> Result<Option<Sha512Sums>> {
-    let path = join(&[&layout::backup_dir(server, label), BACKUP_SHA512]);
-    if !store.exists(&path) {
-        return Ok(None);
-    }
-    Sha512Sums::parse(&read_text(store, &path)?, &path).map(Some)
-}
-
-/// One stored file of a backup, as [`stored_files`] finds it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct StoredFile {
-    /// Its repository path.
-    pub(crate) path: String,
-    /// Whether it is a link to another backup's file.
-    pub(crate) link: bool,
-    /// Its size as stored (0 for a link).
-    pub(crate) size: u64,
-}
-
-/// Stored files of a backup: manifest path to stored file (relative to the repository), for
-/// regular files and for links alike, from one listing per directory. Only the backup's own
-/// suffix is taken off a name.
-pub(crate) fn stored_files(store: &dyn Store, server: &str, info: &BackupInfo) -> Result<BTreeMap<String, StoredFile>> {
-    let dir = layout::backup_dir(server, &info.label);
-    let mut out = BTreeMap::new();
-    let storage = crate::restore::storage_of(info);
-    let mut roots = vec![(join(&[&dir, "data"]), String::new())];
-    for t in &info.tablespaces {
-        roots.push((join(&[&dir, &t.dir]), format!("pg_tblspc/{}/", t.oid)));
-    }
-    while let Some((d, prefix)) = roots.pop() {
-        let in_tblspc = d.ends_with("/data/pg_tblspc");
-        for e in store.list(&d)? {
-            if e.name.ends_with(crate::fsio::TEMP_SUFFIX) {
-                continue;
-            }
-            let stored = join(&[&d, &e.name]);
-            match e.kind {
-                EntryKind::Dir => roots.push((stored, format!("{prefix}{}/", e.name))),
-                EntryKind::File | EntryKind::Symlink if !in_tblspc => {
-                    let (plain, _, _) = crate::restore::form_in(&e.name, storage);
-                    let file = StoredFile { path: stored, link: e.kind == EntryKind::Symlink, size: e.size };
-                    out.insert(format!("{prefix}{plain}"), file);
-                }
-                EntryKind::File | EntryKind::Symlink => {}
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// The directory of a repository path.
@@ -182,7 +105,7 @@ impl LinkBase {
             return Ok(None);
         };
         // Stored another way, no file can share its bytes: nothing to read.
-        if crate::restore::storage_of(&previous) != crate::restore::storage_of(info) {
+        if crate::stored::storage_of(&previous) != crate::stored::storage_of(info) {
             return Ok(None);
         }
         Ok(Some(LinkBase {
@@ -568,12 +491,12 @@ pub fn roll_up(
             store.remove_unsynced(&temp)?;
             // Made durable all at once before the switch below, not one by one.
             let w = store.create_unsynced(&temp)?;
-            let sealed = crate::backup::seal(w, algorithm, 0, encryption.as_ref(), &temp)?;
-            let mut tee = crate::restore::CrcWriter::new(sealed, true);
+            let sealed = crate::stored::seal(w, algorithm, 0, encryption.as_ref(), &temp)?;
+            let mut tee = crate::stored::CrcWriter::new(sealed, true);
             combine(store, &plain, &versions, key, output, workspace, &mut tee)?;
-            let crate::restore::CrcWriter { inner, sha, crc, bytes } = tee;
+            let crate::stored::CrcWriter { inner, sha, crc, bytes } = tee;
             let plain_sha512 = sha.map(|h| h.finish_hex()).unwrap_or_default();
-            let (w, _, stored_sha512) = crate::backup::unseal(inner, &plain_sha512, &temp)?;
+            let (w, _, stored_sha512) = crate::stored::unseal(inner, &plain_sha512, &temp)?;
             w.commit(false)?;
             Ok(Rolled {
                 old_path: path.clone(),

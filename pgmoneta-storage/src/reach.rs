@@ -10,8 +10,9 @@ use pgmoneta_core::{Lsn, TimelineId, WalFileKind, WalSegment, WalSegmentSize};
 
 use crate::error::{Result, StorageError};
 use crate::info::BackupInfo;
-use crate::restore::{stored_form, RecoveryTarget, TargetKind};
 use crate::store::{EntryKind, StoreEntry};
+use crate::stored::stored_form;
+use crate::target::{RecoveryTarget, TargetKind};
 
 /// The positions and timelines a backup can recover to.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -394,7 +394,7 @@ pub fn take_incremental<S: Read + Write>(
         .map(|(_, k)| k.clone())
         .or_else(|| sql.master_key.clone())
         .or_else(|| sql.wal_encryption.as_ref().map(|(_, k)| k.clone()));
-    let stored_control = crate::restore::stored_path(store.as_ref(), &options.server, &parent, "global/pg_control")?;
+    let stored_control = crate::stored::stored_path(store.as_ref(), &options.server, &parent, "global/pg_control")?;
     let mut control =
         PlainReader::open(store.as_ref(), &stored_control, Cipher::from_code(parent.encryption), key.as_deref())?;
     let mut id = [0u8; 8];
@@ -487,7 +487,7 @@ fn run<S: Read + Write>(
     summary_options.wait = sql.wait;
     let summary = summarize(store.as_ref(), &summary_options, wal_key.as_deref(), parent.start_lsn, start)?;
     let listing = list_data_directory(conn)?;
-    let in_parent: BTreeSet<String> = crate::ops::load_manifest(store.as_ref(), &options.server, &parent.label)?
+    let in_parent: BTreeSet<String> = crate::catalog::load_manifest(store.as_ref(), &options.server, &parent.label)?
         .files
         .into_keys()
         .map(|p| crate::incremental::plain_path(&p).unwrap_or(p))

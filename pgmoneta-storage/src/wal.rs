@@ -29,7 +29,7 @@ use pgmoneta_wire::PgConnection;
 
 use crate::error::{Result, StorageError};
 use crate::fsio;
-use crate::restore::stored_form;
+use crate::stored::stored_form;
 
 /// How completed segments are stored.
 #[derive(Clone, Debug)]
@@ -299,7 +299,7 @@ impl WalArchive {
         let path = self.dir.join(stored);
         let mut raw = File::open(&path).map_err(StorageError::io("opening", &path))?;
         let mut out = fsio::AtomicFile::create(dest)?;
-        let n = crate::restore::decode_stored(&mut raw, &path.display().to_string(), cipher, key, &mut out, dest)?;
+        let n = crate::stored::decode_stored(&mut raw, &path.display().to_string(), cipher, key, &mut out, dest)?;
         if is_segment && WalSegmentSize::new(n).is_err() {
             return Err(StorageError::corrupt(&path, format!("{n} bytes is not the size of a WAL segment")));
         }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use pgmoneta_core::{BackupLabel, CivilDateTime};
 use pgmoneta_storage::backup::{take_backup, BackupOptions};
-use pgmoneta_storage::restore::{restore, BackupSelector, RestoreOptions};
+use pgmoneta_storage::catalog::BackupSelector;
+use pgmoneta_storage::restore::{restore, RestoreOptions};
 use pgmoneta_storage::store::LocalStore;
 use pgmoneta_testkit::Cluster;
 use pgmoneta_wire::{ConnectOptions, PgConnection, ReplicationMode, SslMode};

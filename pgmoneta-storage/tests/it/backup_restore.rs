@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 use pgmoneta_compress::{Algorithm, Compression, Side};
 use pgmoneta_crypto::{Cipher, MasterKey};
 use pgmoneta_storage::backup::BackupOptions;
-use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
+use pgmoneta_storage::catalog::{list_backups, BackupSelector};
+use pgmoneta_storage::restore::{restore, RestoreOptions};
 use pgmoneta_storage::store::{EntryKind, LocalStore, Store, StoreEntry};
+use pgmoneta_storage::verify::verify;
 use pgmoneta_storage::StorageError;
 use pgmoneta_testkit::Cluster;
 

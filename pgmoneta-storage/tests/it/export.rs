@@ -6,8 +6,8 @@ use std::sync::Arc;
 use pgmoneta_compress::{Algorithm, Compression, Decoder};
 use pgmoneta_crypto::{Cipher, DecryptReader, MasterKey};
 use pgmoneta_storage::backup::BackupOptions;
+use pgmoneta_storage::catalog::BackupSelector;
 use pgmoneta_storage::export::{archive, update_hot_standby, ArchiveOptions, HotStandbyOptions};
-use pgmoneta_storage::restore::BackupSelector;
 use pgmoneta_storage::store::LocalStore;
 use pgmoneta_testkit::Cluster;
 

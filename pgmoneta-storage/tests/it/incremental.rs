@@ -6,10 +6,12 @@ use std::sync::Arc;
 use pgmoneta_compress::{Algorithm, Compression};
 use pgmoneta_crypto::{Cipher, MasterKey};
 use pgmoneta_storage::backup::BackupOptions;
+use pgmoneta_storage::catalog::{list_backups, BackupSelector};
 use pgmoneta_storage::info::{BackupInfo, BackupType};
 use pgmoneta_storage::ops::{delete_backup_with, DeleteOptions};
-use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
+use pgmoneta_storage::restore::{restore, RestoreOptions};
 use pgmoneta_storage::store::{LocalStore, Store};
+use pgmoneta_storage::verify::verify;
 use pgmoneta_testkit::Cluster;
 
 use pgmoneta_storage::sqlbackup::check_grants;
@@ -93,7 +95,7 @@ fn restored_state(cluster: &Cluster, store: &LocalStore, lbl: &str) -> State {
     assert!(leftovers.is_empty(), "incremental files left in the restore: {leftovers:?}");
     if let Some(tool) = pg_verifybackup(cluster) {
         // A combined restore carries its own rewritten manifest.
-        let info = pgmoneta_storage::ops::load_info(store, "primary", lbl).unwrap();
+        let info = pgmoneta_storage::catalog::load_info(store, "primary", lbl).unwrap();
         let manifest = if info.backup_type == BackupType::Incremental {
             report.data_dir.join("backup_manifest")
         } else {

@@ -5,12 +5,14 @@ use std::sync::Arc;
 use pgmoneta_compress::{Algorithm, Compression};
 use pgmoneta_core::config::Retention;
 use pgmoneta_storage::backup::{take_backup, BackupOptions};
+use pgmoneta_storage::catalog::{list_backups, load_info, BackupSelector};
 use pgmoneta_storage::ops::{
-    annotate, apply_retention, cleanup_incomplete, delete_backup, load_info, oldest_needed_wal, set_keep, Annotation,
+    annotate, apply_retention, cleanup_incomplete, delete_backup, oldest_needed_wal, set_keep, Annotation,
 };
-use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
+use pgmoneta_storage::restore::{restore, RestoreOptions};
 use pgmoneta_storage::retention::{plan, BackupSummary};
 use pgmoneta_storage::store::{EntryKind, LocalStore, MemoryStore, Store};
+use pgmoneta_storage::verify::verify;
 use pgmoneta_testkit::Cluster;
 
 use crate::{backup, label, minor, pgbench_state, replication};

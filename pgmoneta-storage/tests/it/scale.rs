@@ -8,11 +8,14 @@ use std::time::Instant;
 
 use pgmoneta_compress::{Algorithm, Compression};
 use pgmoneta_storage::backup::BackupOptions;
+use pgmoneta_storage::catalog::load_info;
+use pgmoneta_storage::catalog::{list_backups, BackupSelector};
 use pgmoneta_storage::export::{update_hot_standby, HotStandbyOptions};
 use pgmoneta_storage::info::BackupType;
-use pgmoneta_storage::ops::{delete_backup_with, load_info, DeleteOptions};
-use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
+use pgmoneta_storage::ops::{delete_backup_with, DeleteOptions};
+use pgmoneta_storage::restore::{restore, RestoreOptions};
 use pgmoneta_storage::store::{LocalStore, Store};
+use pgmoneta_storage::verify::verify;
 use pgmoneta_testkit::Cluster;
 
 use crate::{label, shared_dir, take_incremental, CountingStore, StoreCounts, Streamer};

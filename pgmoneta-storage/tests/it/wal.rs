@@ -160,7 +160,8 @@ fn streamed_segments_equal_the_servers_and_streaming_resumes() {
 fn streaming_follows_a_promotion_to_a_new_timeline() {
     use pgmoneta_compress::Compression;
     use pgmoneta_storage::backup::BackupOptions;
-    use pgmoneta_storage::restore::{restore, BackupSelector, RestoreOptions};
+    use pgmoneta_storage::catalog::BackupSelector;
+    use pgmoneta_storage::restore::{restore, RestoreOptions};
     use pgmoneta_storage::store::LocalStore;
     use std::os::unix::fs::PermissionsExt;
 

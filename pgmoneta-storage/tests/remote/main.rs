@@ -13,14 +13,16 @@ use parking_lot::Mutex;
 use pgmoneta_compress::{Algorithm, Compression};
 use pgmoneta_crypto::Cipher;
 use pgmoneta_storage::backup::BackupOptions;
+use pgmoneta_storage::catalog::{list_backups, BackupSelector};
 use pgmoneta_storage::ops::{apply_retention, delete_backup};
 use pgmoneta_storage::remote::{
     drop_local_data, has_local_data, open, prune_wal, ship_wal, upload_backup, walk, AzureOptions, GcsOptions, Remote,
     RemoteSpec, RemoteTuning, S3Options, SftpOptions, TieredStore,
 };
-use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
+use pgmoneta_storage::restore::{restore, RestoreOptions};
 use pgmoneta_storage::retention::RetentionPlan;
 use pgmoneta_storage::store::{LocalStore, Store, StoreEntry};
+use pgmoneta_storage::verify::verify;
 use pgmoneta_testkit::{Azurite, Cluster, FakeGcs, Garage, SshServer};
 
 use common::{backup, label, pgbench_state, shared_dir, test_key, HookStore, Streamer};

@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pgmoneta_crypto::MasterKeyFile;
-use pgmoneta_storage::restore::{list_backups, restore, verify, BackupSelector, RestoreOptions};
+use pgmoneta_storage::catalog::{list_backups, BackupSelector};
+use pgmoneta_storage::restore::{restore, RestoreOptions};
 use pgmoneta_storage::store::LocalStore;
+use pgmoneta_storage::verify::verify;
 use pgmoneta_testkit::{Cluster, PgInstall};
 
 use common::shared_dir;
