@@ -503,6 +503,11 @@ fn run<S: Read + Write>(
     options.progress.total.store(estimate, std::sync::atomic::Ordering::Relaxed);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let cancel = options.cancel.clone();
+    // The files arrive through SQL as they are on the server: server-side compression (which
+    // only BASE_BACKUP does) does not apply, and they are compressed here with its algorithm.
+    let mut plain = options.clone();
+    plain.compression = pgmoneta_compress::Compression::client(options.compression.algorithm);
+    let options = &plain;
     pipeline(store.clone(), options, backup_dir, version, minor_version, Some(&parent.label), |sink| {
         sink.start(ArchiveInfo { name: "base.tar".into(), tablespace_oid: None, location: None })?;
         let stop = {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use pgmoneta_compress::{Algorithm, Compression};
+use pgmoneta_compress::{Algorithm, Compression, Side};
 use pgmoneta_crypto::{Cipher, MasterKey};
 use pgmoneta_storage::backup::BackupOptions;
 use pgmoneta_storage::catalog::{list_backups, BackupSelector};
@@ -71,7 +71,13 @@ fn chain(cluster: &Cluster, store: &Arc<LocalStore>, first: u32) -> Vec<(BackupI
         .execute(&format!("CREATE TABLE IF NOT EXISTS extra_{first} AS SELECT g FROM generate_series(1, 50000) g"))
         .unwrap();
     cluster.pgbench_run(1, 50).unwrap();
-    let i2 = take_incremental(cluster, store.clone(), &options(first + 2, Some(&out[1].0.label)));
+    let mut last = options(first + 2, Some(&out[1].0.label));
+    if cluster.version().major() >= 15 {
+        // Server-side compression configured: BASE_BACKUP asks for it; the SQL path of 15 and
+        // 16 reads the files as they are and compresses them here.
+        last.compression = Compression { algorithm: Algorithm::Gzip, side: Side::Server };
+    }
+    let i2 = take_incremental(cluster, store.clone(), &last);
     out.push((i2, pgbench_state(cluster)));
     out
 }
