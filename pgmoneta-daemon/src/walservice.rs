@@ -12,6 +12,7 @@ use pgmoneta_core::WalSegmentSize;
 use pgmoneta_crypto::Cipher;
 use pgmoneta_storage::layout;
 use pgmoneta_storage::wal::{stream_wal, StreamOptions, WalArchive, WalOptions};
+use pgmoneta_wire::PgConnection;
 
 use crate::pg;
 use crate::state::{ServerState, Shared};
@@ -77,8 +78,37 @@ fn pause(shared: &Shared, server: &ServerState, d: Duration) {
     }
 }
 
+/// Why a WAL stream stopped.
+#[derive(Debug)]
+struct StreamStop {
+    message: String,
+    /// Whether trying again at once may well succeed: a dropped connection, a timeout, a server
+    /// not accepting connections just now. Anything else (a full disk, damaged data, refused
+    /// credentials, a configuration problem) needs someone to act on it.
+    retryable: bool,
+    /// Whether the stream had started: what failed is then a new failure, not a retry's.
+    streamed: bool,
+}
+
+impl StreamStop {
+    fn fatal(message: impl Into<String>) -> StreamStop {
+        StreamStop { message: message.into(), retryable: false, streamed: false }
+    }
+}
+
+impl std::fmt::Display for StreamStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Restarts the server's WAL receiver for as long as the daemon runs. A stop that may well
+/// pass by itself (see [`StreamStop::retryable`]) is retried after a second and reported as a
+/// WAL problem only when the retry fails too; any other stop is reported at once. Retries then
+/// back off up to a minute.
 fn supervise(shared: &Arc<Shared>, server: &Arc<ServerState>) {
     let mut backoff = Duration::from_secs(1);
+    let mut failures = 0u32;
     let mut use_follow = false;
     let mut last_check = Instant::now();
     while !shared.stopping() {
@@ -102,15 +132,25 @@ fn supervise(shared: &Arc<Shared>, server: &Arc<ServerState>) {
         let source = if use_follow { follow_config(shared, &config) } else { None };
         let started = Instant::now();
         server.wal_out_of_space.store(false, Ordering::SeqCst);
+        let mut quick_retry = false;
         match stream_once(shared, server, &config, source.as_ref()) {
-            Ok(()) => {}
+            Ok(()) => failures = 0,
             Err(e) => {
                 if shared.stopping() {
                     break;
                 }
-                log::error!("server [{}]: WAL streaming stopped: {e}", server.name);
-                let at = server.stream.read().flushed.load();
-                *server.wal_failure.lock() = Some((e, at));
+                if e.streamed {
+                    failures = 0;
+                }
+                failures += 1;
+                quick_retry = e.retryable && failures == 1;
+                if quick_retry {
+                    log::warn!("server [{}]: WAL streaming interrupted: {e}; reconnecting", server.name);
+                } else {
+                    log::error!("server [{}]: WAL streaming stopped: {e}", server.name);
+                    let at = server.stream.read().flushed.load();
+                    *server.wal_failure.lock() = Some((e.message, at));
+                }
                 if config.follow.is_some() {
                     use_follow = !use_follow;
                 }
@@ -122,6 +162,10 @@ fn supervise(shared: &Arc<Shared>, server: &Arc<ServerState>) {
         }
         if shared.stopping() {
             break;
+        }
+        if quick_retry {
+            pause(shared, server, Duration::from_secs(1));
+            continue;
         }
         pause(shared, server, backoff);
         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -147,10 +191,10 @@ fn stream_once(
     server: &Arc<ServerState>,
     config: &ServerConfig,
     source: Option<&ServerConfig>,
-) -> Result<(), String> {
+) -> Result<(), StreamStop> {
     let facts = server.facts.read().clone();
-    let version = facts.version.ok_or("server version unknown")?;
-    let archive = archive(shared, &server.name, facts.segment_size)?;
+    let version = facts.version.ok_or_else(|| StreamStop::fatal("server version unknown"))?;
+    let archive = archive(shared, &server.name, facts.segment_size).map_err(StreamStop::fatal)?;
     if let Err(e) = archive.seal_all() {
         log::warn!("server [{}]: sealing complete WAL segments: {e}", server.name);
     }
@@ -162,7 +206,12 @@ fn stream_once(
             config.follow.as_deref().unwrap_or("")
         );
     }
-    let mut conn = pg::connect(shared, from, true)?;
+    let opts = pg::connect_options(shared, from, true).map_err(StreamStop::fatal)?;
+    let mut conn = PgConnection::connect(&opts).map_err(|e| StreamStop {
+        message: format!("server [{}]: connecting: {e}", from.name),
+        retryable: e.is_retryable(),
+        streamed: false,
+    })?;
     let mut options = StreamOptions::new(config.wal_slot.as_deref());
     let stop = Arc::new(AtomicBool::new(false));
     options.stop = stop.clone();
@@ -183,12 +232,12 @@ fn stream_once(
             if shared.stopping() || server.forced_offline.load(Ordering::SeqCst) {
                 Ok(())
             } else {
-                Err("the server ended the stream".to_owned())
+                Err(StreamStop { message: "the server ended the stream".to_owned(), retryable: true, streamed: true })
             }
         }
         Err(e) => {
             server.wal_out_of_space.store(e.is_out_of_space(), Ordering::SeqCst);
-            Err(e.to_string())
+            Err(StreamStop { message: e.to_string(), retryable: e.is_retryable(), streamed: true })
         }
     }
 }

@@ -59,10 +59,14 @@ fn cut_connections_and_dying_servers_leave_no_wrong_backup_and_no_gap() {
     terminate(&source, "backup");
     failed_cleanly(&d, cli, "walsender terminated");
 
-    // The WAL walsender terminated: streaming comes back by itself.
+    // The WAL walsender terminated: streaming comes back by itself, at once, and one such
+    // interruption is no WAL problem.
     source.pgbench_run(2, 200).unwrap();
     terminate(&source, "streaming");
+    d.wait_for("the interruption to be logged", || d.log_text().contains("WAL streaming interrupted"));
     d.wait_streaming();
+    let status = d.server_status();
+    assert!(status.get("WalProblem").is_none(), "an interruption reported as a problem: {status}");
 
     // Every connection cut mid-backup (the backup's and the stream's).
     let cli = start_backup(&d);
