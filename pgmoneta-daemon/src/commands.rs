@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pgmoneta_compress::{Algorithm, Compression, EncoderOptions};
-use pgmoneta_core::config::Config;
+use pgmoneta_core::config::{Config, ServerConfig};
 use pgmoneta_core::{BackupLabel, Clock, Lsn};
 use pgmoneta_crypto::Cipher;
 use pgmoneta_storage::backup::{take_backup, BackupOptions, BackupProgress};
@@ -15,7 +15,7 @@ use pgmoneta_storage::catalog::{list_backups, load_info, BackupSelector, Catalog
 use pgmoneta_storage::export::{archive, ArchiveOptions, HotStandbyOptions};
 use pgmoneta_storage::info::{BackupInfo, BackupType};
 use pgmoneta_storage::ops::{self, Annotation, DeleteOptions};
-use pgmoneta_storage::restore::{restore, RestoreOptions};
+use pgmoneta_storage::restore::RestoreOptions;
 use pgmoneta_storage::sqlbackup::{self, SqlBackupOptions};
 use pgmoneta_storage::store::Store;
 use pgmoneta_storage::target::RecoveryTarget;
@@ -142,15 +142,23 @@ pub fn dispatch(shared: &Arc<Shared>, doc: Document, started: Instant) -> Docume
     reply
 }
 
-fn server_state<'a>(
-    shared: &'a Shared,
-    req: &Map<String, Value>,
-    code: u32,
-) -> Result<(String, &'a Arc<ServerState>), Failure> {
+/// The server a command names, resolved once when the command starts: its state, and its
+/// configuration as it was then (a reload while the command runs changes neither).
+struct Srv<'a> {
+    name: String,
+    state: &'a Arc<ServerState>,
+    config: ServerConfig,
+    workers: usize,
+}
+
+fn server_state<'a>(shared: &'a Shared, req: &Map<String, Value>, code: u32) -> Result<Srv<'a>, Failure> {
     let name = text(req, "Server").unwrap_or_default();
-    match shared.server(&name) {
-        Some(s) => Ok((name, s)),
-        None => Err(fail(code, format!("no server named {name:?}"))),
+    match (shared.server(&name), shared.server_config(&name)) {
+        (Some(state), Some(config)) => {
+            let workers = shared.workers(&config);
+            Ok(Srv { name, state, config, workers })
+        }
+        _ => Err(fail(code, format!("no server named {name:?}"))),
     }
 }
 
@@ -239,7 +247,8 @@ fn workspace(shared: &Shared, name: &str) -> PathBuf {
 }
 
 fn backup(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
-    let (name, state) = server_state(shared, req, ec::BACKUP_NOSERVER)?;
+    let srv = server_state(shared, req, ec::BACKUP_NOSERVER)?;
+    let (name, state) = (srv.name.clone(), srv.state);
     let parent = match text(req, "Backup").filter(|p| !p.is_empty() && p != "null") {
         None => None,
         Some(id) => {
@@ -284,22 +293,16 @@ fn backup(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let _guard = state
         .lock(Activity::Backup)
         .map_err(|other| fail(ec::BACKUP_ACTIVE, format!("server [{name}]: busy with {other:?}")))?;
-    let result = run_backup(shared, state, &name, &facts, parent.as_deref());
+    let result = run_backup(shared, &srv, &facts, parent.as_deref());
     state.record(result.is_ok());
     *state.backup_progress.lock() = None;
     *state.backup_cancel.lock() = None;
     result
 }
 
-fn run_backup(
-    shared: &Arc<Shared>,
-    state: &Arc<ServerState>,
-    name: &str,
-    facts: &crate::state::ServerFacts,
-    parent: Option<&str>,
-) -> Reply {
+fn run_backup(shared: &Arc<Shared>, srv: &Srv<'_>, facts: &crate::state::ServerFacts, parent: Option<&str>) -> Reply {
+    let (name, state, server) = (srv.name.as_str(), srv.state, &srv.config);
     let config = shared.config();
-    let server = config.server(name).cloned().ok_or_else(|| fail(ec::BACKUP_NOSERVER, "server removed"))?;
     let version = facts.version.ok_or_else(|| fail(ec::BACKUP_INVALID, "server version unknown"))?;
     let workflow = if parent.is_some() { "Incremental backup" } else { "Backup" };
     if parent.is_some() && version.has_incremental_backup() && !facts.summarize_wal {
@@ -316,9 +319,9 @@ fn run_backup(
     let mut options = BackupOptions::new(name, label);
     options.compression = Compression::from_code(config.main.compression.code()).unwrap_or(Compression::NONE);
     options.level = config.main.compression_level;
-    options.workers = shared.workers(&server);
+    options.workers = srv.workers;
     options.encryption = walservice::encryption(shared).map_err(|e| fail(ec::BACKUP_SETUP, e))?;
-    options.tablespace_names = pg::tablespace_names(shared, &server).map_err(|e| fail(ec::BACKUP_NETWORK, e))?;
+    options.tablespace_names = pg::tablespace_names(shared, server).map_err(|e| fail(ec::BACKUP_NETWORK, e))?;
     let rate = if server.max_rate >= 0 { server.max_rate as u64 } else { config.main.max_rate };
     if rate > 0 {
         options.max_rate_kb = Some(rate.div_ceil(1024).clamp(32, 1_048_576) as u32);
@@ -349,7 +352,7 @@ fn run_backup(
     let store: Arc<dyn Store> = shared.store.clone();
     let info = if parent.is_some() && !version.has_incremental_backup() {
         // 14 to 16: through SQL, with the changed blocks from the WAL archive.
-        let mut conn = pg::connect(shared, &server, false).map_err(|e| fail_in(network, workflow, e))?;
+        let mut conn = pg::connect(shared, server, false).map_err(|e| fail_in(network, workflow, e))?;
         let mut sql = SqlBackupOptions::default();
         sql.wal_encryption = options.encryption.clone();
         sql.master_key = shared.master_key.clone();
@@ -358,7 +361,7 @@ fn run_backup(
         let _ = conn.close();
         info
     } else {
-        let mut conn = pg::connect(shared, &server, true).map_err(|e| fail_in(network, workflow, e))?;
+        let mut conn = pg::connect(shared, server, true).map_err(|e| fail_in(network, workflow, e))?;
         let info = take_backup(&mut conn, version, facts.minor, store, &options).map_err(failed)?;
         let _ = conn.close();
         info
@@ -402,7 +405,7 @@ fn run_backup(
 }
 
 fn list_backup(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
-    let (name, _) = server_state(shared, req, ec::LIST_BACKUP_NOSERVER)?;
+    let Srv { name, .. } = server_state(shared, req, ec::LIST_BACKUP_NOSERVER)?;
     let sort = text(req, "Sort").unwrap_or_else(|| "asc".into());
     let desc = match sort.as_str() {
         "asc" | "" => false,
@@ -435,12 +438,17 @@ fn segment_size(shared: &Shared, name: &str) -> u64 {
     shared.server(name).map(|s| s.facts.read().segment_size).filter(|s| *s > 0).unwrap_or(16 << 20)
 }
 
-fn restore_options(shared: &Shared, name: &str, id: &str, position: &str, directory: &str) -> RestoreOptions {
-    let config = shared.config();
-    let server = config.server(name).cloned().unwrap_or_default();
+fn restore_options(
+    shared: &Shared,
+    srv: (&str, &ServerConfig, usize),
+    id: &str,
+    position: &str,
+    directory: &str,
+) -> RestoreOptions {
+    let (name, server, workers) = srv;
     let mut o = RestoreOptions::new(name, BackupSelector::parse(id), directory);
     o.position = position.to_owned();
-    o.workers = shared.workers(&server);
+    o.workers = workers;
     o.master_key = shared.master_key.clone();
     // With a target, the WAL from the backup on is copied into pg_wal: the restored cluster
     // reaches its target without access to the repository.
@@ -458,6 +466,17 @@ fn restore_options(shared: &Shared, name: &str, id: &str, position: &str, direct
     o
 }
 
+/// A restore, its plan logged before anything is written.
+fn plan_and_apply(
+    store: &dyn Store,
+    name: &str,
+    options: &RestoreOptions,
+) -> pgmoneta_storage::Result<pgmoneta_storage::restore::RestoreReport> {
+    let plan = pgmoneta_storage::restore::plan(store, options)?;
+    log::info!("server [{name}]: restore plan: {}", plan.to_string().trim_end().replace('\n', "; "));
+    pgmoneta_storage::restore::apply(store, options, &plan)
+}
+
 /// What `restore` and `s3 restore` answer: the backup's summary, without `Keep` and `Valid`.
 fn restore_reply(info: &BackupInfo) -> Map<String, Value> {
     let mut m = backup_summary(info);
@@ -467,7 +486,7 @@ fn restore_reply(info: &BackupInfo) -> Map<String, Value> {
 }
 
 fn restore_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
-    let (name, state) = server_state(shared, req, ec::RESTORE_NOSERVER)?;
+    let Srv { name, state, config: server, workers } = server_state(shared, req, ec::RESTORE_NOSERVER)?;
     let id = text(req, "Backup").unwrap_or_else(|| "newest".into());
     let position = text(req, "Position").unwrap_or_default();
     let Some(directory) = text(req, "Directory").filter(|d| !d.is_empty()) else {
@@ -476,9 +495,9 @@ fn restore_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let _guard = state
         .lock(Activity::Restore)
         .map_err(|other| fail(ec::RESTORE_ACTIVE, format!("server [{name}]: busy with {other:?}")))?;
-    let mut options = restore_options(shared, &name, &id, &position, &directory);
+    let mut options = restore_options(shared, (&name, &server, workers), &id, &position, &directory);
     options.force = flag(req, "Force");
-    let result = restore(shared.store(), &options);
+    let result = plan_and_apply(shared.store(), &name, &options);
     state.record(result.is_ok());
     let report = result.map_err(|e| {
         let code = match &e {
@@ -504,7 +523,7 @@ fn command_remote(shared: &Shared, name: &str) -> Option<pgmoneta_storage::remot
 /// `s3 ls <server> [<prefix>]`: the objects of the server's backups in its remote repository
 /// (under `<server>/backup/<prefix>`), as repository paths.
 fn s3_ls(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
-    let (name, _) = server_state(shared, req, ec::LIST_S3_NOSERVER)?;
+    let Srv { name, .. } = server_state(shared, req, ec::LIST_S3_NOSERVER)?;
     let remote = command_remote(shared, &name).ok_or_else(|| {
         fail_in(ec::LIST_S3_WORKFLOW, "S3 list", format!("server [{name}]: no remote storage engine is configured"))
     })?;
@@ -522,7 +541,7 @@ fn s3_ls(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
 /// `s3 restore <server> <backup> [<position>] <directory>`: a restore that reads the backup
 /// and the WAL from the remote repository alone, whatever the local one holds.
 fn s3_restore(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
-    let (name, state) = server_state(shared, req, ec::RESTORE_S3_NOSERVER)?;
+    let Srv { name, state, config: server, workers } = server_state(shared, req, ec::RESTORE_S3_NOSERVER)?;
     let remote = command_remote(shared, &name).ok_or_else(|| {
         fail_in(
             ec::RESTORE_S3_WORKFLOW,
@@ -538,9 +557,9 @@ fn s3_restore(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let _guard = state
         .lock(Activity::Restore)
         .map_err(|other| fail(ec::RESTORE_S3_ERROR, format!("server [{name}]: busy with {other:?}")))?;
-    let mut options = restore_options(shared, &name, &id, &position, &directory);
+    let mut options = restore_options(shared, (&name, &server, workers), &id, &position, &directory);
     options.force = flag(req, "Force");
-    let result = restore(remote.store.as_ref(), &options);
+    let result = plan_and_apply(remote.store.as_ref(), &name, &options);
     state.record(result.is_ok());
     let report = result.map_err(|e| {
         let code = match &e {
@@ -563,7 +582,7 @@ fn s3_restore(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
 }
 
 fn archive_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
-    let (name, state) = server_state(shared, req, ec::ARCHIVE_NOSERVER)?;
+    let Srv { name, state, workers, .. } = server_state(shared, req, ec::ARCHIVE_NOSERVER)?;
     let id = text(req, "Backup").unwrap_or_else(|| "newest".into());
     let Some(directory) = text(req, "Directory").filter(|d| !d.is_empty()) else {
         return Err(fail(ec::ARCHIVE_SETUP, "archive: no directory given"));
@@ -578,9 +597,8 @@ fn archive_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         .lock(Activity::Archive)
         .map_err(|other| fail(ec::ARCHIVE_ACTIVE, format!("server [{name}]: busy with {other:?}")))?;
     let config = shared.config();
-    let server = config.server(&name).cloned().unwrap_or_default();
     let mut o = ArchiveOptions::new(&name, BackupSelector::Label(info.label.clone()), &directory);
-    o.workers = shared.workers(&server);
+    o.workers = workers;
     o.master_key = shared.master_key.clone();
     o.level = config.main.compression_level;
     o.force = flag(req, "Force");
@@ -600,7 +618,7 @@ fn archive_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
 }
 
 fn delete(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
-    let (name, state) = server_state(shared, req, ec::DELETE_NOSERVER)?;
+    let Srv { name, state, workers, .. } = server_state(shared, req, ec::DELETE_NOSERVER)?;
     let id = text(req, "Backup").unwrap_or_default();
     let force = flag(req, "Force");
     let (catalog, info) =
@@ -616,7 +634,6 @@ fn delete(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         crate::remote::is_remote_only(shared, &name, c) || crate::remote::is_remote_only(shared, &name, &info.label)
     });
     if let (true, Some(c)) = (remote_roll_up, &child) {
-        let workers = shared.server_config(&name).map_or(1, |s| shared.workers(&s));
         for l in [c.as_str(), info.label.as_str()] {
             crate::remote::materialize(shared, &name, l, workers).map_err(|e| {
                 fail_in(
@@ -643,7 +660,6 @@ fn delete(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         fail_in(code, "Delete backup", format!("server [{name}]: delete {}: {e}", info.label))
     })?;
     if let (true, Some(c)) = (remote_roll_up, &child) {
-        let workers = shared.server_config(&name).map_or(1, |s| shared.workers(&s));
         let never = AtomicBool::new(false);
         crate::remote::after_backup(shared, &name, c, workers, &never).map_err(|e| {
             fail_in(ec::DELETE_BACKUP_ROLLUP, "Delete backup", format!("server [{name}]: rolled-up backup {c}: {e}"))
@@ -661,7 +677,7 @@ fn keep(shared: &Arc<Shared>, req: &Map<String, Value>, on: bool) -> Reply {
     } else {
         (ec::EXPUNGE_NOSERVER, ec::EXPUNGE_NOBACKUP, ec::EXPUNGE_ERROR)
     };
-    let (name, _) = server_state(shared, req, noserver)?;
+    let Srv { name, .. } = server_state(shared, req, noserver)?;
     let id = text(req, "Backup").unwrap_or_default();
     let cascade = flag(req, "Cascade");
     let (_, info) = resolve(shared, &name, &id).map_err(|e| fail(nobackup, e))?;
@@ -682,14 +698,14 @@ fn keep(shared: &Arc<Shared>, req: &Map<String, Value>, on: bool) -> Reply {
 }
 
 fn info_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
-    let (name, _) = server_state(shared, req, ec::INFO_NOSERVER)?;
+    let Srv { name, .. } = server_state(shared, req, ec::INFO_NOSERVER)?;
     let id = text(req, "Backup").unwrap_or_default();
     let (_, info) = resolve(shared, &name, &id).map_err(|e| fail(ec::INFO_NOBACKUP, e))?;
     Ok(info_fields(&info))
 }
 
 fn annotate(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
-    let (name, _) = server_state(shared, req, ec::ANNOTATE_NOSERVER)?;
+    let Srv { name, .. } = server_state(shared, req, ec::ANNOTATE_NOSERVER)?;
     let id = text(req, "Backup").unwrap_or_default();
     let (_, info) = resolve(shared, &name, &id).map_err(|e| fail(ec::ANNOTATE_NOBACKUP, e))?;
     let key = text(req, "Key").unwrap_or_default();
@@ -724,15 +740,13 @@ fn file_entry(f: &FileVerification, in_manifest: bool, restore_dir: &str, backup
 }
 
 fn verify_cmd(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
-    let (name, state) = server_state(shared, req, ec::VERIFY_NOSERVER)?;
+    let Srv { name, state, workers, .. } = server_state(shared, req, ec::VERIFY_NOSERVER)?;
     let id = text(req, "Backup").unwrap_or_default();
     let all = text(req, "Files").is_some_and(|f| f == "all");
     let (_, info) = resolve(shared, &name, &id).map_err(|e| fail_in(ec::VERIFY_SETUP, "Verify", e))?;
     let _guard = state
         .lock(Activity::Verify)
         .map_err(|other| fail(ec::VERIFY_ERROR, format!("server [{name}]: busy with {other:?}")))?;
-    let config = shared.config();
-    let workers = shared.workers(&config.server(&name).cloned().unwrap_or_default());
     let result = verify(shared.store(), &name, &info.label, shared.master_key.as_deref(), workers);
     state.record(result.is_ok());
     let (failed, every) = result
@@ -1070,7 +1084,7 @@ fn conf_set(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
 }
 
 fn mode(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
-    let (name, state) = server_state(shared, req, ec::MODE_NOSERVER)?;
+    let Srv { name, state, config: server, .. } = server_state(shared, req, ec::MODE_NOSERVER)?;
     match text(req, "Action").unwrap_or_default().as_str() {
         "offline" => {
             state.forced_offline.store(true, Ordering::SeqCst);
@@ -1078,8 +1092,7 @@ fn mode(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
             log::info!("server [{name}]: offline by request");
         }
         "online" => {
-            let config = shared.server_config(&name).ok_or_else(|| fail(ec::MODE_NOSERVER, "server removed"))?;
-            pg::recheck(shared, state, &config, true);
+            pg::recheck(shared, state, &server, true);
             state.forced_offline.store(false, Ordering::SeqCst);
             log::info!("server [{name}]: online by request");
         }
@@ -1091,7 +1104,7 @@ fn mode(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
 }
 
 fn progress(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
-    let (_, state) = server_state(shared, req, ec::PROGRESS_NOSERVER)?;
+    let Srv { state, .. } = server_state(shared, req, ec::PROGRESS_NOSERVER)?;
     let running = state.backup_progress.lock().clone();
     let mut m = Map::new();
     m.insert("Command".into(), json!(text(req, "Command").unwrap_or_else(|| "backup".into())));

@@ -18,11 +18,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufReader, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
 use pgmoneta_compress::{Algorithm, Compression, Decoder, Side};
 use pgmoneta_core::{BackupLabel, Lsn, PgVersion};
 use pgmoneta_crypto::{Cipher, HashAlgorithm, Hasher, MasterKey};
@@ -179,7 +180,7 @@ struct Timings {
 
 impl Shared {
     fn fail(&self, e: StorageError) {
-        let mut slot = self.error.lock().expect("not poisoned");
+        let mut slot = self.error.lock();
         if slot.is_none() {
             *slot = Some(e);
         }
@@ -191,7 +192,7 @@ impl Shared {
     }
 
     fn create_dir(&self, rel_dir: &str) -> Result<()> {
-        let mut dirs = self.dirs.lock().expect("not poisoned");
+        let mut dirs = self.dirs.lock();
         if dirs.insert(rel_dir.to_owned()) {
             self.store.create_dir(&join(&[&self.backup_dir, rel_dir]))?;
         }
@@ -267,9 +268,9 @@ impl Progress {
     /// Waits until more than `at` bytes were written or the file ended: `Some(bytes written)`
     /// (equal to `at` at the end of a complete file), `None` when the file was abandoned.
     fn wait_beyond(&self, at: u64) -> Option<u64> {
-        let mut state = self.state.lock().expect("not poisoned");
+        let mut state = self.state.lock();
         while state.bytes <= at && state.end.is_none() {
-            state = self.moved.wait(state).expect("not poisoned");
+            self.moved.wait(&mut state);
         }
         match state.end {
             Some(false) => None,
@@ -278,7 +279,7 @@ impl Progress {
     }
 
     fn publish(&self, bytes: u64, end: Option<bool>) {
-        let mut state = self.state.lock().expect("not poisoned");
+        let mut state = self.state.lock();
         state.bytes = bytes;
         state.end = end;
         self.moved.notify_all();
@@ -353,7 +354,7 @@ fn hash_files(shared: &Shared, jobs: &Receiver<HashJob>) {
         }
         match hash_file(shared, job, &mut buf, &mut seconds) {
             Ok(Some(result)) => {
-                shared.results.lock().expect("not poisoned").push(result);
+                shared.results.lock().push(result);
                 pgmoneta_core::crash::point("backup:file-stored");
             }
             Ok(None) => {}
@@ -363,7 +364,7 @@ fn hash_files(shared: &Shared, jobs: &Receiver<HashJob>) {
             Err(e) => shared.fail(e),
         }
     }
-    shared.timings.lock().expect("not poisoned").hash += seconds;
+    shared.timings.lock().hash += seconds;
 }
 
 /// Hashes one file; `None` when it was abandoned.
@@ -441,7 +442,7 @@ fn worker(shared: &Shared, jobs: &Receiver<Job>, hashing: &Sender<HashJob>) {
             }
         }
     }
-    let mut all = shared.timings.lock().expect("not poisoned");
+    let mut all = shared.timings.lock();
     all.compress += t.compress;
     all.encrypt_and_write += t.encrypt_and_write;
     all.hash += t.hash;
@@ -493,7 +494,7 @@ fn finish_held(shared: &Shared, held: HeldFile, t: &mut Timings) -> Result<()> {
         result.stored_sha512 = stored_sha512;
         t.compress += start.elapsed().as_secs_f64();
     }
-    shared.results.lock().expect("not poisoned").push(result);
+    shared.results.lock().push(result);
     pgmoneta_core::crash::point("backup:file-stored");
     Ok(())
 }
@@ -818,14 +819,8 @@ fn parse_archive(
 }
 
 fn send(shared: &Shared, tx: &Sender<Job>, job: Job) -> Result<()> {
-    tx.send(job).map_err(|_| {
-        shared
-            .error
-            .lock()
-            .expect("not poisoned")
-            .take()
-            .unwrap_or(StorageError::Invalid("a backup worker stopped".into()))
-    })
+    tx.send(job)
+        .map_err(|_| shared.error.lock().take().unwrap_or(StorageError::Invalid("a backup worker stopped".into())))
 }
 
 fn tablespace_name(options: &BackupOptions, oid: u32) -> String {
@@ -1015,7 +1010,7 @@ impl<'scope> ArchiveSink<'scope, '_> {
             Some(oid) => layout::tablespace_dir_name(&tablespace_name(options, oid)),
         };
         if let Some(oid) = info.tablespace_oid {
-            self.shared.tablespaces.lock().expect("not poisoned").push(TablespaceEntry {
+            self.shared.tablespaces.lock().push(TablespaceEntry {
                 dir: root.clone(),
                 oid: oid.to_string(),
                 path: info.location.clone().unwrap_or_default(),
@@ -1143,7 +1138,7 @@ where
         finished?;
         Ok(fed)
     });
-    if let Some(e) = shared.error.lock().expect("not poisoned").take() {
+    if let Some(e) = shared.error.lock().take() {
         return Err(e);
     }
     if options.cancel.load(Ordering::SeqCst) {
@@ -1155,7 +1150,7 @@ where
 
     // Check every file against PostgreSQL's manifest, or write one.
     let manifest_started = Instant::now();
-    let results = std::mem::take(&mut *shared.results.lock().expect("not poisoned"));
+    let results = std::mem::take(&mut *shared.results.lock());
     let manifest_bytes = match fed.manifest {
         Some(bytes) => {
             let manifest = PgManifest::parse(&bytes)?;
@@ -1194,7 +1189,7 @@ where
 
     // Unchanged files become links to the previous backup's; their checksums are that file's.
     let link_started = Instant::now();
-    let draft = BackupInfo { tablespaces: shared.tablespaces.lock().expect("not poisoned").clone(), ..draft };
+    let draft = BackupInfo { tablespaces: shared.tablespaces.lock().clone(), ..draft };
     // Files that were not linked as they arrived (larger ones).
     let linked = match &shared.link_base {
         Some(base) => crate::ops::link_to(store.as_ref(), &options.server, &draft, base)?,
@@ -1227,7 +1222,7 @@ where
     store.write(&join(&[backup_dir, BACKUP_SHA512]), sums.to_text().as_bytes())?;
     store.sync_tree(backup_dir)?;
 
-    let timings = *shared.timings.lock().expect("not poisoned");
+    let timings = *shared.timings.lock();
     let mut info = BackupInfo {
         pgmoneta_version: env!("CARGO_PKG_VERSION").to_owned(),
         valid: true,
@@ -1251,7 +1246,7 @@ where
         parent: parent.map(str::to_owned).unwrap_or_default(),
         ..BackupInfo::default()
     };
-    info.tablespaces = std::mem::take(&mut *shared.tablespaces.lock().expect("not poisoned"));
+    info.tablespaces = std::mem::take(&mut *shared.tablespaces.lock());
     info.elapsed.basebackup = basebackup_elapsed;
     info.elapsed.hash = timings.hash;
     match options.compression.algorithm {

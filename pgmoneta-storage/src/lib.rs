@@ -23,6 +23,7 @@ pub mod info;
 pub mod layout;
 pub mod manifest;
 pub mod ops;
+mod pool;
 pub mod reach;
 pub mod remote;
 pub mod restore;
@@ -37,3 +38,8 @@ pub mod verify;
 pub mod wal;
 
 pub use error::{Result, StorageError};
+
+/// The README's example, compiled with the documentation tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;

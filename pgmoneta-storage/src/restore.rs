@@ -1,4 +1,6 @@
-//! Restore a backup into a directory PostgreSQL can start on.
+//! Restore a backup into a directory PostgreSQL can start on, as a plan ([`plan`]: which
+//! backup and chain, where, which recovery settings, every check made before anything is
+//! written) then its application ([`apply`]); [`restore`] does both.
 //!
 //! Files are decrypted and decompressed in parallel on `workers` threads, each written under a
 //! temporary name, synced and renamed; `global/pg_control` is written last, so a data directory
@@ -8,9 +10,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crossbeam_channel::unbounded;
+use parking_lot::Mutex;
 use pgmoneta_compress::Algorithm;
 use pgmoneta_crypto::{Cipher, MasterKey};
 
@@ -292,33 +294,103 @@ fn walk(
     Ok(())
 }
 
+/// Free bytes on the file system of `dir`, or of its nearest existing ancestor.
 fn free_space(dir: &Path) -> Option<u64> {
-    let s = nix::sys::statvfs::statvfs(dir).ok()?;
+    let existing = dir.ancestors().find(|d| d.exists())?;
+    let s = nix::sys::statvfs::statvfs(existing).ok()?;
     Some(s.blocks_available() as u64 * s.fragment_size() as u64)
 }
 
-/// Restores a backup (see the module documentation).
+/// What a restore will do, decided and checked before anything is written ([`plan`]); its
+/// `Display` is what an operator is shown. [`apply`] carries it out.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RestorePlan {
+    /// The backup restored.
+    pub backup: BackupInfo,
+    /// Its chain: itself first, then each parent to the full backup (one entry for a full
+    /// backup; more, and the files are combined).
+    pub chain: Vec<BackupInfo>,
+    /// Where recovery stops.
+    pub target: RecoveryTarget,
+    /// The data directory written, `<directory>/<server>-<label>`.
+    pub data_dir: PathBuf,
+    /// Each tablespace's OID and the directory it is restored into.
+    pub tablespaces: Vec<(String, PathBuf)>,
+    /// The server's archived WAL, listed when a target needs it (the segments from the
+    /// backup's on are copied into `pg_wal` when `copy_wal` is set).
+    pub wal: Vec<StoreEntry>,
+    /// Non-empty directories a forced restore replaces, with their number of entries.
+    pub replaced: Vec<(PathBuf, usize)>,
+    /// Bytes the restore needs on the target's file system.
+    pub needed: u64,
+    /// The recovery settings appended to `postgresql.auto.conf`, and the signal file written
+    /// beside them; `None` for a plain restore.
+    pub recovery: Option<(String, &'static str)>,
+}
+
+impl std::fmt::Display for RestorePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let chain: Vec<&str> = self.chain.iter().map(|b| b.label.as_str()).collect();
+        writeln!(f, "backup {} into {}", self.backup.label, self.data_dir.display())?;
+        if chain.len() > 1 {
+            writeln!(f, "combined from the chain {}", chain.join(" <- "))?;
+        }
+        for (oid, dir) in &self.tablespaces {
+            writeln!(f, "tablespace {oid} into {}", dir.display())?;
+        }
+        writeln!(f, "needs {} bytes", self.needed)?;
+        for (dir, entries) in &self.replaced {
+            writeln!(f, "replaces the {entries} entries of {}", dir.display())?;
+        }
+        match &self.recovery {
+            None => writeln!(f, "no recovery settings"),
+            Some((settings, signal)) => {
+                writeln!(f, "{signal} and, in postgresql.auto.conf:")?;
+                for line in settings.lines().filter(|l| !l.starts_with('#')) {
+                    writeln!(f, "  {}", redact_password(line))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `line` with the value of any `password=` in it hidden (a plan is shown and logged).
+fn redact_password(line: &str) -> String {
+    line.split(' ')
+        .map(|word| match word.strip_prefix("password=") {
+            Some(v) if !v.is_empty() => format!("password=******{}", if v.ends_with('\'') { "'" } else { "" }),
+            _ => word.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Decides a restore and checks it without writing anything: the backup (by selector and
+/// target) and its chain, that the target is reachable with the archived WAL, that no
+/// directory in the way holds files (unless forced), that the space is there, and the recovery
+/// settings.
 ///
 /// # Errors
-/// No such backup, not enough space, a damaged or truncated stored file, a wrong master key,
-/// I/O failures. A failed restore removes what it wrote.
-pub fn restore(store: &dyn Store, options: &RestoreOptions) -> Result<RestoreReport> {
+/// No such backup, an unreachable target, a directory in the way, too little space, a target
+/// without a way to fetch WAL.
+pub fn plan(store: &dyn Store, options: &RestoreOptions) -> Result<RestorePlan> {
     let target = RecoveryTarget::parse(&options.position)?;
     let catalog = Catalog::load(store, &options.server)?;
-    let info = catalog.select(&options.backup, &target)?.clone();
-    let chain = catalog.chain(&info)?;
-    let data_dir = options.directory.join(format!("{}-{}", options.server, info.label));
-    // Refused before anything is written: a target this backup cannot reach, a directory
-    // in the way, too little space.
+    let backup = catalog.select(&options.backup, &target)?.clone();
+    let chain = catalog.chain(&backup)?;
+    let data_dir = options.directory.join(format!("{}-{}", options.server, backup.label));
     let wal = if target.target.is_some() || target.timeline.is_some() {
         store.list(&layout::wal_dir(&options.server))?
     } else {
         Vec::new()
     };
-    crate::reach::Reach::of(&info, &wal).check(&target)?;
-    let mut in_the_way = vec![data_dir.clone()];
-    in_the_way.extend(info.tablespaces.iter().map(|t| tablespace_target(options, &info, &t.dir)));
-    for dir in &in_the_way {
+    crate::reach::Reach::of(&backup, &wal).check(&target)?;
+    let tablespaces: Vec<(String, PathBuf)> =
+        backup.tablespaces.iter().map(|t| (t.oid.clone(), tablespace_target(options, &backup, &t.dir))).collect();
+    let mut replaced = Vec::new();
+    for dir in std::iter::once(&data_dir).chain(tablespaces.iter().map(|(_, d)| d)) {
         let entries = match fs::read_dir(dir) {
             Ok(rd) => rd.count(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
@@ -328,25 +400,71 @@ pub fn restore(store: &dyn Store, options: &RestoreOptions) -> Result<RestoreRep
             return Err(StorageError::NotEmpty { path: dir.clone(), entries });
         }
         if entries > 0 {
-            log::warn!("restore: replacing the {entries} entries of {} (forced)", dir.display());
+            replaced.push((dir.clone(), entries));
         }
     }
-    fsio::create_dir_all(&options.directory)?;
-    let needed = info.restore_size + options.workers.max(1) as u64 * info.biggest_file;
+    let needed = backup.restore_size + options.workers.max(1) as u64 * backup.biggest_file;
     if let Some(available) = free_space(&options.directory) {
         if available < needed {
             return Err(StorageError::NoSpace { path: options.directory.clone(), needed, available });
         }
     }
-    fsio::remove_dir_all(&data_dir)?;
-    let result = restore_into(store, options, &chain, &target, &data_dir, &wal);
+    let recovery = recovery_settings(options, &target)?;
+    Ok(RestorePlan { backup, chain, target, data_dir, tablespaces, wal, replaced, needed, recovery })
+}
+
+/// The recovery settings and signal file of a restore to `target`, if it needs any.
+fn recovery_settings(options: &RestoreOptions, target: &RecoveryTarget) -> Result<Option<(String, &'static str)>> {
+    let has_settings =
+        target.target.is_some() || target.replica || !target.other.is_empty() || target.timeline.is_some();
+    if !has_settings {
+        return Ok(None);
+    }
+    let copied_wal = options.copy_wal && target.target.is_some();
+    let command = match (&target.target, options.restore_command.as_deref()) {
+        (None, _) => None,
+        (Some(_), Some(c)) => Some(c),
+        // PostgreSQL then reads the copied WAL from pg_wal alone.
+        (Some(_), None) if copied_wal => Some("false"),
+        (Some(_), None) if target.replica => None,
+        (Some(_), None) => {
+            return Err(StorageError::Invalid(
+                "a recovery target needs a restore_command to fetch WAL from the repository".into(),
+            ))
+        }
+    };
+    let settings = target.settings(command, options.primary_conninfo.as_deref(), options.primary_slot.as_deref());
+    Ok(Some((settings, if target.replica { "standby.signal" } else { "recovery.signal" })))
+}
+
+/// Carries out a plan made by [`plan`] with the same options.
+///
+/// # Errors
+/// A damaged or truncated stored file, a wrong master key, I/O failures. A failed restore
+/// removes what it wrote.
+pub fn apply(store: &dyn Store, options: &RestoreOptions, plan: &RestorePlan) -> Result<RestoreReport> {
+    for (dir, entries) in &plan.replaced {
+        log::warn!("restore: replacing the {entries} entries of {} (forced)", dir.display());
+    }
+    fsio::create_dir_all(&options.directory)?;
+    fsio::remove_dir_all(&plan.data_dir)?;
+    let result = restore_into(store, options, plan);
     if result.is_err() {
-        let _ = fsio::remove_dir_all(&data_dir);
-        for t in &info.tablespaces {
-            let _ = fsio::remove_dir_all(&tablespace_target(options, &info, &t.dir));
+        let _ = fsio::remove_dir_all(&plan.data_dir);
+        for (_, dir) in &plan.tablespaces {
+            let _ = fsio::remove_dir_all(dir);
         }
     }
     result
+}
+
+/// Restores a backup (see the module documentation): [`plan`], then [`apply`].
+///
+/// # Errors
+/// As [`plan`] and [`apply`].
+pub fn restore(store: &dyn Store, options: &RestoreOptions) -> Result<RestoreReport> {
+    let plan = plan(store, options)?;
+    apply(store, options, &plan)
 }
 
 fn tablespace_target(options: &RestoreOptions, info: &BackupInfo, dir: &str) -> PathBuf {
@@ -406,14 +524,9 @@ pub(crate) fn combined_label(text: &str) -> String {
     text.lines().filter(|l| !l.starts_with("INCREMENTAL FROM ")).map(|l| format!("{l}\n")).collect()
 }
 
-fn restore_into(
-    store: &dyn Store,
-    options: &RestoreOptions,
-    chain: &[BackupInfo],
-    target: &RecoveryTarget,
-    data_dir: &Path,
-    wal: &[StoreEntry],
-) -> Result<RestoreReport> {
+fn restore_into(store: &dyn Store, options: &RestoreOptions, plan: &RestorePlan) -> Result<RestoreReport> {
+    let chain = &plan.chain;
+    let data_dir = plan.data_dir.as_path();
     let info = &chain[0];
     let backup_dir = layout::backup_dir(&options.server, &info.label);
     let mut jobs = Vec::new();
@@ -445,49 +558,20 @@ fn restore_into(
     let cipher = Cipher::from_code(info.encryption);
     let key = options.master_key.clone();
     let totals = Mutex::new((0usize, 0u64));
-    let errors: Mutex<Option<StorageError>> = Mutex::new(None);
-    let (tx, rx) = unbounded::<FileJob>();
-    for j in rest {
-        let _ = tx.send(j);
-    }
-    drop(tx);
-    std::thread::scope(|s| {
-        for _ in 0..options.workers.max(1) {
-            s.spawn(|| {
-                for j in rx.iter() {
-                    if errors.lock().expect("not poisoned").is_some() {
-                        return;
-                    }
-                    let done = match &j.combine {
-                        None => {
-                            restore_checked(store, &j, expected.get(&j.manifest_path), cipher, key.as_deref(), false)
-                        }
-                        Some((path, versions)) => {
-                            combine_file(store, path, versions, key.as_deref(), &options.directory, &j.target).map(
-                                |(n, crc)| {
-                                    results.lock().expect("not poisoned").insert(path.clone(), (n, crc));
-                                    n
-                                },
-                            )
-                        }
-                    };
-                    match done {
-                        Ok(n) => {
-                            let mut t = totals.lock().expect("not poisoned");
-                            t.0 += 1;
-                            t.1 += n;
-                        }
-                        Err(e) => {
-                            errors.lock().expect("not poisoned").get_or_insert(e);
-                        }
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = errors.into_inner().expect("not poisoned") {
-        return Err(e);
-    }
+    crate::pool::for_each(rest, options.workers, None, |j: FileJob| {
+        let n = match &j.combine {
+            None => restore_checked(store, &j, expected.get(&j.manifest_path), cipher, key.as_deref(), false)?,
+            Some((path, versions)) => {
+                let (n, crc) = combine_file(store, path, versions, key.as_deref(), &options.directory, &j.target)?;
+                results.lock().insert(path.clone(), (n, crc));
+                n
+            }
+        };
+        let mut t = totals.lock();
+        t.0 += 1;
+        t.1 += n;
+        Ok(())
+    })?;
     // A remote repository keeps no empty directories; PostgreSQL needs its own.
     for dir in DATA_DIRECTORY_LAYOUT {
         let path = data_dir.join(dir);
@@ -502,44 +586,26 @@ fn restore_into(
         std::os::unix::fs::symlink(rel, &link).map_err(StorageError::io("creating tablespace link", &link))?;
     }
     if combined {
-        write_combined_metadata(store, &options.server, info, data_dir, &results.into_inner().expect("not poisoned"))?;
+        write_combined_metadata(store, &options.server, info, data_dir, &results.into_inner())?;
     }
-    let copied_wal = options.copy_wal && target.target.is_some();
-    if copied_wal {
-        copy_archived_wal(store, options, info, wal, &data_dir.join("pg_wal"))?;
+    if options.copy_wal && plan.target.target.is_some() {
+        copy_archived_wal(store, options, info, &plan.wal, &data_dir.join("pg_wal"))?;
     }
-    // Recovery settings.
-    let has_settings =
-        target.target.is_some() || target.replica || !target.other.is_empty() || target.timeline.is_some();
-    if has_settings {
-        let command = match (&target.target, options.restore_command.as_deref()) {
-            (None, _) => None,
-            (Some(_), Some(c)) => Some(c),
-            // PostgreSQL then reads the copied WAL from pg_wal alone.
-            (Some(_), None) if copied_wal => Some("false"),
-            (Some(_), None) if target.replica => None,
-            (Some(_), None) => {
-                return Err(StorageError::Invalid(
-                    "a recovery target needs a restore_command to fetch WAL from the repository".into(),
-                ))
-            }
-        };
-        let settings = target.settings(command, options.primary_conninfo.as_deref(), options.primary_slot.as_deref());
+    if let Some((settings, signal)) = &plan.recovery {
         let auto = data_dir.join("postgresql.auto.conf");
         let mut text = fs::read_to_string(&auto).unwrap_or_default();
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
-        text.push_str(&settings);
+        text.push_str(settings);
         fsio::write_file(&auto, text.as_bytes())?;
-        let signal = if target.replica { "standby.signal" } else { "recovery.signal" };
         fsio::write_file(&data_dir.join(signal), b"")?;
     }
     // Every file and directory written so far made durable at once, before pg_control.
     for w in &watches {
         w.sync()?;
     }
-    let mut totals = totals.into_inner().expect("not poisoned");
+    let mut totals = totals.into_inner();
     for j in last {
         totals.1 += restore_checked(store, &j, expected.get(&j.manifest_path), cipher, key.as_deref(), true)?;
         totals.0 += 1;
@@ -686,4 +752,23 @@ fn copy_archived_wal(
     }
     fsio::sync_dir(pg_wal)?;
     Ok(copied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_never_shows_a_password() {
+        let line = "primary_conninfo = 'host=h port=5432 user=repl password=s3cret application_name=x'";
+        assert_eq!(
+            redact_password(line),
+            "primary_conninfo = 'host=h port=5432 user=repl password=****** application_name=x'"
+        );
+        assert_eq!(
+            redact_password("primary_conninfo = 'user=u password=pw'"),
+            "primary_conninfo = 'user=u password=******'"
+        );
+        assert_eq!(redact_password("recovery_target_lsn = '0/3000000'"), "recovery_target_lsn = '0/3000000'");
+    }
 }

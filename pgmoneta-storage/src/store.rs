@@ -11,7 +11,9 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::error::{Result, StorageError};
 use crate::fsio;
@@ -417,7 +419,7 @@ impl MemoryStore {
 
     /// The paths of all files, sorted.
     pub fn files(&self) -> Vec<String> {
-        let nodes = self.nodes.lock().expect("not poisoned");
+        let nodes = self.nodes.lock();
         nodes.iter().filter(|(_, n)| matches!(n, MemNode::File(_))).map(|(p, _)| p.clone()).collect()
     }
 
@@ -426,7 +428,7 @@ impl MemoryStore {
     }
 
     fn resolve(&self, path: &str) -> Option<MemNode> {
-        let nodes = self.nodes.lock().expect("not poisoned");
+        let nodes = self.nodes.lock();
         let mut p = Self::norm(path);
         for _ in 0..16 {
             match nodes.get(&p)? {
@@ -464,7 +466,7 @@ impl StoreWriter for MemWriter {
             return Err(StorageError::io("committing", &self.path)(io::Error::other("injected write failure")));
         }
         let n = self.data.len() as u64;
-        self.store.nodes.lock().expect("not poisoned").insert(self.path, MemNode::File(Arc::new(self.data)));
+        self.store.nodes.lock().insert(self.path, MemNode::File(Arc::new(self.data)));
         Ok(n)
     }
 }
@@ -489,7 +491,7 @@ impl Store for MemoryStore {
     fn list(&self, dir: &str) -> Result<Vec<StoreEntry>> {
         let dir = Self::norm(dir);
         let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
-        let nodes = self.nodes.lock().expect("not poisoned");
+        let nodes = self.nodes.lock();
         // The paths under `dir` sort together, right after the prefix.
         Ok(nodes
             .range(prefix.clone()..)
@@ -514,7 +516,7 @@ impl Store for MemoryStore {
 
     fn create_dir(&self, path: &str) -> Result<()> {
         let path = Self::norm(path);
-        let mut nodes = self.nodes.lock().expect("not poisoned");
+        let mut nodes = self.nodes.lock();
         let mut at = String::new();
         for part in path.split('/').filter(|p| !p.is_empty()) {
             if !at.is_empty() {
@@ -529,24 +531,24 @@ impl Store for MemoryStore {
     fn remove(&self, path: &str) -> Result<()> {
         let path = Self::norm(path);
         let prefix = format!("{path}/");
-        self.nodes.lock().expect("not poisoned").retain(|p, _| *p != path && !p.starts_with(&prefix));
+        self.nodes.lock().retain(|p, _| *p != path && !p.starts_with(&prefix));
         Ok(())
     }
 
     fn symlink(&self, target: &str, link: &str) -> Result<()> {
-        self.nodes.lock().expect("not poisoned").insert(Self::norm(link), MemNode::Symlink(Self::norm(target)));
+        self.nodes.lock().insert(Self::norm(link), MemNode::Symlink(Self::norm(target)));
         Ok(())
     }
 
     fn read_link(&self, path: &str) -> Result<Option<String>> {
-        Ok(match self.nodes.lock().expect("not poisoned").get(&Self::norm(path)) {
+        Ok(match self.nodes.lock().get(&Self::norm(path)) {
             Some(MemNode::Symlink(t)) => Some(t.clone()),
             _ => None,
         })
     }
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {
-        let mut nodes = self.nodes.lock().expect("not poisoned");
+        let mut nodes = self.nodes.lock();
         let node =
             nodes.remove(&Self::norm(from)).ok_or_else(|| StorageError::NotFound(format!("{from} does not exist")))?;
         nodes.insert(Self::norm(to), node);
@@ -558,7 +560,7 @@ impl Store for MemoryStore {
     }
 
     fn exists(&self, path: &str) -> bool {
-        self.nodes.lock().expect("not poisoned").contains_key(&Self::norm(path))
+        self.nodes.lock().contains_key(&Self::norm(path))
     }
 
     fn local_path(&self, _path: &str) -> Option<PathBuf> {

@@ -4,9 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
 
-use crossbeam_channel::unbounded;
+use parking_lot::Mutex;
 use pgmoneta_compress::Algorithm;
 use pgmoneta_crypto::{Cipher, HashAlgorithm, HashingReader, HashingWriter, MasterKey};
 
@@ -84,56 +83,43 @@ pub fn verify_in(
         Plain(String, String),
         Stored(String, String),
     }
-    let (tx, rx) = unbounded::<Check>();
-    for (p, h) in &manifest.files {
-        let _ = tx.send(Check::Plain(p.clone(), h.clone()));
-    }
+    let mut checks: Vec<Check> = manifest.files.iter().map(|(p, h)| Check::Plain(p.clone(), h.clone())).collect();
     for (p, h) in &sums.files {
         if !covered.contains(p) {
-            let _ = tx.send(Check::Stored(p.clone(), h.clone()));
+            checks.push(Check::Stored(p.clone(), h.clone()));
         }
     }
-    drop(tx);
     let result = |path: String, expected: String, outcome: Result<String>| match outcome {
         Ok(h) if h == expected => FileVerification { path, expected, computed: h, error: None },
         Ok(h) => FileVerification { path, expected, computed: h, error: Some("checksum mismatch".into()) },
         Err(e) => FileVerification { path, expected, computed: String::new(), error: Some(e.to_string()) },
     };
-    std::thread::scope(|s| {
-        for _ in 0..workers.max(1) {
-            s.spawn(|| {
-                for check in rx.iter() {
-                    let v = match check {
-                        Check::Plain(path, expected) => match stored.get(&path) {
-                            None => FileVerification {
-                                path,
-                                expected,
-                                computed: String::new(),
-                                error: Some("missing".into()),
-                            },
-                            Some(st) => match hash_stored(store, st, storage, cipher, master_key) {
-                                Ok((plain, raw)) => {
-                                    let stored_expected = sums.files.get(&relative(st));
-                                    let mut v = result(path, expected, Ok(plain));
-                                    if v.error.is_none() && stored_expected.is_some_and(|e| *e != raw) {
-                                        v.error = Some(format!("{} does not match backup.sha512", relative(st)));
-                                    }
-                                    v
-                                }
-                                Err(e) => result(path, expected, Err(e)),
-                            },
-                        },
-                        Check::Stored(path, expected) => {
-                            let outcome = hash_raw(store, &join(&[&dir, &path]));
-                            result(path, expected, outcome)
+    // Every file is checked: a damaged one is reported, not a reason to stop.
+    crate::pool::for_each(checks, workers, None, |check: Check| {
+        let v = match check {
+            Check::Plain(path, expected) => match stored.get(&path) {
+                None => FileVerification { path, expected, computed: String::new(), error: Some("missing".into()) },
+                Some(st) => match hash_stored(store, st, storage, cipher, master_key) {
+                    Ok((plain, raw)) => {
+                        let stored_expected = sums.files.get(&relative(st));
+                        let mut v = result(path, expected, Ok(plain));
+                        if v.error.is_none() && stored_expected.is_some_and(|e| *e != raw) {
+                            v.error = Some(format!("{} does not match backup.sha512", relative(st)));
                         }
-                    };
-                    all.lock().expect("not poisoned").push(v);
-                }
-            });
-        }
-    });
-    let mut all = all.into_inner().expect("not poisoned");
+                        v
+                    }
+                    Err(e) => result(path, expected, Err(e)),
+                },
+            },
+            Check::Stored(path, expected) => {
+                let outcome = hash_raw(store, &join(&[&dir, &path]));
+                result(path, expected, outcome)
+            }
+        };
+        all.lock().push(v);
+        Ok(())
+    })?;
+    let mut all = all.into_inner();
     // An incremental backup is only restorable with its whole chain.
     if let Err(e) = catalog.chain(info) {
         all.push(FileVerification {

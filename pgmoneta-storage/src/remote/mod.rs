@@ -22,7 +22,7 @@ pub mod sftp;
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -267,39 +267,15 @@ pub fn copy_files(
     cancel: Option<&AtomicBool>,
 ) -> Result<UploadReport> {
     let started = Instant::now();
-    let next = Mutex::new(paths.iter());
-    let failed = AtomicBool::new(false);
-    let first_error: Mutex<Option<StorageError>> = Mutex::new(None);
     let totals = Mutex::new((0usize, 0u64));
-    std::thread::scope(|scope| {
-        for _ in 0..workers.max(1) {
-            scope.spawn(|| loop {
-                if failed.load(Ordering::SeqCst) || cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
-                    return;
-                }
-                let Some(path) = next.lock().next() else { return };
-                match copy_file(from, to, path) {
-                    Ok(n) => {
-                        pgmoneta_core::crash::point("upload:file");
-                        let mut t = totals.lock();
-                        t.0 += 1;
-                        t.1 += n;
-                    }
-                    Err(e) => {
-                        failed.store(true, Ordering::SeqCst);
-                        first_error.lock().get_or_insert(e);
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = first_error.into_inner() {
-        return Err(e);
-    }
-    if cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
-        return Err(StorageError::Cancelled);
-    }
+    crate::pool::for_each(paths.iter().collect(), workers, cancel, |path: &String| {
+        let n = copy_file(from, to, path)?;
+        pgmoneta_core::crash::point("upload:file");
+        let mut t = totals.lock();
+        t.0 += 1;
+        t.1 += n;
+        Ok(())
+    })?;
     let (files, bytes) = totals.into_inner();
     Ok(UploadReport { files, bytes, elapsed: started.elapsed().as_secs_f64() })
 }

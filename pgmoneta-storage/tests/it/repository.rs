@@ -9,10 +9,11 @@ use pgmoneta_storage::catalog::{list_backups, load_info, BackupSelector};
 use pgmoneta_storage::ops::{
     annotate, apply_retention, cleanup_incomplete, delete_backup, oldest_needed_wal, set_keep, Annotation,
 };
-use pgmoneta_storage::restore::{restore, RestoreOptions};
+use pgmoneta_storage::restore::{apply, plan as plan_restore, restore, RestoreOptions};
 use pgmoneta_storage::retention::{plan, BackupSummary};
 use pgmoneta_storage::store::{EntryKind, LocalStore, MemoryStore, Store};
 use pgmoneta_storage::verify::verify;
+use pgmoneta_storage::StorageError;
 use pgmoneta_testkit::Cluster;
 
 use crate::{backup, label, minor, pgbench_state, replication};
@@ -148,7 +149,23 @@ fn files_linked_as_they_arrive_verify_and_restore_with_every_storage() {
         let mut opts = RestoreOptions::new("primary", BackupSelector::Label(labels[1].clone()), root.path());
         opts.workers = 2;
         opts.master_key = Some(key.clone());
-        let report = restore(store.as_ref(), &opts).unwrap();
+        // Planned first: the plan decides and checks without writing anything.
+        let planned = plan_restore(store.as_ref(), &opts).unwrap();
+        assert_eq!(planned.backup.label, labels[1]);
+        assert!(planned.recovery.is_none() && planned.replaced.is_empty());
+        assert!(planned.to_string().starts_with(&format!("backup {} into ", labels[1])), "{planned}");
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0, "storage {i}: planning wrote");
+        // Someone's file in the way: refused, unless forced, and then the plan names it.
+        std::fs::create_dir_all(&planned.data_dir).unwrap();
+        std::fs::write(planned.data_dir.join("someone's file"), b"x").unwrap();
+        let e = plan_restore(store.as_ref(), &opts).unwrap_err();
+        assert!(matches!(e, StorageError::NotEmpty { entries: 1, .. }), "storage {i}: {e}");
+        opts.force = true;
+        let planned = plan_restore(store.as_ref(), &opts).unwrap();
+        assert_eq!(planned.replaced, vec![(planned.data_dir.clone(), 1)]);
+        assert!(planned.to_string().contains("replaces the 1 entries of"), "{planned}");
+        let report = apply(store.as_ref(), &opts, &planned).unwrap();
+        assert!(!report.data_dir.join("someone's file").exists());
         let restored = Cluster::start_on(cluster.install().clone(), &report.data_dir, cluster.superuser_password())
             .unwrap_or_else(|e| panic!("storage {i}: starting the restore: {e}"));
         assert_eq!(pgbench_state(&restored), state, "storage {i}");
