@@ -621,12 +621,14 @@ fn delete(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let Srv { name, state, workers, .. } = server_state(shared, req, ec::DELETE_NOSERVER)?;
     let id = text(req, "Backup").unwrap_or_default();
     let force = flag(req, "Force");
-    let (catalog, info) =
-        resolve(shared, &name, &id).map_err(|e| fail_in(ec::DELETE_BACKUP_NOBACKUP, "Delete backup", e))?;
+    let (_, info) = resolve(shared, &name, &id).map_err(|e| fail_in(ec::DELETE_BACKUP_NOBACKUP, "Delete backup", e))?;
     let _guard = state
         .lock(Activity::Delete)
         .map_err(|other| fail(ec::DELETE_BACKUP_ACTIVE, format!("server [{name}]: busy with {other:?}")))?;
-    let child = catalog.child_of(&info.label).map(|b| b.label.clone());
+    // Read under the lock: a backup built on this one may have completed since it was resolved.
+    let child = Catalog::load(shared.store(), &name)
+        .ok()
+        .and_then(|catalog| catalog.child_of(&info.label).map(|b| b.label.clone()));
     let has_child = child.is_some();
     // A roll-up rewrites the child from both backups' files: those kept only remotely are
     // fetched first, and the new child goes up again afterwards.
