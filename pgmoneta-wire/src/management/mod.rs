@@ -11,6 +11,7 @@ mod document;
 mod frame;
 pub mod fuzzing;
 pub mod payload;
+pub mod request;
 
 pub use document::{Command, Document, Header, Outcome, OutputFormat, CLIENT_VERSION};
 pub use frame::{read_frame, write_frame, Frame, MAX_PAYLOAD};
