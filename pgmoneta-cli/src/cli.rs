@@ -12,6 +12,10 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use pgmoneta_core::config::{CliConfig, Encryption, OutputFormat as ConfOutput, WireCompression};
 use pgmoneta_core::CivilDateTime;
 use pgmoneta_crypto::{MasterKey, MasterKeyFile};
+use pgmoneta_wire::management::request::{
+    self, AnnotateRequest, BackupRequest, ConfSetRequest, DeleteRequest, FileRequest, InfoRequest, KeepRequest,
+    ListBackupRequest, ModeRequest, ProgressRequest, RestoreRequest, S3ListRequest, S3RestoreRequest, VerifyRequest,
+};
 use pgmoneta_wire::management::{Command as Cmd, Document, OutputFormat};
 use serde_json::{json, Map, Value};
 
@@ -384,29 +388,37 @@ fn request(command: Cmd, fields: Value, format: Format) -> Document {
     Document::request(command, map, output, &now_stamp())
 }
 
+/// A typed request as the document's `Request` object.
+fn typed<T: serde::Serialize>(request: T) -> Value {
+    Value::Object(request::to_map(&request))
+}
+
 /// The request for a command that goes to the daemon; `None` for local commands.
 fn build(command: &Command, g: &Global) -> Result<Option<(Cmd, Value)>> {
-    let split = |args: &[String]| -> (String, String, Value, String) {
-        let position = if args.len() == 4 { json!(args[2]) } else { Value::Null };
-        (args[0].clone(), args[1].clone(), position, args[args.len() - 1].clone())
+    // <server> <backup> [<position>] <directory>
+    let split = |args: &[String]| -> (Option<String>, Option<String>, Option<String>, Option<String>) {
+        let position = (args.len() == 4).then(|| args[2].clone());
+        (Some(args[0].clone()), Some(args[1].clone()), position, Some(args[args.len() - 1].clone()))
     };
+    let some = |s: &String| Some(s.clone());
     Ok(Some(match command {
         Command::Backup { server, parent } => {
-            (Cmd::Backup, json!({"Server": server, "Backup": parent.as_ref().map_or(Value::Null, |p| json!(p))}))
+            (Cmd::Backup, typed(BackupRequest { server: some(server), backup: parent.clone() }))
         }
-        Command::ListBackup { server } => {
-            (Cmd::ListBackup, json!({"Server": server, "Sort": g.sort.clone().unwrap_or_else(|| "asc".into())}))
-        }
-        Command::Restore { args } => {
-            let (s, b, p, d) = split(args);
-            (Cmd::Restore, json!({"Server": s, "Backup": b, "Position": p, "Directory": d, "Force": g.force}))
-        }
-        Command::Archive { args } => {
-            let (s, b, p, d) = split(args);
-            (Cmd::Archive, json!({"Server": s, "Backup": b, "Position": p, "Directory": d, "Force": g.force}))
+        Command::ListBackup { server } => (
+            Cmd::ListBackup,
+            typed(ListBackupRequest {
+                server: some(server),
+                sort: Some(g.sort.clone().unwrap_or_else(|| "asc".into())),
+            }),
+        ),
+        Command::Restore { args } | Command::Archive { args } => {
+            let (server, backup, position, directory) = split(args);
+            let cmd = if matches!(command, Command::Restore { .. }) { Cmd::Restore } else { Cmd::Archive };
+            (cmd, typed(RestoreRequest { server, backup, position, directory, force: g.force }))
         }
         Command::Delete { server, backup } => {
-            (Cmd::Delete, json!({"Server": server, "Backup": backup, "Force": g.force}))
+            (Cmd::Delete, typed(DeleteRequest { server: some(server), backup: some(backup), force: g.force }))
         }
         Command::Shutdown => (Cmd::Shutdown, json!({})),
         Command::Status { details } => match details.as_deref() {
@@ -421,43 +433,67 @@ fn build(command: &Command, g: &Global) -> Result<Option<(Cmd, Value)>> {
             ("reload", None, None) => (Cmd::Reload, json!({})),
             ("ls", None, None) => (Cmd::ConfLs, json!({})),
             ("get", _, None) => (Cmd::ConfGet, json!({})),
-            ("set", Some(k), Some(v)) => (Cmd::ConfSet, json!({"ConfigKey": k, "ConfigValue": v})),
+            ("set", Some(k), Some(v)) => {
+                (Cmd::ConfSet, typed(ConfSetRequest { config_key: some(k), config_value: some(v) }))
+            }
             _ => bail!("conf: expected `conf reload`, `conf ls`, `conf get [<key>]` or `conf set <key> <value>`"),
         },
-        Command::Retain { server, backup } => {
-            (Cmd::Retain, json!({"Server": server, "Backup": backup, "Cascade": g.cascade}))
+        Command::Retain { server, backup } | Command::Expunge { server, backup } => {
+            let cmd = if matches!(command, Command::Retain { .. }) { Cmd::Retain } else { Cmd::Expunge };
+            (cmd, typed(KeepRequest { server: some(server), backup: some(backup), cascade: g.cascade }))
         }
-        Command::Expunge { server, backup } => {
-            (Cmd::Expunge, json!({"Server": server, "Backup": backup, "Cascade": g.cascade}))
+        Command::Decrypt { file }
+        | Command::Encrypt { file }
+        | Command::Decompress { file }
+        | Command::Compress { file } => {
+            let cmd = match command {
+                Command::Decrypt { .. } => Cmd::Decrypt,
+                Command::Encrypt { .. } => Cmd::Encrypt,
+                Command::Decompress { .. } => Cmd::Decompress,
+                _ => Cmd::Compress,
+            };
+            (cmd, typed(FileRequest { source_file: Some(absolute(file)) }))
         }
-        Command::Decrypt { file } => (Cmd::Decrypt, json!({"SourceFile": absolute(file)})),
-        Command::Encrypt { file } => (Cmd::Encrypt, json!({"SourceFile": absolute(file)})),
-        Command::Decompress { file } => (Cmd::Decompress, json!({"SourceFile": absolute(file)})),
-        Command::Compress { file } => (Cmd::Compress, json!({"SourceFile": absolute(file)})),
-        Command::Info { server, backup } => (Cmd::Info, json!({"Server": server, "Backup": backup})),
+        Command::Info { server, backup } => {
+            (Cmd::Info, typed(InfoRequest { server: some(server), backup: some(backup) }))
+        }
         Command::Verify { server, backup, directory, files } => {
             let files = files.clone().unwrap_or_else(|| "failed".into());
             if files != "failed" && files != "all" {
                 bail!("verify: files must be `failed` or `all`, not {files:?}");
             }
-            (Cmd::Verify, json!({"Server": server, "Backup": backup, "Directory": directory, "Files": files}))
+            let r = VerifyRequest {
+                server: some(server),
+                backup: some(backup),
+                directory: some(directory),
+                files: Some(files),
+            };
+            (Cmd::Verify, typed(r))
         }
-        Command::Annotate { server, backup, action, key, comment } => (
-            Cmd::Annotate,
-            json!({"Server": server, "Backup": backup, "Action": action, "Key": key, "Comment": comment.clone().unwrap_or_default()}),
-        ),
-        Command::Mode { server, action } => (Cmd::Mode, json!({"Server": server, "Action": action})),
+        Command::Annotate { server, backup, action, key, comment } => {
+            let r = AnnotateRequest {
+                server: some(server),
+                backup: some(backup),
+                action: some(action),
+                key: some(key),
+                comment: Some(comment.clone().unwrap_or_default()),
+            };
+            (Cmd::Annotate, typed(r))
+        }
+        Command::Mode { server, action } => {
+            (Cmd::Mode, typed(ModeRequest { server: some(server), action: some(action) }))
+        }
         Command::Progress { server, command } => {
-            (Cmd::Progress, json!({"Server": server, "Command": command.clone().unwrap_or_else(|| "backup".into())}))
+            let command = Some(command.clone().unwrap_or_else(|| "backup".into()));
+            (Cmd::Progress, typed(ProgressRequest { server: some(server), command }))
         }
         Command::S3 { args } => match args.split_first() {
             Some((action, rest)) if action == "ls" && (1..=2).contains(&rest.len()) => {
-                let prefix = rest.get(1).map_or(Value::Null, |p| json!(p));
-                (Cmd::S3Ls, json!({"Server": rest[0], "S3Prefix": prefix}))
+                (Cmd::S3Ls, typed(S3ListRequest { server: some(&rest[0]), s3_prefix: rest.get(1).cloned() }))
             }
             Some((action, rest)) if action == "restore" && (3..=4).contains(&rest.len()) => {
-                let (s, b, p, d) = split(rest);
-                (Cmd::S3Restore, json!({"Server": s, "S3Prefix": b, "Position": p, "Directory": d, "Force": g.force}))
+                let (server, s3_prefix, position, directory) = split(rest);
+                (Cmd::S3Restore, typed(S3RestoreRequest { server, s3_prefix, position, directory, force: g.force }))
             }
             _ => bail!(
                 "s3: expected `s3 ls <server> [<prefix>]` or `s3 restore <server> <backup> [<position>] <directory>`"
@@ -680,7 +716,8 @@ fn start_progress(
             if flag.load(Ordering::SeqCst) {
                 break;
             }
-            let doc = request(Cmd::Progress, json!({"Server": server, "Command": cmd.name()}), Format::Raw);
+            let progress = ProgressRequest { server: Some(server.clone()), command: Some(cmd.name().to_owned()) };
+            let doc = request(Cmd::Progress, typed(progress), Format::Raw);
             let line = match call(&endpoint, &doc, wire, key.as_deref()) {
                 Ok((reply, _)) => {
                     let r = reply.response.unwrap_or_default();

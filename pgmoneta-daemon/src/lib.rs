@@ -14,6 +14,7 @@
 
 pub mod clock;
 pub mod commands;
+pub mod error;
 pub mod logging;
 pub mod metrics;
 pub mod mgmt;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use pgmoneta_core::config::Config;
 use pgmoneta_crypto::{MasterKey, Vault, VaultKind};
 
+use crate::error::{DaemonError, Result};
 use crate::state::Shared;
 
 /// `[pgmoneta]` keys whose change needs a restart: a reload keeps their old value and says so.
@@ -66,29 +68,22 @@ pub const RESTART_KEYS: &[&str] = &[
 /// Reads a vault and decrypts every password with the master key.
 ///
 /// # Errors
-/// A sentence naming the file and what is wrong.
-pub fn read_vault(path: &Path, kind: VaultKind, key: Option<&MasterKey>) -> Result<HashMap<String, String>, String> {
-    let vault = Vault::load(path, kind).map_err(|e| format!("{}: {e}", path.display()))?;
+/// The vault unreadable, or a password that does not decrypt, naming the file (and user).
+pub fn read_vault(path: &Path, kind: VaultKind, key: Option<&MasterKey>) -> Result<HashMap<String, String>> {
+    let vault = Vault::load(path, kind).map_err(|source| DaemonError::Vault { path: path.to_owned(), source })?;
     let mut out = HashMap::new();
     let users: Vec<String> = vault.users().into_iter().map(str::to_owned).collect();
     if users.is_empty() {
         return Ok(out);
     }
-    let key = key.ok_or_else(|| {
-        format!("{}: the master key is needed to read it (pgmoneta-admin master-key)", path.display())
-    })?;
+    let key = key.ok_or_else(|| DaemonError::VaultNeedsKey { path: path.to_owned() })?;
     for user in users {
         match vault.password(key, &user) {
             Ok(Some(p)) => {
                 out.insert(user, p);
             }
             Ok(None) => {}
-            Err(e) => {
-                return Err(format!(
-                    "{}: user {user:?}: {e} (is this the master key the vault was written with?)",
-                    path.display()
-                ))
-            }
+            Err(source) => return Err(DaemonError::VaultPassword { path: path.to_owned(), user, source }),
         }
     }
     Ok(out)
@@ -99,9 +94,9 @@ pub fn read_vault(path: &Path, kind: VaultKind, key: Option<&MasterKey>) -> Resu
 ///
 /// # Errors
 /// Every problem of the new configuration (nothing is applied then).
-pub fn reload(shared: &Arc<Shared>) -> Result<bool, String> {
-    let parsed = Config::load(&shared.paths.config).map_err(|e| e.to_string())?;
-    let (mut next, warnings) = parsed.check().map_err(|e| e.to_string())?;
+pub fn reload(shared: &Arc<Shared>) -> Result<bool> {
+    let parsed = Config::load(&shared.paths.config)?;
+    let (mut next, warnings) = parsed.check()?;
     for w in warnings {
         log::warn!("{w}");
     }

@@ -172,7 +172,7 @@ fn run(args: Args) -> Result<(), Vec<String>> {
         ) {
             Ok(a) => Some(Arc::new(a)),
             Err(e) => {
-                problems.push(e);
+                problems.push(e.to_string());
                 None
             }
         }
@@ -190,10 +190,10 @@ fn run(args: Args) -> Result<(), Vec<String>> {
 
     // The lock is taken before going to the background, so that a refusal reaches the
     // terminal; the background process inherits it and writes its own pid.
-    let mut pid = pidfile::PidFile::create(&pidfile_path).map_err(|e| vec![e])?;
+    let mut pid = pidfile::PidFile::create(&pidfile_path).map_err(|e| vec![e.to_string()])?;
     if args.daemon {
         nix::unistd::daemon(true, false).map_err(|e| vec![format!("daemonizing: {e}")])?;
-        pid.write_own_pid().map_err(|e| vec![e])?;
+        pid.write_own_pid().map_err(|e| vec![e.to_string()])?;
     }
     let counters = logging::install(m);
     pid.report();

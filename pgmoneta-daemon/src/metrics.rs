@@ -161,7 +161,7 @@ pub fn render(shared: &Shared) -> String {
         e.gauge("pgmoneta_server_valid", "The server passed its checks", &l, b(facts.valid));
         let streaming = state.wal_streaming.load(Ordering::SeqCst);
         e.gauge("pgmoneta_wal_streaming", "WAL is streaming from the server", &l, b(streaming));
-        let waiting = shared.pending_uploads.lock().iter().filter(|(srv, _)| *srv == s.name).count();
+        let waiting = shared.repo.pending_uploads(&s.name).len();
         e.gauge(
             "pgmoneta_remote_pending_uploads",
             "Backups valid locally whose upload to the remote repositories waits for a retry",
@@ -437,20 +437,43 @@ fn write_chunked<S: Write>(s: &mut S, status: &str, content_type: &str, body: &s
     s.flush()
 }
 
+/// Why an HTTP request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BadRequest {
+    /// Reading it failed.
+    #[error("reading: {0}")]
+    Io(std::io::Error),
+    /// A line is longer than [`MAX_LINE`].
+    #[error("a line longer than {MAX_LINE} bytes")]
+    LineTooLong,
+    /// Nothing came.
+    #[error("no request line")]
+    NoRequestLine,
+    /// The request line is not text.
+    #[error("the request line is not UTF-8")]
+    NotUtf8,
+    /// The request line lacks a method or a path.
+    #[error("a malformed request line {0:?}")]
+    Malformed(String),
+    /// More than [`MAX_HEADERS`] header lines.
+    #[error("more than {MAX_HEADERS} header lines")]
+    TooManyHeaders,
+}
+
 /// Longest request line or header line accepted.
 pub const MAX_LINE: usize = 8 << 10;
 /// Most header lines accepted.
 pub const MAX_HEADERS: usize = 100;
 
 /// Reads one line of at most [`MAX_LINE`] bytes; `Ok(None)` at the end of the input.
-fn bounded_line<R: BufRead>(r: &mut R) -> Result<Option<Vec<u8>>, String> {
+fn bounded_line<R: BufRead>(r: &mut R) -> Result<Option<Vec<u8>>, BadRequest> {
     let mut line = Vec::new();
-    let n = r.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).map_err(|e| e.to_string())?;
+    let n = r.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).map_err(BadRequest::Io)?;
     if n == 0 {
         return Ok(None);
     }
     if line.len() > MAX_LINE {
-        return Err(format!("a line longer than {MAX_LINE} bytes"));
+        return Err(BadRequest::LineTooLong);
     }
     Ok(Some(line))
 }
@@ -459,14 +482,14 @@ fn bounded_line<R: BufRead>(r: &mut R) -> Result<Option<Vec<u8>>, String> {
 /// [`MAX_HEADERS`]); returns its method and path.
 ///
 /// # Errors
-/// A sentence saying what is wrong: too long, too many headers, not text, no request line.
-pub fn read_request<R: BufRead>(r: &mut R) -> Result<(String, String), String> {
-    let first = bounded_line(r)?.ok_or("no request line")?;
-    let first = String::from_utf8(first).map_err(|_| "the request line is not UTF-8".to_owned())?;
+/// What is wrong: too long, too many headers, not text, no request line.
+pub fn read_request<R: BufRead>(r: &mut R) -> Result<(String, String), BadRequest> {
+    let first = bounded_line(r)?.ok_or(BadRequest::NoRequestLine)?;
+    let first = String::from_utf8(first).map_err(|_| BadRequest::NotUtf8)?;
     let mut parts = first.split_whitespace();
     let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
     if method.is_empty() || path.is_empty() {
-        return Err(format!("a malformed request line {:?}", first.trim_end()));
+        return Err(BadRequest::Malformed(first.trim_end().to_owned()));
     }
     for _ in 0..=MAX_HEADERS {
         match bounded_line(r)? {
@@ -475,7 +498,7 @@ pub fn read_request<R: BufRead>(r: &mut R) -> Result<(String, String), String> {
             Some(_) => {}
         }
     }
-    Err(format!("more than {MAX_HEADERS} header lines"))
+    Err(BadRequest::TooManyHeaders)
 }
 
 /// Answers one HTTP request on `stream`.

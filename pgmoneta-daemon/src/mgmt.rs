@@ -20,6 +20,7 @@ use pgmoneta_wire::message::frontend::{AuthResponseKind, FrontendDecoder, Fronte
 use pgmoneta_wire::ErrorFields;
 
 use crate::commands;
+use crate::error::{DaemonError, Result};
 use crate::state::Shared;
 
 /// Requests handled at once; further connections get error 3 (ALLOCATION).
@@ -148,31 +149,28 @@ fn failure_document(command: Command, code: u32, message: String) -> Document {
     d
 }
 
-fn send<S: Write>(
-    shared: &Shared,
-    stream: &mut S,
-    doc: &Document,
-    compression: u8,
-    encryption: u8,
-) -> Result<(), String> {
+fn send<S: Write>(shared: &Shared, stream: &mut S, doc: &Document, compression: u8, encryption: u8) -> Result<()> {
     let frame = payload::encode(&doc.to_json(), compression, encryption, shared.master_key.as_deref())
-        .or_else(|_| payload::encode(&doc.to_json(), 0, 0, None))
-        .map_err(|e| e.to_string())?;
-    write_frame(stream, &frame).map_err(|e| e.to_string())?;
-    stream.flush().map_err(|e| e.to_string())
+        .or_else(|_| payload::encode(&doc.to_json(), 0, 0, None))?;
+    write_frame(stream, &frame)?;
+    stream.flush().map_err(|source| DaemonError::Connection { what: "writing", source })
 }
 
 /// The TLS acceptor for the management port, when `tls` is on.
 ///
 /// # Errors
-/// A sentence naming the file that could not be used.
-pub fn tls_acceptor(cert: &str, key: &str, ca: Option<&str>) -> Result<SslAcceptor, String> {
-    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(|e| e.to_string())?;
-    b.set_certificate_chain_file(cert).map_err(|e| format!("tls_cert_file {cert}: {e}"))?;
-    b.set_private_key_file(key, SslFiletype::PEM).map_err(|e| format!("tls_key_file {key}: {e}"))?;
-    b.check_private_key().map_err(|e| format!("tls_key_file {key} does not match {cert}: {e}"))?;
+/// [`DaemonError::Tls`] naming the setting and file that could not be used.
+pub fn tls_acceptor(cert: &str, key: &str, ca: Option<&str>) -> Result<SslAcceptor> {
+    let tls = |setting: &str, file: &str| {
+        let (setting, file) = (setting.to_owned(), file.to_owned());
+        move |source| DaemonError::Tls { setting, file, source }
+    };
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(tls("TLS", "set-up"))?;
+    b.set_certificate_chain_file(cert).map_err(tls("tls_cert_file", cert))?;
+    b.set_private_key_file(key, SslFiletype::PEM).map_err(tls("tls_key_file", key))?;
+    b.check_private_key().map_err(tls("tls_key_file", &format!("{key} (it does not match {cert})")))?;
     if let Some(ca) = ca {
-        b.set_ca_file(ca).map_err(|e| format!("tls_ca_file {ca}: {e}"))?;
+        b.set_ca_file(ca).map_err(tls("tls_ca_file", ca))?;
         b.set_verify(SslVerifyMode::PEER);
     }
     Ok(b.build())
@@ -223,33 +221,32 @@ impl Write for Conn {
     }
 }
 
-fn next_message<S: Read>(
-    stream: &mut S,
-    decoder: &mut FrontendDecoder,
-    buf: &mut BytesMut,
-) -> Result<FrontendMessage, String> {
+fn next_message<S: Read>(stream: &mut S, decoder: &mut FrontendDecoder, buf: &mut BytesMut) -> Result<FrontendMessage> {
     loop {
-        if let Some(m) = decoder.decode(buf).map_err(|e| e.to_string())? {
+        if let Some(m) = decoder.decode(buf)? {
             return Ok(m);
         }
         let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).map_err(|e| format!("reading: {e}"))?;
+        let n = stream.read(&mut chunk).map_err(|source| DaemonError::Connection { what: "reading", source })?;
         if n == 0 {
-            return Err("the client closed the connection".into());
+            return Err(DaemonError::Refused("the client closed the connection".into()));
         }
         buf.extend_from_slice(&chunk[..n]);
     }
 }
 
-fn write_backend<S: Write>(stream: &mut S, messages: &[BackendMessage]) -> Result<(), String> {
+fn write_backend<S: Write>(stream: &mut S, messages: &[BackendMessage]) -> Result<()> {
     let mut out = BytesMut::new();
     for m in messages {
         m.encode(&mut out);
     }
-    stream.write_all(&out).and_then(|_| stream.flush()).map_err(|e| format!("writing: {e}"))
+    stream
+        .write_all(&out)
+        .and_then(|_| stream.flush())
+        .map_err(|source| DaemonError::Connection { what: "writing", source })
 }
 
-fn refuse<S: Write>(stream: &mut S, why: &str) -> String {
+fn refuse<S: Write>(stream: &mut S, why: &str) -> DaemonError {
     let fields = ErrorFields {
         fields: vec![
             (b'S', "FATAL".into()),
@@ -259,25 +256,27 @@ fn refuse<S: Write>(stream: &mut S, why: &str) -> String {
         ],
     };
     let _ = write_backend(stream, &[BackendMessage::ErrorResponse(fields)]);
-    why.to_owned()
+    DaemonError::Refused(why.to_owned())
 }
 
-fn handle_remote(shared: &Arc<Shared>, tcp: TcpStream, tls: Option<&SslAcceptor>) -> Result<(), String> {
+fn handle_remote(shared: &Arc<Shared>, tcp: TcpStream, tls: Option<&SslAcceptor>) -> Result<()> {
+    let io = |what: &'static str| move |source| DaemonError::Connection { what, source };
     let _ = tcp.set_read_timeout(Some(AUTHENTICATION_TIMEOUT));
     let _ = tcp.set_nodelay(true);
     let mut decoder = FrontendDecoder::new();
     let mut buf = BytesMut::new();
-    let mut conn = Conn::Plain(tcp.try_clone().map_err(|e| e.to_string())?);
+    let mut conn = Conn::Plain(tcp.try_clone().map_err(io("accepting"))?);
     let mut first = next_message(&mut conn, &mut decoder, &mut buf)?;
     if first == FrontendMessage::SslRequest {
         match tls {
             Some(acceptor) => {
-                conn.write_all(b"S").map_err(|e| e.to_string())?;
-                let stream =
-                    acceptor.accept(tcp.try_clone().map_err(|e| e.to_string())?).map_err(|e| format!("TLS: {e}"))?;
+                conn.write_all(b"S").map_err(io("writing"))?;
+                let stream = acceptor
+                    .accept(tcp.try_clone().map_err(io("accepting"))?)
+                    .map_err(|e| DaemonError::Refused(format!("TLS: {e}")))?;
                 conn = Conn::Tls(Box::new(stream));
             }
-            None => conn.write_all(b"N").map_err(|e| e.to_string())?,
+            None => conn.write_all(b"N").map_err(io("writing"))?,
         }
         decoder = FrontendDecoder::new();
         buf.clear();

@@ -6,21 +6,22 @@ use pgmoneta_core::config::ServerConfig;
 use pgmoneta_core::PgVersion;
 use pgmoneta_wire::{ConnectOptions, PgConnection, ReplicationMode, SslMode};
 
+use crate::error::{DaemonError, Result};
 use crate::state::{ServerFacts, Shared};
 
 /// Connection options for `server`: its host, port and user, the user's password from the users
 /// vault, and TLS from the server's `tls_*` keys.
 ///
 /// # Errors
-/// A sentence when the user has no password in the vault.
-pub fn connect_options(shared: &Shared, server: &ServerConfig, replication: bool) -> Result<ConnectOptions, String> {
+/// [`DaemonError::NotInVault`] when the user has no password in the vault.
+pub fn connect_options(shared: &Shared, server: &ServerConfig, replication: bool) -> Result<ConnectOptions> {
     let user = server.user.clone().unwrap_or_default();
     let password = shared
         .users
         .read()
         .get(&user)
         .cloned()
-        .ok_or_else(|| format!("user {user:?} of server [{}] is not in the users vault", server.name))?;
+        .ok_or_else(|| DaemonError::NotInVault { server: server.name.clone(), user: user.clone() })?;
     let timeout = Duration::from_secs(shared.config().main.blocking_timeout.0.max(1));
     let mut opts =
         ConnectOptions::new(server.host.as_deref().unwrap_or("localhost"), server.port.unwrap_or(5432), &user)
@@ -46,14 +47,18 @@ pub fn connect_options(shared: &Shared, server: &ServerConfig, replication: bool
 /// Connects to `server`.
 ///
 /// # Errors
-/// A sentence naming the server and what failed.
-pub fn connect(shared: &Shared, server: &ServerConfig, replication: bool) -> Result<PgConnection, String> {
+/// [`DaemonError::Server`] naming the server and what failed.
+pub fn connect(shared: &Shared, server: &ServerConfig, replication: bool) -> Result<PgConnection> {
     let opts = connect_options(shared, server, replication)?;
-    PgConnection::connect(&opts).map_err(|e| format!("server [{}]: connecting: {e}", server.name))
+    PgConnection::connect(&opts).map_err(|source| DaemonError::Server {
+        server: server.name.clone(),
+        what: "connecting".into(),
+        source,
+    })
 }
 
-fn setting(conn: &mut PgConnection, name: &str) -> Result<String, String> {
-    conn.show(name).map_err(|e| format!("SHOW {name}: {e}"))
+fn setting(conn: &mut PgConnection, name: &str) -> pgmoneta_wire::Result<String> {
+    conn.show(name)
 }
 
 /// Runs every check on `server` (version, `wal_level`, checksums, segment size, `summarize_wal`
@@ -64,7 +69,7 @@ pub fn check_server(shared: &Shared, server: &ServerConfig) -> ServerFacts {
     let mut conn = match connect(shared, server, true) {
         Ok(c) => c,
         Err(e) => {
-            facts.problems.push(e);
+            facts.problems.push(e.to_string());
             return facts;
         }
     };
@@ -85,7 +90,7 @@ pub fn check_server(shared: &Shared, server: &ServerConfig) -> ServerFacts {
     match setting(&mut conn, "wal_level") {
         Ok(level) if level == "replica" || level == "logical" => {}
         Ok(level) => facts.problems.push(format!("wal_level is {level}; it must be replica or logical")),
-        Err(e) => facts.problems.push(e),
+        Err(e) => facts.problems.push(format!("SHOW wal_level: {e}")),
     }
     facts.checksums = setting(&mut conn, "data_checksums").is_ok_and(|v| v == "on");
     match setting(&mut conn, "wal_segment_size") {
@@ -93,7 +98,7 @@ pub fn check_server(shared: &Shared, server: &ServerConfig) -> ServerFacts {
             Some(bytes) => facts.segment_size = bytes,
             None => facts.problems.push(format!("wal_segment_size {v:?} is not understood")),
         },
-        Err(e) => facts.problems.push(e),
+        Err(e) => facts.problems.push(format!("SHOW wal_segment_size: {e}")),
     }
     if version >= PgVersion::V17 {
         facts.summarize_wal = setting(&mut conn, "summarize_wal").is_ok_and(|v| v == "on");
@@ -106,7 +111,7 @@ pub fn check_server(shared: &Shared, server: &ServerConfig) -> ServerFacts {
     let create = server.create_slot.unwrap_or(config.main.create_slot);
     if let Some(slot) = &server.wal_slot {
         if let Err(e) = check_slot(shared, server, &mut conn, version, slot, create) {
-            facts.problems.push(e);
+            facts.problems.push(e.to_string());
         }
     }
     let _ = conn.close();
@@ -127,9 +132,13 @@ fn check_slot(
     version: PgVersion,
     slot: &str,
     create: bool,
-) -> Result<(), String> {
+) -> Result<()> {
+    let failed = |what: String| {
+        let server = server.name.clone();
+        move |source| DaemonError::Server { server, what, source }
+    };
     let kind = if version >= PgVersion::V15 {
-        repl.read_replication_slot(slot).map_err(|e| format!("READ_REPLICATION_SLOT {slot}: {e}"))?.map(|s| s.slot_type)
+        repl.read_replication_slot(slot).map_err(failed(format!("READ_REPLICATION_SLOT {slot}")))?.map(|s| s.slot_type)
     } else {
         let mut sql = connect(shared, server, false)?;
         let rows = sql
@@ -137,21 +146,24 @@ fn check_slot(
                 "SELECT slot_type FROM pg_replication_slots WHERE slot_name = '{}'",
                 slot.replace('\'', "''")
             ))
-            .map_err(|e| format!("reading pg_replication_slots: {e}"))?;
+            .map_err(failed("reading pg_replication_slots".into()))?;
         let _ = sql.close();
         rows.first().map(|r| r.get(0).ok().flatten().unwrap_or_default().to_owned())
     };
     match kind {
         Some(k) if k.is_empty() || k == "physical" => Ok(()),
-        Some(k) => Err(format!("replication slot {slot:?} is a {k} slot; a physical slot is needed")),
+        Some(k) => Err(DaemonError::Slot { slot: slot.to_owned(), problem: format!("is a {k} slot; a physical slot is needed") }),
         None if create => {
-            repl.create_physical_slot(slot, version).map_err(|e| format!("creating replication slot {slot:?}: {e}"))?;
+            repl.create_physical_slot(slot, version).map_err(failed(format!("creating replication slot {slot:?}")))?;
             log::info!("server [{}]: created replication slot {slot:?}", server.name);
             Ok(())
         }
-        None => Err(format!(
-            "replication slot {slot:?} does not exist: create it (SELECT pg_create_physical_replication_slot('{slot}', true);) or set create_slot = on"
-        )),
+        None => Err(DaemonError::Slot {
+            slot: slot.to_owned(),
+            problem: format!(
+                "does not exist: create it (SELECT pg_create_physical_replication_slot('{slot}', true);) or set create_slot = on"
+            ),
+        }),
     }
 }
 
@@ -178,14 +190,18 @@ pub fn recheck(shared: &Shared, state: &crate::state::ServerState, server: &Serv
 }
 
 /// The extensions installed in the server's `postgres` database, with their comments.
-fn extensions(shared: &Shared, server: &ServerConfig) -> Result<Vec<(String, String, String)>, String> {
+fn extensions(shared: &Shared, server: &ServerConfig) -> Result<Vec<(String, String, String)>> {
     let mut conn = connect(shared, server, false)?;
     let rows = conn
         .query(
             "SELECT e.extname, e.extversion, coalesce(a.comment, '') FROM pg_extension e \
              LEFT JOIN pg_available_extensions a ON a.name = e.extname ORDER BY 1",
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| DaemonError::Server {
+            server: server.name.clone(),
+            what: "listing extensions".into(),
+            source,
+        })?;
     let _ = conn.close();
     Ok(rows
         .iter()
@@ -209,28 +225,6 @@ pub fn parse_size(text: &str) -> Option<u64> {
         _ => return None,
     };
     Some(n * unit)
-}
-
-/// Tablespace names by OID, for naming `tblspc_<name>` directories.
-///
-/// # Errors
-/// Connection or query failures.
-pub fn tablespace_names(
-    shared: &Shared,
-    server: &ServerConfig,
-) -> Result<std::collections::BTreeMap<u32, String>, String> {
-    let mut conn = connect(shared, server, false)?;
-    let rows = conn
-        .query("SELECT oid, spcname FROM pg_tablespace")
-        .map_err(|e| format!("server [{}]: reading pg_tablespace: {e}", server.name))?;
-    let _ = conn.close();
-    let mut out = std::collections::BTreeMap::new();
-    for r in rows {
-        if let (Ok(Some(oid)), Ok(Some(name))) = (r.parse::<u32>(0), r.get(1)) {
-            out.insert(oid, name.to_owned());
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

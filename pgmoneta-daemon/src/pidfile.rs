@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::error::{DaemonError, Result};
+
 /// Holds the pidfile's lock for as long as it lives; removes the file when dropped.
 #[derive(Debug)]
 pub struct PidFile {
@@ -24,8 +26,9 @@ pub struct PidFile {
     stale: Option<String>,
 }
 
-fn text_err(path: &Path, e: impl std::fmt::Display) -> String {
-    format!("{}: {e}", path.display())
+fn file_err(path: &Path, what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let path = path.to_owned();
+    move |source| DaemonError::File { path, what, source }
 }
 
 impl PidFile {
@@ -34,7 +37,7 @@ impl PidFile {
     /// # Errors
     /// Another daemon holds the lock (its pid is named), or the file cannot be opened or
     /// written.
-    pub fn create(path: &Path) -> Result<PidFile, String> {
+    pub fn create(path: &Path) -> Result<PidFile> {
         // A few rounds at most: each retry means the file was replaced under us by a daemon
         // that was stopping just then.
         for _ in 0..5 {
@@ -45,7 +48,7 @@ impl PidFile {
                 .truncate(false)
                 .mode(0o644)
                 .open(path)
-                .map_err(|e| text_err(path, e))?;
+                .map_err(file_err(path, ""))?;
             let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(l) => l,
                 Err((mut file, Errno::EWOULDBLOCK)) => {
@@ -53,16 +56,13 @@ impl PidFile {
                     let _ = file.read_to_string(&mut text);
                     let holder = text.trim();
                     let holder = if holder.is_empty() { "unknown".to_owned() } else { holder.to_owned() };
-                    return Err(format!(
-                        "{}: pgmoneta is already running with pid {holder} (it holds the lock on this file)",
-                        path.display()
-                    ));
+                    return Err(DaemonError::AlreadyRunning { path: path.to_owned(), pid: holder });
                 }
-                Err((_, e)) => return Err(text_err(path, format!("locking: {e}"))),
+                Err((_, e)) => return Err(file_err(path, "locking: ")(e.into())),
             };
             // A daemon stopping while we waited may have removed the file we opened; the lock
             // then guards nothing and the path must be opened again.
-            let held = lock.metadata().map_err(|e| text_err(path, e))?;
+            let held = lock.metadata().map_err(file_err(path, ""))?;
             match std::fs::metadata(path) {
                 Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {}
                 _ => continue,
@@ -74,20 +74,20 @@ impl PidFile {
             pidfile.write_own_pid()?;
             return Ok(pidfile);
         }
-        Err(format!("{}: the pidfile kept being replaced while it was being locked", path.display()))
+        Err(DaemonError::PidfileReplaced { path: path.to_owned() })
     }
 
     /// Writes this process's id into the file (again after going to the background).
     ///
     /// # Errors
     /// When the file cannot be written.
-    pub fn write_own_pid(&mut self) -> Result<(), String> {
+    pub fn write_own_pid(&mut self) -> Result<()> {
         let path = &self.path;
         let lock = self.lock.as_mut().expect("held until dropped");
-        lock.set_len(0).map_err(|e| text_err(path, e))?;
-        lock.seek(SeekFrom::Start(0)).map_err(|e| text_err(path, e))?;
-        writeln!(lock, "{}", std::process::id()).map_err(|e| text_err(path, e))?;
-        lock.sync_all().map_err(|e| text_err(path, e))
+        lock.set_len(0).map_err(file_err(path, ""))?;
+        lock.seek(SeekFrom::Start(0)).map_err(file_err(path, ""))?;
+        writeln!(lock, "{}", std::process::id()).map_err(file_err(path, ""))?;
+        lock.sync_all().map_err(file_err(path, ""))
     }
 
     /// Logs what the file held before, when a daemon that is gone left it behind (once
@@ -130,7 +130,11 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), std::process::id().to_string());
         // While it is held, a second taker is refused with the holder's pid; nothing changes.
         let err = PidFile::create(&path).unwrap_err();
-        assert!(err.contains("already running") && err.contains(&std::process::id().to_string()), "{err}");
+        match &err {
+            DaemonError::AlreadyRunning { pid, .. } => assert_eq!(*pid, std::process::id().to_string()),
+            other => panic!("{other}"),
+        }
+        assert!(err.to_string().contains("already running"), "{err}");
         assert!(path.exists());
         drop(pf);
         assert!(!path.exists());
@@ -160,7 +164,7 @@ mod tests {
             assert!(std::time::Instant::now() < until, "the child never took the lock");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        assert!(PidFile::create(&path).unwrap_err().contains("already running"));
+        assert!(matches!(PidFile::create(&path).unwrap_err(), DaemonError::AlreadyRunning { .. }));
         let _ = child.kill();
         // Not waited for: the process is a zombie holding no lock.
         let taken = (0..200).find_map(|_| match PidFile::create(&path) {

@@ -2,15 +2,12 @@
 //! has, the upload after each backup, and the thread that ships WAL files as they complete.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use pgmoneta_core::config::{Config, ServerConfig};
-use pgmoneta_storage::ops;
 use pgmoneta_storage::remote::{self, AzureOptions, GcsOptions, RemoteSpec, RemoteTuning, S3Options, SftpOptions};
-use pgmoneta_storage::store::Store;
 
 use crate::state::Shared;
 
@@ -116,97 +113,26 @@ pub fn tuning(config: &Config) -> RemoteTuning {
     }
 }
 
-/// Opens every server's remote repositories into the shared store.
+/// Opens every server's remote repositories into the repository; an engine that cannot be
+/// opened is logged, and the uploads of that server fail (and stay pending) until it can.
 pub fn install(shared: &Shared) {
     let config = shared.config();
     let tuning = tuning(&config);
     for server in &config.servers {
         let mut remotes = Vec::new();
+        let mut unopened = Vec::new();
         for spec in specs(&config, server) {
             match remote::open(&spec, &tuning) {
                 Ok(r) => remotes.push(r),
-                Err(e) => log::error!("server [{}]: {} storage: {e}", server.name, spec.engine()),
+                Err(e) => {
+                    log::error!("server [{}]: {} storage: {e}", server.name, spec.engine());
+                    unopened.push(spec.engine());
+                }
             }
         }
-        shared.store.set_remotes(&server.name, remotes);
+        shared.repo.set_remotes(&server.name, remotes, unopened);
     }
-}
-
-/// Uploads a finished backup to each remote repository of `server`, records the time each took
-/// in `backup.info` (uploaded again, last), and drops the local data files when `local` is not
-/// a storage engine.
-///
-/// # Errors
-/// The first upload that fails (its partial copy is removed).
-pub fn after_backup(
-    shared: &Shared,
-    server: &str,
-    label: &str,
-    workers: usize,
-    cancel: &AtomicBool,
-) -> Result<(), String> {
-    let remotes = shared.store.remotes(server);
-    let config = shared.config();
-    let wanted: Vec<&'static str> =
-        config.server(server).map(|s| specs(&config, s).iter().map(RemoteSpec::engine).collect()).unwrap_or_default();
-    if let Some(missing) = wanted.iter().find(|e| !remotes.iter().any(|r| r.engine == **e)) {
-        return Err(format!("{missing} storage could not be opened (see the log at start-up or reload)"));
-    }
-    if remotes.is_empty() {
-        return Ok(());
-    }
-    let local = shared.local.as_ref();
-    let mut info = pgmoneta_storage::catalog::load_info(local, server, label).map_err(|e| e.to_string())?;
-    for r in &remotes {
-        let report = remote::upload_backup(local, r.store.as_ref(), server, label, workers, Some(cancel))
-            .map_err(|e| format!("upload to {} storage: {e}", r.engine))?;
-        log::info!(
-            "server [{server}]: backup {label} uploaded to {} storage: {} files, {} bytes, {:.1} s",
-            r.engine,
-            report.files,
-            report.bytes,
-            report.elapsed
-        );
-        match r.engine {
-            "s3" => info.elapsed.remote_s3 = report.elapsed,
-            "azure" => info.elapsed.remote_azure = report.elapsed,
-            "ssh" => info.elapsed.remote_ssh = report.elapsed,
-            _ => {}
-        }
-    }
-    ops::save_info(local, server, &info).map_err(|e| e.to_string())?;
-    let info_path = format!("{server}/backup/{label}/backup.info");
-    for r in &remotes {
-        remote::copy_file(local, r.store.as_ref(), &info_path)
-            .map_err(|e| format!("upload to {} storage: {e}", r.engine))?;
-    }
-    if !shared.config().main.storage_engine.local {
-        remote::drop_local_data(local, server, label).map_err(|e| e.to_string())?;
-        log::info!("server [{server}]: backup {label}: local data files removed (storage_engine has no local)");
-    }
-    Ok(())
-}
-
-/// Uploads `backup.info` of a backup again after a change (keep flag, comments), and
-/// `backup.sha512`, which records its checksum, to the remotes that hold the backup (an upload
-/// still to come sends the new ones anyway).
-pub fn refresh_info(shared: &Shared, server: &str, label: &str) {
-    let path = format!("{server}/backup/{label}/backup.info");
-    let sums = format!("{server}/backup/{label}/backup.sha512");
-    for r in shared.store.remotes(server) {
-        if !r.store.exists(&path) {
-            continue;
-        }
-        for p in [&path, &sums] {
-            if p == &sums && !shared.local.exists(p) {
-                continue;
-            }
-            if let Err(e) = remote::copy_file(shared.local.as_ref(), r.store.as_ref(), p) {
-                let name = p.rsplit('/').next().unwrap_or(p);
-                log::error!("server [{server}]: backup {label}: updating {name} in {} storage: {e}", r.engine);
-            }
-        }
-    }
+    shared.repo.set_keep_local(config.main.storage_engine.local);
 }
 
 /// Ships each server's finished WAL files to its remote repositories every few seconds, and
@@ -217,7 +143,8 @@ pub fn spawn_wal_shipper(shared: Arc<Shared>) -> Option<JoinHandle<()>> {
     }
     let spawned = std::thread::Builder::new().name("wal-ship".into()).spawn(move || {
         let mut failing: std::collections::HashSet<String> = std::collections::HashSet::new();
-        find_pending(&shared);
+        let names: Vec<&str> = shared.servers.iter().map(|s| s.name.as_str()).collect();
+        shared.repo.find_pending(&names);
         let mut last = Instant::now() - WAL_SHIP_INTERVAL;
         let mut last_upload = Instant::now() - UPLOAD_RETRY_INTERVAL;
         while !shared.stopping() {
@@ -227,7 +154,7 @@ pub fn spawn_wal_shipper(shared: Arc<Shared>) -> Option<JoinHandle<()>> {
             }
             last = Instant::now();
             ship_all(&shared, &mut failing);
-            if last_upload.elapsed() >= UPLOAD_RETRY_INTERVAL && !shared.pending_uploads.lock().is_empty() {
+            if last_upload.elapsed() >= UPLOAD_RETRY_INTERVAL && shared.repo.has_pending_uploads() {
                 last_upload = Instant::now();
                 upload_pending(&shared);
             }
@@ -247,20 +174,20 @@ pub fn spawn_wal_shipper(shared: Arc<Shared>) -> Option<JoinHandle<()>> {
 pub fn ship_all(shared: &Shared, failing: &mut std::collections::HashSet<String>) {
     let suffix = sealed_suffix(&shared.config());
     for s in &shared.servers {
-        for r in shared.store.remotes(&s.name) {
-            let key = format!("{}/{}", s.name, r.engine);
-            match remote::ship_wal(shared.local.as_ref(), r.store.as_ref(), &s.name, &suffix) {
+        for (engine, result) in shared.repo.ship_wal(&s.name, &suffix) {
+            let key = format!("{}/{engine}", s.name);
+            match result {
                 Ok(report) => {
                     if failing.remove(&key) {
-                        log::info!("server [{}]: WAL shipping to {} storage works again", s.name, r.engine);
+                        log::info!("server [{}]: WAL shipping to {engine} storage works again", s.name);
                     }
                     if report.files > 0 {
-                        log::debug!("server [{}]: {} WAL files shipped to {} storage", s.name, report.files, r.engine);
+                        log::debug!("server [{}]: {} WAL files shipped to {engine} storage", s.name, report.files);
                     }
                 }
                 Err(e) => {
                     if failing.insert(key) {
-                        log::error!("server [{}]: WAL shipping to {} storage: {e}", s.name, r.engine);
+                        log::error!("server [{}]: WAL shipping to {engine} storage: {e}", s.name);
                     }
                 }
             }
@@ -279,100 +206,20 @@ fn sealed_suffix(config: &Config) -> String {
     s
 }
 
-/// Finds the valid backups with local data that some remote repository lacks (an upload that
-/// failed, or a remote engine added to `storage_engine`): one request per backup and remote.
-pub fn find_pending(shared: &Shared) {
-    for s in &shared.servers {
-        let remotes = shared.store.remotes(&s.name);
-        if remotes.is_empty() {
-            continue;
-        }
-        for b in pgmoneta_storage::catalog::list_backups(shared.local.as_ref(), &s.name).unwrap_or_default() {
-            let label = b.label.to_string();
-            if !b.valid || is_remote_only(shared, &s.name, &label) {
-                continue;
-            }
-            let info = format!("{}/backup/{label}/backup.info", s.name);
-            if remotes.iter().any(|r| !r.store.exists(&info)) {
-                shared.pending_uploads.lock().insert((s.name.clone(), label));
-            }
-        }
-    }
-}
-
 /// Uploads the pending backups, oldest first, each when its server is idle; a failure leaves
 /// it pending for the next pass.
 pub fn upload_pending(shared: &Shared) {
-    let pending: Vec<(String, String)> = shared.pending_uploads.lock().iter().cloned().collect();
-    for (server, label) in pending {
-        if shared.stopping() {
-            return;
-        }
-        let Some(state) = shared.server(&server) else {
-            shared.pending_uploads.lock().remove(&(server, label));
-            continue;
-        };
-        let Ok(_guard) = state.lock_background(crate::state::Activity::Upload) else { continue };
-        let still = pgmoneta_storage::catalog::load_info(shared.local.as_ref(), &server, &label).is_ok_and(|b| b.valid);
-        if !still || is_remote_only(shared, &server, &label) {
-            shared.pending_uploads.lock().remove(&(server, label));
-            continue;
-        }
-        let workers = shared.server_config(&server).map_or(1, |c| shared.workers(&c));
-        let never = AtomicBool::new(false);
-        match after_backup(shared, &server, &label, workers, &never) {
-            Ok(()) => {
-                log::info!("server [{server}]: backup {label} uploaded (it was pending)");
-                shared.pending_uploads.lock().remove(&(server, label));
-            }
-            Err(e) => log::warn!("server [{server}]: backup {label}: {e}; tried again later"),
-        }
+    let begin = |server: &str| {
+        let state = shared.server(server)?;
+        let guard = state.lock_background(crate::state::Activity::Upload).ok()?;
+        let workers = shared.server_config(server).map_or(1, |c| shared.workers(&c));
+        Some((guard, workers))
+    };
+    let names: Vec<&str> = shared.servers.iter().map(|s| s.name.as_str()).collect();
+    shared.repo.forget_pending_except(&names);
+    for (server, _, e) in shared.repo.retry_uploads(begin, &|| shared.stopping()) {
+        log::warn!("server [{server}]: {e}");
     }
-}
-
-/// Fetches the files of a backup kept only remotely back into the local repository (from the
-/// first remote that has it), so it can be rewritten locally.
-///
-/// # Errors
-/// Download failures.
-pub fn materialize(shared: &Shared, server: &str, label: &str, workers: usize) -> Result<(), String> {
-    if !is_remote_only(shared, server, label) {
-        return Ok(());
-    }
-    let dir = pgmoneta_storage::layout::backup_dir(server, label);
-    for r in shared.store.remotes(server) {
-        let files: Vec<String> = remote::walk(r.store.as_ref(), &dir)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|(p, _)| p)
-            .filter(|p| !shared.local.exists(p))
-            .collect();
-        if files.is_empty() {
-            continue;
-        }
-        // Each directory once: a durable create syncs.
-        let parents: std::collections::BTreeSet<&str> =
-            files.iter().filter_map(|p| p.rsplit_once('/')).map(|(d, _)| d).collect();
-        for parent in parents {
-            shared.local.create_dir(parent).map_err(|e| e.to_string())?;
-        }
-        let fetched = remote::copy_files(r.store.as_ref(), shared.local.as_ref(), &files, workers, None)
-            .and_then(|_| shared.local.sync_tree(&dir));
-        if let Err(e) = fetched {
-            // Half a download must not pass for local data: back to remote-only.
-            if let Err(d) = remote::drop_local_data(shared.local.as_ref(), server, label) {
-                log::error!("server [{server}]: backup {label}: removing a partial download: {d}");
-            }
-            return Err(format!("fetching backup {label} from {} storage: {e}", r.engine));
-        }
-        return Ok(());
-    }
-    Err(format!("backup {label} of server [{server}] is in no remote repository"))
-}
-
-/// Whether a backup's data is only in the remote repositories.
-pub fn is_remote_only(shared: &Shared, server: &str, label: &str) -> bool {
-    !remote::has_local_data(shared.local.as_ref(), server, label)
 }
 
 #[cfg(test)]

@@ -12,9 +12,9 @@ use pgmoneta_core::config::{Config, ServerConfig};
 use pgmoneta_core::PgVersion;
 use pgmoneta_crypto::MasterKey;
 use pgmoneta_storage::backup::BackupProgress;
-use pgmoneta_storage::remote::TieredStore;
 use pgmoneta_storage::store::{LocalStore, Store};
 use pgmoneta_storage::wal::StreamProgress;
+use pgmoneta_storage::Repository;
 
 use crate::logging::LogCounters;
 
@@ -236,11 +236,9 @@ pub struct Shared {
     /// Per server, in configuration order.
     pub servers: Vec<Arc<ServerState>>,
     /// The repository: the local one, with each server's remote repositories behind it.
-    pub store: Arc<TieredStore>,
-    /// The local repository alone.
-    pub local: Arc<LocalStore>,
-    /// Backups (server, label) whose upload to a remote repository is still to be done.
-    pub pending_uploads: Mutex<std::collections::BTreeSet<(String, String)>>,
+    pub repo: Arc<Repository>,
+    /// `base_dir`, the local repository's root.
+    base_dir: PathBuf,
     /// Set when the daemon stops.
     pub shutdown: AtomicBool,
     /// Lines logged per level.
@@ -267,7 +265,8 @@ impl Shared {
     ) -> Shared {
         let base = config.main.base_dir.clone().unwrap_or_default();
         let servers = config.servers.iter().map(|s| Arc::new(ServerState::new(&s.name))).collect();
-        let local = Arc::new(LocalStore::new(base));
+        let local = Arc::new(LocalStore::new(&base));
+        let repo = Arc::new(Repository::open(local, master_key.clone()));
         let shared = Shared {
             config: RwLock::new(Arc::new(config)),
             paths,
@@ -275,9 +274,8 @@ impl Shared {
             users: RwLock::new(users),
             admins: RwLock::new(admins),
             servers,
-            store: Arc::new(TieredStore::new(local.clone())),
-            local,
-            pending_uploads: Mutex::new(std::collections::BTreeSet::new()),
+            repo,
+            base_dir: base.into(),
             shutdown: AtomicBool::new(false),
             log_counters,
             started: Instant::now(),
@@ -303,12 +301,12 @@ impl Shared {
 
     /// The repository as a [`Store`].
     pub fn store(&self) -> &dyn Store {
-        &*self.store
+        self.repo.store()
     }
 
     /// The base directory.
     pub fn base_dir(&self) -> PathBuf {
-        self.local.root().to_path_buf()
+        self.base_dir.clone()
     }
 
     /// Worker threads for `server`: its own setting, else `[pgmoneta]`'s, at least 1 and at

@@ -5,11 +5,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use pgmoneta_core::{BackupLabel, Clock, WalSegment, WalSegmentSize};
-use pgmoneta_storage::catalog::{list_backups, Catalog};
-use pgmoneta_storage::ops;
-use pgmoneta_storage::retention::{plan, BackupSummary};
-use pgmoneta_storage::verify::verify_in;
+use pgmoneta_core::Clock;
 
 use crate::clock::SystemClock;
 use crate::state::{Activity, ServerState, Shared};
@@ -65,64 +61,39 @@ pub fn run_retention(shared: &Shared, server: &Arc<ServerState>) {
     let config = shared.config();
     let Some(sc) = config.server(&server.name) else { return };
     let name = &server.name;
-    let backups = match list_backups(shared.store(), name) {
-        Ok(b) => b,
+    let plan = match shared.repo.plan_retention(name, &config.effective_retention(sc), SystemClock.now().local()) {
+        Ok(p) => p,
         Err(e) => {
             log::error!("server [{name}]: retention: {e}");
             return;
         }
     };
-    let summaries: Vec<BackupSummary> = backups
-        .iter()
-        .filter_map(|b| {
-            Some(BackupSummary {
-                label: b.label.parse::<BackupLabel>().ok()?,
-                valid: b.valid,
-                keep: b.keep,
-                parent: b.parent.parse::<BackupLabel>().ok(),
-            })
-        })
-        .collect();
-    let p = plan(&summaries, &config.effective_retention(sc), SystemClock.now().local());
-    match ops::apply_retention(shared.store(), name, &p) {
-        Ok(deleted) => {
-            for l in &deleted {
-                log::info!("server [{name}]: retention deleted backup {l}");
-            }
-            server.record(true);
-        }
+    let wal = walservice::archive(shared, name, server.facts.read().segment_size).ok();
+    let (outcome, report) = shared.repo.apply_retention(name, &plan, wal.as_ref());
+    for l in &report.deleted {
+        log::info!("server [{name}]: retention deleted backup {l}");
+    }
+    match outcome {
+        Ok(()) => server.record(true),
         Err(e) => {
             log::error!("server [{name}]: retention: {e}");
             server.record(false);
         }
     }
-    // WAL older than the oldest remaining valid backup is no longer needed. With no backups
-    // nothing is pruned: the WAL is the only copy of the server's history.
-    let remaining = list_backups(shared.store(), name).unwrap_or_default();
-    if let Some(oldest) = remaining.iter().filter(|b| b.valid).map(|b| b.start_lsn).min() {
-        match pgmoneta_storage::summary::prune_before(shared.store(), name, oldest) {
-            Ok(n) if n > 0 => log::info!("server [{name}]: pruned {n} WAL summaries ending before {oldest}"),
-            Ok(_) => {}
-            Err(e) => log::error!("server [{name}]: pruning WAL summaries: {e}"),
-        }
+    if report.summaries_pruned > 0 {
+        log::info!("server [{name}]: pruned {} WAL summaries", report.summaries_pruned);
     }
-    if let Some(first) = ops::oldest_needed_wal(&remaining) {
-        let size = server.facts.read().segment_size;
-        let seg = WalSegmentSize::new(size).unwrap_or(WalSegmentSize::DEFAULT);
-        if let (Ok(keep), Ok(archive)) = (WalSegment::parse(first, seg), walservice::archive(shared, name, size)) {
-            match archive.prune_before(keep) {
-                Ok(n) if n > 0 => log::info!("server [{name}]: pruned {n} WAL files before {first}"),
-                Ok(_) => {}
-                Err(e) => log::error!("server [{name}]: pruning WAL: {e}"),
-            }
-            for r in shared.store.remotes(name) {
-                match pgmoneta_storage::remote::prune_wal(r.store.as_ref(), name, first) {
-                    Ok(n) if n > 0 => {
-                        log::info!("server [{name}]: pruned {n} WAL files before {first} in {} storage", r.engine)
-                    }
-                    Ok(_) => {}
-                    Err(e) => log::error!("server [{name}]: pruning WAL in {} storage: {e}", r.engine),
+    if let Some(first) = &report.wal_kept_from {
+        if report.wal_pruned > 0 {
+            log::info!("server [{name}]: pruned {} WAL files before {first}", report.wal_pruned);
+        }
+        for (engine, pruned) in &report.remote_wal_pruned {
+            match pruned {
+                Ok(n) if *n > 0 => {
+                    log::info!("server [{name}]: pruned {n} WAL files before {first} in {engine} storage")
                 }
+                Ok(_) => {}
+                Err(e) => log::error!("server [{name}]: pruning WAL in {engine} storage: {e}"),
             }
         }
     }
@@ -135,15 +106,15 @@ pub fn run_verification(shared: &Shared, server: &Arc<ServerState>) {
     let name = &server.name;
     let config = shared.config();
     let workers = config.server(name).map_or(1, |s| shared.workers(s));
-    let catalog = Catalog::load(shared.store(), name).unwrap_or_default();
+    let catalog = shared.repo.catalog(name).unwrap_or_default();
     for b in catalog.backups() {
         if shared.stopping() {
             return;
         }
-        match verify_in(shared.store(), &catalog, &b.label, shared.master_key.as_deref(), workers) {
-            Ok((failed, _)) if failed.is_empty() => log::debug!("server [{name}]: backup {} verified", b.label),
-            Ok((failed, all)) => {
-                for f in &failed {
+        match shared.repo.verify_in(&catalog, &b.label, workers) {
+            Ok(v) if v.failed.is_empty() => log::debug!("server [{name}]: backup {} verified", b.label),
+            Ok(v) => {
+                for f in &v.failed {
                     log::error!(
                         "server [{name}]: backup {}: {} failed verification{}",
                         b.label,
@@ -154,8 +125,8 @@ pub fn run_verification(shared: &Shared, server: &Arc<ServerState>) {
                 log::error!(
                     "server [{name}]: backup {}: {} of {} files failed verification",
                     b.label,
-                    failed.len(),
-                    all.len()
+                    v.failed.len(),
+                    v.all.len()
                 );
             }
             Err(e) => log::error!("server [{name}]: verifying backup {}: {e}", b.label),

@@ -14,6 +14,7 @@ use pgmoneta_storage::layout;
 use pgmoneta_storage::wal::{stream_wal, StreamOptions, WalArchive, WalOptions};
 use pgmoneta_wire::PgConnection;
 
+use crate::error::{DaemonError, Result};
 use crate::pg;
 use crate::state::{ServerState, Shared};
 
@@ -23,8 +24,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// The WAL archive of `server` with the configured compression and encryption.
 ///
 /// # Errors
-/// A sentence when the archive cannot be opened.
-pub fn archive(shared: &Shared, server: &str, segment_size: u64) -> Result<WalArchive, String> {
+/// [`DaemonError::WalArchive`] when the archive cannot be opened.
+pub fn archive(shared: &Shared, server: &str, segment_size: u64) -> Result<WalArchive> {
     let config = shared.config();
     let compression = Compression::from_code(config.main.compression.code()).unwrap_or(Compression::NONE);
     let mut options = WalOptions::new(compression.algorithm, config.main.compression_level);
@@ -34,22 +35,22 @@ pub fn archive(shared: &Shared, server: &str, segment_size: u64) -> Result<WalAr
         .and_then(|s| s.wal_shipping.as_ref())
         .map(|d| std::path::Path::new(d).join(server).join("wal"));
     let size = WalSegmentSize::new(if segment_size == 0 { 16 << 20 } else { segment_size })
-        .map_err(|e| format!("server [{server}]: {e}"))?;
+        .map_err(|source| DaemonError::SegmentSize { server: server.to_owned(), source })?;
     let dir = shared.base_dir().join(layout::wal_dir(server));
-    WalArchive::open(dir, size, options).map_err(|e| format!("server [{server}]: opening the WAL archive: {e}"))
+    WalArchive::open(dir, size, options).map_err(|source| DaemonError::WalArchive { server: server.to_owned(), source })
 }
 
 /// The configured encryption with the master key, if any.
 ///
 /// # Errors
 /// When encryption is on and no master key is loaded.
-pub fn encryption(shared: &Shared) -> Result<Option<(Cipher, Arc<pgmoneta_crypto::MasterKey>)>, String> {
+pub fn encryption(shared: &Shared) -> Result<Option<(Cipher, Arc<pgmoneta_crypto::MasterKey>)>> {
     let code = shared.config().main.encryption.code();
     match Cipher::from_code(code as u8) {
         None => Ok(None),
         Some(c) => match &shared.master_key {
             Some(k) => Ok(Some((c, k.clone()))),
-            None => Err("encryption is on but no master key is loaded".to_owned()),
+            None => Err(DaemonError::NoMasterKey),
         },
     }
 }
@@ -91,8 +92,8 @@ struct StreamStop {
 }
 
 impl StreamStop {
-    fn fatal(message: impl Into<String>) -> StreamStop {
-        StreamStop { message: message.into(), retryable: false, streamed: false }
+    fn fatal(message: impl std::fmt::Display) -> StreamStop {
+        StreamStop { message: message.to_string(), retryable: false, streamed: false }
     }
 }
 

@@ -10,12 +10,14 @@
 //! needed for encrypted backups.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use pgmoneta_crypto::MasterKeyFile;
-use pgmoneta_storage::catalog::{BackupSelector, Catalog};
+use pgmoneta_storage::catalog::BackupSelector;
 use pgmoneta_storage::info::BackupType;
-use pgmoneta_storage::restore::{apply, plan, RestoreOptions};
+use pgmoneta_storage::restore::RestoreOptions;
 use pgmoneta_storage::store::LocalStore;
+use pgmoneta_storage::Repository;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,9 +35,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
-    let store = LocalStore::new(&args[0]);
+    let key = args.get(4).map(|k| MasterKeyFile::new(k).load_cached()).transpose()?;
+    let repo = Repository::open(Arc::new(LocalStore::new(&args[0])), key);
     let server = &args[1];
-    let catalog = Catalog::load(&store, server)?;
+    let catalog = repo.catalog(server)?;
     for b in catalog.backups() {
         let kind = match b.backup_type {
             BackupType::Incremental => format!("incremental on {}", b.parent),
@@ -47,12 +50,9 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let (Some(which), Some(directory)) = (args.get(2), args.get(3)) else { return Ok(()) };
     let mut options = RestoreOptions::new(server, BackupSelector::parse(which), directory);
     options.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if let Some(key) = args.get(4) {
-        options.master_key = Some(MasterKeyFile::new(key).load_cached()?);
-    }
-    let planned = plan(&store, &options)?;
+    let planned = repo.plan_restore(&options)?;
     print!("{planned}");
-    let report = apply(&store, &options, &planned)?;
+    let report = repo.apply_restore(&options, &planned)?;
     println!("restored {} files, {} bytes, into {}", report.files, report.bytes, report.data_dir.display());
     Ok(())
 }

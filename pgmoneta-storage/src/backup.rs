@@ -81,6 +81,8 @@ pub struct BackupOptions {
     /// Take an incremental backup on top of this backup (its label). PostgreSQL 17 and later
     /// build it from the parent's `backup_manifest`; see [`crate::sqlbackup`] for 14 to 16.
     pub parent: Option<String>,
+    /// Hot standbys [`crate::Repository::backup`] brings up to date once the backup is taken.
+    pub hot_standbys: Vec<crate::export::HotStandbyOptions>,
 }
 
 /// How far a running backup is: bytes received of the archives (as sent, so compressed with
@@ -110,6 +112,7 @@ impl BackupOptions {
             progress: Arc::new(BackupProgress::default()),
             parent: None,
             link: true,
+            hot_standbys: Vec::new(),
         }
     }
 
@@ -608,7 +611,7 @@ fn handle(
             };
             let OpenFile { mut result, out, probe, hash, written } = f;
             if let Some(p) = probe {
-                let header = p.finish().map_err(|e| StorageError::corrupt(&result.stored, e))?;
+                let header = p.finish().map_err(|e| StorageError::corrupt(&result.stored, e.to_string()))?;
                 result.combined_size = Some(header.combined_size());
             }
             let (w, stored_size, stored_sha512) = unseal_pending(out, &result.stored)?;

@@ -101,6 +101,54 @@ pub enum StorageError {
     /// The operation was stopped on request.
     #[error("cancelled")]
     Cancelled,
+    /// The PostgreSQL server could not be reached, or refused what was asked of it before a
+    /// backup started.
+    #[error("server [{server}]: {what}: {source}")]
+    Connection {
+        /// The server's name.
+        server: String,
+        /// What was being done (`connecting`, `reading pg_tablespace`).
+        what: &'static str,
+        /// The protocol's error.
+        source: pgmoneta_wire::WireError,
+    },
+    /// An incremental backup was asked for, and the server has no valid backup at all.
+    #[error("server [{server}]: no valid backup to build an incremental backup on")]
+    NothingToBuildOn {
+        /// The server's name.
+        server: String,
+    },
+    /// A backup with the keep flag, and the operation would delete it.
+    #[error("backup {label} is retained; expunge it first or force the delete")]
+    Retained {
+        /// The backup.
+        label: String,
+    },
+    /// Deleting a backup with an incremental child failed while its data was being rolled into
+    /// the child (the backup is then kept, and so is the child).
+    #[error("{source}")]
+    RollUp {
+        /// The backup being deleted.
+        label: String,
+        /// Its incremental child.
+        child: String,
+        /// What failed.
+        source: Box<StorageError>,
+    },
+    /// A backup is whole and valid in the local repository, but its upload to a remote one
+    /// failed: the partial remote copy was removed and the upload is pending.
+    #[error(
+        "backup {label} is valid locally but its upload to {engine} storage failed: {source}; the partial remote \
+         copy was removed and the upload will be tried again"
+    )]
+    UploadPending {
+        /// The backup.
+        label: String,
+        /// The remote engine (`s3`, `ssh`...).
+        engine: &'static str,
+        /// What failed.
+        source: Box<StorageError>,
+    },
 }
 
 impl StorageError {
@@ -135,7 +183,9 @@ impl StorageError {
                 source.kind(),
                 io::ErrorKind::Interrupted | io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
             ),
-            StorageError::Wire(e) => e.is_retryable(),
+            StorageError::Wire(e) | StorageError::Connection { source: e, .. } => e.is_retryable(),
+            StorageError::UploadPending { .. } => true,
+            StorageError::RollUp { source, .. } => source.is_retryable(),
             StorageError::Crypto(e) => e.is_retryable(),
             StorageError::Compress(e) => e.is_retryable(),
             _ => false,

@@ -160,12 +160,26 @@ impl IncrementalHeader {
     }
 }
 
+/// Why an incremental file's header could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// More blocks than a relation segment holds.
+    #[error("incremental header lists {0} blocks")]
+    TooManyBlocks(u32),
+    /// The file does not start with the incremental magic number.
+    #[error("not an incremental file (magic {0:#010x})")]
+    BadMagic(u32),
+    /// The file ends before its header does.
+    #[error("the file ends inside its incremental header")]
+    Truncated,
+}
+
 /// Reads the header of an incremental file from its first bytes as they stream past (a file
 /// being received), without holding more than the header.
 #[derive(Debug, Default)]
 pub struct HeaderProbe {
     buf: Vec<u8>,
-    result: Option<std::result::Result<IncrementalHeader, String>>,
+    result: Option<std::result::Result<IncrementalHeader, HeaderError>>,
 }
 
 impl HeaderProbe {
@@ -177,7 +191,7 @@ impl HeaderProbe {
             } else {
                 let count = u32::from_le_bytes(self.buf[4..8].try_into().expect("4 bytes"));
                 if count > MAX_BLOCKS {
-                    self.result = Some(Err(format!("incremental header lists {count} blocks")));
+                    self.result = Some(Err(HeaderError::TooManyBlocks(count)));
                     return;
                 }
                 12 + 4 * count as usize
@@ -190,7 +204,7 @@ impl HeaderProbe {
             }
             let word = |i: usize| u32::from_le_bytes(self.buf[i..i + 4].try_into().expect("4 bytes"));
             if word(0) != INCREMENTAL_MAGIC {
-                self.result = Some(Err(format!("not an incremental file (magic {:#010x})", word(0))));
+                self.result = Some(Err(HeaderError::BadMagic(word(0))));
                 return;
             }
             let count = word(4) as usize;
@@ -209,8 +223,8 @@ impl HeaderProbe {
     ///
     /// # Errors
     /// The file ended before its header did, or the header is not an incremental one.
-    pub fn finish(self) -> std::result::Result<IncrementalHeader, String> {
-        self.result.unwrap_or_else(|| Err("the file ends inside its incremental header".into()))
+    pub fn finish(self) -> std::result::Result<IncrementalHeader, HeaderError> {
+        self.result.unwrap_or(Err(HeaderError::Truncated))
     }
 }
 

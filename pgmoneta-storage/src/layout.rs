@@ -14,6 +14,11 @@ pub fn backup_dir(server: &str, label: &str) -> String {
     join(&[server, "backup", label])
 }
 
+/// A file of a backup's own (`backup.info`, `backup.manifest`, `backup.sha512`).
+pub fn backup_file(server: &str, label: &str, name: &str) -> String {
+    format!("{}/{name}", backup_dir(server, label))
+}
+
 /// The data directory copy of a backup.
 pub fn data_dir(server: &str, label: &str) -> String {
     join(&[server, "backup", label, "data"])

@@ -6,10 +6,13 @@
 //! deletion and retention (planned, then applied), archives and hot standbys, behind a small
 //! storage trait with local and remote back ends.
 //!
-//! Where to start: [`catalog::Catalog`] answers which backups a server has and which one a
-//! label, `oldest`, `newest` or recovery target ([`target::RecoveryTarget`]) means;
-//! [`restore::restore`] and [`verify::verify`] read a backup; [`stored`] is how a single file
-//! is stored (suffixes, compression, encryption) and read back.
+//! Where to start: [`Repository`], the one way to act on a repository (catalog, backup of a
+//! [`PgSource`], restore planned then applied, verify, delete, keep, annotate, retention,
+//! archive, uploads). The modules are its parts: [`catalog::Catalog`] answers which backups a
+//! server has and which one a label, `oldest`, `newest` or recovery target
+//! ([`target::RecoveryTarget`]) means; [`stored`] is how a single file is stored (suffixes,
+//! compression, encryption) and read back; [`store::Store`] is the storage trait (remote
+//! stores behind the `cloud` and `sftp` features).
 #![deny(missing_docs)]
 
 pub mod backup;
@@ -26,6 +29,7 @@ pub mod ops;
 mod pool;
 pub mod reach;
 pub mod remote;
+pub mod repository;
 pub mod restore;
 pub mod retention;
 pub mod sqlbackup;
@@ -37,7 +41,14 @@ pub mod target;
 pub mod verify;
 pub mod wal;
 
+pub use backup::BackupOptions;
+pub use catalog::{BackupSelector, Catalog};
 pub use error::{Result, StorageError};
+pub use info::BackupInfo;
+pub use repository::{PgSource, Repository, RetentionReport, Verification};
+pub use restore::{RestoreOptions, RestorePlan, RestoreReport};
+pub use store::{LocalStore, Store};
+pub use target::RecoveryTarget;
 
 /// The README's example, compiled with the documentation tests.
 #[cfg(doctest)]

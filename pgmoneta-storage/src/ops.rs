@@ -290,7 +290,7 @@ pub fn delete_backup_with(store: &dyn Store, server: &str, label: &str, options:
         return Err(StorageError::NotFound(format!("no backup {label} of server {server}")));
     };
     if info.keep && !force {
-        return Err(StorageError::Invalid(format!("backup {label} is retained; expunge it first or force the delete")));
+        return Err(StorageError::Retained { label: label.to_owned() });
     }
     let children: Vec<&BackupInfo> =
         backups.iter().filter(|b| b.backup_type == BackupType::Incremental && b.parent == label).collect();

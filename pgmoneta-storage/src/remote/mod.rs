@@ -165,6 +165,7 @@ pub struct Remote {
 ///
 /// # Errors
 /// Settings the client refuses, an engine this build leaves out.
+#[cfg_attr(not(all(feature = "cloud", feature = "sftp")), allow(unreachable_code, unused_variables))]
 pub fn open(spec: &RemoteSpec, tuning: &RemoteTuning) -> Result<Remote> {
     let engine = spec.engine();
     let store: Arc<dyn Store> = match spec {
@@ -309,6 +310,13 @@ pub fn upload_backup(
         // A copy already there stops being valid first; objects it has that this one lacks
         // (files a roll-up replaced) go before the new backup.info marks it valid again.
         remote.remove(&join(&[&dir, BACKUP_INFO]))?;
+        // Each directory once, for stores that need one before its files (object stores
+        // make nothing of it).
+        let parents: std::collections::BTreeSet<&str> =
+            first.iter().chain(last.iter()).filter_map(|p| p.rsplit_once('/')).map(|(d, _)| d).collect();
+        for parent in parents {
+            remote.create_dir(parent)?;
+        }
         let mut report = copy_files(local, remote, &first, workers, cancel)?;
         let wanted: std::collections::HashSet<&String> = first.iter().chain(last.iter()).collect();
         for (stale, _) in walk(remote, &dir)? {

@@ -3,6 +3,7 @@
 
 mod backup_restore;
 mod export;
+mod front_door;
 mod fuzz_seeds;
 mod incremental;
 mod repository;
