@@ -595,7 +595,7 @@ fn execute(command: &Command, g: &Global) -> Result<i32> {
         Format::Raw => writeln!(out, "{raw}")?,
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&output::translate(&value))?)?,
         Format::Text => {
-            let text = output::text(cmd, &output::translate(&value));
+            let text = output::text(cmd, &value);
             write!(out, "{text}")?;
         }
     }

@@ -2,6 +2,7 @@
 //! names for codes, sizes in units, LSNs as `X/X`), and `text` (the translated document as an
 //! indented listing, with aligned tables for `list-backup` and `status`).
 
+use pgmoneta_wire::management::response::{self, ListBackupResponse, StatusResponse};
 use serde_json::{Map, Value};
 
 /// Keys whose numbers are byte counts.
@@ -226,161 +227,154 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn field(m: &Value, k: &str) -> String {
-    m.get(k).map(scalar).unwrap_or_default()
+fn valid_word(valid: i8) -> String {
+    match valid {
+        1 => "yes",
+        0 => "no",
+        _ => "unknown",
+    }
+    .into()
 }
 
-/// Text for a translated reply of `command`.
-pub fn text(command: pgmoneta_wire::management::Command, translated: &Value) -> String {
-    use pgmoneta_wire::management::Command as C;
-    let response = translated.get("Response").cloned().unwrap_or(Value::Null);
-    let ok = translated.get("Outcome").and_then(|o| o.get("Status")).and_then(Value::as_bool).unwrap_or(false);
-    if !ok {
-        let mut out = String::new();
-        listing(translated.get("Outcome").unwrap_or(&Value::Null), 0, &mut out);
-        return out;
+fn yes_no(flag: bool) -> String {
+    if flag { "yes" } else { "no" }.into()
+}
+
+fn list_backup_text(server: &str, r: &ListBackupResponse) -> String {
+    let mut out = format!("Server: {server}\nNumberOfBackups: {}\n", r.number_of_backups);
+    let rows: Vec<Vec<String>> = r
+        .backups
+        .iter()
+        .map(|b| {
+            vec![
+                b.backup.clone(),
+                valid_word(b.valid),
+                yes_no(b.keep),
+                human_size(b.backup_size),
+                human_size(b.restore_size),
+                human_size(b.wal),
+                compression_name(b.compression),
+                encryption_name(b.encryption).into(),
+                if b.incremental { format!("incremental of {}", b.incremental_parent) } else { "full".into() },
+                b.comments.clone(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push('\n');
+        out.push_str(&table(
+            &["Backup", "Valid", "Keep", "Size", "Restore", "WAL", "Compression", "Encryption", "Type", "Comments"],
+            &rows,
+        ));
     }
-    match command {
-        C::ListBackup => {
-            let mut out = format!(
-                "Server: {}\nNumberOfBackups: {}\n",
-                field(&response, "Server"),
-                field(&response, "NumberOfBackups")
-            );
-            let rows: Vec<Vec<String>> = response
-                .get("Backups")
-                .and_then(Value::as_array)
-                .map(|list| {
-                    list.iter()
-                        .map(|b| {
-                            vec![
-                                field(b, "Backup"),
-                                field(b, "Valid"),
-                                if b.get("Keep").and_then(Value::as_bool) == Some(true) {
-                                    "yes".into()
-                                } else {
-                                    "no".into()
-                                },
-                                field(b, "BackupSize"),
-                                field(b, "RestoreSize"),
-                                field(b, "WAL"),
-                                field(b, "Compression"),
-                                field(b, "Encryption"),
-                                if b.get("Incremental").and_then(Value::as_bool) == Some(true) {
-                                    format!("incremental of {}", field(b, "IncrementalParent"))
-                                } else {
-                                    "full".into()
-                                },
-                                field(b, "Comments"),
-                            ]
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            if !rows.is_empty() {
-                out.push('\n');
-                out.push_str(&table(
-                    &[
-                        "Backup",
-                        "Valid",
-                        "Keep",
-                        "Size",
-                        "Restore",
-                        "WAL",
-                        "Compression",
-                        "Encryption",
-                        "Type",
-                        "Comments",
-                    ],
-                    &rows,
-                ));
+    out
+}
+
+fn status_text(r: &StatusResponse, details: bool) -> String {
+    let mut out = String::new();
+    for (k, v) in [
+        ("UsedSpace", human_size(r.used_space)),
+        ("FreeSpace", human_size(r.free_space)),
+        ("TotalSpace", human_size(r.total_space)),
+        ("Workers", r.workers.to_string()),
+        ("NumberOfServers", r.number_of_servers.to_string()),
+    ] {
+        out.push_str(&format!("{k}: {v}\n"));
+    }
+    let rows: Vec<Vec<String>> = r
+        .servers
+        .iter()
+        .map(|s| {
+            let active = [
+                ("backup", s.active_backup),
+                ("restore", s.active_restore),
+                ("archive", s.active_archive),
+                ("delete", s.active_delete),
+                ("retention", s.active_retention),
+                ("verify", s.active_verify),
+            ]
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(",");
+            vec![
+                s.server.clone(),
+                if s.online { "online" } else { "offline" }.into(),
+                if s.primary { "primary" } else { "standby" }.into(),
+                yes_no(s.wal_streaming),
+                s.wal_flushed.clone(),
+                human_size(s.wal_lag),
+                s.number_of_backups.to_string(),
+                human_size(s.server_size),
+                if active.is_empty() { "-".into() } else { active },
+                s.problems.join("; "),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&table(
+        &["Server", "State", "Role", "Streaming", "Flushed", "Lag", "Backups", "Size", "Active", "Problems"],
+        &rows,
+    ));
+    if details {
+        for s in &r.servers {
+            let backups = s.backups.as_deref().unwrap_or_default();
+            if backups.is_empty() {
+                continue;
             }
-            out
-        }
-        C::Status | C::StatusDetails => {
-            let mut out = String::new();
-            for k in ["UsedSpace", "FreeSpace", "TotalSpace", "Workers", "NumberOfServers"] {
-                out.push_str(&format!("{k}: {}\n", field(&response, k)));
-            }
-            let servers = response.get("Servers").and_then(Value::as_array).cloned().unwrap_or_default();
-            let rows: Vec<Vec<String>> = servers
+            out.push_str(&format!("\n{}:\n", s.server));
+            let rows: Vec<Vec<String>> = backups
                 .iter()
-                .map(|s| {
-                    let active = ["Backup", "Restore", "Archive", "Delete", "Retention", "Verify"]
-                        .iter()
-                        .filter(|a| s.get(format!("Active{a}")).and_then(Value::as_bool) == Some(true))
-                        .map(|a| a.to_lowercase())
-                        .collect::<Vec<_>>()
-                        .join(",");
+                .map(|b| {
                     vec![
-                        field(s, "Server"),
-                        if s.get("Online").and_then(Value::as_bool) == Some(true) {
-                            "online".into()
-                        } else {
-                            "offline".into()
-                        },
-                        if s.get("Primary").and_then(Value::as_bool) == Some(true) {
-                            "primary".into()
-                        } else {
-                            "standby".into()
-                        },
-                        if s.get("WalStreaming").and_then(Value::as_bool) == Some(true) {
-                            "yes".into()
-                        } else {
-                            "no".into()
-                        },
-                        field(s, "WalFlushed"),
-                        field(s, "WalLag"),
-                        field(s, "NumberOfBackups"),
-                        field(s, "ServerSize"),
-                        if active.is_empty() { "-".into() } else { active },
-                        s.get("Problems")
-                            .and_then(Value::as_array)
-                            .map(|p| p.iter().map(scalar).collect::<Vec<_>>().join("; "))
-                            .unwrap_or_default(),
+                        b.backup.clone(),
+                        valid_word(b.valid),
+                        human_size(b.backup_size),
+                        human_size(b.restore_size),
+                        human_size(b.wal),
+                        b.comments.clone(),
                     ]
                 })
                 .collect();
-            out.push('\n');
-            out.push_str(&table(
-                &["Server", "State", "Role", "Streaming", "Flushed", "Lag", "Backups", "Size", "Active", "Problems"],
-                &rows,
-            ));
-            if command == C::StatusDetails {
-                for s in &servers {
-                    let backups = s.get("Backups").and_then(Value::as_array).cloned().unwrap_or_default();
-                    if backups.is_empty() {
-                        continue;
-                    }
-                    out.push_str(&format!("\n{}:\n", field(s, "Server")));
-                    let rows: Vec<Vec<String>> = backups
-                        .iter()
-                        .map(|b| {
-                            vec![
-                                field(b, "Backup"),
-                                field(b, "Valid"),
-                                field(b, "BackupSize"),
-                                field(b, "RestoreSize"),
-                                field(b, "WAL"),
-                                field(b, "Comments"),
-                            ]
-                        })
-                        .collect();
-                    out.push_str(&table(&["Backup", "Valid", "Size", "Restore", "WAL", "Comments"], &rows));
-                }
-            }
-            out
-        }
-        _ => {
-            let mut out = String::new();
-            if let Value::Object(m) = &response {
-                let mut m = m.clone();
-                m.remove("ServerVersion");
-                listing(&Value::Object(m), 0, &mut out);
-            }
-            out
+            out.push_str(&table(&["Backup", "Valid", "Size", "Restore", "WAL", "Comments"], &rows));
         }
     }
+    out
+}
+
+/// Text for a reply of `command` as received: tables for `list-backup` and `status` (read as
+/// their typed responses), an indented listing of the translated reply for the rest, and for a
+/// response that does not read as its type.
+pub fn text(command: pgmoneta_wire::management::Command, reply: &Value) -> String {
+    use pgmoneta_wire::management::Command as C;
+    let translated = translate(reply);
+    let ok = translated.get("Outcome").and_then(|o| o.get("Status")).and_then(Value::as_bool).unwrap_or(false);
+    let mut out = String::new();
+    if !ok {
+        listing(translated.get("Outcome").unwrap_or(&Value::Null), 0, &mut out);
+        return out;
+    }
+    let response = reply.get("Response").and_then(Value::as_object).cloned().unwrap_or_default();
+    let typed = match command {
+        C::ListBackup => response::read::<ListBackupResponse>(&response).ok().map(|r| {
+            let server = response.get("Server").map(scalar).unwrap_or_default();
+            list_backup_text(&server, &r)
+        }),
+        C::Status | C::StatusDetails => {
+            response::read::<StatusResponse>(&response).ok().map(|r| status_text(&r, command == C::StatusDetails))
+        }
+        _ => None,
+    };
+    if let Some(text) = typed {
+        return text;
+    }
+    if let Some(Value::Object(m)) = translated.get("Response") {
+        let mut m = m.clone();
+        m.remove("ServerVersion");
+        listing(&Value::Object(m), 0, &mut out);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -424,5 +418,38 @@ mod tests {
         assert_eq!(out, "a: v\nb:\n  - x: 1\n    y: z\n  - 2\n");
         let t = table(&["A", "Long"], &[vec!["xyz".into(), "1".into()], vec!["q".into(), "22".into()]]);
         assert_eq!(t, "A    Long\nxyz  1\nq    22\n");
+    }
+
+    #[test]
+    fn list_backup_and_status_read_as_typed_responses() {
+        use pgmoneta_wire::management::Command;
+        let reply = json!({
+            "Header": {"Command": 2},
+            "Outcome": {"Status": true},
+            "Response": {"Server": "primary", "ServerVersion": "0.1.0", "NumberOfBackups": 1, "Backups": [
+                {"Server": "primary", "Backup": "20261206101010", "Keep": true, "Valid": 1, "BackupSize": 2048,
+                 "RestoreSize": 4096, "BiggestFileSize": 1, "Compression": 18, "Encryption": 1, "Comments": "",
+                 "Incremental": true, "IncrementalParent": "20261206090000", "WAL": 16_777_216u64}]}
+        });
+        let out = text(Command::ListBackup, &reply);
+        assert!(out.starts_with("Server: primary\nNumberOfBackups: 1\n"), "{out}");
+        let row = out.lines().last().unwrap();
+        for cell in ["20261206101010", "yes", "2.00kB", "4.00kB", "16.00MB", "zstd", "aes-256-gcm"] {
+            assert!(row.contains(cell), "{cell} in {row}");
+        }
+        assert!(row.contains("incremental of 20261206090000"), "{row}");
+        // A response whose fields do not have their types is listed as it came.
+        let odd = json!({"Outcome": {"Status": true}, "Response": {"Servers": "none", "UsedSpace": 1}});
+        assert_eq!(text(Command::Status, &odd), "Servers: none\nUsedSpace: 1B\n");
+        let status = json!({"Outcome": {"Status": true}, "Response": {"UsedSpace": 1024, "Workers": 2,
+            "NumberOfServers": 1, "Servers": [{"Server": "primary", "Online": true, "Primary": true,
+            "WalStreaming": true, "WalFlushed": "0/3000148", "WalLag": 0, "ActiveVerify": true,
+            "Problems": ["a", "b"]}]}});
+        let out = text(Command::Status, &status);
+        assert!(out.starts_with("UsedSpace: 1.00kB\n"), "{out}");
+        let row = out.lines().last().unwrap();
+        for cell in ["primary", "online", "yes", "0/3000148", "verify", "a; b"] {
+            assert!(row.contains(cell), "{cell} in {row}");
+        }
     }
 }

@@ -12,7 +12,6 @@ use pgmoneta_core::config::ServerConfig;
 use pgmoneta_storage::backup::{BackupOptions, BackupProgress};
 use pgmoneta_storage::catalog::BackupSelector;
 use pgmoneta_storage::export::{ArchiveOptions, HotStandbyOptions};
-use pgmoneta_storage::info::BackupInfo;
 use pgmoneta_storage::ops::{Annotation, DeleteOptions};
 use pgmoneta_storage::restore::RestoreOptions;
 use pgmoneta_storage::sqlbackup::SqlBackupOptions;
@@ -24,10 +23,16 @@ use pgmoneta_wire::management::request::{
     self, AnnotateRequest, BackupRequest, DeleteRequest, InfoRequest, KeepRequest, ListBackupRequest, RestoreRequest,
     S3ListRequest, S3RestoreRequest, VerifyRequest,
 };
-use serde_json::{json, Map, Value};
+use pgmoneta_wire::management::response::{
+    ArchiveResponse, DeleteResponse, KeepResponse, ListBackupResponse, ListedBackup, S3ListResponse, S3Object,
+    VerifiedFile, VerifiedFiles, VerifyResponse,
+};
+use serde_json::{Map, Value};
 
 use super::codes::{code, daemon_code, Op, Step};
-use super::{backup_summary, fail, fail_in, info_fields, server_state, Reply, Srv};
+use super::{
+    backup_response, fail, fail_in, info_response, listed_backup, reply, restore_response, server_state, Reply, Srv,
+};
 use crate::clock::SystemClock;
 use crate::state::{Activity, ServerFacts, Shared};
 use crate::{pg, walservice};
@@ -161,10 +166,7 @@ fn run_backup(shared: &Arc<Shared>, srv: &Srv<'_>, facts: &ServerFacts, parent: 
         info.restore_size,
         info.elapsed.total
     );
-    let mut m = backup_summary(&info);
-    m.remove("Keep");
-    m.remove("Comments");
-    Ok(m)
+    reply(&backup_response(&info))
 }
 
 pub(super) fn list_backup(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
@@ -182,20 +184,12 @@ pub(super) fn list_backup(shared: &Arc<Shared>, req: &Map<String, Value>) -> Rep
         .map_err(|e| fail(code(Op::ListBackup, Step::Run, &e), format!("server [{name}]: {e}")))?;
     let seg = Some(state.facts.read().segment_size).filter(|s| *s > 0).unwrap_or(16 << 20);
     let wal = Repository::wal_between(catalog.backups(), seg);
-    let mut entries: Vec<Value> = Vec::new();
-    for (b, wal) in catalog.backups().iter().zip(wal) {
-        let mut m = backup_summary(b);
-        m.insert("Server".into(), json!(name));
-        m.insert("WAL".into(), json!(wal));
-        entries.push(Value::Object(m));
-    }
+    let mut backups: Vec<ListedBackup> =
+        catalog.backups().iter().zip(wal).map(|(b, wal)| listed_backup(b, &name, wal)).collect();
     if desc {
-        entries.reverse();
+        backups.reverse();
     }
-    let mut m = Map::new();
-    m.insert("NumberOfBackups".into(), json!(entries.len()));
-    m.insert("Backups".into(), Value::Array(entries));
-    Ok(m)
+    reply(&ListBackupResponse { number_of_backups: backups.len() as u64, backups })
 }
 
 fn restore_options(shared: &Shared, srv: &Srv<'_>, id: &str, position: &str, directory: &str) -> RestoreOptions {
@@ -230,14 +224,6 @@ fn plan_and_apply(
     repo.apply_restore(options, &plan)
 }
 
-/// What `restore` and `s3 restore` answer: the backup's summary, without `Keep` and `Valid`.
-fn restore_reply(info: &BackupInfo) -> Map<String, Value> {
-    let mut m = backup_summary(info);
-    m.remove("Keep");
-    m.remove("Valid");
-    m
-}
-
 pub(super) fn restore(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let r: RestoreRequest = request::parse(req);
     let srv = server_state(shared, req, ec::RESTORE_NOSERVER)?;
@@ -259,7 +245,7 @@ pub(super) fn restore(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         fail_in(code(op, Step::Run, &e), op.workflow(), format!("server [{name}]: restore of {id} failed: {e}"))
     })?;
     log::info!("server [{name}]: backup {} restored into {}", report.info.label, report.data_dir.display());
-    Ok(restore_reply(&report.info))
+    reply(&restore_response(&report.info))
 }
 
 /// `s3 ls <server> [<prefix>]`: the objects of the server's backups in its remote repository
@@ -276,10 +262,7 @@ pub(super) fn s3_ls(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         let op = Op::S3List;
         fail_in(code(op, Step::Run, &e), op.workflow(), format!("server [{name}]: listing {engine} storage: {e}"))
     })?;
-    let mut m = Map::new();
-    m.insert("Server".into(), json!(name));
-    m.insert("S3Objects".into(), Value::Array(objects.into_iter().map(|(k, _)| json!({"S3Key": k})).collect()));
-    Ok(m)
+    reply(&S3ListResponse { s3_objects: objects.into_iter().map(|(s3_key, _)| S3Object { s3_key }).collect() })
 }
 
 /// `s3 restore <server> <backup> [<position>] <directory>`: a restore that reads the backup
@@ -317,7 +300,7 @@ pub(super) fn s3_restore(shared: &Arc<Shared>, req: &Map<String, Value>) -> Repl
         report.info.label,
         report.data_dir.display()
     );
-    Ok(restore_reply(&report.info))
+    reply(&restore_response(&report.info))
 }
 
 pub(super) fn archive(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
@@ -345,10 +328,7 @@ pub(super) fn archive(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         let op = Op::Archive;
         fail_in(code(op, Step::Run, &e), op.workflow(), format!("server [{name}]: archive failed: {e}"))
     })?;
-    let mut m = Map::new();
-    m.insert("FileName".into(), json!(file.display().to_string()));
-    m.insert("Backup".into(), json!(info.label));
-    Ok(m)
+    reply(&ArchiveResponse { backup: info.label, file_name: file.display().to_string() })
 }
 
 pub(super) fn delete(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
@@ -373,9 +353,7 @@ pub(super) fn delete(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         fail_in(code(op, Step::Run, &e), op.workflow(), format!("server [{name}]: delete {}: {e}", info.label))
     })?;
     log::info!("server [{name}]: backup {} deleted", info.label);
-    let mut m = Map::new();
-    m.insert("Backup".into(), json!(info.label));
-    Ok(m)
+    reply(&DeleteResponse { backup: info.label })
 }
 
 pub(super) fn keep(shared: &Arc<Shared>, req: &Map<String, Value>, on: bool) -> Reply {
@@ -390,14 +368,14 @@ pub(super) fn keep(shared: &Arc<Shared>, req: &Map<String, Value>, on: bool) -> 
         .set_keep(&name, &info.label, on, cascade)
         .map_err(|e| fail(code(op, Step::Run, &e), format!("server [{name}]: {e}")))?;
     let after = shared.repo.info(&name, &info.label).map_err(|e| fail(code(op, Step::Run, &e), e.to_string()))?;
-    let mut m = Map::new();
-    m.insert("Backups".into(), json!(touched));
-    m.insert("Backup".into(), json!(after.label));
-    m.insert("Valid".into(), json!(i8::from(after.valid)));
-    m.insert("Comments".into(), json!(after.comments));
-    m.insert("Keep".into(), json!(after.keep));
-    m.insert("Cascade".into(), json!(cascade));
-    Ok(m)
+    reply(&KeepResponse {
+        backups: touched,
+        backup: after.label,
+        valid: i8::from(after.valid),
+        comments: after.comments,
+        keep: after.keep,
+        cascade,
+    })
 }
 
 pub(super) fn info(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
@@ -405,7 +383,7 @@ pub(super) fn info(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let Srv { name, .. } = server_state(shared, req, ec::INFO_NOSERVER)?;
     let id = r.backup.clone().unwrap_or_default();
     let info = shared.repo.find(&name, &id).map_err(|e| fail(code(Op::Info, Step::Find, &e), e.to_string()))?;
-    Ok(info_fields(&info))
+    reply(&info_response(&info))
 }
 
 pub(super) fn annotate(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
@@ -424,23 +402,27 @@ pub(super) fn annotate(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply 
     let after = shared.repo.annotate(&name, &info.label, &change).map_err(|e| {
         fail(code(Op::Annotate, Step::Run, &e), format!("server [{name}]: annotate {}: {e}", info.label))
     })?;
-    Ok(info_fields(&after))
+    reply(&info_response(&after))
 }
 
 /// A verified file as upstream reports it: files of the manifest under the directory the
 /// backup would be restored to (`<Directory>/<server>-<label>`), with their manifest path; the
 /// repository's own files (backup.info, the manifest, the backup's WAL) under the backup's
 /// directory. `Calculated` only for a file that failed.
-fn file_entry(f: &FileVerification, in_manifest: bool, restore_dir: &str, backup_dir: &str, failed: bool) -> Value {
-    let mut m = Map::new();
-    m.insert("Directory".into(), json!(if in_manifest { restore_dir } else { backup_dir }));
-    m.insert("FileName".into(), json!(f.path));
-    m.insert("Original".into(), json!(f.expected));
-    m.insert("HashAlgorithm".into(), json!("SHA512"));
-    if failed {
-        m.insert("Calculated".into(), json!(if f.computed.is_empty() { "Unknown" } else { f.computed.as_str() }));
+fn file_entry(
+    f: &FileVerification,
+    in_manifest: bool,
+    restore_dir: &str,
+    backup_dir: &str,
+    failed: bool,
+) -> VerifiedFile {
+    VerifiedFile {
+        directory: if in_manifest { restore_dir } else { backup_dir }.to_owned(),
+        file_name: f.path.clone(),
+        original: f.expected.clone(),
+        hash_algorithm: "SHA512".into(),
+        calculated: failed.then(|| if f.computed.is_empty() { "Unknown".into() } else { f.computed.clone() }),
     }
-    Value::Object(m)
 }
 
 pub(super) fn verify(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
@@ -477,12 +459,10 @@ pub(super) fn verify(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let entry = |f: &FileVerification, failed: bool| {
         file_entry(f, v.manifest.contains(&f.path), &restore_dir, &backup_dir, failed)
     };
-    let mut files = Map::new();
-    files.insert("Failed".into(), Value::Array(v.failed.iter().map(|f| entry(f, true)).collect()));
     let listed = v.all.iter().filter(|f| v.manifest.contains(&f.path));
-    files.insert("All".into(), if all { Value::Array(listed.map(|f| entry(f, false)).collect()) } else { Value::Null });
-    let mut m = Map::new();
-    m.insert("Backup".into(), json!(info.label));
-    m.insert("Files".into(), Value::Object(files));
-    Ok(m)
+    let files = VerifiedFiles {
+        failed: v.failed.iter().map(|f| entry(f, true)).collect(),
+        all: all.then(|| listed.map(|f| entry(f, false)).collect()),
+    };
+    reply(&VerifyResponse { backup: info.label.clone(), files })
 }

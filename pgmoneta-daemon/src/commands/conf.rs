@@ -5,28 +5,24 @@ use std::sync::Arc;
 use pgmoneta_core::config::Config;
 use pgmoneta_wire::management::error_code as ec;
 use pgmoneta_wire::management::request::{self, ConfSetRequest};
+use pgmoneta_wire::management::response::{self, ConfLsResponse, ConfSetResponse, ReloadResponse};
 use serde_json::{json, Map, Value};
 
-use super::{fail, Reply};
+use super::{fail, reply, Reply};
 use crate::state::Shared;
 
 pub(super) fn reload_cmd(shared: &Arc<Shared>) -> Reply {
     let restart = crate::reload(shared).map_err(|e| fail(ec::UNKNOWN_COMMAND, format!("reload: {e}")))?;
-    let mut m = Map::new();
-    m.insert("Restart".into(), json!(restart));
-    Ok(m)
+    reply(&ReloadResponse { restart })
 }
 
 pub(super) fn conf_ls(shared: &Shared) -> Map<String, Value> {
     let p = &shared.paths;
-    let mut m = Map::new();
-    m.insert("main_configuration_path".into(), json!(p.config.display().to_string()));
-    m.insert("users_configuration_path".into(), json!(p.users.display().to_string()));
-    m.insert(
-        "admin_configuration_path".into(),
-        json!(p.admins.as_ref().map(|a| a.display().to_string()).unwrap_or_default()),
-    );
-    m
+    response::to_map(&ConfLsResponse {
+        main_configuration_path: p.config.display().to_string(),
+        users_configuration_path: p.users.display().to_string(),
+        admin_configuration_path: p.admins.as_ref().map(|a| a.display().to_string()).unwrap_or_default(),
+    })
 }
 
 fn enum_value(value: i64, word: &str) -> Value {
@@ -154,27 +150,27 @@ pub(super) fn conf_set(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply 
     }
     let new = next.get(&key).unwrap_or_else(|_| value.clone());
     let bare = key.rsplit('.').next().unwrap_or(&key);
-    let mut m = Map::new();
-    m.insert("config_key".into(), json!(key));
     let main_key = !key.contains('.') || key.starts_with("pgmoneta.");
     if main_key && crate::RESTART_KEYS.contains(&bare) {
-        m.insert("status".into(), json!("success_restart_required"));
-        m.insert(
-            "message".into(),
-            json!(format!("{key} takes effect after a restart; the current value stays in force")),
-        );
-        m.insert("requested_value".into(), json!(new));
-        m.insert("current_value".into(), json!(old));
-        m.insert("restart_required".into(), json!(true));
-        return Ok(m);
+        return reply(&ConfSetResponse {
+            status: "success_restart_required".into(),
+            message: format!("{key} takes effect after a restart; the current value stays in force"),
+            config_key: key,
+            requested_value: Some(new),
+            current_value: Some(old),
+            restart_required: true,
+            ..ConfSetResponse::default()
+        });
     }
     *shared.config.write() = Arc::new(next);
     crate::logging::install(&shared.config().main);
     log::info!("conf set: {key} = {new} (was {old})");
-    m.insert("status".into(), json!("success"));
-    m.insert("message".into(), json!(format!("{key} changed")));
-    m.insert("old_value".into(), json!(old));
-    m.insert("new_value".into(), json!(new));
-    m.insert("restart_required".into(), json!(false));
-    Ok(m)
+    reply(&ConfSetResponse {
+        status: "success".into(),
+        message: format!("{key} changed"),
+        config_key: key,
+        old_value: Some(old),
+        new_value: Some(new),
+        ..ConfSetResponse::default()
+    })
 }

@@ -7,9 +7,10 @@ use pgmoneta_compress::{Algorithm, Compression, EncoderOptions};
 use pgmoneta_crypto::Cipher;
 use pgmoneta_wire::management::error_code as ec;
 use pgmoneta_wire::management::request::{self, FileRequest};
-use serde_json::{json, Map, Value};
+use pgmoneta_wire::management::response::FileResponse;
+use serde_json::{Map, Value};
 
-use super::{fail, Failure, Reply};
+use super::{fail, reply, Failure, Reply};
 use crate::state::Shared;
 
 fn source_file(req: &Map<String, Value>, nofile: u32) -> Result<PathBuf, Failure> {
@@ -21,9 +22,7 @@ fn source_file(req: &Map<String, Value>, nofile: u32) -> Result<PathBuf, Failure
 }
 
 fn destination(p: PathBuf) -> Reply {
-    let mut m = Map::new();
-    m.insert("DestinationFile".into(), json!(p.display().to_string()));
-    Ok(m)
+    reply(&FileResponse { destination_file: p.display().to_string() })
 }
 
 fn cipher(shared: &Shared) -> Cipher {

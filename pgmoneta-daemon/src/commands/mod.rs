@@ -9,6 +9,10 @@ use pgmoneta_core::config::ServerConfig;
 use pgmoneta_core::Lsn;
 use pgmoneta_storage::info::{BackupInfo, BackupType};
 use pgmoneta_wire::management::request::{self, ModeRequest, ProgressRequest, ServerRequest};
+use pgmoneta_wire::management::response::{
+    self, BackupResponse, InfoResponse, ListedBackup, ModeResponse, ProgressResponse, RestoreResponse, StatusBackup,
+    TablespaceName, TimeValue,
+};
 use pgmoneta_wire::management::{error_code as ec, Command, Document, Outcome};
 use serde_json::{json, Map, Value};
 
@@ -144,50 +148,112 @@ fn lsn_halves(lsn: Lsn) -> (u64, u64) {
     (lsn.0 >> 32, lsn.0 & 0xffff_ffff)
 }
 
-fn backup_summary(b: &BackupInfo) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("Backup".into(), json!(b.label));
-    m.insert("Keep".into(), json!(b.keep));
-    m.insert("Valid".into(), json!(i8::from(b.valid)));
-    m.insert("BackupSize".into(), json!(b.backup_size));
-    m.insert("RestoreSize".into(), json!(b.restore_size));
-    m.insert("BiggestFileSize".into(), json!(b.biggest_file));
-    m.insert("Compression".into(), json!(b.compression));
-    m.insert("Encryption".into(), json!(b.encryption));
-    m.insert("Comments".into(), json!(b.comments));
-    m.insert("Incremental".into(), json!(b.backup_type == BackupType::Incremental));
-    m.insert("IncrementalParent".into(), json!(b.parent));
-    m
+/// A typed response as the reply's fields.
+fn reply<T: serde::Serialize>(response: &T) -> Reply {
+    Ok(response::to_map(response))
 }
 
-fn info_fields(b: &BackupInfo) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("Backup".into(), json!(b.label));
-    m.insert("WAL".into(), json!(b.wal));
-    m.insert("BackupSize".into(), json!(b.backup_size));
-    m.insert("RestoreSize".into(), json!(b.restore_size));
-    m.insert("BiggestFileSize".into(), json!(b.biggest_file));
-    m.insert("Elapsed".into(), json!(b.elapsed.total));
-    m.insert("MajorVersion".into(), json!(b.major_version));
-    m.insert("MinorVersion".into(), json!(b.minor_version));
-    m.insert("Keep".into(), json!(b.keep));
-    m.insert("Valid".into(), json!(i8::from(b.valid)));
-    m.insert("NumberOfTablespaces".into(), json!(b.tablespaces.len()));
-    m.insert("Compression".into(), json!(b.compression));
-    m.insert("Encryption".into(), json!(b.encryption));
-    let spaces: Vec<Value> = b.tablespaces.iter().map(|t| json!({"TablespaceName": t.dir})).collect();
-    m.insert("Tablespaces".into(), Value::Array(spaces));
-    for (name, lsn) in [("Start", b.start_lsn), ("End", b.end_lsn), ("Checkpoint", b.checkpoint_lsn)] {
-        let (hi, lo) = lsn_halves(lsn);
-        m.insert(format!("{name}HiLSN"), json!(hi));
-        m.insert(format!("{name}LoLSN"), json!(lo));
+fn parent(b: &BackupInfo) -> String {
+    b.parent.clone()
+}
+
+fn incremental(b: &BackupInfo) -> bool {
+    b.backup_type == BackupType::Incremental
+}
+
+fn backup_response(b: &BackupInfo) -> BackupResponse {
+    BackupResponse {
+        backup: b.label.clone(),
+        backup_size: b.backup_size,
+        restore_size: b.restore_size,
+        biggest_file_size: b.biggest_file,
+        compression: b.compression.into(),
+        encryption: b.encryption.into(),
+        valid: i8::from(b.valid),
+        incremental: incremental(b),
+        incremental_parent: parent(b),
     }
-    m.insert("StartTimeline".into(), json!(b.start_timeline));
-    m.insert("EndTimeline".into(), json!(b.end_timeline));
-    m.insert("Comments".into(), json!(b.comments));
-    m.insert("Incremental".into(), json!(b.backup_type == BackupType::Incremental));
-    m.insert("IncrementalParent".into(), json!(b.parent));
-    m
+}
+
+fn restore_response(b: &BackupInfo) -> RestoreResponse {
+    RestoreResponse {
+        backup: b.label.clone(),
+        backup_size: b.backup_size,
+        restore_size: b.restore_size,
+        biggest_file_size: b.biggest_file,
+        comments: b.comments.clone(),
+        compression: b.compression.into(),
+        encryption: b.encryption.into(),
+        incremental: incremental(b),
+        incremental_parent: parent(b),
+    }
+}
+
+fn listed_backup(b: &BackupInfo, server: &str, wal: u64) -> ListedBackup {
+    ListedBackup {
+        server: server.to_owned(),
+        backup: b.label.clone(),
+        keep: b.keep,
+        valid: i8::from(b.valid),
+        backup_size: b.backup_size,
+        restore_size: b.restore_size,
+        biggest_file_size: b.biggest_file,
+        compression: b.compression.into(),
+        encryption: b.encryption.into(),
+        comments: b.comments.clone(),
+        incremental: incremental(b),
+        incremental_parent: parent(b),
+        wal,
+    }
+}
+
+fn status_backup(b: &BackupInfo, wal: u64, delta: u64) -> StatusBackup {
+    StatusBackup {
+        backup: b.label.clone(),
+        keep: b.keep,
+        valid: i8::from(b.valid),
+        backup_size: b.backup_size,
+        restore_size: b.restore_size,
+        biggest_file_size: b.biggest_file,
+        compression: b.compression.into(),
+        encryption: b.encryption.into(),
+        comments: b.comments.clone(),
+        wal,
+        delta,
+    }
+}
+
+fn info_response(b: &BackupInfo) -> InfoResponse {
+    let (start_hi_lsn, start_lo_lsn) = lsn_halves(b.start_lsn);
+    let (end_hi_lsn, end_lo_lsn) = lsn_halves(b.end_lsn);
+    let (checkpoint_hi_lsn, checkpoint_lo_lsn) = lsn_halves(b.checkpoint_lsn);
+    InfoResponse {
+        backup: b.label.clone(),
+        wal: b.wal.clone(),
+        backup_size: b.backup_size,
+        restore_size: b.restore_size,
+        biggest_file_size: b.biggest_file,
+        elapsed: b.elapsed.total,
+        major_version: b.major_version,
+        minor_version: b.minor_version,
+        keep: b.keep,
+        valid: i8::from(b.valid),
+        number_of_tablespaces: b.tablespaces.len() as u64,
+        compression: b.compression.into(),
+        encryption: b.encryption.into(),
+        tablespaces: b.tablespaces.iter().map(|t| TablespaceName { tablespace_name: t.dir.clone() }).collect(),
+        start_hi_lsn,
+        start_lo_lsn,
+        end_hi_lsn,
+        end_lo_lsn,
+        checkpoint_hi_lsn,
+        checkpoint_lo_lsn,
+        start_timeline: b.start_timeline,
+        end_timeline: b.end_timeline,
+        comments: b.comments.clone(),
+        incremental: incremental(b),
+        incremental_parent: parent(b),
+    }
 }
 
 fn mode(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
@@ -205,42 +271,29 @@ fn mode(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         }
         other => return Err(fail(ec::MODE_UNKNOWN_ACTION, format!("mode: unknown action {other:?}"))),
     }
-    let mut m = Map::new();
-    m.insert("Online".into(), json!(state.online()));
-    Ok(m)
+    reply(&ModeResponse { online: state.online() })
 }
 
 fn progress(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let Srv { state, .. } = server_state(shared, req, ec::PROGRESS_NOSERVER)?;
     let running = state.backup_progress.lock().clone();
-    let mut m = Map::new();
-    m.insert(
-        "Command".into(),
-        json!(request::parse::<ProgressRequest>(req).command.unwrap_or_else(|| "backup".into())),
-    );
-    match running {
-        Some((p, since)) => {
-            let done = p.done.load(Ordering::Relaxed);
-            let total = p.total.load(Ordering::Relaxed).max(done);
-            let elapsed = since.elapsed().as_secs_f64();
-            let pct = (done * 100).checked_div(total).unwrap_or(0);
-            let remaining = if done > 0 { elapsed * (total - done) as f64 / done as f64 } else { 0.0 };
-            m.insert("ProgressState".into(), json!(1));
-            m.insert("Done".into(), json!(done));
-            m.insert("Total".into(), json!(total));
-            m.insert("Elapsed".into(), json!(elapsed));
-            m.insert("Percentage".into(), json!(pct));
-            let secs = remaining.round() as u64;
-            m.insert("Remaining".into(), json!({"value": secs, "string_value": format!("{secs}s")}));
-        }
-        None => {
-            m.insert("ProgressState".into(), json!(0));
-            for k in ["Done", "Total", "Percentage"] {
-                m.insert(k.into(), json!(0));
-            }
-            m.insert("Elapsed".into(), json!(0.0));
-            m.insert("Remaining".into(), json!({"value": 0, "string_value": "0s"}));
-        }
+    let mut r = ProgressResponse {
+        command: request::parse::<ProgressRequest>(req).command.unwrap_or_else(|| "backup".into()),
+        remaining: TimeValue { value: 0, string_value: "0s".into() },
+        ..ProgressResponse::default()
+    };
+    if let Some((p, since)) = running {
+        let done = p.done.load(Ordering::Relaxed);
+        let total = p.total.load(Ordering::Relaxed).max(done);
+        let elapsed = since.elapsed().as_secs_f64();
+        let remaining = if done > 0 { elapsed * (total - done) as f64 / done as f64 } else { 0.0 };
+        let secs = remaining.round() as u64;
+        r.progress_state = 1;
+        r.done = done;
+        r.total = total;
+        r.elapsed = elapsed;
+        r.percentage = (done * 100).checked_div(total).unwrap_or(0);
+        r.remaining = TimeValue { value: secs, string_value: format!("{secs}s") };
     }
-    Ok(m)
+    reply(&r)
 }

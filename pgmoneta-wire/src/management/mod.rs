@@ -12,6 +12,7 @@ mod frame;
 pub mod fuzzing;
 pub mod payload;
 pub mod request;
+pub mod response;
 
 pub use document::{Command, Document, Header, Outcome, OutputFormat, CLIENT_VERSION};
 pub use frame::{read_frame, write_frame, Frame, MAX_PAYLOAD};
