@@ -27,7 +27,8 @@ use parking_lot::{Condvar, Mutex};
 use pgmoneta_compress::{Algorithm, Compression, Decoder, Side};
 use pgmoneta_core::{BackupLabel, Lsn, PgVersion};
 use pgmoneta_crypto::{Cipher, HashAlgorithm, Hasher, MasterKey};
-use pgmoneta_wire::replication::{ArchiveInfo, BaseBackupEvent, BaseBackupOptions, ServerCompression};
+use pgmoneta_wire::replication::{ArchiveInfo, BaseBackupOptions, ServerCompression};
+use pgmoneta_wire::source::{ArchiveSink, BackupSource, BaseBackupSource, SinkError};
 use pgmoneta_wire::PgConnection;
 
 use crate::error::{Result, StorageError};
@@ -872,7 +873,8 @@ impl BackupLabelFile {
     }
 }
 
-/// Takes a full backup over a replication connection and stores it in `store`. Returns the
+/// Takes a full backup over a replication connection and stores it in `store`; with
+/// `options.parent`, an incremental one (PostgreSQL 17+) on that backup. Returns the
 /// `backup.info` written. On any failure the backup directory is removed.
 ///
 /// # Errors
@@ -885,27 +887,65 @@ pub fn take_backup<S: Read + Write>(
     store: Arc<dyn Store>,
     options: &BackupOptions,
 ) -> Result<BackupInfo> {
+    if options.parent.is_some() && !version.has_incremental_backup() {
+        return Err(StorageError::Invalid(format!(
+            "incremental backups of PostgreSQL {} are taken with pgmoneta_storage::sqlbackup",
+            version.major()
+        )));
+    }
+    let mut bb = BaseBackupOptions::new(&options.label.postgres_label());
+    bb.fast_checkpoint = options.fast_checkpoint;
+    bb.max_rate_kb = options.max_rate_kb;
+    // PostgreSQL's default CRC32C checks the transfer almost for free; the SHA-512 the
+    // repository keeps is computed here, in parallel.
+    bb.manifest_checksums = None;
+    if options.compression.side == Side::Server && options.compression.algorithm != Algorithm::None {
+        let method = options.compression.algorithm.name().to_owned();
+        bb.compression = Some(ServerCompression { method, detail: Some(format!("level={}", options.level.max(1))) });
+    }
+    let mut source = BaseBackupSource::new(conn, bb, version);
+    if let Some(label) = &options.parent {
+        check_parent(store.as_ref(), &options.server, label, version)?;
+        let manifest = store.read(&join(&[&layout::backup_dir(&options.server, label), "data", "backup_manifest"]))?;
+        source = source.incremental(manifest);
+    }
+    take_backup_from(&mut source, version, minor_version, store, options)
+}
+
+/// Stores a base backup delivered by any [`BackupSource`]: the server's `BASE_BACKUP`, or
+/// archives recorded earlier ([`pgmoneta_wire::source::RecordedSource`]). With
+/// `options.parent` the archives are an incremental backup on that backup. Returns the
+/// `backup.info` written; on any failure the backup directory is removed.
+///
+/// # Errors
+/// The source's errors, storage failures, archives that do not match the source's manifest,
+/// a backup without `backup_label`, cancellation.
+pub fn take_backup_from(
+    source: &mut dyn BackupSource,
+    version: PgVersion,
+    minor_version: u32,
+    store: Arc<dyn Store>,
+    options: &BackupOptions,
+) -> Result<BackupInfo> {
     let backup_dir = layout::backup_dir(&options.server, &options.label.to_string());
     if store.exists(&backup_dir) {
         return Err(StorageError::Invalid(format!("a backup labelled {} already exists", options.label)));
     }
     let parent = match &options.parent {
-        Some(label) => {
-            if !version.has_incremental_backup() {
-                return Err(StorageError::Invalid(format!(
-                    "incremental backups of PostgreSQL {} are taken with pgmoneta_storage::sqlbackup",
-                    version.major()
-                )));
-            }
-            let parent = check_parent(store.as_ref(), &options.server, label, version)?;
-            let manifest =
-                store.read(&join(&[&layout::backup_dir(&options.server, label), "data", "backup_manifest"]))?;
-            Some((parent, manifest))
-        }
+        Some(label) => Some(check_parent(store.as_ref(), &options.server, label, version)?.label),
         None => None,
     };
     store.create_dir(&backup_dir)?;
-    let result = run(conn, version, minor_version, store.clone(), options, &backup_dir, parent.as_ref());
+    let result = pipeline(store.clone(), options, &backup_dir, version, minor_version, parent.as_deref(), |sink| {
+        match source.feed(sink) {
+            Ok(end) => Ok(end.map(|e| Fed {
+                start: (e.start.0, e.start.1 .0),
+                end: (e.end.0, e.end.1 .0),
+                manifest: e.manifest,
+            })),
+            Err(e) => Err(StorageError::from_source(e)),
+        }
+    });
     discard_on_error(store.as_ref(), &backup_dir, result)
 }
 
@@ -917,63 +957,6 @@ pub(crate) fn discard_on_error<T>(store: &dyn Store, backup_dir: &str, result: R
         }
     }
     result
-}
-
-fn run<S: Read + Write>(
-    conn: &mut PgConnection<S>,
-    version: PgVersion,
-    minor_version: u32,
-    store: Arc<dyn Store>,
-    options: &BackupOptions,
-    backup_dir: &str,
-    parent: Option<&(BackupInfo, Vec<u8>)>,
-) -> Result<BackupInfo> {
-    let mut bb = BaseBackupOptions::new(&options.label.postgres_label());
-    if let Some((_, manifest)) = parent {
-        conn.upload_manifest(manifest)?;
-        bb.incremental = true;
-    }
-    bb.fast_checkpoint = options.fast_checkpoint;
-    bb.max_rate_kb = options.max_rate_kb;
-    // PostgreSQL's default CRC32C checks the transfer almost for free; the SHA-512 the
-    // repository keeps is computed here, in parallel.
-    bb.manifest_checksums = None;
-    if options.compression.side == Side::Server && options.compression.algorithm != Algorithm::None {
-        let method = options.compression.algorithm.name().to_owned();
-        bb.compression = Some(ServerCompression { method, detail: Some(format!("level={}", options.level.max(1))) });
-    }
-    let parent_label = parent.map(|(p, _)| p.label.as_str());
-    pipeline(store, options, backup_dir, version, minor_version, parent_label, |sink| {
-        let mut backup = conn.base_backup(&bb, version)?;
-        let start = (backup.start_lsn(), backup.start_timeline().0);
-        let estimate: u64 = backup.tablespaces().iter().filter_map(|t| t.size_kb).sum::<u64>() * 1024;
-        options.progress.done.store(0, Ordering::Relaxed);
-        options.progress.total.store(estimate, Ordering::Relaxed);
-        let mut manifest = Vec::new();
-        while let Some(event) = backup.next_event()? {
-            if sink.stopped() {
-                break;
-            }
-            match event {
-                BaseBackupEvent::Archive(info) => sink.start(info)?,
-                BaseBackupEvent::ArchiveData(d) => {
-                    pgmoneta_core::crash::point("backup:streaming");
-                    options.progress.done.fetch_add(d.len() as u64, Ordering::Relaxed);
-                    if !sink.data(d)? {
-                        break;
-                    }
-                }
-                BaseBackupEvent::ManifestData(d) => manifest.extend_from_slice(&d),
-                _ => {}
-            }
-        }
-        sink.finish()?;
-        if sink.stopped() {
-            return Ok(None);
-        }
-        let end = backup.end().ok_or_else(|| StorageError::Invalid("BASE_BACKUP gave no end position".into()))?;
-        Ok(Some(Fed { start, end: (end.0, end.1 .0), manifest: Some(manifest) }))
-    })
 }
 
 /// What a backup's source delivered, besides its files.
@@ -991,14 +974,14 @@ type ArchiveThread<'scope> = (Sender<Bytes>, std::thread::ScopedJoinHandle<'scop
 
 /// Where a backup's source puts its archives (tar streams): each is parsed on its own thread
 /// and its files handed to the workers.
-pub(crate) struct ArchiveSink<'scope, 'env> {
+pub(crate) struct StoreSink<'scope, 'env> {
     scope: &'scope std::thread::Scope<'scope, 'env>,
     shared: Arc<Shared>,
     senders: Vec<Sender<Job>>,
     archive: Option<ArchiveThread<'scope>>,
 }
 
-impl<'scope> ArchiveSink<'scope, '_> {
+impl<'scope> StoreSink<'scope, '_> {
     /// Whether the backup failed or was cancelled: stop feeding.
     pub(crate) fn stopped(&self) -> bool {
         self.shared.stopped()
@@ -1039,6 +1022,8 @@ impl<'scope> ArchiveSink<'scope, '_> {
         let Some((tx, _)) = &self.archive else {
             return Err(StorageError::Invalid("archive data before any archive".into()));
         };
+        pgmoneta_core::crash::point("backup:streaming");
+        self.shared.options.progress.done.fetch_add(d.len() as u64, Ordering::Relaxed);
         Ok(tx.send(d).is_ok())
     }
 
@@ -1052,9 +1037,29 @@ impl<'scope> ArchiveSink<'scope, '_> {
     }
 }
 
+impl ArchiveSink for StoreSink<'_, '_> {
+    fn stopped(&self) -> bool {
+        StoreSink::stopped(self)
+    }
+    fn expect(&mut self, bytes: u64) {
+        let progress = &self.shared.options.progress;
+        progress.done.store(0, Ordering::Relaxed);
+        progress.total.store(bytes, Ordering::Relaxed);
+    }
+    fn start(&mut self, info: ArchiveInfo) -> std::result::Result<(), SinkError> {
+        Ok(StoreSink::start(self, info)?)
+    }
+    fn data(&mut self, chunk: Bytes) -> std::result::Result<bool, SinkError> {
+        Ok(StoreSink::data(self, chunk)?)
+    }
+    fn finish(&mut self) -> std::result::Result<(), SinkError> {
+        Ok(StoreSink::finish(self)?)
+    }
+}
+
 /// A `Write` into the sink's current archive, in chunks.
 pub(crate) struct SinkWriter<'a, 'scope, 'env> {
-    pub(crate) sink: &'a mut ArchiveSink<'scope, 'env>,
+    pub(crate) sink: &'a mut StoreSink<'scope, 'env>,
     pub(crate) buf: Vec<u8>,
 }
 
@@ -1092,7 +1097,7 @@ pub(crate) fn pipeline<F>(
     feed: F,
 ) -> Result<BackupInfo>
 where
-    F: FnOnce(&mut ArchiveSink<'_, '_>) -> Result<Option<Fed>>,
+    F: FnOnce(&mut StoreSink<'_, '_>) -> Result<Option<Fed>>,
 {
     let started = Instant::now();
     // How the new backup's files are named (their suffix) follows from its storage.
@@ -1132,7 +1137,7 @@ where
             s.spawn(move || worker(&shared, &rx, &hashing));
         }
         drop(hash_tx);
-        let mut sink = ArchiveSink { scope: s, shared: shared.clone(), senders, archive: None };
+        let mut sink = StoreSink { scope: s, shared: shared.clone(), senders, archive: None };
         let outcome = feed(&mut sink);
         // Whatever happened, the parser ends and the workers' queues close.
         let finished = sink.finish();

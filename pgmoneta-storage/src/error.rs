@@ -152,6 +152,18 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// A source's error (`pgmoneta_wire::source`) as storage's: what storage's own sink
+    /// failed with comes back as it was.
+    pub(crate) fn from_source(e: pgmoneta_wire::WireError) -> StorageError {
+        match e {
+            pgmoneta_wire::WireError::Sink(inner) => match inner.downcast::<StorageError>() {
+                Ok(e) => *e,
+                Err(other) => StorageError::Invalid(other.to_string()),
+            },
+            e => e.into(),
+        }
+    }
+
     /// An I/O error constructor for `map_err`.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> StorageError {
         let path = path.into();

@@ -7,8 +7,9 @@
 //! storage trait with local and remote back ends.
 //!
 //! Where to start: [`Repository`], the one way to act on a repository (catalog, backup of a
-//! [`PgSource`], restore planned then applied, verify, delete, keep, annotate, retention,
-//! archive, uploads). The modules are its parts: [`catalog::Catalog`] answers which backups a
+//! [`PgSource`] or of any [`pgmoneta_wire::source::BackupSource`] such as archives recorded
+//! earlier, restore planned then applied, verify, delete, keep, annotate, retention, archive,
+//! uploads). The modules are its parts: [`catalog::Catalog`] answers which backups a
 //! server has and which one a label, `oldest`, `newest` or recovery target
 //! ([`target::RecoveryTarget`]) means; [`stored`] is how a single file is stored (suffixes,
 //! compression, encryption) and read back; [`store::Store`] is the storage trait (remote

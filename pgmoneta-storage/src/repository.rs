@@ -31,9 +31,10 @@ use parking_lot::{Mutex, RwLock};
 use pgmoneta_core::config::Retention;
 use pgmoneta_core::{BackupLabel, CivilDateTime, Clock, Lsn, PgVersion, WalSegment};
 use pgmoneta_crypto::MasterKey;
+use pgmoneta_wire::source::BackupSource;
 use pgmoneta_wire::{ConnectOptions, PgConnection};
 
-use crate::backup::{take_backup, BackupOptions};
+use crate::backup::{take_backup, take_backup_from, BackupOptions};
 use crate::catalog::{load_info, load_manifest, BackupSelector, Catalog};
 use crate::export::{archive, update_hot_standby, ArchiveOptions};
 use crate::info::BackupInfo;
@@ -298,6 +299,29 @@ impl Repository {
             let _ = conn.close();
             info
         };
+        self.after_backup(&options, info)
+    }
+
+    /// Stores a base backup delivered by any [`BackupSource`] (archives recorded earlier, a
+    /// source of the caller's own), then does what [`Repository::backup`] does after a backup:
+    /// hot standbys, uploads. With `options.parent` the archives are an incremental backup on
+    /// that backup. `version` and `minor` are the PostgreSQL version the archives come from.
+    ///
+    /// # Errors
+    /// As [`take_backup_from`], and [`StorageError::UploadPending`].
+    pub fn backup_from(
+        &self,
+        source: &mut dyn BackupSource,
+        version: PgVersion,
+        minor: u32,
+        options: &BackupOptions,
+    ) -> Result<BackupInfo> {
+        let info = take_backup_from(source, version, minor, self.shared_store(), options)?;
+        self.after_backup(options, info)
+    }
+
+    /// Hot standbys brought up to date (a failure is logged), then the uploads.
+    fn after_backup(&self, options: &BackupOptions, info: BackupInfo) -> Result<BackupInfo> {
         let server = &options.server;
         for hs in &options.hot_standbys {
             let mut hs = hs.clone();

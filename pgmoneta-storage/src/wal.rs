@@ -16,15 +16,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Sender};
 use pgmoneta_compress::Algorithm;
-use pgmoneta_core::{AtomicLsn, Lsn, TimelineId, WalFileKind, WalSegment, WalSegmentSize};
+use pgmoneta_core::{Lsn, TimelineId, WalFileKind, WalSegment, WalSegmentSize};
 use pgmoneta_crypto::{Cipher, MasterKey, AES_SUFFIX};
-use pgmoneta_wire::replication::WalEvent;
+use pgmoneta_wire::source::{SinkError, WalSink};
 use pgmoneta_wire::PgConnection;
 
 use crate::error::{Result, StorageError};
@@ -503,49 +501,68 @@ impl WalWriter {
     }
 }
 
-/// How to stream.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct StreamOptions {
-    /// The replication slot.
-    pub slot: Option<String>,
-    /// Set to stop streaming; [`stream_wal`] then returns `Ok`.
-    pub stop: Arc<AtomicBool>,
-    /// Longest time between status updates (and syncs while data arrives).
-    pub status_interval: Duration,
-    /// Where streaming stands, published for status and metrics.
-    pub progress: Arc<StreamProgress>,
+pub use pgmoneta_wire::source::{StreamOptions, StreamProgress};
+
+/// The archive as the place a WAL stream is written: segments through a [`WalWriter`],
+/// completed ones handed to the sealing thread once durable.
+struct ArchiveSink<'a> {
+    archive: &'a WalArchive,
+    writer: Option<WalWriter>,
+    sealer: Sender<String>,
 }
 
-/// Where a stream stands, updated as it runs: what is on disk, what the server has, the
-/// timeline. Read from other threads.
-#[derive(Debug, Default)]
-pub struct StreamProgress {
-    /// The position written and synced.
-    pub flushed: AtomicLsn,
-    /// The server's end of WAL, as of its last message.
-    pub server_end: AtomicLsn,
-    /// The timeline being streamed (0 before the stream starts).
-    pub timeline: AtomicU32,
+impl ArchiveSink<'_> {
+    fn writer(&mut self) -> Result<&mut WalWriter> {
+        self.writer.as_mut().ok_or_else(|| StorageError::Invalid("WAL before the stream began".into()))
+    }
 }
 
-impl StreamOptions {
-    /// Streaming through `slot`, with a status update at least every 10 seconds.
-    pub fn new(slot: Option<&str>) -> StreamOptions {
-        StreamOptions {
-            slot: slot.map(str::to_owned),
-            stop: Arc::new(AtomicBool::new(false)),
-            status_interval: Duration::from_secs(10),
-            progress: Arc::new(StreamProgress::default()),
+impl WalSink for ArchiveSink<'_> {
+    fn segment_size(&self) -> WalSegmentSize {
+        self.archive.segment_size
+    }
+    fn resume_point(&mut self) -> std::result::Result<Option<(TimelineId, Lsn)>, SinkError> {
+        let seg = self.archive.segment_size;
+        Ok(self.archive.resume_point()?.map(|s| (s.timeline, s.start_lsn(seg))))
+    }
+    fn has_history(&self, timeline: TimelineId) -> bool {
+        self.archive.has_history(timeline)
+    }
+    fn store_history(&mut self, name: &str, content: &[u8]) -> std::result::Result<(), SinkError> {
+        Ok(self.archive.store_history(name, content)?)
+    }
+    fn begin(&mut self, timeline: TimelineId, start: Lsn) -> std::result::Result<(), SinkError> {
+        match &mut self.writer {
+            Some(w) => w.switch_timeline(timeline, start)?,
+            None => self.writer = Some(WalWriter::new(self.archive.clone(), timeline, start)),
         }
+        Ok(())
+    }
+    fn write(&mut self, start: Lsn, data: &[u8]) -> std::result::Result<(), SinkError> {
+        Ok(self.writer()?.write(start, data)?)
+    }
+    fn segment_completed(&self) -> bool {
+        self.writer.as_ref().is_some_and(|w| !w.completed.is_empty())
+    }
+    fn flush(&mut self) -> std::result::Result<Lsn, SinkError> {
+        let sealer = &self.sealer;
+        let w = self.writer.as_mut().ok_or_else(|| StorageError::Invalid("WAL before the stream began".into()))?;
+        let flushed = w.flush()?;
+        for name in w.take_completed() {
+            let _ = sealer.send(name);
+        }
+        Ok(flushed)
+    }
+    fn written(&self) -> Lsn {
+        self.writer.as_ref().map_or(Lsn(0), WalWriter::written)
     }
 }
 
 /// Streams WAL from the server into the archive until `options.stop` is set or the connection
-/// fails, following timeline switches. Streaming starts where the archive ends, else at the
-/// slot's restart position (15+), else at the server's current position; a history file is
-/// fetched for every timeline after the first. Completed segments are sealed on a separate
-/// thread. Returns the position flushed.
+/// fails, following timeline switches (see [`pgmoneta_wire::source::stream_wal`], which drives
+/// the protocol; the archive is its sink). Streaming starts where the archive ends, else at the
+/// slot's restart position (15+), else at the server's current position. Completed segments
+/// are sealed on a separate thread. Returns the position flushed.
 ///
 /// # Errors
 /// Connection and server errors (the caller restarts with backoff), a gap in the stream, storage
@@ -556,21 +573,6 @@ pub fn stream_wal(
     version: pgmoneta_core::PgVersion,
     options: &StreamOptions,
 ) -> Result<Lsn> {
-    let seg = archive.segment_size;
-    let system = conn.identify_system()?;
-    let (mut timeline, mut start) = match archive.resume_point()? {
-        Some(s) => (s.timeline, s.start_lsn(seg)),
-        None => {
-            let from_slot = match (&options.slot, version >= pgmoneta_core::PgVersion::V15) {
-                (Some(slot), true) => conn
-                    .read_replication_slot(slot)?
-                    .and_then(|s| Some((s.restart_timeline.unwrap_or(system.timeline), s.restart_lsn?))),
-                _ => None,
-            };
-            let (tli, lsn) = from_slot.unwrap_or((system.timeline, system.xlogpos));
-            (tli, lsn.segment_start(seg))
-        }
-    };
     let (tx, rx) = unbounded::<String>();
     let sealer = {
         let archive = archive.clone();
@@ -585,86 +587,14 @@ pub fn stream_wal(
             Ok(())
         })
     };
-    let result = stream_loop(conn, archive, options, &mut timeline, &mut start, &tx);
-    drop(tx);
+    let result = {
+        let mut sink = ArchiveSink { archive, writer: None, sealer: tx };
+        pgmoneta_wire::source::stream_wal(conn, &mut sink, version, options)
+    };
     let sealed = sealer.join().map_err(|_| StorageError::Invalid("the WAL sealing thread panicked".into()))?;
-    let flushed = result?;
+    let flushed = result.map_err(StorageError::from_source)?;
     sealed?;
     Ok(flushed)
-}
-
-fn stream_loop(
-    conn: &mut PgConnection,
-    archive: &WalArchive,
-    options: &StreamOptions,
-    timeline: &mut TimelineId,
-    start: &mut Lsn,
-    sealer: &Sender<String>,
-) -> Result<Lsn> {
-    conn.set_read_timeout(Some(Duration::from_millis(500)))?;
-    let mut writer = WalWriter::new(archive.clone(), *timeline, *start);
-    loop {
-        if timeline.0 > 1 && !archive.has_history(*timeline) {
-            let h = conn.timeline_history(*timeline)?;
-            archive.store_history(&h.file_name, &h.content)?;
-        }
-        let mut stream = conn.start_replication(options.slot.as_deref(), *start, *timeline)?;
-        options.progress.timeline.store(timeline.0, Ordering::Relaxed);
-        let mut last_status = Instant::now();
-        let mut dirty = false;
-        loop {
-            if options.stop.load(Ordering::SeqCst) {
-                let flushed = writer.flush()?;
-                stream.send_status(writer.written(), flushed, false)?;
-                stream.stop()?;
-                for name in writer.take_completed() {
-                    let _ = sealer.send(name);
-                }
-                return Ok(flushed);
-            }
-            let event = stream.next_event()?;
-            let idle = event.is_none();
-            let mut reply = false;
-            match event {
-                Some(WalEvent::Data { start: at, data, server_end, .. }) => {
-                    writer.write(at, &data)?;
-                    options.progress.server_end.fetch_max(server_end);
-                    dirty = true;
-                }
-                Some(WalEvent::Keepalive { reply_requested, server_end, .. }) => {
-                    options.progress.server_end.fetch_max(server_end);
-                    reply = reply_requested;
-                }
-                Some(WalEvent::End { next_timeline, next_start }) => {
-                    let flushed = writer.flush()?;
-                    for name in writer.take_completed() {
-                        let _ = sealer.send(name);
-                    }
-                    let (Some(tli), Some(at)) = (next_timeline, next_start) else {
-                        return Ok(flushed);
-                    };
-                    *timeline = tli;
-                    // The new timeline's segment is streamed whole, from its start.
-                    *start = at.segment_start(archive.segment_size);
-                    writer.switch_timeline(tli, *start)?;
-                    break;
-                }
-                Some(_) | None => {}
-            }
-            let completed = writer.take_completed();
-            let due = last_status.elapsed() >= options.status_interval;
-            if reply || !completed.is_empty() || (dirty && idle) || due {
-                let flushed = writer.flush()?;
-                options.progress.flushed.fetch_max(flushed);
-                stream.send_status(writer.written(), flushed, false)?;
-                last_status = Instant::now();
-                dirty = false;
-            }
-            for name in completed {
-                let _ = sealer.send(name);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

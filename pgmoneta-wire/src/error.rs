@@ -148,6 +148,10 @@ pub enum WireError {
     /// A management frame or payload that cannot be read (upstream's BAD_PAYLOAD).
     #[error("bad management payload: {0}")]
     Management(String),
+    /// What a backup's receiver ([`crate::source::ArchiveSink`]) failed with, as it gave it:
+    /// `downcast` takes the receiver's own error back out.
+    #[error("{0}")]
+    Sink(crate::source::SinkError),
 }
 
 impl WireError {

@@ -52,6 +52,7 @@ mod error;
 pub mod management;
 pub mod message;
 pub mod replication;
+pub mod source;
 pub mod wal;
 
 pub use connection::{

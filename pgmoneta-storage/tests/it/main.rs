@@ -6,6 +6,7 @@ mod export;
 mod front_door;
 mod fuzz_seeds;
 mod incremental;
+mod recorded;
 mod repository;
 mod scale;
 mod wal;
