@@ -1057,33 +1057,6 @@ impl ArchiveSink for StoreSink<'_, '_> {
     }
 }
 
-/// A `Write` into the sink's current archive, in chunks.
-pub(crate) struct SinkWriter<'a, 'scope, 'env> {
-    pub(crate) sink: &'a mut StoreSink<'scope, 'env>,
-    pub(crate) buf: Vec<u8>,
-}
-
-impl Write for SinkWriter<'_, '_, '_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        match self.sink.data(chunk) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(io::Error::new(io::ErrorKind::BrokenPipe, "the backup stopped")),
-            Err(e) => Err(io::Error::other(e.to_string())),
-        }
-    }
-}
-
 /// Runs a backup's workers while `feed` delivers its archives, then checks, links and
 /// records it. `feed` returns `None` when it stopped early (a failure or cancellation the
 /// shared state knows of).

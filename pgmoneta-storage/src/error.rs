@@ -160,6 +160,9 @@ impl StorageError {
                 Ok(e) => *e,
                 Err(other) => StorageError::Invalid(other.to_string()),
             },
+            // What the server lacks to be backed up this way (grants, a setup): the request
+            // cannot be served, as any other invalid one.
+            pgmoneta_wire::WireError::Unsupported(message) => StorageError::Invalid(message),
             e => e.into(),
         }
     }

@@ -37,7 +37,7 @@ pub mod sqlbackup;
 pub mod store;
 pub mod stored;
 pub mod summary;
-pub mod tar;
+pub use pgmoneta_wire::tar;
 pub mod target;
 pub mod verify;
 pub mod wal;

@@ -145,6 +145,10 @@ pub enum WireError {
     /// No answer within the configured time.
     #[error("timed out {0}")]
     Timeout(String),
+    /// The server cannot be backed up the way that was asked: a grant the role lacks, a setup
+    /// the source does not handle.
+    #[error("{0}")]
+    Unsupported(String),
     /// A management frame or payload that cannot be read (upstream's BAD_PAYLOAD).
     #[error("bad management payload: {0}")]
     Management(String),

@@ -53,6 +53,7 @@ pub mod management;
 pub mod message;
 pub mod replication;
 pub mod source;
+pub mod tar;
 pub mod wal;
 
 pub use connection::{

@@ -63,6 +63,8 @@ use crate::connection::PgConnection;
 use crate::error::{Result, WireError};
 use crate::replication::{ArchiveInfo, BaseBackupEvent, BaseBackupOptions, WalEvent};
 
+pub mod sql;
+
 /// What a sink fails with: its own error, boxed, so that the code driving the source can
 /// take it back out with `downcast` (see [`WireError::Sink`]).
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;

@@ -46,7 +46,7 @@
 //! read its archives back.
 //!
 //! ```
-//! use pgmoneta_storage::tar::{TarError, TarEvent, TarParser, TarWriter};
+//! use pgmoneta_wire::tar::{TarError, TarEvent, TarParser, TarWriter};
 //!
 //! let mut writer = TarWriter::new(Vec::new());
 //! writer.append_dir("base", 0o700, 1_700_000_000)?;
@@ -1103,6 +1103,11 @@ impl<W: Write> TarWriter<W> {
         &self.inner
     }
 
+    /// The writer, mutably (writing to it directly breaks the archive).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
     /// Appends a regular file of `size` bytes read from `reader` (bytes after the first `size`
     /// are not read), with permission bits `mode` and modification time `mtime` (seconds since
     /// the Unix epoch).
@@ -1165,10 +1170,19 @@ impl<W: Write> TarWriter<W> {
     /// # Errors
     /// The errors of the underlying writer.
     pub fn finish(mut self) -> io::Result<W> {
-        self.inner.write_all(&ZEROS)?;
-        self.inner.write_all(&ZEROS)?;
-        self.inner.flush()?;
+        self.end()?;
         Ok(self.inner)
+    }
+
+    /// Writes the end-of-archive marker and flushes, keeping the writer (to look at it when
+    /// that failed). Nothing may be appended after.
+    ///
+    /// # Errors
+    /// The errors of the underlying writer.
+    pub fn end(&mut self) -> io::Result<()> {
+        self.inner.write_all(&ZEROS)?;
+        self.inner.write_all(&ZEROS)?;
+        self.inner.flush()
     }
 }
 
