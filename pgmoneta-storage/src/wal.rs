@@ -27,6 +27,7 @@ use pgmoneta_wire::PgConnection;
 
 use crate::error::{Result, StorageError};
 use crate::fsio;
+use crate::store::{EntryKind, LocalStore, Store};
 use crate::stored::stored_form;
 
 /// How completed segments are stored.
@@ -69,33 +70,76 @@ pub struct ArchivedWal {
     pub file_name: String,
 }
 
-/// A server's WAL directory (`<base_dir>/<server>/wal`).
-#[derive(Clone, Debug)]
+/// A server's WAL archive (`<base_dir>/<server>/wal`), in a [`Store`]. Sealing, listing,
+/// pruning and reading go through the store; receiving (the `.partial` segment written at its
+/// offsets and synced before the server hears of it) needs the archive on the local disk.
+#[derive(Clone)]
 pub struct WalArchive {
-    dir: PathBuf,
+    store: Arc<dyn Store>,
+    /// The archive's directory in the store ("" for the store's root).
+    dir: String,
+    /// The same directory on the local disk, when the store has one.
+    local: Option<PathBuf>,
     segment_size: WalSegmentSize,
     options: WalOptions,
 }
 
+impl std::fmt::Debug for WalArchive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalArchive").field("dir", &self.dir).field("local", &self.local).finish_non_exhaustive()
+    }
+}
+
 impl WalArchive {
-    /// The archive in `dir` (created with mode 0700 when missing).
+    /// The archive in the local directory `dir` (created with mode 0700 when missing).
     ///
     /// # Errors
     /// When the directory cannot be created.
     pub fn open(dir: impl Into<PathBuf>, segment_size: WalSegmentSize, options: WalOptions) -> Result<WalArchive> {
-        let dir = dir.into();
-        fsio::create_dir_all(&dir)?;
-        Ok(WalArchive { dir, segment_size, options })
+        WalArchive::on_store(Arc::new(LocalStore::new(dir.into())), "", segment_size, options)
     }
 
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The archive in the directory `dir` of `store` (created when missing), for instance
+    /// `layout::wal_dir(server)` in a repository's store.
+    ///
+    /// # Errors
+    /// When the directory cannot be created.
+    pub fn on_store(
+        store: Arc<dyn Store>,
+        dir: &str,
+        segment_size: WalSegmentSize,
+        options: WalOptions,
+    ) -> Result<WalArchive> {
+        store.create_dir(dir)?;
+        let local = store.local_path(dir);
+        Ok(WalArchive { store, dir: dir.trim_end_matches('/').to_owned(), local, segment_size, options })
+    }
+
+    /// The directory on the local disk, when the store has one.
+    pub fn local_dir(&self) -> Option<&Path> {
+        self.local.as_deref()
     }
 
     /// The segment size.
     pub fn segment_size(&self) -> WalSegmentSize {
         self.segment_size
+    }
+
+    /// The store path of the archive's file `name`.
+    fn path(&self, name: &str) -> String {
+        if self.dir.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}/{name}", self.dir)
+        }
+    }
+
+    /// What a message names the archive by.
+    fn where_(&self) -> String {
+        match &self.local {
+            Some(p) => p.display().to_string(),
+            None => self.dir.clone(),
+        }
     }
 
     /// The archive's files, by kind and then name; files of other names (temporary files) are
@@ -105,15 +149,13 @@ impl WalArchive {
     /// When the directory cannot be read.
     pub fn entries(&self) -> Result<Vec<ArchivedWal>> {
         let mut out = Vec::new();
-        for e in fs::read_dir(&self.dir).map_err(StorageError::io("listing", &self.dir))? {
-            let e = e.map_err(StorageError::io("listing", &self.dir))?;
-            let file_name = e.file_name().to_string_lossy().into_owned();
-            if file_name.ends_with(fsio::TEMP_SUFFIX) {
+        for e in self.store.list(&self.dir)? {
+            if e.kind == EntryKind::Dir || e.name.ends_with(fsio::TEMP_SUFFIX) {
                 continue;
             }
-            let (plain, _, _) = stored_form(&file_name);
+            let (plain, _, _) = stored_form(&e.name);
             if let Ok(kind) = WalFileKind::parse(plain, self.segment_size) {
-                out.push(ArchivedWal { kind, file_name });
+                out.push(ArchivedWal { kind, file_name: e.name });
             }
         }
         out.sort_by(|a, b| a.file_name.cmp(&b.file_name));
@@ -155,18 +197,17 @@ impl WalArchive {
             self.ship(name);
             return Ok(name.to_owned());
         }
-        let src = self.dir.join(name);
+        let src = self.path(name);
         let stored = format!("{name}{suffix}");
-        let dst = self.dir.join(&stored);
-        let mut input = File::open(&src).map_err(StorageError::io("opening", &src))?;
-        let mut out = fsio::AtomicFile::create(&dst)?;
+        let mut input = self.store.open(&src)?;
+        let mut out = self.store.create(&self.path(&stored))?;
         let encryption = self.options.encryption.as_ref().map(|(c, k)| (*c, k.as_ref()));
-        fsio::write_sealed(&mut out, self.options.compression, self.options.level, encryption, &src, &mut |w| {
-            std::io::copy(&mut input, w).map(|_| ()).map_err(StorageError::io("compressing", &src))
+        let what = Path::new(&src);
+        fsio::write_sealed(&mut out, self.options.compression, self.options.level, encryption, what, &mut |w| {
+            std::io::copy(&mut input, w).map(|_| ()).map_err(StorageError::io("compressing", what))
         })?;
-        out.commit()?;
-        fs::remove_file(&src).map_err(StorageError::io("removing", &src))?;
-        fsio::sync_dir(&self.dir)?;
+        out.commit(true)?;
+        self.store.remove(&src)?;
         self.ship(&stored);
         Ok(stored)
     }
@@ -178,8 +219,7 @@ impl WalArchive {
         let Some(dir) = &self.options.shipping else { return };
         let result = (|| -> Result<()> {
             fsio::create_dir_all(dir)?;
-            let src = self.dir.join(stored);
-            let mut input = File::open(&src).map_err(StorageError::io("opening", &src))?;
+            let mut input = self.store.open(&self.path(stored))?;
             let dst = dir.join(stored);
             let mut out = fsio::AtomicFile::create(&dst)?;
             std::io::copy(&mut input, &mut out).map_err(StorageError::io("copying to", &dst))?;
@@ -230,17 +270,16 @@ impl WalArchive {
                 _ => false,
             };
             if old {
-                let p = self.dir.join(&e.file_name);
-                fs::remove_file(&p).map_err(StorageError::io("removing", &p))?;
+                self.store.remove_unsynced(&self.path(&e.file_name))?;
                 n += 1;
             }
         }
         if n > 0 {
-            fsio::sync_dir(&self.dir)?;
+            self.store.sync_dir(&self.dir)?;
         }
         if let Some(shipped) = self.shipped() {
             if let Err(e) = shipped.prune_before(keep) {
-                log::error!("pruning the shipped WAL in {}: {e}", shipped.dir.display());
+                log::error!("pruning the shipped WAL in {}: {e}", shipped.where_());
             }
         }
         Ok(n)
@@ -271,13 +310,13 @@ impl WalArchive {
             for compression in compressions {
                 for encryption in ["", AES_SUFFIX] {
                     let stored = format!("{name}{compression}{encryption}");
-                    if fs::metadata(self.dir.join(&stored)).is_ok_and(|m| m.is_file()) {
+                    if self.store.exists(&self.path(&stored)) {
                         return Ok(stored);
                     }
                 }
             }
         }
-        Err(StorageError::NotFound(format!("{name} is not in the WAL archive {}", self.dir.display())))
+        Err(StorageError::NotFound(format!("{name} is not in the WAL archive {}", self.where_())))
     }
 
     /// Writes the plain contents of the stored file `stored` (a name [`WalArchive::locate`]
@@ -294,12 +333,16 @@ impl WalArchive {
     ) -> Result<u64> {
         let name = stored_form(stored).0;
         let is_segment = name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit());
-        let path = self.dir.join(stored);
-        let mut raw = File::open(&path).map_err(StorageError::io("opening", &path))?;
+        let path = self.path(stored);
+        let shown = match &self.local {
+            Some(dir) => dir.join(stored).display().to_string(),
+            None => path.clone(),
+        };
+        let mut raw = self.store.open(&path)?;
         let mut out = fsio::AtomicFile::create(dest)?;
-        let n = crate::stored::decode_stored(&mut raw, &path.display().to_string(), cipher, key, &mut out, dest)?;
+        let n = crate::stored::decode_stored(&mut raw, &shown, cipher, key, &mut out, dest)?;
         if is_segment && WalSegmentSize::new(n).is_err() {
-            return Err(StorageError::corrupt(&path, format!("{n} bytes is not the size of a WAL segment")));
+            return Err(StorageError::corrupt(&shown, format!("{n} bytes is not the size of a WAL segment")));
         }
         out.commit()?;
         Ok(n)
@@ -313,15 +356,28 @@ impl WalArchive {
         if !matches!(WalFileKind::parse(name, self.segment_size), Ok(WalFileKind::History(_))) {
             return Err(StorageError::Invalid(format!("{name} is not a timeline history file name")));
         }
-        fsio::write_file(&self.dir.join(name), content)?;
+        let path = self.path(name);
+        let mut out = self.store.create(&path)?;
+        out.write_all(content).map_err(StorageError::io("writing", &path))?;
+        out.commit(true)?;
         self.ship(name);
         Ok(())
     }
 
     /// Whether a history file for `timeline` is stored.
     pub fn has_history(&self, timeline: TimelineId) -> bool {
-        self.dir.join(timeline.history_file_name()).exists()
-            || self.dir.join(timeline.history_file_name().to_ascii_lowercase()).exists()
+        let name = timeline.history_file_name();
+        self.store.exists(&self.path(&name)) || self.store.exists(&self.path(&name.to_ascii_lowercase()))
+    }
+
+    /// The local directory segments are received in.
+    fn receiving_dir(&self) -> Result<&Path> {
+        self.local.as_deref().ok_or_else(|| {
+            StorageError::Invalid(format!(
+                "WAL is received into a directory on the local disk; the archive {} is not on one",
+                self.dir
+            ))
+        })
     }
 }
 
@@ -375,7 +431,8 @@ impl WalWriter {
 
     fn open_segment(&self, segment: WalSegment) -> Result<File> {
         let size = self.archive.segment_size.bytes();
-        let path = self.archive.dir.join(format!("{}.partial", segment.file_name(self.archive.segment_size)));
+        let dir = self.archive.receiving_dir()?;
+        let path = dir.join(format!("{}.partial", segment.file_name(self.archive.segment_size)));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -402,7 +459,7 @@ impl WalWriter {
                 let _ = file.set_len(0);
                 return Err(e);
             }
-            fsio::sync_dir(&self.archive.dir)?;
+            fsio::sync_dir(dir)?;
         }
         let mut f = &file;
         f.seek(SeekFrom::Start(0)).map_err(StorageError::io("seeking", &path))?;
@@ -435,7 +492,7 @@ impl WalWriter {
             let (_, f) = self.current.as_ref().expect("opened above");
             f.write_all_at(&data[..take], offset).map_err(|e| StorageError::Io {
                 op: "writing WAL",
-                path: self.archive.dir.join(segment.file_name(seg)),
+                path: self.archive.local.clone().unwrap_or_default().join(segment.file_name(seg)),
                 source: e,
             })?;
             at += take as u64;
@@ -457,10 +514,9 @@ impl WalWriter {
     /// When the sync fails.
     pub fn flush(&mut self) -> Result<Lsn> {
         if let Some((segment, f)) = &self.current {
-            f.sync_data().map_err(StorageError::io(
-                "syncing",
-                self.archive.dir.join(segment.file_name(self.archive.segment_size)),
-            ))?;
+            let dir = self.archive.local.clone().unwrap_or_default();
+            f.sync_data()
+                .map_err(StorageError::io("syncing", dir.join(segment.file_name(self.archive.segment_size))))?;
         }
         self.flushed = self.next;
         Ok(self.flushed)
@@ -470,15 +526,16 @@ impl WalWriter {
     fn close_current(&mut self, complete: bool) -> Result<()> {
         let Some((segment, f)) = self.current.take() else { return Ok(()) };
         let name = segment.file_name(self.archive.segment_size);
-        let partial = self.archive.dir.join(format!("{name}.partial"));
+        let dir = self.archive.receiving_dir()?.to_owned();
+        let partial = dir.join(format!("{name}.partial"));
         f.sync_data().map_err(StorageError::io("syncing", &partial))?;
         drop(f);
         if complete {
-            let done = self.archive.dir.join(&name);
+            let done = dir.join(&name);
             pgmoneta_core::crash::point("wal:before-rename");
             fs::rename(&partial, &done).map_err(StorageError::io("renaming", &partial))?;
             pgmoneta_core::crash::point("wal:after-rename");
-            fsio::sync_dir(&self.archive.dir)?;
+            fsio::sync_dir(&dir)?;
             self.completed.push(name);
             self.flushed = self
                 .flushed
@@ -614,10 +671,13 @@ mod tests {
         let size = WalSegmentSize::new(1 << 20).unwrap();
         let archive = WalArchive::open(root.path().join("wal"), size, options).unwrap();
         for (i, name) in ["000000010000000000000001", "000000010000000000000002"].iter().enumerate() {
-            segment(archive.dir(), name, i as u8 + 1);
+            segment(archive.local_dir().unwrap(), name, i as u8 + 1);
             let stored = archive.seal(name).unwrap();
             assert_eq!(stored, format!("{name}.zstd"));
-            assert_eq!(fs::read(ship.join(&stored)).unwrap(), fs::read(archive.dir().join(&stored)).unwrap());
+            assert_eq!(
+                fs::read(ship.join(&stored)).unwrap(),
+                fs::read(archive.local_dir().unwrap().join(&stored)).unwrap()
+            );
         }
         archive.store_history("00000002.history", b"1\t0/3000000\tno recovery target specified\n").unwrap();
         assert!(ship.join("00000002.history").is_file());
@@ -629,6 +689,43 @@ mod tests {
     }
 
     #[test]
+    fn an_archive_in_any_store_seals_finds_fetches_and_prunes_but_receives_only_on_a_local_disk() {
+        let store: Arc<dyn Store> = Arc::new(crate::store::MemoryStore::new());
+        let size = WalSegmentSize::new(1 << 20).unwrap();
+        let key = Arc::new(MasterKey::from_bytes([9u8; 64]));
+        let mut options = WalOptions::new(Algorithm::Lz4, 1);
+        options.encryption = Some((Cipher::Aes256Gcm, key.clone()));
+        let archive = WalArchive::on_store(store.clone(), "primary/wal", size, options).unwrap();
+        assert_eq!(archive.local_dir(), None);
+        let names = ["000000010000000000000001", "000000010000000000000002", "000000010000000000000003"];
+        for (i, name) in names.iter().enumerate() {
+            let mut w = store.create(&format!("primary/wal/{name}")).unwrap();
+            w.write_all(&vec![i as u8 + 1; 1 << 20]).unwrap();
+            w.commit(true).unwrap();
+        }
+        assert_eq!(archive.seal_all().unwrap(), 3);
+        archive.store_history("00000002.history", b"1\t0/3000000\tno recovery target specified\n").unwrap();
+        assert!(archive.has_history(TimelineId(2)) && !archive.has_history(TimelineId(3)));
+        let listed: Vec<String> = archive.entries().unwrap().into_iter().map(|e| e.file_name).collect();
+        assert_eq!(listed[0], "000000010000000000000001.lz4.aes");
+        assert_eq!(listed.len(), 4);
+        let stored = archive.locate(names[1]).unwrap();
+        assert_eq!(stored, "000000010000000000000002.lz4.aes");
+        let dest = tempfile::tempdir().unwrap();
+        let out = dest.path().join("RECOVERYXLOG");
+        assert_eq!(archive.fetch(names[1], &out, Some(&key)).unwrap(), 1 << 20);
+        assert!(fs::read(&out).unwrap().iter().all(|&b| b == 2));
+        assert_eq!(archive.resume_point().unwrap(), WalSegment::parse(names[2], size).ok().map(WalSegment::next));
+        assert_eq!(archive.prune_before(WalSegment::parse(names[1], size).unwrap()).unwrap(), 1);
+        assert!(matches!(archive.locate(names[0]), Err(StorageError::NotFound(_))));
+        assert!(archive.has_history(TimelineId(2)));
+        // Receiving writes at offsets and syncs: only on the local disk.
+        let mut w = WalWriter::new(archive.clone(), TimelineId(1), Lsn(4 << 20));
+        let e = w.write(Lsn(4 << 20), &[1u8; 8192]).unwrap_err().to_string();
+        assert!(e.contains("local disk") && e.contains("primary/wal"), "{e}");
+    }
+
+    #[test]
     fn a_failing_shipping_directory_does_not_fail_the_archive() {
         let root = tempfile::tempdir().unwrap();
         let blocker = root.path().join("not-a-dir");
@@ -637,9 +734,9 @@ mod tests {
         options.shipping = Some(blocker.join("wal"));
         let size = WalSegmentSize::new(1 << 20).unwrap();
         let archive = WalArchive::open(root.path().join("wal"), size, options).unwrap();
-        segment(archive.dir(), "000000010000000000000001", 7);
+        segment(archive.local_dir().unwrap(), "000000010000000000000001", 7);
         assert_eq!(archive.seal("000000010000000000000001").unwrap(), "000000010000000000000001");
-        assert!(archive.dir().join("000000010000000000000001").is_file());
+        assert!(archive.local_dir().unwrap().join("000000010000000000000001").is_file());
     }
 
     #[test]
@@ -649,7 +746,7 @@ mod tests {
         let archive = WalArchive::open(root.path().join("wal"), size, WalOptions::new(Algorithm::None, 0)).unwrap();
         let tli = TimelineId(1);
         let segment = WalSegment::containing(tli, Lsn(3 << 20), size);
-        let partial = archive.dir().join(format!("{}.partial", segment.file_name(size)));
+        let partial = archive.local_dir().unwrap().join(format!("{}.partial", segment.file_name(size)));
         // Half preallocated when the disk filled up; and one longer than a segment.
         for wrong in [512 << 10, (1 << 20) + 8192] {
             fs::write(&partial, vec![0xAAu8; wrong]).unwrap();

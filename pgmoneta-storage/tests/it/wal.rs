@@ -123,7 +123,7 @@ fn streamed_segments_equal_the_servers_and_streaming_resumes() {
     assert!(err.to_string().contains("authentication failed"), "{err}");
     assert!(!missing.exists());
     // A damaged stored segment is an error naming it, never a segment with wrong bytes.
-    let stored = archive.dir().join(&all[1]);
+    let stored = archive.local_dir().unwrap().join(&all[1]);
     let mut bytes = std::fs::read(&stored).unwrap();
     let at = bytes.len() / 3;
     bytes[at] ^= 0x01;
@@ -217,6 +217,6 @@ fn streaming_follows_a_promotion_to_a_new_timeline() {
             || matches!(e.kind, WalFileKind::Segment(s) if s.timeline.0 == 1)),
         "{entries:?}"
     );
-    let history = std::fs::read_to_string(archive.dir().join("00000002.history")).unwrap();
+    let history = std::fs::read_to_string(archive.local_dir().unwrap().join("00000002.history")).unwrap();
     assert!(history.starts_with("1\t"), "{history}");
 }
