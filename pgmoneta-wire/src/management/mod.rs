@@ -7,6 +7,7 @@
 //! `base64(encrypt(compress(json)))` with the master key ([`payload`]). The server answers with
 //! the compression and encryption it received.
 
+pub mod client;
 mod document;
 mod frame;
 pub mod fuzzing;
