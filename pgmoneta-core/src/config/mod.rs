@@ -32,7 +32,7 @@ pub use cli::CliConfig;
 pub use model::{AzureConfig, GcsConfig, MainConfig, PerStandby, S3Config, Secret, ServerConfig, TablespaceMaps};
 pub use values::{
     Compression, ConfValue, DirectIo, Encryption, EventBackend, HugePage, List, LogLevel, LogMode, LogType,
-    OutputFormat, Retention, SizeValue, StorageEngines, TimeValue, UpdateProcessTitle, WireCompression,
+    OutputFormat, Peer, Peers, Retention, SizeValue, StorageEngines, TimeValue, UpdateProcessTitle, WireCompression,
 };
 
 use crate::error::CoreError;
@@ -359,8 +359,13 @@ impl Config {
                 "the web console needs metrics to be enabled (metrics = <port>)".to_owned(),
             );
         }
-        let ports =
-            [("metrics", m.metrics), ("console", m.console), ("nagios", m.nagios), ("management", m.management)];
+        let ports = [
+            ("metrics", m.metrics),
+            ("console", m.console),
+            ("nagios", m.nagios),
+            ("management", m.management),
+            ("cluster", m.cluster),
+        ];
         for (i, (a, pa)) in ports.iter().enumerate() {
             for (b, pb) in &ports[i + 1..] {
                 if *pa != 0 && pa == pb {
@@ -375,6 +380,9 @@ impl Config {
                     report(Error, None, Some(key), "is required when tls = on and management is enabled".to_owned());
                 }
             }
+        }
+        for (key, problem) in cluster_problems(m) {
+            report(Error, None, Some(key), problem);
         }
         if m.metrics_cert_file.is_some() != m.metrics_key_file.is_some() {
             let msg = "metrics_cert_file and metrics_key_file must be set together".to_owned();
@@ -587,6 +595,58 @@ impl Config {
         out.extend(S3_KEYS.iter().map(|d| (d.name, (d.get)(&server.s3))));
         out
     }
+}
+
+/// What is wrong with the cluster keys of `[pgmoneta]`, by key. Nothing is checked when
+/// clustering is off (`cluster = 0`) besides the names of peers.
+fn cluster_problems(m: &MainConfig) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for p in &m.cluster_peers.0 {
+        if !seen.insert(p.name.as_str()) {
+            out.push(("cluster_peers", format!("peer {:?} is named twice", p.name)));
+        }
+    }
+    if m.cluster == 0 {
+        return out;
+    }
+    match m.cluster_node.as_deref() {
+        None => out.push(("cluster_node", "is required when cluster is enabled (this node's name)".to_owned())),
+        Some(n) if !values::valid_node_name(n) => {
+            out.push(("cluster_node", format!("{n:?}: a name is letters, digits, '-', '_' and '.'")));
+        }
+        Some(n) if seen.contains(n) => {
+            out.push(("cluster_peers", format!("names this node ({n}) as a peer")));
+        }
+        Some(_) => {}
+    }
+    if m.cluster_user.is_none() {
+        out.push((
+            "cluster_user",
+            "is required when cluster is enabled (the admin whose password, in the admins vault, nodes present to each other)"
+                .to_owned(),
+        ));
+    }
+    // Nodes talk over TLS only: a peer never sends backups or passwords in the clear.
+    if !m.tls || m.tls_cert_file.is_none() || m.tls_key_file.is_none() {
+        out.push((
+            "tls",
+            "tls = on with tls_cert_file and tls_key_file is required when cluster is enabled".to_owned(),
+        ));
+    }
+    if m.cluster_heartbeat.seconds() == 0 {
+        out.push(("cluster_heartbeat", "must be at least 1 second".to_owned()));
+    } else if m.cluster_takeover.seconds() < 2 * m.cluster_heartbeat.seconds() {
+        out.push((
+            "cluster_takeover",
+            format!(
+                "must be at least twice cluster_heartbeat ({}s), got {}s",
+                m.cluster_heartbeat.seconds(),
+                m.cluster_takeover.seconds()
+            ),
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -209,6 +209,12 @@ pub struct MainConfig {
     pub pidfile: Option<String>,
     pub update_process_title: UpdateProcessTitle,
     pub link: bool,
+    pub cluster: u16,
+    pub cluster_node: Option<String>,
+    pub cluster_peers: Peers,
+    pub cluster_user: Option<String>,
+    pub cluster_heartbeat: TimeValue,
+    pub cluster_takeover: TimeValue,
 }
 
 impl Default for MainConfig {
@@ -271,6 +277,12 @@ impl Default for MainConfig {
             pidfile: None,
             update_process_title: UpdateProcessTitle::Verbose,
             link: true,
+            cluster: 0,
+            cluster_node: None,
+            cluster_peers: Peers::default(),
+            cluster_user: None,
+            cluster_heartbeat: TimeValue(1),
+            cluster_takeover: TimeValue(5),
         }
     }
 }
@@ -436,6 +448,12 @@ pub(crate) static MAIN_KEYS: &[KeyDef<MainConfig>] = &[
     key!(path "pidfile" => pidfile),
     key!("update_process_title" => update_process_title),
     key!("link" => link),
+    key!("cluster" => cluster),
+    key!("cluster_node" => cluster_node),
+    key!("cluster_peers" => cluster_peers),
+    key!("cluster_user" => cluster_user),
+    key!("cluster_heartbeat" => cluster_heartbeat),
+    key!("cluster_takeover" => cluster_takeover),
 ];
 
 /// The keys of a server section, besides [`S3_KEYS`].

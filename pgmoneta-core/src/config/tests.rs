@@ -146,6 +146,21 @@ fn values_of_every_type_are_checked() {
         ("metrics_cache_max_size = 2M", "metrics_cache_max_size: must be at most 1048576B"),
         ("base_dir = $UNSET_VARIABLE/x", "base_dir: environment variable UNSET_VARIABLE is not set"),
         ("console = 5003", "console: the web console needs metrics"),
+        ("cluster_peers = b", "cluster_peers: invalid peer \"b\": no name (expected name=host:port)"),
+        ("cluster_peers = b=h", "cluster_peers: invalid peer \"b=h\": no port"),
+        ("cluster_peers = b=h:0", "cluster_peers: invalid peer \"b=h:0\": the port is 1 to 65535"),
+        ("cluster_peers = b c=h:1", "cluster_peers: invalid peer \"b c=h:1\": a name is letters"),
+        ("cluster_peers = b=h:1, b=k:2", "cluster_peers: peer \"b\" is named twice"),
+        ("cluster = 5010", "cluster_node: is required when cluster is enabled"),
+        ("cluster = 5010", "cluster_user: is required when cluster is enabled"),
+        ("cluster = 5010", "tls: tls = on with tls_cert_file and tls_key_file is required when cluster is enabled"),
+        ("cluster = 5010\ncluster_node = a\ncluster_peers = a=h:1", "cluster_peers: names this node (a) as a peer"),
+        ("cluster = 5010\ncluster_heartbeat = 0", "cluster_heartbeat: must be at least 1 second"),
+        (
+            "cluster = 5010\ncluster_heartbeat = 3s",
+            "cluster_takeover: must be at least twice cluster_heartbeat (3s), got 5s",
+        ),
+        ("management = 5002\ncluster = 5002", "cluster: port 5002 is already used by management"),
         ("metrics = 5001\nmanagement = 5001", "management: port 5001 is already used by metrics"),
         ("tls = on\nmanagement = 5002", "tls_cert_file: is required when tls = on"),
         ("storage_engine = local,ssh", "ssh_hostname: is required when storage_engine includes ssh"),
@@ -311,4 +326,20 @@ fn secrets_are_redacted_in_debug() {
     let debug = format!("{config:?}");
     assert!(!debug.contains("hunter2") && !debug.contains("topsecret"));
     assert_eq!(config.get("s3_secret_access_key").unwrap(), "hunter2");
+}
+
+#[test]
+fn a_cluster_node_is_configured_in_pgmoneta_and_round_trips() {
+    let text = with_main(
+        "cluster = 5010\ncluster_node = a\ncluster_user = admin\ncluster_peers = b=10.0.0.2:5010, c=[::1]:5011\n\
+         cluster_heartbeat = 2s\ncluster_takeover = 8s\ntls = on\ntls_cert_file = /c\ntls_key_file = /k",
+    );
+    let (config, warnings) = parse(&text).check().unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let m = &config.main;
+    assert_eq!((m.cluster, m.cluster_node.as_deref(), m.cluster_user.as_deref()), (5010, Some("a"), Some("admin")));
+    let peers: Vec<(&str, &str, u16)> = m.cluster_peers.0.iter().map(|p| (&*p.name, &*p.host, p.port)).collect();
+    assert_eq!(peers, [("b", "10.0.0.2", 5010), ("c", "::1", 5011)]);
+    assert_eq!((m.cluster_heartbeat.seconds(), m.cluster_takeover.seconds()), (2, 8));
+    assert_eq!(ConfValue::render(&m.cluster_peers), "b=10.0.0.2:5010,c=[::1]:5011");
 }

@@ -251,6 +251,59 @@ impl ConfValue for List {
     }
 }
 
+/// One node of a cluster, as `cluster_peers` names it: `name=host:port`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// The node's name (its `cluster_node`).
+    pub name: String,
+    /// Host name or address of its cluster port.
+    pub host: String,
+    /// Its cluster port.
+    pub port: u16,
+}
+
+/// `cluster_peers`: comma-separated `name=host:port`, an IPv6 address in brackets
+/// (`c=[::1]:5010`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Peers(pub Vec<Peer>);
+
+/// Whether `name` may name a cluster node: letters, digits, `-`, `_` and `.`.
+pub fn valid_node_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+impl ConfValue for Peers {
+    fn parse_value(text: &str) -> Result<Peers, String> {
+        let mut out = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let bad = |why: &str| format!("invalid peer {item:?}: {why} (expected name=host:port)");
+            let (name, address) = item.split_once('=').ok_or_else(|| bad("no name"))?;
+            let name = name.trim();
+            if !valid_node_name(name) {
+                return Err(bad("a name is letters, digits, '-', '_' and '.'"));
+            }
+            let (host, port) = address.trim().rsplit_once(':').ok_or_else(|| bad("no port"))?;
+            let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+            if host.is_empty() {
+                return Err(bad("no host"));
+            }
+            let port = port.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad("the port is 1 to 65535"))?;
+            out.push(Peer { name: name.to_owned(), host: host.to_owned(), port });
+        }
+        Ok(Peers(out))
+    }
+    fn render(&self) -> String {
+        let one = |p: &Peer| {
+            if p.host.contains(':') {
+                format!("{}=[{}]:{}", p.name, p.host, p.port)
+            } else {
+                format!("{}={}:{}", p.name, p.host, p.port)
+            }
+        };
+        self.0.iter().map(one).collect::<Vec<_>>().join(",")
+    }
+}
+
 /// Declares a case-insensitive enumeration: its variants, the words accepted for each (the first
 /// is the one rendered) and the integer code upstream uses for it.
 macro_rules! conf_enum {
