@@ -47,6 +47,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod cluster;
 mod connection;
 mod error;
 pub mod management;
