@@ -249,6 +249,12 @@ pub enum Command {
         #[arg(num_args = 2..=5, required = true)]
         args: Vec<String>,
     },
+    /// The cluster: `cluster status` shows this node, its peers, and each one's role and lag
+    /// for every server.
+    Cluster {
+        /// status
+        action: String,
+    },
     /// Fetch a WAL segment or history file from the repository (PostgreSQL's restore_command:
     /// `pgmoneta-cli archive-get -c pgmoneta.conf <server> %f %p`).
     ArchiveGet {
@@ -499,6 +505,8 @@ fn build(command: &Command, g: &Global) -> Result<Option<(Cmd, Value)>> {
                 "s3: expected `s3 ls <server> [<prefix>]` or `s3 restore <server> <backup> [<position>] <directory>`"
             ),
         },
+        Command::Cluster { action } if action == "status" => (Cmd::ClusterStatus, json!({})),
+        Command::Cluster { action } => bail!("cluster: expected `cluster status`, not `cluster {action}`"),
         Command::ArchiveGet { .. } | Command::Completions { .. } | Command::Man => return Ok(None),
     }))
 }

@@ -2,7 +2,9 @@
 //! names for codes, sizes in units, LSNs as `X/X`), and `text` (the translated document as an
 //! indented listing, with aligned tables for `list-backup` and `status`).
 
-use pgmoneta_wire::management::response::{self, ListBackupResponse, StatusResponse};
+use pgmoneta_wire::management::response::{
+    self, ClusterServer, ClusterStatusResponse, ListBackupResponse, StatusResponse,
+};
 use serde_json::{Map, Value};
 
 /// Keys whose numbers are byte counts.
@@ -270,6 +272,39 @@ fn list_backup_text(server: &str, r: &ListBackupResponse) -> String {
     out
 }
 
+fn cluster_server_line(s: &ClusterServer) -> String {
+    let role = if s.role.is_empty() { "unknown role" } else { s.role.as_str() };
+    let mut line = format!("  {}: {role}, WAL to {}, {} backups", s.server, s.archive_end, s.number_of_backups);
+    if let Some(lag) = s.lag_bytes {
+        line.push_str(&format!(", {} of WAL behind", human_size(lag)));
+    }
+    if let Some(missing) = s.missing_backups.filter(|m| *m > 0) {
+        line.push_str(&format!(", {missing} backups missing"));
+    }
+    line.push('\n');
+    line
+}
+
+fn cluster_status_text(r: &ClusterStatusResponse) -> String {
+    let mut out = format!("Node {}\n", r.node);
+    for s in &r.servers {
+        out.push_str(&cluster_server_line(s));
+    }
+    for p in &r.peers {
+        let state = match (&p.problem, p.last_heard_ms) {
+            _ if p.reachable => format!("reachable, heard {} ms ago", p.last_heard_ms.unwrap_or(0)),
+            (Some(problem), _) => format!("unreachable: {problem}"),
+            (None, Some(ms)) => format!("unreachable, last heard {} s ago", ms / 1000),
+            (None, None) => "never heard".to_owned(),
+        };
+        out.push_str(&format!("Peer {} ({}): {state}\n", p.node, p.address));
+        for s in &p.servers {
+            out.push_str(&cluster_server_line(s));
+        }
+    }
+    out
+}
+
 fn status_text(r: &StatusResponse, details: bool) -> String {
     let mut out = String::new();
     for (k, v) in [
@@ -364,6 +399,7 @@ pub fn text(command: pgmoneta_wire::management::Command, reply: &Value) -> Strin
         C::Status | C::StatusDetails => {
             response::read::<StatusResponse>(&response).ok().map(|r| status_text(&r, command == C::StatusDetails))
         }
+        C::ClusterStatus => response::read::<ClusterStatusResponse>(&response).ok().map(|r| cluster_status_text(&r)),
         _ => None,
     };
     if let Some(text) = typed {
@@ -418,6 +454,30 @@ mod tests {
         assert_eq!(out, "a: v\nb:\n  - x: 1\n    y: z\n  - 2\n");
         let t = table(&["A", "Long"], &[vec!["xyz".into(), "1".into()], vec!["q".into(), "22".into()]]);
         assert_eq!(t, "A    Long\nxyz  1\nq    22\n");
+    }
+
+    #[test]
+    fn cluster_status_is_one_line_per_node_and_server() {
+        use pgmoneta_wire::management::Command;
+        let reply = json!({
+            "Header": {"Command": 1000},
+            "Outcome": {"Status": true},
+            "Response": {"Node": "a", "ServerVersion": "0.22.0",
+                "Servers": [{"Server": "primary", "Role": "active", "ArchiveEnd": "0/5000000", "NumberOfBackups": 2}],
+                "Peers": [
+                    {"Node": "b", "Address": "127.0.0.1:5010", "Reachable": true, "LastHeardMs": 420,
+                     "Servers": [{"Server": "primary", "Role": "follower", "ArchiveEnd": "0/4000000",
+                                  "NumberOfBackups": 1, "LagBytes": 16777216, "MissingBackups": 1}]},
+                    {"Node": "c", "Address": "127.0.0.1:5011", "Reachable": false, "Problem": "refused", "Servers": []}]}
+        });
+        let text = text(Command::ClusterStatus, &reply);
+        assert_eq!(
+            text,
+            "Node a\n  primary: active, WAL to 0/5000000, 2 backups\n\
+             Peer b (127.0.0.1:5010): reachable, heard 420 ms ago\n\
+             \x20 primary: follower, WAL to 0/4000000, 1 backups, 16.00MB of WAL behind, 1 backups missing\n\
+             Peer c (127.0.0.1:5011): unreachable: refused\n"
+        );
     }
 
     #[test]

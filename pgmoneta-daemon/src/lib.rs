@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod cluster;
 pub mod commands;
 pub mod error;
 pub mod logging;

@@ -164,6 +164,27 @@ fn run(args: Args) -> Result<(), Vec<String>> {
     if m.management > 0 && admins.is_empty() {
         eprintln!("pgmoneta: warning: management = {} but no admins: remote management refuses everyone", m.management);
     }
+    let cluster_tls = if m.cluster > 0 {
+        match mgmt::tls_acceptor(
+            m.tls_cert_file.as_deref().unwrap_or(""),
+            m.tls_key_file.as_deref().unwrap_or(""),
+            m.tls_ca_file.as_deref(),
+        ) {
+            Ok(a) => Some(Arc::new(a)),
+            Err(e) => {
+                problems.push(e.to_string());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if m.cluster > 0 && m.cluster_user.as_ref().is_some_and(|u| !admins.contains_key(u)) {
+        problems.push(format!(
+            "cluster_user {:?} is not in the admins vault: peers could not authenticate",
+            m.cluster_user.as_deref().unwrap_or_default()
+        ));
+    }
     let tls = if m.management > 0 && m.tls {
         match mgmt::tls_acceptor(
             m.tls_cert_file.as_deref().unwrap_or(""),
@@ -269,6 +290,16 @@ fn run(args: Args) -> Result<(), Vec<String>> {
         match bind(metrics_port) {
             Ok(l) => threads.push(metrics::serve(shared.clone(), l, metrics_tls)),
             Err(e) => log::error!("metrics: {e}"),
+        }
+    }
+    if let (Some(cluster), Some(tls)) = (shared.cluster.clone(), cluster_tls) {
+        let port = shared.config().main.cluster;
+        match bind(port) {
+            Ok(l) => {
+                threads.push(pgmoneta_daemon::cluster::link::serve(shared.clone(), cluster.clone(), l, tls));
+                threads.extend(pgmoneta_daemon::cluster::link::spawn_peers(shared.clone(), cluster));
+            }
+            Err(e) => log::error!("cluster: {e}"),
         }
     }
     let receivers = walservice::spawn_all(&shared);

@@ -192,9 +192,21 @@ pub fn serve_remote(shared: Arc<Shared>, listener: TcpListener, tls: Option<Arc<
 }
 
 /// A stream that is plain TCP or TLS over TCP.
-enum Conn {
+pub enum Conn {
+    /// Plain TCP.
     Plain(TcpStream),
+    /// TLS over TCP.
     Tls(Box<openssl::ssl::SslStream<TcpStream>>),
+}
+
+impl Conn {
+    /// The TCP connection under it.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => s.get_ref(),
+        }
+    }
 }
 
 impl Read for Conn {
@@ -260,6 +272,25 @@ fn refuse<S: Write>(stream: &mut S, why: &str) -> DaemonError {
 }
 
 fn handle_remote(shared: &Arc<Shared>, tcp: TcpStream, tls: Option<&SslAcceptor>) -> Result<()> {
+    let (user, mut rest) = authenticate(shared, tcp, tls)?;
+    log::info!("remote management: {user} authenticated");
+    serve_one(shared, &mut rest);
+    Ok(())
+}
+
+/// A connection on a TCP port of the daemon, once its client is authenticated: TLS when the
+/// client asked for it (required when `tls` is given), then SCRAM-SHA-256 for a user of the
+/// admins vault asking for the `admin` database. Returns the user and the stream, with any
+/// bytes that arrived with the last handshake message in front.
+///
+/// # Errors
+/// [`DaemonError::Refused`] saying why (the client is sent a FATAL error first), connection
+/// errors.
+pub fn authenticate(
+    shared: &Arc<Shared>,
+    tcp: TcpStream,
+    tls: Option<&SslAcceptor>,
+) -> Result<(String, Authenticated)> {
     let io = |what: &'static str| move |source| DaemonError::Connection { what, source };
     let _ = tcp.set_read_timeout(Some(AUTHENTICATION_TIMEOUT));
     let _ = tcp.set_nodelay(true);
@@ -322,17 +353,25 @@ fn handle_remote(shared: &Arc<Shared>, tcp: TcpStream, tls: Option<&SslAcceptor>
         &[BackendMessage::AuthenticationSaslFinal { data: server_final.into() }, BackendMessage::AuthenticationOk],
     )?;
     let _ = tcp.set_read_timeout(Some(Duration::from_secs(30)));
-    log::info!("remote management: {user} authenticated");
-    // Bytes that arrived with the last handshake message belong to the frame.
-    let mut rest = Prefixed { prefix: buf.to_vec(), pos: 0, inner: conn };
-    serve_one(shared, &mut rest);
-    Ok(())
+    // Bytes that arrived with the last handshake message belong to the first frame.
+    Ok((user, Prefixed { prefix: buf.to_vec(), pos: 0, inner: conn }))
 }
 
-struct Prefixed<S> {
+/// An authenticated connection (see [`authenticate`]).
+pub type Authenticated = Prefixed<Conn>;
+
+/// A stream with bytes already read from it in front.
+pub struct Prefixed<S> {
     prefix: Vec<u8>,
     pos: usize,
     inner: S,
+}
+
+impl<S> Prefixed<S> {
+    /// The stream under it.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: Read> Read for Prefixed<S> {

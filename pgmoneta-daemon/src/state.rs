@@ -105,6 +105,8 @@ pub struct ServerState {
     pub background: AtomicBool,
     /// The running backup's progress, and when it started.
     pub backup_progress: Mutex<Option<(Arc<BackupProgress>, Instant)>>,
+    /// The label of the backup being taken.
+    pub backup_label: Mutex<Option<String>>,
     /// Set to abandon the running backup (shutdown).
     pub backup_cancel: Mutex<Option<Arc<AtomicBool>>>,
     /// Operations run and failed, and when last.
@@ -131,6 +133,7 @@ impl ServerState {
             active: Mutex::new(None),
             background: AtomicBool::new(false),
             backup_progress: Mutex::new(None),
+            backup_label: Mutex::new(None),
             backup_cancel: Mutex::new(None),
             operations: AtomicU64::new(0),
             failed_operations: AtomicU64::new(0),
@@ -245,6 +248,8 @@ pub struct Shared {
     pub log_counters: Arc<LogCounters>,
     /// When the daemon started.
     pub started: Instant,
+    /// This node's cluster, when `cluster` is set.
+    pub cluster: Option<Arc<crate::cluster::node::Cluster>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -267,6 +272,7 @@ impl Shared {
         let servers = config.servers.iter().map(|s| Arc::new(ServerState::new(&s.name))).collect();
         let local = Arc::new(LocalStore::new(&base));
         let repo = Arc::new(Repository::open(local, master_key.clone()));
+        let cluster = crate::cluster::node::Cluster::from_config(&config, Instant::now()).map(Arc::new);
         let shared = Shared {
             config: RwLock::new(Arc::new(config)),
             paths,
@@ -279,6 +285,7 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             log_counters,
             started: Instant::now(),
+            cluster,
         };
         crate::remote::install(&shared);
         shared

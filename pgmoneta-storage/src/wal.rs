@@ -125,6 +125,12 @@ impl WalArchive {
         self.segment_size
     }
 
+    /// The suffix a sealed segment carries here (compression, then `.aes`); empty when
+    /// segments are kept plain.
+    pub fn sealed_suffix(&self) -> String {
+        self.options.suffix()
+    }
+
     /// The store path of the archive's file `name`.
     fn path(&self, name: &str) -> String {
         if self.dir.is_empty() {

@@ -108,6 +108,15 @@ impl TestCa {
         self.issue(dns_names.first().copied().unwrap_or("server"), dns_names, ips, true)
     }
 
+    /// A certificate for a cluster node, which presents it both as a server (to peers that
+    /// connect) and as a client (when it connects): both key usages, for `dns_names` and `ips`.
+    ///
+    /// # Errors
+    /// When OpenSSL fails.
+    pub fn issue_node(&self, name: &str, dns_names: &[&str], ips: &[IpAddr]) -> Result<IssuedCert> {
+        self.issue_with(name, dns_names, ips, (true, true))
+    }
+
     /// A client certificate whose common name is `user`, signed by this CA.
     ///
     /// # Errors
@@ -117,6 +126,16 @@ impl TestCa {
     }
 
     fn issue(&self, cn: &str, dns_names: &[&str], ips: &[IpAddr], server: bool) -> Result<IssuedCert> {
+        self.issue_with(cn, dns_names, ips, (server, !server))
+    }
+
+    fn issue_with(
+        &self,
+        cn: &str,
+        dns_names: &[&str],
+        ips: &[IpAddr],
+        (server, client): (bool, bool),
+    ) -> Result<IssuedCert> {
         let key = new_key()?;
         let mut subject = X509NameBuilder::new().map_err(tls_err)?;
         subject.append_entry_by_nid(Nid::COMMONNAME, cn).map_err(tls_err)?;
@@ -132,11 +151,14 @@ impl TestCa {
         b.set_not_before(&not_before).map_err(tls_err)?;
         b.set_not_after(&not_after).map_err(tls_err)?;
         b.append_extension(BasicConstraints::new().build().map_err(tls_err)?).map_err(tls_err)?;
-        let usage = if server {
-            ExtendedKeyUsage::new().server_auth().build()
-        } else {
-            ExtendedKeyUsage::new().client_auth().build()
-        };
+        let mut usage = ExtendedKeyUsage::new();
+        if server {
+            usage.server_auth();
+        }
+        if client {
+            usage.client_auth();
+        }
+        let usage = usage.build();
         b.append_extension(usage.map_err(tls_err)?).map_err(tls_err)?;
         if server {
             let mut san = SubjectAlternativeName::new();

@@ -87,6 +87,7 @@ pub(super) fn backup(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let result = run_backup(shared, &srv, &facts, parent);
     state.record(result.is_ok());
     *state.backup_progress.lock() = None;
+    *state.backup_label.lock() = None;
     *state.backup_cancel.lock() = None;
     result
 }
@@ -145,6 +146,7 @@ fn run_backup(shared: &Arc<Shared>, srv: &Srv<'_>, facts: &ServerFacts, parent: 
     options.hot_standbys = hot_standbys(srv);
     *state.backup_cancel.lock() = Some(options.cancel.clone());
     *state.backup_progress.lock() = Some((options.progress.clone(), Instant::now()));
+    *state.backup_label.lock() = Some(label.to_string());
     match &parent {
         Some(p) => log::info!("server [{name}]: incremental backup {label} on {p} started"),
         None => log::info!("server [{name}]: backup {label} started"),

@@ -20,6 +20,7 @@ use crate::state::{ServerState, Shared};
 use crate::{pg, walservice};
 
 mod backups;
+mod cluster;
 mod codes;
 mod conf;
 mod files;
@@ -93,6 +94,7 @@ pub fn dispatch(shared: &Arc<Shared>, doc: Document, started: Instant) -> Docume
         Command::Progress => progress(shared, req),
         Command::S3Ls => backups::s3_ls(shared, req),
         Command::S3Restore => backups::s3_restore(shared, req),
+        Command::ClusterStatus => cluster::cluster_status(shared),
         _ => Err(fail(ec::UNKNOWN_COMMAND, format!("management: unknown command id {}", doc.header.command_id))),
     };
     let server = request::parse::<ServerRequest>(req).server;

@@ -1,6 +1,7 @@
 //! The `pgmoneta` daemon and `pgmoneta-cli` end to end: real binaries, a real PostgreSQL.
 
 mod cli;
+mod clustering;
 mod crash;
 mod cuts;
 mod faults;

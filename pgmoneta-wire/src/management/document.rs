@@ -42,9 +42,11 @@ pub enum Command {
     Progress,
     S3Ls,
     S3Restore,
+    /// Not upstream's: the cluster's nodes and roles (an id outside upstream's range).
+    ClusterStatus,
 }
 
-const COMMANDS: [(Command, u32, &str); 28] = [
+const COMMANDS: [(Command, u32, &str); 29] = [
     (Command::Unknown, 0, "unknown"),
     (Command::Backup, 1, "backup"),
     (Command::ListBackup, 2, "list-backup"),
@@ -73,6 +75,7 @@ const COMMANDS: [(Command, u32, &str); 28] = [
     (Command::Progress, 25, "progress"),
     (Command::S3Ls, 200, "s3 ls"),
     (Command::S3Restore, 201, "s3 restore"),
+    (Command::ClusterStatus, 1000, "cluster status"),
 ];
 
 impl Command {

@@ -179,6 +179,7 @@ pub mod error_code {
     pub const RESTORE_S3_WORKFLOW: u32 = 3102;
     pub const RESTORE_S3_NETWORK: u32 = 3103;
     pub const RESTORE_S3_ERROR: u32 = 3104;
+    pub const CLUSTER_STATUS_OFF: u32 = 10000;
 
     /// What a code means, in a sentence an operator can read without the source: the
     /// command it belongs to and what went wrong. `None` for a code this protocol does not
@@ -214,6 +215,7 @@ pub mod error_code {
             MODE_FAILED => Some("mode: the server's mode could not be changed"),
             MODE_UNKNOWN_ACTION => Some("mode: unknown mode (online or offline)"),
             DECOMPRESS_UNKNOWN | COMPRESS_UNKNOWN => Some("the file's compression is unknown"),
+            CLUSTER_STATUS_OFF => Some("cluster status: this node is not in a cluster (cluster = 0)"),
             _ => None,
         };
         if let Some(g) = general {
@@ -430,6 +432,7 @@ pub mod error_code {
         ("RESTORE_S3_WORKFLOW", RESTORE_S3_WORKFLOW),
         ("RESTORE_S3_NETWORK", RESTORE_S3_NETWORK),
         ("RESTORE_S3_ERROR", RESTORE_S3_ERROR),
+        ("CLUSTER_STATUS_OFF", CLUSTER_STATUS_OFF),
     ];
 }
 

@@ -472,6 +472,58 @@ pub struct S3ListResponse {
     pub s3_objects: Vec<S3Object>,
 }
 
+/// One server as a cluster node sees it (`cluster status`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ClusterServer {
+    /// The server.
+    pub server: String,
+    /// The node's role for it: `active`, `follower`, `claiming`, `fenced`; empty when unknown.
+    pub role: String,
+    /// Where the node's WAL archive ends, `X/X`.
+    pub archive_end: String,
+    /// Valid backups the node holds.
+    pub number_of_backups: u64,
+    /// For a peer: bytes of WAL it lacks against this node's archive (0 when ahead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<u64>,
+    /// For a peer: backups this node holds that it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_backups: Option<u64>,
+}
+
+/// A peer as this node sees it (`cluster status`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ClusterPeer {
+    /// Its name.
+    pub node: String,
+    /// Its cluster address.
+    pub address: String,
+    /// Heard from within the takeover time.
+    pub reachable: bool,
+    /// Milliseconds since it was last heard from; absent when never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_heard_ms: Option<u64>,
+    /// Why it cannot be reached, while it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// Its view of each server, as last heard.
+    pub servers: Vec<ClusterServer>,
+}
+
+/// `cluster status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ClusterStatusResponse {
+    /// This node's name.
+    pub node: String,
+    /// This node's view of each server.
+    pub servers: Vec<ClusterServer>,
+    /// Its peers.
+    pub peers: Vec<ClusterPeer>,
+}
+
 /// A response as the object sent in the document.
 pub fn to_map<T: Serialize>(response: &T) -> Map<String, Value> {
     super::request::to_map(response)
@@ -585,6 +637,23 @@ mod tests {
         assert_eq!(one.backups.as_ref().map(|b| b[0].wal), Some(33_554_432));
         assert_eq!(one.pending_uploads, ["20261206101010"]);
         assert_eq!(d.pgmoneta_fips, Some(false));
+    }
+
+    #[test]
+    fn cluster_status_reads_and_writes_back() {
+        let r: ClusterStatusResponse = round(
+            json!({"ServerVersion": "0.22.0", "Node": "a",
+                   "Servers": [{"Server": "primary", "Role": "active", "ArchiveEnd": "0/5000000", "NumberOfBackups": 2}],
+                   "Peers": [
+                       {"Node": "b", "Address": "10.0.0.2:5010", "Reachable": true, "LastHeardMs": 420,
+                        "Servers": [{"Server": "primary", "Role": "follower", "ArchiveEnd": "0/4000000",
+                                     "NumberOfBackups": 1, "LagBytes": 16777216, "MissingBackups": 1}]},
+                       {"Node": "c", "Address": "10.1.0.3:5010", "Reachable": false,
+                        "Problem": "authentication failed", "Servers": []}]}),
+            &["ServerVersion"],
+        );
+        assert_eq!(r.peers[0].servers[0].lag_bytes, Some(16 << 20));
+        assert_eq!((r.peers[1].last_heard_ms, r.peers[1].problem.as_deref()), (None, Some("authentication failed")));
     }
 
     #[test]

@@ -1,0 +1,228 @@
+//! The links between nodes: this node's cluster port, where peers connect, and one connection
+//! to each peer, over which this node sends its heartbeats.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use openssl::ssl::SslAcceptor;
+use pgmoneta_wire::cluster::{self, CatalogEntry, Message, PROTOCOL_VERSION};
+use pgmoneta_wire::management::client::{connect_remote, TlsSettings};
+
+use super::copy;
+use super::node::Cluster;
+use crate::error::{DaemonError, Result};
+use crate::mgmt;
+use crate::state::Shared;
+
+fn error(code: &str, message: impl Into<String>) -> Message {
+    Message::Error { code: code.to_owned(), message: message.into() }
+}
+
+/// Accepts peers on the cluster port until the daemon stops. Every connection is TLS (the
+/// configuration requires it) and authenticated as `cluster_user`.
+pub fn serve(
+    shared: Arc<Shared>,
+    cluster: Arc<Cluster>,
+    listener: TcpListener,
+    tls: Arc<SslAcceptor>,
+) -> JoinHandle<()> {
+    let _ = listener.set_nonblocking(true);
+    let accept = move || {
+        let (s, peer) = listener.accept()?;
+        s.set_nonblocking(false)?;
+        Ok((s, peer))
+    };
+    mgmt::spawn_acceptor(shared, "cluster", accept, move |shared, (stream, address)| {
+        if let Err(e) = handle(shared, &cluster, stream, &tls) {
+            log::warn!("cluster: connection from {address}: {e}");
+        }
+    })
+}
+
+fn handle(shared: &Arc<Shared>, cluster: &Cluster, tcp: std::net::TcpStream, tls: &SslAcceptor) -> Result<()> {
+    let (user, mut conn) = mgmt::authenticate(shared, tcp, Some(tls))?;
+    let expected = shared.config().main.cluster_user.clone();
+    if expected.as_deref() != Some(user.as_str()) {
+        let _ = cluster::send(&mut conn, &error("refused", format!("{user} is not the cluster user")));
+        return Err(DaemonError::Refused(format!("{user:?} is not cluster_user")));
+    }
+    let node = match cluster::receive(&mut conn)? {
+        Message::Hello { node, version } if version == PROTOCOL_VERSION => node,
+        Message::Hello { version, .. } => {
+            let why = format!("protocol version {version}; this node speaks {PROTOCOL_VERSION}");
+            let _ = cluster::send(&mut conn, &error("version", why.clone()));
+            return Err(DaemonError::Refused(why));
+        }
+        _ => {
+            let _ = cluster::send(&mut conn, &error("protocol", "the first message must be Hello"));
+            return Err(DaemonError::Refused("the first message was not Hello".into()));
+        }
+    };
+    if !cluster.is_peer(&node) {
+        let _ = cluster::send(&mut conn, &error("unknown-node", format!("{node} is not in cluster_peers")));
+        return Err(DaemonError::Refused(format!("node {node:?} is not in cluster_peers")));
+    }
+    cluster::send(&mut conn, &Message::Welcome { node: cluster.me.clone(), version: PROTOCOL_VERSION })?;
+    log::info!("cluster: {node} connected");
+    // A peer sends a heartbeat every heartbeat; silence for a whole takeover ends the link.
+    let _ = conn.get_ref().tcp().set_read_timeout(Some(cluster.timing.takeover));
+    while !shared.stopping() {
+        let message = match cluster::receive(&mut conn) {
+            Ok(m) => m,
+            Err(e) => {
+                log::info!("cluster: {node} disconnected: {e}");
+                return Ok(());
+            }
+        };
+        let reply = match message {
+            Message::Heartbeat(view) if view.node == node => {
+                cluster.record(view, Instant::now());
+                Message::Heartbeat(cluster.view(shared))
+            }
+            Message::Heartbeat(view) => error("protocol", format!("{node} sent the view of {}", view.node)),
+            Message::Catalog { server } => catalog(shared, &server),
+            Message::WalList { server, after } => copy::wal_list(shared, &server, &after),
+            Message::Fetch { server, path, offset, length } => {
+                copy::fetch(&mut conn, shared, &server, &path, offset, length)?;
+                continue;
+            }
+            Message::Files { .. } | Message::Forward { .. } | Message::Watch => {
+                error("unsupported", "this node does not serve backup copies or forwarded commands yet")
+            }
+            other => error("protocol", format!("{} is not a request", other_name(&other))),
+        };
+        cluster::send(&mut conn, &reply)?;
+    }
+    Ok(())
+}
+
+fn other_name(m: &Message) -> String {
+    serde_json::to_value(m)
+        .ok()
+        .and_then(|v| v.get("Type").and_then(|t| t.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn catalog(shared: &Shared, server: &str) -> Message {
+    if shared.server(server).is_none() {
+        return error("unknown-server", format!("no server named {server:?}"));
+    }
+    match shared.repo.catalog(server) {
+        Ok(c) => Message::CatalogReply {
+            server: server.to_owned(),
+            backups: c
+                .into_backups()
+                .into_iter()
+                .map(|b| CatalogEntry {
+                    backup: b.label.clone(),
+                    valid: b.valid,
+                    keep: b.keep,
+                    backup_size: b.backup_size,
+                    comments: b.comments.clone(),
+                    incremental_parent: b.parent.clone(),
+                })
+                .collect(),
+        },
+        Err(e) => error("storage", e.to_string()),
+    }
+}
+
+/// Keeps a connection to each peer and sends this node's view every heartbeat; what each peer
+/// answers goes to [`Cluster::record`]. A peer that cannot be reached is tried again every
+/// heartbeat, and the reason is kept for `cluster status`.
+pub fn spawn_peers(shared: Arc<Shared>, cluster: Arc<Cluster>) -> Vec<JoinHandle<()>> {
+    let mut threads = Vec::new();
+    for (name, peer) in cluster.peers() {
+        let (shared, cluster) = (shared.clone(), cluster.clone());
+        let spawned = std::thread::Builder::new().name(format!("cluster peer {name}")).spawn(move || {
+            while !shared.stopping() {
+                if let Err(e) = talk(&shared, &cluster, &name, &peer.address) {
+                    log::warn!("cluster: peer {name} ({}): {e}", peer.address);
+                    cluster.unreachable(&name, e.to_string());
+                }
+                sleep_unless_stopping(&shared, cluster.timing.heartbeat);
+            }
+        });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => log::error!("cluster: starting the link to a peer: {e}"),
+        }
+    }
+    // Each server's role follows what this node's WAL receiver does, every heartbeat.
+    let spawned = std::thread::Builder::new().name("cluster roles".into()).spawn(move || {
+        while !shared.stopping() {
+            cluster.tick(&shared, Instant::now());
+            sleep_unless_stopping(&shared, cluster.timing.heartbeat);
+        }
+    });
+    match spawned {
+        Ok(t) => threads.push(t),
+        Err(e) => log::error!("cluster: starting the role ticker: {e}"),
+    }
+    threads
+}
+
+fn sleep_unless_stopping(shared: &Shared, total: Duration) {
+    let until = Instant::now() + total;
+    while !shared.stopping() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())));
+    }
+}
+
+/// One connection to a peer, until it fails or the daemon stops.
+fn talk(shared: &Shared, cluster: &Cluster, name: &str, address: &str) -> Result<()> {
+    let config = shared.config();
+    let m = &config.main;
+    let user = m.cluster_user.clone().unwrap_or_default();
+    let password = shared
+        .admins
+        .read()
+        .get(&user)
+        .cloned()
+        .ok_or_else(|| DaemonError::Refused(format!("cluster_user {user:?} is not in the admins vault")))?;
+    let tls = TlsSettings {
+        cert: m.tls_cert_file.as_ref().map(Into::into),
+        key: m.tls_key_file.as_ref().map(Into::into),
+        ca: m.tls_ca_file.as_ref().map(Into::into),
+    };
+    let (host, port) = split_address(address)?;
+    let mut conn = connect_remote(&host, port, &user, &password, Some(&tls), cluster.timing.takeover)?;
+    cluster::send(&mut conn, &Message::Hello { node: cluster.me.clone(), version: PROTOCOL_VERSION })?;
+    match cluster::receive(&mut conn)? {
+        Message::Welcome { node, .. } if node == name => {}
+        Message::Welcome { node, .. } => {
+            return Err(DaemonError::Refused(format!("{address} is node {node}, not {name}")));
+        }
+        Message::Error { code, message } => return Err(DaemonError::Refused(format!("{code}: {message}"))),
+        _ => return Err(DaemonError::Refused("no Welcome".into())),
+    }
+    log::info!("cluster: connected to {name}");
+    while !shared.stopping() {
+        let started = Instant::now();
+        cluster::send(&mut conn, &Message::Heartbeat(cluster.view(shared)))?;
+        match cluster::receive(&mut conn)? {
+            Message::Heartbeat(view) if view.node == name => cluster.record(view, Instant::now()),
+            Message::Error { code, message } => return Err(DaemonError::Refused(format!("{code}: {message}"))),
+            _ => return Err(DaemonError::Refused("the answer to a heartbeat was not a heartbeat".into())),
+        }
+        // The WAL of the servers this node follows that peer for, a heartbeat's worth at a
+        // time so that heartbeats keep going.
+        for state in &shared.servers {
+            if cluster.leader(&state.name).as_deref() == Some(name) {
+                copy::copy_wal(&mut conn, shared, &state.name, cluster.timing.heartbeat)?;
+            }
+        }
+        sleep_unless_stopping(shared, cluster.timing.heartbeat.saturating_sub(started.elapsed()));
+    }
+    Ok(())
+}
+
+/// `host:port` or `[v6]:port`.
+fn split_address(address: &str) -> Result<(String, u16)> {
+    let bad = || DaemonError::Refused(format!("peer address {address:?} is not host:port"));
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    Ok((host.to_owned(), port.parse().map_err(|_| bad())?))
+}

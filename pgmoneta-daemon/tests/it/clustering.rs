@@ -1,0 +1,166 @@
+//! Clustering: nodes that find each other over TLS with SCRAM, the server's slot deciding which
+//! one is active, and peers that are refused.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use bytes::BytesMut;
+use pgmoneta_crypto::{MasterKeyFile, Vault, VaultKind};
+use pgmoneta_testkit::TestCa;
+use pgmoneta_wire::message::backend::{BackendDecoder, BackendMessage};
+use pgmoneta_wire::message::frontend::FrontendMessage;
+use serde_json::Value;
+
+use crate::{cluster, free_port, Daemon};
+
+/// A node's configuration lines: its cluster port, name and peers, TLS with a certificate
+/// valid both ways.
+fn node_lines(dir: &Path, ca: &TestCa, name: &str, port: u16, peers: &str) -> String {
+    let issued = ca.issue_node(name, &["localhost"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]).unwrap();
+    let (cert, key, root) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")), dir.join("ca.crt"));
+    std::fs::write(&cert, &issued.cert_pem).unwrap();
+    std::fs::write(&key, &issued.key_pem).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    ca.write_cert(&root).unwrap();
+    format!(
+        "tls = on\ntls_cert_file = {}\ntls_key_file = {}\ntls_ca_file = {}\ncluster = {port}\ncluster_node = {name}\n\
+         cluster_user = admin\ncluster_peers = {peers}\ncluster_heartbeat = 1s\ncluster_takeover = 3s\n",
+        cert.display(),
+        key.display(),
+        root.display()
+    )
+}
+
+fn status(d: &Daemon) -> Value {
+    d.ok(&["cluster", "status"])
+}
+
+fn peer<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["Peers"].as_array().unwrap().iter().find(|p| p["Node"] == name).unwrap_or_else(|| panic!("{status:#}"))
+}
+
+fn own_role(status: &Value) -> String {
+    status["Servers"][0]["Role"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Sends a start-up message without asking for TLS and returns the first answer.
+fn plain_startup(port: u16) -> Option<BackendMessage> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut b = BytesMut::new();
+    let params = vec![("user".to_owned(), "admin".to_owned()), ("database".to_owned(), "admin".to_owned())];
+    FrontendMessage::Startup { version: 196608, params }.encode(&mut b);
+    s.write_all(&b).unwrap();
+    let mut buf = BytesMut::new();
+    let mut dec = BackendDecoder::new();
+    loop {
+        if let Ok(Some(m)) = dec.decode(&mut buf) {
+            return Some(m);
+        }
+        let mut chunk = [0u8; 1024];
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[test]
+fn nodes_see_each_other_one_holds_the_slot_and_a_wrong_password_or_plain_tcp_is_refused() {
+    let source = cluster();
+    let certs = tempfile::tempdir_in("/tmp").unwrap();
+    let ca = TestCa::new("pgmoneta cluster test CA").unwrap();
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let peers = |skip: &str| {
+        [("a", pa), ("b", pb), ("c", pc)]
+            .iter()
+            .filter(|(n, _)| *n != skip)
+            .map(|(n, p)| format!("{n}=127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut a = Daemon::new(&source, &node_lines(certs.path(), &ca, "a", pa, &peers("a")));
+    let mut b = Daemon::new(&source, &node_lines(certs.path(), &ca, "b", pb, &peers("b")));
+    let mut c = Daemon::new(&source, &node_lines(certs.path(), &ca, "c", pc, &peers("c")));
+    // c's admins vault has another password for the cluster user: the others refuse it, and
+    // it refuses them.
+    let key = MasterKeyFile::new(c.home.join(".pgmoneta").join("master.key")).load().unwrap();
+    let mut vault = Vault::new(VaultKind::Admins);
+    vault.add(&key, "admin", "not-the-cluster-password").unwrap();
+    vault.save(&c.dir.path().join("pgmoneta_admins.conf")).unwrap();
+    a.start();
+    b.start();
+
+    a.wait_for("a and b hear each other", || {
+        let (sa, sb) = (status(&a), status(&b));
+        peer(&sa, "b")["Reachable"] == true
+            && peer(&sb, "a")["Reachable"] == true
+            && peer(&sa, "b")["Servers"][0]["Server"] == "primary"
+    });
+    a.wait_for("one of a and b active for primary, the other following it", || {
+        let roles = [own_role(&status(&a)), own_role(&status(&b))];
+        roles.contains(&"active".to_owned()) && roles.contains(&"follower".to_owned())
+    });
+    let (active, follower) = if own_role(&status(&a)) == "active" { (&a, &b) } else { (&b, &a) };
+
+    // The follower copies the active node's WAL archive, byte for byte, without a gap.
+    source.execute("CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 50000)").unwrap();
+    let mut last = String::new();
+    for _ in 0..3 {
+        last = source.switch_wal().unwrap();
+        source.execute("INSERT INTO t SELECT generate_series(1, 1000)").unwrap();
+    }
+    let sealed = |d: &Daemon| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(d.base.join("primary/wal"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".zstd.aes"))
+            .collect();
+        names.sort();
+        names
+    };
+    follower.wait_for("the follower holds every segment the active node sealed", || {
+        let theirs = sealed(active);
+        theirs.iter().any(|n| n.starts_with(&last)) && sealed(follower) == theirs
+    });
+    for name in sealed(active) {
+        let (x, y) = (active.base.join("primary/wal").join(&name), follower.base.join("primary/wal").join(&name));
+        assert_eq!(std::fs::read(x).unwrap(), std::fs::read(y).unwrap(), "{name} differs");
+    }
+    let sf = status(follower);
+    let lag = &peer(&sf, if std::ptr::eq(active, &a) { "a" } else { "b" })["Servers"][0];
+    assert_eq!(lag["Role"], "active", "{sf:#}");
+
+    c.start();
+    // The slot lets one node stream; that node is active and the others follow.
+    a.wait_for("exactly one node active for primary, the others following", || {
+        let roles: Vec<String> = [&a, &b, &c].iter().map(|d| own_role(&status(d))).collect();
+        roles.iter().filter(|r| *r == "active").count() == 1 && roles.iter().filter(|r| *r == "follower").count() == 2
+    });
+    let (sa, sb) = (status(&a), status(&b));
+    // What a says of b is what b says of itself.
+    assert_eq!(peer(&sa, "b")["Servers"][0]["Role"], sb["Servers"][0]["Role"], "{sa:#}\n{sb:#}");
+    assert_eq!(peer(&sb, "a")["Servers"][0]["Role"], sa["Servers"][0]["Role"], "{sa:#}\n{sb:#}");
+
+    // c cannot authenticate: both sides say so, and c is never heard.
+    a.wait_for("c is refused by a and b, with the reason", || {
+        let sc = status(&c);
+        ["a", "b"].iter().all(|n| peer(&sc, n)["Problem"].as_str().is_some_and(|p| p.contains("refused")))
+    });
+    for d in [&a, &b] {
+        let s = status(d);
+        assert_eq!(peer(&s, "c")["Reachable"], false, "{s:#}");
+        assert!(peer(&s, "c").get("LastHeardMs").is_none(), "{s:#}");
+    }
+    // A connection that does not ask for TLS is refused before authentication.
+    match plain_startup(pa) {
+        Some(BackendMessage::ErrorResponse(e)) => assert_eq!(e.field(b'M'), Some("connection refused")),
+        other => panic!("a plain connection to the cluster port was not refused: {other:?}"),
+    }
+    // A node that is not in the cluster has nothing to show.
+    let mut single = Daemon::new(&source, "");
+    single.start();
+    let message = single.fails(&["cluster", "status"], 10000);
+    assert!(message.contains("not in a cluster"), "{message}");
+}
