@@ -348,6 +348,31 @@ pub fn receive_chunk_data<R: Read + ?Sized>(r: &mut R, chunk: &Chunk) -> Result<
     Ok(frame.payload)
 }
 
+/// Reads frames from `data` as a node reads a peer's stream, and asserts: no panic; every
+/// message that parses is written back as JSON that parses to the same message, and writes the
+/// same text again; the bytes after a chunk are taken only when the frame is exactly the
+/// chunk's length. Checked by the fuzz target `cluster_message` and by the test that replays
+/// its seed corpus.
+///
+/// # Panics
+/// When an invariant does not hold.
+pub fn check_messages(data: &[u8]) {
+    let mut input = data;
+    while let Ok(message) = receive(&mut input) {
+        let written = message.to_json();
+        let again = Message::from_json(written.as_bytes()).expect("a written message parses");
+        assert_eq!(again, message, "the message does not survive a round trip");
+        assert_eq!(again.to_json(), written);
+        if let Message::Chunk(chunk) = &message {
+            match receive_chunk_data(&mut input, chunk) {
+                Ok(bytes) => assert_eq!(bytes.len() as u64, chunk.length),
+                // A node drops the connection there.
+                Err(_) => return,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,6 +56,25 @@ fn wal_decoder_seed_corpus() {
 }
 
 #[test]
+fn cluster_message_seed_corpus() {
+    let files = corpus("cluster_message");
+    assert!(files.len() >= 8);
+    for (name, data) in &files {
+        let ok = std::panic::catch_unwind(|| pgmoneta_wire::cluster::check_messages(data));
+        assert!(ok.is_ok(), "seed {name} breaks an invariant");
+        // Every cut of a seed holds them too.
+        for cut in 0..data.len() {
+            let ok = std::panic::catch_unwind(|| pgmoneta_wire::cluster::check_messages(&data[..cut]));
+            assert!(ok.is_ok(), "seed {name} cut at {cut} breaks an invariant");
+        }
+    }
+    // The seeds that hold messages are read as such.
+    let hello = &files.iter().find(|(n, _)| n == "hello").unwrap().1;
+    let m = pgmoneta_wire::cluster::receive(&mut hello.as_slice()).unwrap();
+    assert_eq!(m, pgmoneta_wire::cluster::Message::Hello { node: "b".into(), version: 1 });
+}
+
+#[test]
 fn management_request_seed_corpus() {
     use pgmoneta_wire::management::{fuzzing, payload, read_frame, Document};
     let files = corpus("management_request");
