@@ -64,6 +64,10 @@ pub const RESTART_KEYS: &[&str] = &[
     "verification",
     "retention_interval",
     "direct_io",
+    "cluster",
+    "cluster_node",
+    "cluster_heartbeat",
+    "cluster_takeover",
 ];
 
 /// Reads a vault and decrypts every password with the master key.
@@ -131,6 +135,11 @@ pub fn reload(shared: &Arc<Shared>) -> Result<bool> {
     logging::install(&shared.config().main);
     // Remote repository settings apply to the next upload.
     remote::install(shared);
+    // Peers added or removed take effect now.
+    if let Some(cluster) = &shared.cluster {
+        cluster.reconfigure(&shared.config());
+        cluster::link::spawn_new_peers(shared, cluster);
+    }
     log::info!("configuration reloaded{}", if restart { " (some changes need a restart)" } else { "" });
     Ok(restart)
 }

@@ -18,6 +18,7 @@ use openssl::ssl::SslAcceptor;
 use pgmoneta_core::{TimelineId, WalSegment, WalSegmentSize};
 use pgmoneta_storage::catalog::list_backups;
 use pgmoneta_storage::info::BackupInfo;
+use pgmoneta_wire::management::response::ClusterStatusResponse;
 
 use crate::commands::{dir_size, disk_space, server_usage, SERVER_VERSION};
 use crate::state::{Activity, Shared};
@@ -284,7 +285,60 @@ pub fn render(shared: &Shared) -> String {
 
         backups(&mut e, shared, name, backup_total, wal_total);
     }
+    if let Some(cluster) = &shared.cluster {
+        cluster_metrics(&mut e, &cluster.status(shared));
+    }
     e.finish()
+}
+
+/// This node's role per server, and each peer's reachability and lag.
+fn cluster_metrics(e: &mut Exposition, status: &ClusterStatusResponse) {
+    for s in &status.servers {
+        for role in ["active", "follower", "claiming", "fenced"] {
+            let labels = [("name", s.server.as_str()), ("role", role)];
+            e.gauge(
+                "pgmoneta_cluster_role",
+                "This node's role for the server (1 for the one it has)",
+                &labels,
+                b(s.role == role),
+            );
+        }
+    }
+    for p in &status.peers {
+        let node = [("node", p.node.as_str())];
+        e.gauge(
+            "pgmoneta_cluster_peer_reachable",
+            "Whether the peer was heard from within cluster_takeover",
+            &node,
+            b(p.reachable),
+        );
+        let heard = p.last_heard_ms.map_or(-1.0, |ms| ms as f64 / 1000.0);
+        e.gauge(
+            "pgmoneta_cluster_peer_last_heard_seconds",
+            "Seconds since the peer was heard from (-1: never)",
+            &node,
+            heard,
+        );
+        for s in &p.servers {
+            let labels = [("node", p.node.as_str()), ("name", s.server.as_str())];
+            if let Some(lag) = s.lag_bytes {
+                e.gauge(
+                    "pgmoneta_cluster_peer_wal_lag_bytes",
+                    "Bytes of WAL the peer lacks against this node's archive",
+                    &labels,
+                    lag as f64,
+                );
+            }
+            if let Some(missing) = s.missing_backups {
+                e.gauge(
+                    "pgmoneta_cluster_peer_missing_backups",
+                    "Valid backups this node holds that the peer does not",
+                    &labels,
+                    missing as f64,
+                );
+            }
+        }
+    }
 }
 
 /// Timelines of the server's archive from its history files: (timeline, parent, switch point).

@@ -16,6 +16,7 @@ use pgmoneta_storage::stored::stored_form;
 use pgmoneta_storage::wal::WalArchive;
 use pgmoneta_wire::cluster::{self, Chunk, FileEntry, Message, MAX_CHUNK};
 
+use super::node::Cluster;
 use crate::error::{DaemonError, Result};
 use crate::state::Shared;
 use crate::walservice;
@@ -124,20 +125,35 @@ pub fn fetch<W: Write>(out: &mut W, shared: &Shared, server: &str, path: &str, o
 /// # Errors
 /// The connection's; a file whose size or SHA-512 does not match its listing (nothing of it
 /// is left); storage failures.
-pub fn copy_wal<S: Read + Write>(conn: &mut S, shared: &Shared, server: &str, budget: Duration) -> Result<usize> {
+pub fn copy_wal<S: Read + Write>(
+    conn: &mut S,
+    shared: &Shared,
+    cluster: &Cluster,
+    server: &str,
+    budget: Duration,
+) -> Result<usize> {
     let started = Instant::now();
     let archive = archive(shared, server)?;
     let dir = archive
         .local_dir()
         .map(std::path::Path::to_path_buf)
         .ok_or_else(|| DaemonError::Refused("the WAL archive is not on a local disk".into()))?;
-    let after = archive
-        .entries()?
-        .iter()
-        .filter(|e| !matches!(e.kind, WalFileKind::Partial(_)))
-        .map(|e| stored_form(&e.file_name).0.to_owned())
-        .max()
-        .unwrap_or_default();
+    // The archive is listed once, at the first copy; after that the cursor moves with what is
+    // copied.
+    let after = match cluster.wal_cursor(server) {
+        Some(c) => c,
+        None => {
+            let newest = archive
+                .entries()?
+                .iter()
+                .filter(|e| !matches!(e.kind, WalFileKind::Partial(_)))
+                .map(|e| stored_form(&e.file_name).0.to_owned())
+                .max()
+                .unwrap_or_default();
+            cluster.advance_wal_cursor(server, &newest);
+            newest
+        }
+    };
     cluster::send(conn, &Message::WalList { server: server.to_owned(), after })?;
     let files = match cluster::receive(conn)? {
         Message::WalListReply { files, .. } => files,
@@ -153,11 +169,11 @@ pub fn copy_wal<S: Read + Write>(conn: &mut S, shared: &Shared, server: &str, bu
         if f.path.contains('/') || WalFileKind::parse(plain, archive.segment_size()).is_err() {
             return Err(DaemonError::Refused(format!("the peer listed {:?}, not a WAL file name", f.path)));
         }
-        if archive.locate(plain).is_ok() {
-            continue;
+        if archive.locate(plain).is_err() {
+            copy_file(conn, server, &f, &dir.join(&f.path))?;
+            copied += 1;
         }
-        copy_file(conn, server, &f, &dir.join(&f.path))?;
-        copied += 1;
+        cluster.advance_wal_cursor(server, plain);
     }
     Ok(copied)
 }

@@ -68,7 +68,7 @@ fn handle(shared: &Arc<Shared>, cluster: &Cluster, tcp: std::net::TcpStream, tls
     log::info!("cluster: {node} connected");
     // A peer sends a heartbeat every heartbeat; silence for a whole takeover ends the link.
     let _ = conn.get_ref().tcp().set_read_timeout(Some(cluster.timing.takeover));
-    while !shared.stopping() {
+    while !shared.stopping() && cluster.is_peer(&node) {
         let message = match cluster::receive(&mut conn) {
             Ok(m) => m,
             Err(e) => {
@@ -133,23 +133,8 @@ fn catalog(shared: &Shared, server: &str) -> Message {
 /// answers goes to [`Cluster::record`]. A peer that cannot be reached is tried again every
 /// heartbeat, and the reason is kept for `cluster status`.
 pub fn spawn_peers(shared: Arc<Shared>, cluster: Arc<Cluster>) -> Vec<JoinHandle<()>> {
-    let mut threads = Vec::new();
-    for (name, peer) in cluster.peers() {
-        let (shared, cluster) = (shared.clone(), cluster.clone());
-        let spawned = std::thread::Builder::new().name(format!("cluster peer {name}")).spawn(move || {
-            while !shared.stopping() {
-                if let Err(e) = talk(&shared, &cluster, &name, &peer.address) {
-                    log::warn!("cluster: peer {name} ({}): {e}", peer.address);
-                    cluster.unreachable(&name, e.to_string());
-                }
-                sleep_unless_stopping(&shared, cluster.timing.heartbeat);
-            }
-        });
-        match spawned {
-            Ok(t) => threads.push(t),
-            Err(e) => log::error!("cluster: starting the link to a peer: {e}"),
-        }
-    }
+    let mut threads: Vec<JoinHandle<()>> =
+        cluster.peers().into_keys().filter_map(|name| spawn_peer(shared.clone(), cluster.clone(), name)).collect();
     // Each server's role follows what this node's WAL receiver does, every heartbeat.
     let spawned = std::thread::Builder::new().name("cluster roles".into()).spawn(move || {
         while !shared.stopping() {
@@ -162,6 +147,45 @@ pub fn spawn_peers(shared: Arc<Shared>, cluster: Arc<Cluster>) -> Vec<JoinHandle
         Err(e) => log::error!("cluster: starting the role ticker: {e}"),
     }
     threads
+}
+
+/// Starts the connection to each peer a reloaded configuration added.
+pub fn spawn_new_peers(shared: &Arc<Shared>, cluster: &Arc<Cluster>) {
+    for name in cluster.peers().into_keys() {
+        // Detached: it ends when the daemon stops or the peer is removed.
+        drop(spawn_peer(shared.clone(), cluster.clone(), name));
+    }
+}
+
+/// The connection to peer `name`, in a thread of its own, unless one runs already; it ends
+/// when the daemon stops or the peer is no longer configured.
+fn spawn_peer(shared: Arc<Shared>, cluster: Arc<Cluster>, name: String) -> Option<JoinHandle<()>> {
+    if !cluster.link_started(&name) {
+        return None;
+    }
+    let spawned = std::thread::Builder::new().name(format!("cluster peer {name}")).spawn({
+        let cluster = cluster.clone();
+        let name = name.clone();
+        move || {
+            while !shared.stopping() {
+                let Some(address) = cluster.address(&name) else { break };
+                if let Err(e) = talk(&shared, &cluster, &name, &address) {
+                    log::warn!("cluster: peer {name} ({address}): {e}");
+                    cluster.unreachable(&name, e.to_string());
+                }
+                sleep_unless_stopping(&shared, cluster.timing.heartbeat);
+            }
+            cluster.link_ended(&name);
+        }
+    });
+    match spawned {
+        Ok(t) => Some(t),
+        Err(e) => {
+            cluster.link_ended(&name);
+            log::error!("cluster: starting the link to {name}: {e}");
+            None
+        }
+    }
 }
 
 fn sleep_unless_stopping(shared: &Shared, total: Duration) {
@@ -199,7 +223,7 @@ fn talk(shared: &Shared, cluster: &Cluster, name: &str, address: &str) -> Result
         _ => return Err(DaemonError::Refused("no Welcome".into())),
     }
     log::info!("cluster: connected to {name}");
-    while !shared.stopping() {
+    while !shared.stopping() && cluster.address(name).as_deref() == Some(address) {
         let started = Instant::now();
         cluster::send(&mut conn, &Message::Heartbeat(cluster.view(shared)))?;
         match cluster::receive(&mut conn)? {
@@ -211,7 +235,7 @@ fn talk(shared: &Shared, cluster: &Cluster, name: &str, address: &str) -> Result
         // time so that heartbeats keep going.
         for state in &shared.servers {
             if cluster.leader(&state.name).as_deref() == Some(name) {
-                copy::copy_wal(&mut conn, shared, &state.name, cluster.timing.heartbeat)?;
+                copy::copy_wal(&mut conn, shared, cluster, &state.name, cluster.timing.heartbeat)?;
             }
         }
         sleep_unless_stopping(shared, cluster.timing.heartbeat.saturating_sub(started.elapsed()));

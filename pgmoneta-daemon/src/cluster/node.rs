@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use pgmoneta_core::config::Config;
-use pgmoneta_core::Lsn;
+use pgmoneta_core::{Lsn, WalSegment, WalSegmentSize};
 use pgmoneta_storage::catalog::Catalog;
 use pgmoneta_wire::cluster::{NodeView, Role, ServerView};
+use pgmoneta_wire::management::response::{ClusterPeer, ClusterServer, ClusterStatusResponse};
 
 use super::role::{Action, Event, RoleMachine, Timing};
 use crate::state::Shared;
@@ -35,6 +36,29 @@ pub struct Cluster {
     pub timing: Timing,
     peers: Mutex<BTreeMap<String, PeerState>>,
     roles: Mutex<BTreeMap<String, RoleMachine>>,
+    /// Per server, the plain name of the newest WAL file this node holds from copying (or
+    /// found at the first copy): where the next copy starts.
+    wal_cursor: Mutex<BTreeMap<String, String>>,
+    /// The peers a connection thread runs for.
+    linked: Mutex<std::collections::BTreeSet<String>>,
+}
+
+/// `cluster_peers` as name to `host:port` (`[v6]:port`).
+fn peer_addresses(config: &Config) -> BTreeMap<String, String> {
+    config
+        .main
+        .cluster_peers
+        .0
+        .iter()
+        .map(|p| {
+            let address = if p.host.contains(':') {
+                format!("[{}]:{}", p.host, p.port)
+            } else {
+                format!("{}:{}", p.host, p.port)
+            };
+            (p.name.clone(), address)
+        })
+        .collect()
 }
 
 impl Cluster {
@@ -49,26 +73,51 @@ impl Cluster {
             heartbeat: Duration::from_secs(m.cluster_heartbeat.seconds().max(1)),
             takeover: Duration::from_secs(m.cluster_takeover.seconds().max(2)),
         };
-        let peers = m
-            .cluster_peers
-            .0
-            .iter()
-            .map(|p| {
-                let address = if p.host.contains(':') {
-                    format!("[{}]:{}", p.host, p.port)
-                } else {
-                    format!("{}:{}", p.host, p.port)
-                };
-                (p.name.clone(), PeerState { address, ..PeerState::default() })
-            })
+        let peers = peer_addresses(config)
+            .into_iter()
+            .map(|(name, address)| (name, PeerState { address, ..PeerState::default() }))
             .collect();
         let roles = config.servers.iter().map(|s| (s.name.clone(), RoleMachine::new(&me, timing, now))).collect();
-        Some(Cluster { me, timing, peers: Mutex::new(peers), roles: Mutex::new(roles) })
+        Some(Cluster {
+            me,
+            timing,
+            peers: Mutex::new(peers),
+            roles: Mutex::new(roles),
+            wal_cursor: Mutex::new(BTreeMap::new()),
+            linked: Mutex::new(std::collections::BTreeSet::new()),
+        })
     }
 
     /// Whether `node` is a configured peer.
     pub fn is_peer(&self, node: &str) -> bool {
         self.peers.lock().contains_key(node)
+    }
+
+    /// Takes the peers of a reloaded configuration: peers no longer named are forgotten (their
+    /// connections end), new ones are added, changed addresses apply to the next connection.
+    pub fn reconfigure(&self, config: &Config) {
+        let wanted = peer_addresses(config);
+        let mut peers = self.peers.lock();
+        peers.retain(|name, _| wanted.contains_key(name));
+        for (name, address) in wanted {
+            let entry = peers.entry(name).or_default();
+            entry.address = address;
+        }
+    }
+
+    /// The address of peer `node`, while it is one.
+    pub fn address(&self, node: &str) -> Option<String> {
+        self.peers.lock().get(node).map(|p| p.address.clone())
+    }
+
+    /// Marks that a connection thread runs for `node`; `false` when one already does.
+    pub fn link_started(&self, node: &str) -> bool {
+        self.linked.lock().insert(node.to_owned())
+    }
+
+    /// The connection thread for `node` ended.
+    pub fn link_ended(&self, node: &str) {
+        self.linked.lock().remove(node);
     }
 
     /// What this node knows of each peer, by name.
@@ -89,6 +138,20 @@ impl Cluster {
             machine.leader().map(str::to_owned)
         } else {
             None
+        }
+    }
+
+    /// Where copying `server`'s WAL continues: the plain name of the newest file held.
+    pub fn wal_cursor(&self, server: &str) -> Option<String> {
+        self.wal_cursor.lock().get(server).cloned()
+    }
+
+    /// This node now holds `server`'s WAL file `plain` (and everything before it).
+    pub fn advance_wal_cursor(&self, server: &str, plain: &str) {
+        let mut cursors = self.wal_cursor.lock();
+        let entry = cursors.entry(server.to_owned()).or_default();
+        if plain > entry.as_str() {
+            *entry = plain.to_owned();
         }
     }
 
@@ -144,6 +207,41 @@ impl Cluster {
         }
     }
 
+    /// This node, its peers, and each one's view of every server, with each peer's lag against
+    /// this node (`cluster status`, metrics).
+    pub fn status(&self, shared: &Shared) -> ClusterStatusResponse {
+        let now = Instant::now();
+        let mine = self.view(shared);
+        let mut r = ClusterStatusResponse {
+            node: self.me.clone(),
+            servers: mine.servers.iter().map(server_entry).collect(),
+            peers: Vec::new(),
+        };
+        for (name, peer) in self.peers() {
+            let since = peer.heard.map(|h| now.saturating_duration_since(h));
+            let mut entry = ClusterPeer {
+                node: name,
+                address: peer.address.clone(),
+                reachable: since.is_some_and(|s| s < self.timing.takeover),
+                last_heard_ms: since.map(|s| s.as_millis() as u64),
+                problem: peer.problem.clone(),
+                servers: Vec::new(),
+            };
+            for theirs in peer.view.iter().flat_map(|v| v.servers.iter()) {
+                let mut s = server_entry(theirs);
+                if let Some(ours) = mine.servers.iter().find(|m| m.server == theirs.server) {
+                    let end = |v: &str| v.parse::<Lsn>().unwrap_or(Lsn(0));
+                    s.lag_bytes = Some(end(&ours.archive_end).0.saturating_sub(end(&theirs.archive_end).0));
+                    let missing = ours.backups.iter().filter(|b| !theirs.backups.contains(b)).count();
+                    s.missing_backups = Some(missing as u64);
+                }
+                entry.servers.push(s);
+            }
+            r.peers.push(entry);
+        }
+        r
+    }
+
     /// This node's view, as its heartbeats carry it.
     pub fn view(&self, shared: &Shared) -> NodeView {
         let roles = self.roles.lock();
@@ -152,12 +250,21 @@ impl Cluster {
             .iter()
             .map(|state| {
                 let progress = state.stream.read().clone();
+                // Where the archive ends: what the receiver flushed, or the end of the newest
+                // segment copied from the active node.
+                let segment_size =
+                    WalSegmentSize::new(state.facts.read().segment_size).unwrap_or(WalSegmentSize::DEFAULT);
+                let copied = self
+                    .wal_cursor(&state.name)
+                    .and_then(|c| WalSegment::parse(&c, segment_size).ok())
+                    .map_or(Lsn(0), |seg| seg.next().start_lsn(segment_size));
+                let archive_end = progress.flushed.load().max(copied);
                 let catalog = shared.repo.catalog(&state.name).map(Catalog::into_backups).unwrap_or_default();
                 ServerView {
                     server: state.name.clone(),
                     role: roles.get(&state.name).map(RoleMachine::role),
                     timeline: progress.timeline.load(Ordering::Relaxed),
-                    archive_end: progress.flushed.load().to_string(),
+                    archive_end: archive_end.to_string(),
                     backups: catalog.iter().filter(|b| b.valid).map(|b| b.label.clone()).collect(),
                     busy: state.backup_label.lock().iter().cloned().collect(),
                 }
@@ -165,6 +272,28 @@ impl Cluster {
             .collect();
         let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         NodeView { node: self.me.clone(), time, servers }
+    }
+}
+
+fn role_word(role: Option<Role>) -> String {
+    match role {
+        Some(Role::Active) => "active",
+        Some(Role::Follower) => "follower",
+        Some(Role::Claiming) => "claiming",
+        Some(Role::Fenced) => "fenced",
+        None => "",
+    }
+    .to_owned()
+}
+
+fn server_entry(view: &ServerView) -> ClusterServer {
+    ClusterServer {
+        server: view.server.clone(),
+        role: role_word(view.role),
+        archive_end: view.archive_end.clone(),
+        number_of_backups: view.backups.len() as u64,
+        lag_bytes: None,
+        missing_backups: None,
     }
 }
 

@@ -128,9 +128,29 @@ fn nodes_see_each_other_one_holds_the_slot_and_a_wrong_password_or_plain_tcp_is_
         let (x, y) = (active.base.join("primary/wal").join(&name), follower.base.join("primary/wal").join(&name));
         assert_eq!(std::fs::read(x).unwrap(), std::fs::read(y).unwrap(), "{name} differs");
     }
+    let active_name = if std::ptr::eq(active, &a) { "a" } else { "b" };
+    let follower_name = if active_name == "a" { "b" } else { "a" };
     let sf = status(follower);
-    let lag = &peer(&sf, if std::ptr::eq(active, &a) { "a" } else { "b" })["Servers"][0];
-    assert_eq!(lag["Role"], "active", "{sf:#}");
+    assert_eq!(peer(&sf, active_name)["Servers"][0]["Role"], "active", "{sf:#}");
+    // The active node's metrics show its role and the follower, heard and caught up: it lacks
+    // at most the segment being written, which only the active node holds until it is complete.
+    let mut last_body = String::new();
+    let caught_up = (0..100).any(|_| {
+        let (_, body) = crate::metrics::http(active.metrics_port, "GET /metrics HTTP/1.1\r\n\r\n");
+        let value = |sample: &str| -> Option<f64> {
+            body.lines().find_map(|l| l.strip_prefix(sample)).and_then(|v| v.trim().parse().ok())
+        };
+        let lag = value(&format!("pgmoneta_cluster_peer_wal_lag_bytes{{node=\"{follower_name}\",name=\"primary\"}} "));
+        let ok = value("pgmoneta_cluster_role{name=\"primary\",role=\"active\"} ") == Some(1.0)
+            && value(&format!("pgmoneta_cluster_peer_reachable{{node=\"{follower_name}\"}} ")) == Some(1.0)
+            && lag.is_some_and(|l| l < f64::from(16u32 << 20));
+        last_body = body.lines().filter(|l| l.starts_with("pgmoneta_cluster")).collect::<Vec<_>>().join("\n");
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        ok
+    });
+    assert!(caught_up, "the active node's metrics do not show the follower caught up:\n{last_body}");
 
     c.start();
     // The slot lets one node stream; that node is active and the others follow.
@@ -153,6 +173,21 @@ fn nodes_see_each_other_one_holds_the_slot_and_a_wrong_password_or_plain_tcp_is_
         assert_eq!(peer(&s, "c")["Reachable"], false, "{s:#}");
         assert!(peer(&s, "c").get("LastHeardMs").is_none(), "{s:#}");
     }
+    // A reload that removes b from a's peers ends the link both ways; adding it back links
+    // them again, without a restart.
+    let b_entry = format!("b=127.0.0.1:{pb}");
+    a.edit_main(&format!("cluster_peers = {}", peers("a")), &format!("cluster_peers = c=127.0.0.1:{pc}"));
+    a.ok(&["conf", "reload"]);
+    a.wait_for("a forgets b and b stops hearing a", || {
+        let sa = status(&a);
+        sa["Peers"].as_array().unwrap().iter().all(|p| p["Node"] != "b") && peer(&status(&b), "a")["Reachable"] == false
+    });
+    a.edit_main(&format!("cluster_peers = c=127.0.0.1:{pc}"), &format!("cluster_peers = {b_entry}, c=127.0.0.1:{pc}"));
+    a.ok(&["conf", "reload"]);
+    a.wait_for("a and b hear each other again", || {
+        peer(&status(&a), "b")["Reachable"] == true && peer(&status(&b), "a")["Reachable"] == true
+    });
+
     // A connection that does not ask for TLS is refused before authentication.
     match plain_startup(pa) {
         Some(BackendMessage::ErrorResponse(e)) => assert_eq!(e.field(b'M'), Some("connection refused")),

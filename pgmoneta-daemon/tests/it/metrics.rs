@@ -6,7 +6,7 @@ use std::process::Command;
 
 use crate::{cluster, Daemon};
 
-fn http(port: u16, request: &str) -> (String, String) {
+pub(crate) fn http(port: u16, request: &str) -> (String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(request.as_bytes()).unwrap();
     let mut raw = Vec::new();
