@@ -164,28 +164,15 @@ fn run(args: Args) -> Result<(), Vec<String>> {
     if m.management > 0 && admins.is_empty() {
         eprintln!("pgmoneta: warning: management = {} but no admins: remote management refuses everyone", m.management);
     }
-    let cluster_tls = if m.cluster > 0 {
-        match mgmt::tls_acceptor(
-            m.tls_cert_file.as_deref().unwrap_or(""),
-            m.tls_key_file.as_deref().unwrap_or(""),
-            m.tls_ca_file.as_deref(),
-        ) {
-            Ok(a) => Some(Arc::new(a)),
-            Err(e) => {
-                problems.push(e.to_string());
-                None
-            }
-        }
-    } else {
-        None
-    };
     if m.cluster > 0 && m.cluster_user.as_ref().is_some_and(|u| !admins.contains_key(u)) {
         problems.push(format!(
             "cluster_user {:?} is not in the admins vault: peers could not authenticate",
             m.cluster_user.as_deref().unwrap_or_default()
         ));
     }
-    let tls = if m.management > 0 && m.tls {
+    // One acceptor serves remote management (with tls = on) and the cluster port (always TLS).
+    let (management_tls, cluster_on) = (m.management > 0 && m.tls, m.cluster > 0);
+    let acceptor = if management_tls || cluster_on {
         match mgmt::tls_acceptor(
             m.tls_cert_file.as_deref().unwrap_or(""),
             m.tls_key_file.as_deref().unwrap_or(""),
@@ -200,6 +187,8 @@ fn run(args: Args) -> Result<(), Vec<String>> {
     } else {
         None
     };
+    let tls = acceptor.clone().filter(|_| management_tls);
+    let cluster_tls = acceptor.filter(|_| cluster_on);
     if !problems.is_empty() {
         return Err(problems);
     }

@@ -1,16 +1,13 @@
 //! Clustering: nodes that find each other over TLS with SCRAM, the server's slot deciding which
 //! one is active, and peers that are refused.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use bytes::BytesMut;
 use pgmoneta_crypto::{MasterKeyFile, Vault, VaultKind};
 use pgmoneta_testkit::TestCa;
-use pgmoneta_wire::message::backend::{BackendDecoder, BackendMessage};
-use pgmoneta_wire::message::frontend::FrontendMessage;
+use pgmoneta_wire::message::backend::BackendMessage;
 use serde_json::Value;
 
 use crate::{cluster, free_port, Daemon};
@@ -43,27 +40,6 @@ fn peer<'a>(status: &'a Value, name: &str) -> &'a Value {
 
 fn own_role(status: &Value) -> String {
     status["Servers"][0]["Role"].as_str().unwrap_or_default().to_owned()
-}
-
-/// Sends a start-up message without asking for TLS and returns the first answer.
-fn plain_startup(port: u16) -> Option<BackendMessage> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut b = BytesMut::new();
-    let params = vec![("user".to_owned(), "admin".to_owned()), ("database".to_owned(), "admin".to_owned())];
-    FrontendMessage::Startup { version: 196608, params }.encode(&mut b);
-    s.write_all(&b).unwrap();
-    let mut buf = BytesMut::new();
-    let mut dec = BackendDecoder::new();
-    loop {
-        if let Ok(Some(m)) = dec.decode(&mut buf) {
-            return Some(m);
-        }
-        let mut chunk = [0u8; 1024];
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
 }
 
 #[test]
@@ -189,7 +165,7 @@ fn nodes_see_each_other_one_holds_the_slot_and_a_wrong_password_or_plain_tcp_is_
     });
 
     // A connection that does not ask for TLS is refused before authentication.
-    match plain_startup(pa) {
+    match crate::remote::plain_startup(pa, "admin") {
         Some(BackendMessage::ErrorResponse(e)) => assert_eq!(e.field(b'M'), Some("connection refused")),
         other => panic!("a plain connection to the cluster port was not refused: {other:?}"),
     }

@@ -28,7 +28,7 @@ fn remote_cli(d: &Daemon, home: &std::path::Path, user: &str, password: &str, ar
 }
 
 /// Sends a start-up message without TLS and returns the first answer.
-fn plain_startup(port: u16, database: &str) -> Option<BackendMessage> {
+pub(crate) fn plain_startup(port: u16, database: &str) -> Option<BackendMessage> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut b = BytesMut::new();
     let params = vec![("user".to_owned(), "admin".to_owned()), ("database".to_owned(), database.to_owned())];
