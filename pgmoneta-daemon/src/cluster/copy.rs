@@ -23,6 +23,8 @@ use crate::walservice;
 
 /// Most files one listing names.
 const LIST_LIMIT: usize = 64;
+/// Longest a listing hashes files before it answers with what it has.
+const LIST_TIME: Duration = Duration::from_secs(1);
 
 fn error(code: &str, message: impl Into<String>) -> Message {
     Message::Error { code: code.to_owned(), message: message.into() }
@@ -49,6 +51,7 @@ pub fn wal_list(shared: &Shared, server: &str, after: &str) -> Message {
         Ok(e) => e,
         Err(e) => return error("storage", e.to_string()),
     };
+    let started = Instant::now();
     let mut files = Vec::new();
     for e in entries {
         let plain = stored_form(&e.file_name).0;
@@ -71,7 +74,9 @@ pub fn wal_list(shared: &Shared, server: &str, after: &str) -> Message {
             Ok(sha512) => files.push(FileEntry { path: e.file_name.clone(), size, sha512 }),
             Err(_) => break,
         }
-        if files.len() >= LIST_LIMIT {
+        // Hashing is the cost of a listing: a peer waits for the answer, so a long backlog
+        // is listed a part at a time.
+        if files.len() >= LIST_LIMIT || started.elapsed() >= LIST_TIME {
             break;
         }
     }
