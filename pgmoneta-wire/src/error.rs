@@ -80,6 +80,11 @@ impl fmt::Display for ErrorFields {
     }
 }
 
+/// What a backup's receiver ([`crate::source::ArchiveSink`], [`crate::source::WalSink`])
+/// fails with: its own error, boxed, so that the code driving the source can take it back out
+/// with `downcast` (see [`WireError::Sink`]).
+pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Errors of `pgmoneta-wire`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -155,7 +160,7 @@ pub enum WireError {
     /// What a backup's receiver ([`crate::source::ArchiveSink`]) failed with, as it gave it:
     /// `downcast` takes the receiver's own error back out.
     #[error("{0}")]
-    Sink(crate::source::SinkError),
+    Sink(SinkError),
 }
 
 impl WireError {

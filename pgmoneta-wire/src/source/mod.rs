@@ -65,9 +65,7 @@ use crate::replication::{ArchiveInfo, BaseBackupEvent, BaseBackupOptions, WalEve
 
 pub mod sql;
 
-/// What a sink fails with: its own error, boxed, so that the code driving the source can
-/// take it back out with `downcast` (see [`WireError::Sink`]).
-pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::error::SinkError;
 
 /// Where a [`BackupSource`] delivers a backup's archives.
 pub trait ArchiveSink {
