@@ -41,6 +41,9 @@ pub struct Cluster {
     wal_cursor: Mutex<BTreeMap<String, String>>,
     /// The peers a connection thread runs for.
     linked: Mutex<std::collections::BTreeSet<String>>,
+    /// This node's view as last built, and when: every heartbeat to and from every peer
+    /// carries it, and building it reads each server's catalog.
+    last_view: Mutex<Option<(Instant, NodeView)>>,
 }
 
 /// `cluster_peers` as name to `host:port` (`[v6]:port`).
@@ -85,6 +88,7 @@ impl Cluster {
             roles: Mutex::new(roles),
             wal_cursor: Mutex::new(BTreeMap::new()),
             linked: Mutex::new(std::collections::BTreeSet::new()),
+            last_view: Mutex::new(None),
         })
     }
 
@@ -243,7 +247,21 @@ impl Cluster {
     }
 
     /// This node's view, as its heartbeats carry it.
+    /// Built at most once per half heartbeat, however many peers ask.
     pub fn view(&self, shared: &Shared) -> NodeView {
+        let now = Instant::now();
+        let mut last = self.last_view.lock();
+        if let Some((at, view)) = last.as_ref() {
+            if now.saturating_duration_since(*at) < self.timing.heartbeat / 2 {
+                return view.clone();
+            }
+        }
+        let view = self.build_view(shared);
+        *last = Some((now, view.clone()));
+        view
+    }
+
+    fn build_view(&self, shared: &Shared) -> NodeView {
         let roles = self.roles.lock();
         let servers = shared
             .servers
