@@ -178,6 +178,14 @@ impl StorageError {
         StorageError::Corrupt { path: path.into(), reason: reason.into() }
     }
 
+    /// The connection or server error this is, when it is one.
+    pub fn wire(&self) -> Option<&pgmoneta_wire::WireError> {
+        match self {
+            StorageError::Wire(e) | StorageError::Connection { source: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+
     /// Whether the file system ran out of space (or quota) for what was being written.
     pub fn is_out_of_space(&self) -> bool {
         match self {

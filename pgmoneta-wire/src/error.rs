@@ -161,6 +161,16 @@ pub enum WireError {
     /// `downcast` takes the receiver's own error back out.
     #[error("{0}")]
     Sink(SinkError),
+    /// A WAL stream with a lease ([`crate::source::StreamOptions::lease`]) heard nothing from
+    /// the server for longer than the lease: the server may have given the slot to another
+    /// consumer since, so nothing more was written.
+    #[error("the server was silent for {silent_ms} ms, longer than the {lease_ms} ms lease; nothing more is written")]
+    LeaseExpired {
+        /// How long the server was silent.
+        silent_ms: u64,
+        /// The lease.
+        lease_ms: u64,
+    },
 }
 
 impl WireError {
@@ -179,6 +189,12 @@ impl WireError {
             }
             _ => false,
         }
+    }
+
+    /// Whether the server refused a replication slot because another connection is using it
+    /// (SQLSTATE 55006, object in use).
+    pub fn is_slot_busy(&self) -> bool {
+        self.server_error().is_some_and(|f| f.code() == "55006")
     }
 
     /// The server's error fields, when this is a server error.

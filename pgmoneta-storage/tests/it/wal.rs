@@ -153,6 +153,54 @@ fn streamed_segments_equal_the_servers_and_streaming_resumes() {
     assert_eq!(sealed_segments(&archive), all[2..]);
 }
 
+/// A hold keeps the slot where another copy of the archive still ends while the archive
+/// itself goes on; a lease asks the server for a reply at every status update, so an idle
+/// stream is still heard from.
+#[test]
+fn a_hold_keeps_the_slot_back_and_a_lease_keeps_the_server_talking() {
+    let cluster = Cluster::builder().start().unwrap();
+    cluster.execute("SELECT pg_create_physical_replication_slot('pgmoneta', true)").unwrap();
+    let hold: pgmoneta_core::Lsn = cluster.query_scalar("SELECT pg_current_wal_lsn()").unwrap().parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = WalArchive::open(dir.path().join("wal"), SEG, WalOptions::new(Algorithm::Zstd, 1)).unwrap();
+    let mut options = StreamOptions::new(Some("pgmoneta"));
+    options.status_interval = Duration::from_millis(200);
+    options.lease = Some(Duration::from_secs(5));
+    options.hold.store(hold);
+    let (stop, progress) = (options.stop.clone(), options.progress.clone());
+    let handle = {
+        let (archive, version) = (archive.clone(), cluster.version());
+        let mut conn = replication(&cluster);
+        std::thread::spawn(move || stream_wal(&mut conn, &archive, version, &options))
+    };
+    cluster.execute("CREATE TABLE w(x int)").unwrap();
+    for _ in 0..3 {
+        cluster.execute("INSERT INTO w SELECT g FROM generate_series(1, 1000) g").unwrap();
+        cluster.switch_wal().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while sealed_segments(&archive).len() < 3 {
+        assert!(Instant::now() < deadline, "archive did not grow: {:?}", archive.entries());
+        assert!(!handle.is_finished(), "streaming stopped: {:?}", handle.join());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Idle now: without replies asked for, a server hears from us and says nothing for half
+    // its wal_sender_timeout (30 s by default).
+    std::thread::sleep(Duration::from_secs(2));
+    let heard = progress.heard().expect("the stream started");
+    assert!(heard.elapsed() < Duration::from_secs(1), "the server was last heard {:?} ago", heard.elapsed());
+    let flushed = progress.flushed.load();
+    assert!(flushed > hold, "the archive stopped at {flushed}");
+    let slot: pgmoneta_core::Lsn = cluster
+        .query_scalar("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'pgmoneta'")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(slot <= hold, "the slot moved to {slot}, past the hold at {hold} (archive at {flushed})");
+    stop.store(true, Ordering::SeqCst);
+    handle.join().unwrap().unwrap();
+}
+
 /// Streaming from a standby restored as a `replica` follows its promotion: the archive gains
 /// the new timeline's history file and segments, and the old timeline's last segment stays
 /// partial.

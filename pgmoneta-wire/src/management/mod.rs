@@ -180,6 +180,12 @@ pub mod error_code {
     pub const RESTORE_S3_NETWORK: u32 = 3103;
     pub const RESTORE_S3_ERROR: u32 = 3104;
     pub const CLUSTER_STATUS_OFF: u32 = 10000;
+    /// A command that writes a server's repository reached a node of a cluster that is not
+    /// active for that server, and no active node is known to forward it to.
+    pub const CLUSTER_NOT_ACTIVE: u32 = 10001;
+    /// The command was to be forwarded to the node active for its server, which could not be
+    /// reached or did not answer.
+    pub const CLUSTER_FORWARD: u32 = 10002;
 
     /// What a code means, in a sentence an operator can read without the source: the
     /// command it belongs to and what went wrong. `None` for a code this protocol does not
@@ -216,6 +222,8 @@ pub mod error_code {
             MODE_UNKNOWN_ACTION => Some("mode: unknown mode (online or offline)"),
             DECOMPRESS_UNKNOWN | COMPRESS_UNKNOWN => Some("the file's compression is unknown"),
             CLUSTER_STATUS_OFF => Some("cluster status: this node is not in a cluster (cluster = 0)"),
+            CLUSTER_NOT_ACTIVE => Some("cluster: no node is known to be active for the server just now"),
+            CLUSTER_FORWARD => Some("cluster: the node active for the server could not be reached"),
             _ => None,
         };
         if let Some(g) = general {
@@ -433,6 +441,8 @@ pub mod error_code {
         ("RESTORE_S3_NETWORK", RESTORE_S3_NETWORK),
         ("RESTORE_S3_ERROR", RESTORE_S3_ERROR),
         ("CLUSTER_STATUS_OFF", CLUSTER_STATUS_OFF),
+        ("CLUSTER_NOT_ACTIVE", CLUSTER_NOT_ACTIVE),
+        ("CLUSTER_FORWARD", CLUSTER_FORWARD),
     ];
 }
 

@@ -318,6 +318,17 @@ pub struct StreamOptions {
     pub status_interval: Duration,
     /// Where streaming stands, published for status and metrics.
     pub progress: Arc<StreamProgress>,
+    /// A lease on the slot: each status update asks the server for a reply, so a live server
+    /// is heard at least every `status_interval`; once it has been silent for longer than the
+    /// lease, nothing more is written (even data already waiting in the socket) and the stream
+    /// ends with [`WireError::LeaseExpired`]. The server's `wal_sender_timeout` should be at
+    /// least the lease: a consumer it dropped for silence has then stopped writing by its own
+    /// clock before another can take the slot.
+    pub lease: Option<Duration>,
+    /// When not zero, the flushed position reported to the server never passes it, so the
+    /// slot keeps the WAL from there on for someone else (another copy of the archive still
+    /// catching up). The archive itself is written and flushed as usual.
+    pub hold: Arc<AtomicLsn>,
 }
 
 /// Where a stream stands, updated as it runs: what is durable, what the server has, the
@@ -330,6 +341,21 @@ pub struct StreamProgress {
     pub server_end: AtomicLsn,
     /// The timeline being streamed (0 before the stream starts).
     pub timeline: AtomicU32,
+    /// When the server accepted `START_REPLICATION` on this stream, then when it last sent
+    /// anything; `None` before.
+    heard: std::sync::Mutex<Option<Instant>>,
+}
+
+impl StreamProgress {
+    /// When the server was last heard on this stream (it accepting `START_REPLICATION`
+    /// counts); `None` before the stream started.
+    pub fn heard(&self) -> Option<Instant> {
+        *self.heard.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn hear(&self, at: Instant) {
+        *self.heard.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(at);
+    }
 }
 
 impl StreamOptions {
@@ -340,6 +366,8 @@ impl StreamOptions {
             stop: Arc::new(AtomicBool::new(false)),
             status_interval: Duration::from_secs(10),
             progress: Arc::new(StreamProgress::default()),
+            lease: None,
+            hold: Arc::new(AtomicLsn::new(Lsn(0))),
         }
     }
 }
@@ -383,18 +411,45 @@ pub fn stream_wal(
             sink.store_history(&h.file_name, &h.content).map_err(sink_error)?;
         }
         let mut stream = conn.start_replication(options.slot.as_deref(), start, timeline)?;
+        let mut heard = Instant::now();
+        options.progress.hear(heard);
         options.progress.timeline.store(timeline.0, Ordering::Relaxed);
         let mut last_status = Instant::now();
         let mut dirty = false;
+        // The flushed position reported to the server: what the sink made durable, never past
+        // the hold.
+        let reported = |flushed: Lsn| match options.hold.load() {
+            Lsn(0) => flushed,
+            hold => flushed.min(hold),
+        };
+        let ask = options.lease.is_some();
         loop {
             if options.stop.load(Ordering::SeqCst) {
                 let flushed = sink.flush().map_err(sink_error)?;
                 options.progress.flushed.fetch_max(flushed);
-                stream.send_status(sink.written(), flushed, false)?;
+                stream.send_status(sink.written(), reported(flushed), false)?;
                 stream.stop()?;
                 return Ok(flushed);
             }
             let event = stream.next_event()?;
+            let now = Instant::now();
+            if let Some(lease) = options.lease {
+                // Measured before what just arrived is used: after a pause of this process
+                // the socket may still hold data the server sent before it gave up on us.
+                let silent = now.saturating_duration_since(heard);
+                if silent > lease {
+                    let flushed = sink.flush().map_err(sink_error)?;
+                    options.progress.flushed.fetch_max(flushed);
+                    return Err(WireError::LeaseExpired {
+                        silent_ms: silent.as_millis() as u64,
+                        lease_ms: lease.as_millis() as u64,
+                    });
+                }
+            }
+            if event.is_some() {
+                heard = now;
+                options.progress.hear(now);
+            }
             let idle = event.is_none();
             let mut reply = false;
             match event {
@@ -425,7 +480,7 @@ pub fn stream_wal(
             if reply || sink.segment_completed() || (dirty && idle) || due {
                 let flushed = sink.flush().map_err(sink_error)?;
                 options.progress.flushed.fetch_max(flushed);
-                stream.send_status(sink.written(), flushed, false)?;
+                stream.send_status(sink.written(), reported(flushed), ask && due)?;
                 last_status = Instant::now();
                 dirty = false;
             }
