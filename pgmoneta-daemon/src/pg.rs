@@ -107,6 +107,9 @@ pub fn check_server(shared: &Shared, server: &ServerConfig) -> ServerFacts {
             log::warn!("server [{}]: summarize_wal is off; incremental backups of it will fail", server.name);
         }
     }
+    if let Some(cluster) = &shared.cluster {
+        check_sender_timeout(server, &mut conn, cluster.timing.takeover);
+    }
     let config = shared.config();
     let create = server.create_slot.unwrap_or(config.main.create_slot);
     if let Some(slot) = &server.wal_slot {
@@ -212,6 +215,44 @@ fn extensions(shared: &Shared, server: &ServerConfig) -> Result<Vec<(String, Str
         .collect())
 }
 
+/// In a cluster, the server's `wal_sender_timeout` decides when a hung active node loses the
+/// slot. Shorter than `cluster_takeover` and the server could give the slot to a peer before
+/// the hung node's lease has run out by its own clock; zero and a hung node keeps the slot
+/// until it dies. Both are said in the log; neither stops the server from being used.
+fn check_sender_timeout(server: &ServerConfig, conn: &mut PgConnection, takeover: Duration) {
+    let Some(timeout) = setting(conn, "wal_sender_timeout").ok().and_then(|v| parse_duration(&v)) else { return };
+    let name = &server.name;
+    if timeout.is_zero() {
+        log::warn!(
+            "server [{name}]: wal_sender_timeout is 0: a hung pgmoneta node keeps the slot, and no peer takes over, until it dies"
+        );
+    } else if timeout < takeover {
+        log::warn!(
+            "server [{name}]: wal_sender_timeout ({} ms) is shorter than cluster_takeover ({} ms): a paused node could \
+             still write for a moment after a peer took the slot; set wal_sender_timeout to at least cluster_takeover",
+            timeout.as_millis(),
+            takeover.as_millis()
+        );
+    }
+}
+
+/// `60s`, `500ms`, `1min`, `1h`, `0` as `SHOW` prints a time setting (a bare number is in
+/// milliseconds, the unit of `wal_sender_timeout`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..digits].parse().ok()?;
+    let ms = match t[digits..].trim() {
+        "" | "ms" => 1,
+        "s" => 1000,
+        "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    Some(Duration::from_millis(n * ms))
+}
+
 /// `16MB`, `1GB`, `16777216` (bytes) as `SHOW` prints them.
 pub fn parse_size(text: &str) -> Option<u64> {
     let t = text.trim();
@@ -238,5 +279,16 @@ mod tests {
         assert_eq!(parse_size("8kB"), Some(8192));
         assert_eq!(parse_size("16777216"), Some(16 << 20));
         assert_eq!(parse_size("16 parsecs"), None);
+    }
+
+    #[test]
+    fn parses_show_times() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("1min"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("soon"), None);
     }
 }

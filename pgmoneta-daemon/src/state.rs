@@ -93,6 +93,9 @@ pub struct ServerState {
     pub stream: RwLock<Arc<StreamProgress>>,
     /// Set to stop the current WAL stream (mode offline, shutdown).
     pub stream_stop: Mutex<Option<Arc<AtomicBool>>>,
+    /// In a cluster, the furthest the server may be told WAL is flushed: where the archives of
+    /// the live followers end, so the slot keeps what they still lack (zero: no hold).
+    pub wal_hold: Arc<pgmoneta_core::AtomicLsn>,
     /// Why WAL streaming last stopped, and the flushed position then; cleared once the
     /// archive grows past that point again (see [`ServerState::wal_problem`]).
     pub wal_failure: Mutex<Option<(String, pgmoneta_core::Lsn)>>,
@@ -128,6 +131,7 @@ impl ServerState {
             wal_streaming: AtomicBool::new(false),
             stream: RwLock::new(Arc::new(StreamProgress::default())),
             stream_stop: Mutex::new(None),
+            wal_hold: Arc::new(pgmoneta_core::AtomicLsn::new(pgmoneta_core::Lsn(0))),
             wal_failure: Mutex::new(None),
             wal_out_of_space: AtomicBool::new(false),
             active: Mutex::new(None),

@@ -55,8 +55,13 @@ pub fn spawn(shared: Arc<Shared>) -> JoinHandle<()> {
 }
 
 /// Applies the retention policy to one server, then prunes the WAL no remaining backup needs.
-/// Skipped while the server's repository is busy.
+/// Skipped while the server's repository is busy, and in a cluster on a node not active for it.
 pub fn run_retention(shared: &Shared, server: &Arc<ServerState>) {
+    // In a cluster only the node active for the server applies retention; the others copy
+    // what it keeps.
+    if shared.cluster.as_ref().is_some_and(|c| !c.may_write(&server.name)) {
+        return;
+    }
     let Ok(_guard) = server.lock_background(Activity::Retention) else { return };
     let config = shared.config();
     let Some(sc) = config.server(&server.name) else { return };

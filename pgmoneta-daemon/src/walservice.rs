@@ -14,6 +14,7 @@ use pgmoneta_storage::layout;
 use pgmoneta_storage::wal::{stream_wal, StreamOptions, WalArchive, WalOptions};
 use pgmoneta_wire::PgConnection;
 
+use crate::cluster::role::Event;
 use crate::error::{DaemonError, Result};
 use crate::pg;
 use crate::state::{ServerState, Shared};
@@ -89,11 +90,13 @@ struct StreamStop {
     retryable: bool,
     /// Whether the stream had started: what failed is then a new failure, not a retry's.
     streamed: bool,
+    /// The server refused the slot because another connection holds it.
+    slot_busy: bool,
 }
 
 impl StreamStop {
     fn fatal(message: impl std::fmt::Display) -> StreamStop {
-        StreamStop { message: message.to_string(), retryable: false, streamed: false }
+        StreamStop { message: message.to_string(), retryable: false, streamed: false, slot_busy: false }
     }
 }
 
@@ -118,6 +121,13 @@ fn supervise(shared: &Arc<Shared>, server: &Arc<ServerState>) {
             continue;
         }
         let Some(config) = shared.server_config(&server.name) else { return };
+        // In a cluster, the slot is tried only while this node's role claims or holds it.
+        if let Some(cluster) = &shared.cluster {
+            if !cluster.may_stream(&server.name) {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        }
         if !server.facts.read().valid && last_check.elapsed() >= backoff {
             // Logged once when the server comes online; each failed retry again at warning level.
             if !pg::recheck(shared, server, &config, false) {
@@ -134,7 +144,19 @@ fn supervise(shared: &Arc<Shared>, server: &Arc<ServerState>) {
         let started = Instant::now();
         server.wal_out_of_space.store(false, Ordering::SeqCst);
         let mut quick_retry = false;
-        match stream_once(shared, server, &config, source.as_ref()) {
+        let outcome = stream_once(shared, server, &config, source.as_ref());
+        if let Some(cluster) = &shared.cluster {
+            let busy = matches!(&outcome, Err(e) if e.slot_busy);
+            let event = if busy { Event::SlotBusy } else { Event::ConnectionLost };
+            cluster.event(shared, &server.name, event);
+            if busy {
+                // Another node streams from the slot: the role decides when to try again.
+                log::info!("server [{}]: the slot is held by another node: {}", server.name, outcome.unwrap_err());
+                server.wal_streaming.store(false, Ordering::SeqCst);
+                continue;
+            }
+        }
+        match outcome {
             Ok(()) => failures = 0,
             Err(e) => {
                 if shared.stopping() {
@@ -212,11 +234,20 @@ fn stream_once(
         message: format!("server [{}]: connecting: {e}", from.name),
         retryable: e.is_retryable(),
         streamed: false,
+        slot_busy: false,
     })?;
     let mut options = StreamOptions::new(config.wal_slot.as_deref());
     let stop = Arc::new(AtomicBool::new(false));
     options.stop = stop.clone();
     options.status_interval = Duration::from_secs(5);
+    if let Some(cluster) = &shared.cluster {
+        // The server is asked for a reply every heartbeat; silence for a whole takeover and
+        // this node writes nothing more (see `cluster::role`). The slot keeps what the live
+        // followers still lack.
+        options.status_interval = cluster.timing.heartbeat;
+        options.lease = Some(cluster.timing.takeover);
+        options.hold = server.wal_hold.clone();
+    }
     *server.stream.write() = options.progress.clone();
     *server.stream_stop.lock() = Some(stop);
     if shared.stopping() || server.forced_offline.load(Ordering::SeqCst) {
@@ -233,12 +264,18 @@ fn stream_once(
             if shared.stopping() || server.forced_offline.load(Ordering::SeqCst) {
                 Ok(())
             } else {
-                Err(StreamStop { message: "the server ended the stream".to_owned(), retryable: true, streamed: true })
+                Err(StreamStop {
+                    message: "the server ended the stream".to_owned(),
+                    retryable: true,
+                    streamed: true,
+                    slot_busy: false,
+                })
             }
         }
         Err(e) => {
             server.wal_out_of_space.store(e.is_out_of_space(), Ordering::SeqCst);
-            Err(StreamStop { message: e.to_string(), retryable: e.is_retryable(), streamed: true })
+            let slot_busy = e.wire().is_some_and(pgmoneta_wire::WireError::is_slot_busy);
+            Err(StreamStop { message: e.to_string(), retryable: e.is_retryable(), streamed: !slot_busy, slot_busy })
         }
     }
 }

@@ -177,6 +177,16 @@ pub fn copy_wal<S: Read + Write>(
         if archive.locate(plain).is_err() {
             copy_file(conn, server, &f, &dir.join(&f.path))?;
             copied += 1;
+            // What this node streamed of that segment while it was active, if anything: the
+            // complete copy supersedes it.
+            let partial = dir.join(format!("{plain}.partial"));
+            if partial.exists() {
+                std::fs::remove_file(&partial).map_err(|source| DaemonError::Connection {
+                    what: "removing a superseded partial segment",
+                    source,
+                })?;
+                log::info!("cluster: [{server}] {plain}.partial superseded by the copy of {}", f.path);
+            }
         }
         cluster.advance_wal_cursor(server, plain);
     }

@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 
 use openssl::ssl::SslAcceptor;
 use pgmoneta_wire::cluster::{self, CatalogEntry, Message, PROTOCOL_VERSION};
-use pgmoneta_wire::management::client::{connect_remote, TlsSettings};
+use pgmoneta_wire::management::client::{connect_remote, RemoteStream, TlsSettings};
+use pgmoneta_wire::management::Document;
 
 use super::copy;
 use super::node::Cluster;
 use crate::error::{DaemonError, Result};
-use crate::mgmt;
 use crate::state::Shared;
+use crate::{commands, mgmt};
 
 fn error(code: &str, message: impl Into<String>) -> Message {
     Message::Error { code: code.to_owned(), message: message.into() }
@@ -78,7 +79,7 @@ fn handle(shared: &Arc<Shared>, cluster: &Cluster, tcp: std::net::TcpStream, tls
         };
         let reply = match message {
             Message::Heartbeat(view) if view.node == node => {
-                cluster.record(view, Instant::now());
+                cluster.record(shared, view, Instant::now());
                 Message::Heartbeat(cluster.view(shared))
             }
             Message::Heartbeat(view) => error("protocol", format!("{node} sent the view of {}", view.node)),
@@ -88,8 +89,9 @@ fn handle(shared: &Arc<Shared>, cluster: &Cluster, tcp: std::net::TcpStream, tls
                 copy::fetch(&mut conn, shared, &server, &path, offset, length)?;
                 continue;
             }
-            Message::Files { .. } | Message::Forward { .. } | Message::Watch => {
-                error("unsupported", "this node does not serve backup copies or forwarded commands yet")
+            Message::Forward { document } => forwarded(shared, &node, document),
+            Message::Files { .. } | Message::Watch => {
+                error("unsupported", "this node does not serve backup copies yet")
             }
             other => error("protocol", format!("{} is not a request", other_name(&other))),
         };
@@ -195,8 +197,8 @@ fn sleep_unless_stopping(shared: &Shared, total: Duration) {
     }
 }
 
-/// One connection to a peer, until it fails or the daemon stops.
-fn talk(shared: &Shared, cluster: &Cluster, name: &str, address: &str) -> Result<()> {
+/// A connection to peer `name` at `address`, TLS and SCRAM as `cluster_user`, past Hello.
+fn connect(shared: &Shared, cluster: &Cluster, name: &str, address: &str) -> Result<RemoteStream> {
     let config = shared.config();
     let m = &config.main;
     let user = m.cluster_user.clone().unwrap_or_default();
@@ -215,19 +217,22 @@ fn talk(shared: &Shared, cluster: &Cluster, name: &str, address: &str) -> Result
     let mut conn = connect_remote(&host, port, &user, &password, Some(&tls), cluster.timing.takeover)?;
     cluster::send(&mut conn, &Message::Hello { node: cluster.me.clone(), version: PROTOCOL_VERSION })?;
     match cluster::receive(&mut conn)? {
-        Message::Welcome { node, .. } if node == name => {}
-        Message::Welcome { node, .. } => {
-            return Err(DaemonError::Refused(format!("{address} is node {node}, not {name}")));
-        }
-        Message::Error { code, message } => return Err(DaemonError::Refused(format!("{code}: {message}"))),
-        _ => return Err(DaemonError::Refused("no Welcome".into())),
+        Message::Welcome { node, .. } if node == name => Ok(conn),
+        Message::Welcome { node, .. } => Err(DaemonError::Refused(format!("{address} is node {node}, not {name}"))),
+        Message::Error { code, message } => Err(DaemonError::Refused(format!("{code}: {message}"))),
+        _ => Err(DaemonError::Refused("no Welcome".into())),
     }
+}
+
+/// One connection to a peer, until it fails or the daemon stops.
+fn talk(shared: &Shared, cluster: &Cluster, name: &str, address: &str) -> Result<()> {
+    let mut conn = connect(shared, cluster, name, address)?;
     log::info!("cluster: connected to {name}");
     while !shared.stopping() && cluster.address(name).as_deref() == Some(address) {
         let started = Instant::now();
         cluster::send(&mut conn, &Message::Heartbeat(cluster.view(shared)))?;
         match cluster::receive(&mut conn)? {
-            Message::Heartbeat(view) if view.node == name => cluster.record(view, Instant::now()),
+            Message::Heartbeat(view) if view.node == name => cluster.record(shared, view, Instant::now()),
             Message::Error { code, message } => return Err(DaemonError::Refused(format!("{code}: {message}"))),
             _ => return Err(DaemonError::Refused("the answer to a heartbeat was not a heartbeat".into())),
         }
@@ -241,6 +246,42 @@ fn talk(shared: &Shared, cluster: &Cluster, name: &str, address: &str) -> Result
         sleep_unless_stopping(shared, cluster.timing.heartbeat.saturating_sub(started.elapsed()));
     }
     Ok(())
+}
+
+/// Sends a management request on to peer `node` on a connection of its own and returns the
+/// peer's reply, however long the command takes there (a backup runs to its end).
+///
+/// # Errors
+/// When the peer cannot be reached, refuses, or answers with something else than a reply.
+pub fn forward(shared: &Shared, cluster: &Cluster, node: &str, doc: &Document) -> Result<Document> {
+    let address = cluster.address(node).ok_or_else(|| DaemonError::Refused(format!("{node} is not a peer")))?;
+    let mut conn = connect(shared, cluster, node, &address)?;
+    let document = serde_json::from_str(&doc.to_json())
+        .map_err(|e| DaemonError::Refused(format!("the request cannot be forwarded: {e}")))?;
+    cluster::send(&mut conn, &Message::Forward { document })?;
+    let _ = conn.tcp().set_read_timeout(None);
+    match cluster::receive(&mut conn)? {
+        Message::Forwarded { document } => Ok(Document::from_json(&document.to_string())?),
+        Message::Error { code, message } => Err(DaemonError::Refused(format!("{node}: {code}: {message}"))),
+        _ => Err(DaemonError::Refused(format!("{node} did not answer the forwarded request"))),
+    }
+}
+
+/// Runs a request another node forwarded, never forwarding it again.
+fn forwarded(shared: &Arc<Shared>, node: &str, document: serde_json::Value) -> Message {
+    let doc = match Document::from_json(&document.to_string()) {
+        Ok(d) => d,
+        Err(e) => return error("protocol", format!("the forwarded document cannot be read: {e}")),
+    };
+    if !commands::forwardable(doc.header.command) {
+        return error("refused", format!("{} is not forwarded between nodes", doc.header.command.name()));
+    }
+    log::info!("cluster: {} forwarded by {node}", doc.header.command.name());
+    let reply = commands::dispatch_forwarded(shared, doc, Instant::now());
+    match serde_json::from_str(&reply.to_json()) {
+        Ok(document) => Message::Forwarded { document },
+        Err(e) => error("internal", format!("the reply cannot be sent: {e}")),
+    }
 }
 
 /// `host:port` or `[v6]:port`.

@@ -134,6 +134,36 @@ impl Cluster {
         self.roles.lock().get(server).map(RoleMachine::role)
     }
 
+    /// Whether this node's WAL receiver may try `server`'s slot: while it claims it or holds
+    /// it. A follower leaves the slot to the node it follows.
+    pub fn may_stream(&self, server: &str) -> bool {
+        matches!(self.role(server), Some(Role::Claiming | Role::Active))
+    }
+
+    /// Whether this node may write for `server` now (take a backup, apply retention, delete):
+    /// it is active and heard from the server within `cluster_takeover`.
+    pub fn may_write(&self, server: &str) -> bool {
+        self.roles.lock().get(server).is_some_and(|m| m.may_write(Instant::now()))
+    }
+
+    /// The node active for `server` as far as this node knows: itself, or the peer it follows.
+    pub fn active_node(&self, server: &str) -> Option<String> {
+        match self.role(server)? {
+            Role::Active => Some(self.me.clone()),
+            _ => self.leader(server),
+        }
+    }
+
+    /// Takes what this node's WAL receiver met for `server` (the slot busy, the connection
+    /// lost) and carries out what the role says.
+    pub fn event(&self, shared: &Shared, server: &str, event: Event) {
+        let actions = match self.roles.lock().get_mut(server) {
+            Some(machine) => machine.handle(Instant::now(), event),
+            None => return,
+        };
+        carry_out(shared, server, actions);
+    }
+
     /// The peer this node follows for `server`, while it follows one.
     pub fn leader(&self, server: &str) -> Option<String> {
         let roles = self.roles.lock();
@@ -168,7 +198,7 @@ impl Cluster {
 
     /// Takes a peer's view: kept for `cluster status`, and each server's entry goes to that
     /// server's role.
-    pub fn record(&self, view: NodeView, now: Instant) {
+    pub fn record(&self, shared: &Shared, view: NodeView, now: Instant) {
         {
             let mut peers = self.peers.lock();
             let Some(p) = peers.get_mut(&view.node) else { return };
@@ -176,38 +206,77 @@ impl Cluster {
             p.heard = Some(now);
             p.view = Some(view.clone());
         }
-        let mut roles = self.roles.lock();
-        for s in &view.servers {
-            if let Some(machine) = roles.get_mut(&s.server) {
-                let archive_end = s.archive_end.parse().unwrap_or(Lsn(0));
-                let event = Event::Peer { node: view.node.clone(), role: s.role, archive_end };
-                log_actions(&s.server, machine.handle(now, event));
+        let mut todo = Vec::new();
+        {
+            let mut roles = self.roles.lock();
+            for s in &view.servers {
+                if let Some(machine) = roles.get_mut(&s.server) {
+                    let archive_end = s.archive_end.parse().unwrap_or(Lsn(0));
+                    let event = Event::Peer { node: view.node.clone(), role: s.role, archive_end };
+                    todo.push((s.server.clone(), machine.handle(now, event)));
+                }
             }
+        }
+        for (server, actions) in todo {
+            carry_out(shared, &server, actions);
         }
     }
 
-    /// Brings each server's role up to date with what this node's WAL receiver does: it holds
-    /// the server's slot while it streams. Called every heartbeat.
+    /// Brings each server's role up to date with what this node's WAL receiver hears from the
+    /// server, lets time pass, and sets how far the slot may advance. Called every heartbeat.
     ///
-    /// The receiver tries the slot on its own, all the time; until it asks the role first, the
-    /// role follows it and is not ticked while this node does not stream (a tick would only
-    /// announce a claim the receiver already makes).
+    /// The receiver accepted on the slot is what makes this node active (the server decides);
+    /// every message since renews the lease, at the time it arrived.
     pub fn tick(&self, shared: &Shared, now: Instant) {
-        let mut roles = self.roles.lock();
-        for state in &shared.servers {
-            let Some(machine) = roles.get_mut(&state.name) else { continue };
-            let flushed = state.stream.read().flushed.load();
-            log_actions(&state.name, machine.handle(now, Event::Archived(flushed)));
-            let streaming = state.wal_streaming.load(Ordering::SeqCst);
-            let events = match (streaming, machine.role()) {
-                (true, Role::Active) => vec![Event::ServerHeard, Event::Tick],
-                (true, _) => vec![Event::SlotHeld],
-                (false, Role::Active) => vec![Event::ConnectionLost],
-                (false, _) => Vec::new(),
-            };
-            for e in events {
-                log_actions(&state.name, machine.handle(now, e));
+        let mut todo = Vec::new();
+        {
+            let mut roles = self.roles.lock();
+            for state in &shared.servers {
+                let Some(machine) = roles.get_mut(&state.name) else { continue };
+                let progress = state.stream.read().clone();
+                let mut actions = machine.handle(now, Event::Archived(progress.flushed.load()));
+                let streaming = state.wal_streaming.load(Ordering::SeqCst);
+                let heard = if streaming { progress.heard() } else { None };
+                match (heard, machine.role()) {
+                    (Some(at), Role::Active) => actions.extend(machine.handle(at, Event::ServerHeard)),
+                    (Some(at), _) if now.saturating_duration_since(at) <= self.timing.takeover => {
+                        actions.extend(machine.handle(now, Event::SlotHeld));
+                    }
+                    (Some(_), _) => {}
+                    (None, Role::Active) if !streaming => actions.extend(machine.handle(now, Event::ConnectionLost)),
+                    (None, _) => {}
+                }
+                actions.extend(machine.handle(now, Event::Tick));
+                todo.push((state.name.clone(), actions));
             }
+        }
+        for (server, actions) in todo {
+            carry_out(shared, &server, actions);
+        }
+        self.hold_for_followers(shared, now);
+    }
+
+    /// For each server this node is active for, the position up to which the server may drop
+    /// WAL: the lowest archive end among the peers heard within `cluster_takeover` (a peer with
+    /// an empty archive copies from this node's archive and holds nothing). A node that takes
+    /// over then finds in the slot everything after its own copy. A peer not heard from holds
+    /// nothing: the server's disk does not fill up for a node that is gone.
+    fn hold_for_followers(&self, shared: &Shared, now: Instant) {
+        let peers = self.peers.lock();
+        for state in &shared.servers {
+            let mut hold = Lsn(0);
+            if self.role(&state.name) == Some(Role::Active) {
+                let live = peers
+                    .values()
+                    .filter(|p| p.heard.is_some_and(|h| now.saturating_duration_since(h) < self.timing.takeover));
+                hold = live
+                    .filter_map(|p| p.view.as_ref()?.servers.iter().find(|s| s.server == state.name))
+                    .filter_map(|s| s.archive_end.parse::<Lsn>().ok())
+                    .filter(|end| end.0 > 0)
+                    .min()
+                    .unwrap_or(Lsn(0));
+            }
+            state.wal_hold.store(hold);
         }
     }
 
@@ -315,8 +384,24 @@ fn server_entry(view: &ServerView) -> ClusterServer {
     }
 }
 
-fn log_actions(server: &str, actions: Vec<Action>) {
+/// Does what a role asks for `server`. Claiming needs nothing here: the WAL receiver asks
+/// [`Cluster::may_stream`] before each attempt. Stopping writes ends the WAL stream and the
+/// running backup at once (the stream's own lease has already stopped its writes).
+fn carry_out(shared: &Shared, server: &str, actions: Vec<Action>) {
     for a in actions {
-        log::info!("cluster: [{server}] {a:?}");
+        match &a {
+            Action::StopWriting => {
+                log::warn!("cluster: server [{server}]: no longer sure to hold the slot; writing nothing for it");
+                if let Some(state) = shared.server(server) {
+                    crate::walservice::stop_stream(state);
+                    if let Some(cancel) = state.backup_cancel.lock().as_ref() {
+                        cancel.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+            Action::Lead => log::info!("cluster: server [{server}]: this node holds the slot and is active"),
+            Action::Follow(peer) => log::info!("cluster: server [{server}]: following {peer}"),
+            Action::Claim => log::info!("cluster: server [{server}]: no active node heard; claiming the slot"),
+        }
     }
 }

@@ -59,12 +59,40 @@ pub fn base_response() -> Map<String, Value> {
     m
 }
 
-/// Runs the request in `doc` and returns the reply document.
+/// Runs the request in `doc` and returns the reply document. In a cluster, a command that
+/// writes a server's repository (see [`forwardable`]) runs on the node active for that server:
+/// another node forwards it there and answers with that node's reply.
 pub fn dispatch(shared: &Arc<Shared>, doc: Document, started: Instant) -> Document {
+    run(shared, doc, started, true)
+}
+
+/// Runs a request another node of the cluster forwarded: here or nowhere.
+pub fn dispatch_forwarded(shared: &Arc<Shared>, doc: Document, started: Instant) -> Document {
+    run(shared, doc, started, false)
+}
+
+/// Whether `command` writes a server's repository, so that in a cluster only the node active
+/// for the server runs it (the others copy what it wrote).
+pub fn forwardable(command: Command) -> bool {
+    matches!(command, Command::Backup | Command::Delete | Command::Retain | Command::Expunge | Command::Annotate)
+}
+
+fn run(shared: &Arc<Shared>, doc: Document, started: Instant, may_forward: bool) -> Document {
     let req = &doc.request;
     let command = doc.header.command;
     log::debug!("management: {} {}", command.name(), serde_json::Value::Object(req.clone()));
-    let result = match command {
+    let routed = if forwardable(command) { cluster::route(shared, &doc, may_forward) } else { None };
+    let result = match routed {
+        Some(cluster::Routed::Elsewhere(reply)) => return reply,
+        Some(cluster::Routed::Refused(failure)) => Err(failure),
+        None => run_here(shared, &doc, command),
+    };
+    finish(shared, &doc, result, started)
+}
+
+fn run_here(shared: &Arc<Shared>, doc: &Document, command: Command) -> Reply {
+    let req = &doc.request;
+    match command {
         Command::Backup => backups::backup(shared, req),
         Command::ListBackup => backups::list_backup(shared, req),
         Command::Restore => backups::restore(shared, req),
@@ -96,7 +124,11 @@ pub fn dispatch(shared: &Arc<Shared>, doc: Document, started: Instant) -> Docume
         Command::S3Restore => backups::s3_restore(shared, req),
         Command::ClusterStatus => cluster::cluster_status(shared),
         _ => Err(fail(ec::UNKNOWN_COMMAND, format!("management: unknown command id {}", doc.header.command_id))),
-    };
+    }
+}
+
+fn finish(shared: &Arc<Shared>, doc: &Document, result: Reply, started: Instant) -> Document {
+    let req = &doc.request;
     let server = request::parse::<ServerRequest>(req).server;
     let mut reply = doc.clone();
     let mut response = base_response();

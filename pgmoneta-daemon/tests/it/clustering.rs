@@ -175,3 +175,120 @@ fn nodes_see_each_other_one_holds_the_slot_and_a_wrong_password_or_plain_tcp_is_
     let message = single.fails(&["cluster", "status"], 10000);
     assert!(message.contains("not in a cluster"), "{message}");
 }
+
+/// Segment numbers of the sealed WAL files of `d`'s archive of `primary`, in order.
+fn sealed_segments(d: &Daemon) -> Vec<u64> {
+    let mut numbers: Vec<u64> = std::fs::read_dir(d.base.join("primary/wal"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            let plain = name.strip_suffix(".zstd.aes")?;
+            // Timeline, then log and segment numbers (16 MiB segments: 256 per log).
+            let (log, seg) =
+                (u64::from_str_radix(&plain[8..16], 16).ok()?, u64::from_str_radix(&plain[16..], 16).ok()?);
+            Some(log * 256 + seg)
+        })
+        .collect();
+    numbers.sort_unstable();
+    numbers
+}
+
+fn segment_number(name: &str) -> u64 {
+    u64::from_str_radix(&name[8..16], 16).unwrap() * 256 + u64::from_str_radix(&name[16..24], 16).unwrap()
+}
+
+fn partials(d: &Daemon) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(d.base.join("primary/wal"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn commands_go_to_the_active_node_a_paused_one_steps_down_and_a_killed_one_is_replaced_without_a_gap() {
+    // The server drops a silent WAL sender after 4 s: longer than the 3 s takeover, as the
+    // documentation asks.
+    let source = pgmoneta_testkit::Cluster::builder().setting("wal_sender_timeout", "4s").start().unwrap();
+    let certs = tempfile::tempdir_in("/tmp").unwrap();
+    let ca = TestCa::new("pgmoneta failover test CA").unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = Daemon::new(&source, &node_lines(certs.path(), &ca, "a", pa, &format!("b=127.0.0.1:{pb}")));
+    let mut b = Daemon::new(&source, &node_lines(certs.path(), &ca, "b", pb, &format!("a=127.0.0.1:{pa}")));
+    a.start();
+    b.start();
+    a.wait_for("one of a and b active for primary, the other following it", || {
+        let roles = [own_role(&status(&a)), own_role(&status(&b))];
+        roles.contains(&"active".to_owned()) && roles.contains(&"follower".to_owned())
+    });
+    let a_first = own_role(&status(&a)) == "active";
+    let (mut active, mut follower) = if a_first { (a, b) } else { (b, a) };
+
+    // A backup asked of the follower runs on the active node, and the reply is its reply.
+    let reply = follower.ok(&["backup", "primary"]);
+    let label = reply["Backup"].as_str().unwrap_or_else(|| panic!("{reply:#}")).to_owned();
+    let listed = active.ok(&["list-backup", "primary"]);
+    assert!(listed["Backups"].to_string().contains(&label), "{listed:#}");
+    assert!(active.log_text().contains("forwarded by"), "{}", active.log_text());
+
+    // Some WAL, copied to the follower.
+    source.execute("CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 10000)").unwrap();
+    let mut last = String::new();
+    for _ in 0..2 {
+        last = source.switch_wal().unwrap();
+        source.execute("INSERT INTO t SELECT generate_series(1, 1000)").unwrap();
+    }
+    follower.wait_for("the follower holds what the active node sealed", || {
+        let theirs = sealed_segments(&active);
+        theirs.last() >= Some(&segment_number(&last)) && sealed_segments(&follower) == theirs
+    });
+
+    // Paused, the active node loses the slot when the server gives up on it; the follower
+    // takes over. Resumed, the old node writes nothing more from its stream and follows.
+    active.signal(nix::sys::signal::Signal::SIGSTOP);
+    let paused_partials = partials(&active);
+    let log_mark = active.log_text().len();
+    let paused = std::time::Instant::now();
+    follower.wait_for("the follower takes over from the paused node", || own_role(&status(&follower)) == "active");
+    eprintln!("takeover from a paused node: {:?}", paused.elapsed());
+    source.execute("INSERT INTO t SELECT generate_series(1, 1000)").unwrap();
+    let after_pause = source.switch_wal().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    active.signal(nix::sys::signal::Signal::SIGCONT);
+    active.wait_for("the resumed node follows", || own_role(&status(&active)) == "follower");
+    let log = active.log_text()[log_mark..].to_owned();
+    assert!(!log.contains("WAL streaming started"), "the resumed node streamed again:\n{log}");
+    assert!(log.contains("writing nothing for it"), "the resumed node did not fence itself:\n{log}");
+    for (name, bytes) in paused_partials {
+        let path = active.base.join("primary/wal").join(&name);
+        if let Ok(now) = std::fs::read(&path) {
+            assert!(now == bytes, "{name} changed after the node was resumed:\n{log}");
+        }
+    }
+    std::mem::swap(&mut active, &mut follower);
+    follower.wait_for("the old node catches up", || {
+        let theirs = sealed_segments(&active);
+        theirs.last() >= Some(&segment_number(&after_pause)) && sealed_segments(&follower) == theirs
+    });
+
+    // Killed, the active node is replaced within 10 s, and the new active node's archive
+    // goes on from its copy with no gap.
+    let killed = std::time::Instant::now();
+    active.kill9();
+    follower.wait_for("the follower takes over from the killed node", || own_role(&status(&follower)) == "active");
+    let took = killed.elapsed();
+    assert!(took < std::time::Duration::from_secs(10), "takeover took {took:?}");
+    eprintln!("takeover after kill -9: {took:?}");
+    source.execute("INSERT INTO t SELECT generate_series(1, 1000)").unwrap();
+    let after_kill = source.switch_wal().unwrap();
+    follower.wait_for("the new active node archives the newest segment", || {
+        sealed_segments(&follower).last() >= Some(&segment_number(&after_kill))
+    });
+    let held = sealed_segments(&follower);
+    let first = held[0];
+    let expected: Vec<u64> = (first..=*held.last().unwrap()).collect();
+    assert_eq!(held, expected, "a gap in the archive of the node that took over");
+}
