@@ -129,6 +129,20 @@ impl MasterKey {
         MasterKey(bytes)
     }
 
+    /// A short name for this key that says nothing of it: the hex of the first 16 bytes of
+    /// HMAC-SHA256 of a fixed text under the key. Two holders compare fingerprints to learn
+    /// whether they hold the same key.
+    ///
+    /// # Errors
+    /// Only if OpenSSL fails.
+    pub fn fingerprint(&self) -> Result<String> {
+        let pkey = openssl::pkey::PKey::hmac(&self.0)?;
+        let mut signer = openssl::sign::Signer::new(MessageDigest::sha256(), &pkey)?;
+        signer.update(b"pgmoneta master key fingerprint")?;
+        let mac = signer.sign_to_vec()?;
+        Ok(mac[..16].iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// The AES key for an object with `salt`.
     fn object_key(&self, salt: &[u8], cipher: Cipher) -> Result<Vec<u8>> {
         let mut derived = [0u8; 80];

@@ -73,10 +73,19 @@ pub fn run_retention(shared: &Shared, server: &Arc<ServerState>) {
             return;
         }
     };
+    if let Some((node, label)) = shared.cluster.as_ref().and_then(|c| c.busy_elsewhere(name).into_iter().next()) {
+        if !plan.delete.is_empty() {
+            log::info!("server [{name}]: retention waits: node {node} is copying backup {label}");
+            return;
+        }
+    }
     let wal = walservice::archive(shared, name, server.facts.read().segment_size).ok();
     let (outcome, report) = shared.repo.apply_retention(name, &plan, wal.as_ref());
     for l in &report.deleted {
         log::info!("server [{name}]: retention deleted backup {l}");
+    }
+    if let Some(cluster) = &shared.cluster {
+        cluster.note_deleted(shared, name, &report.deleted);
     }
     match outcome {
         Ok(()) => server.record(true),

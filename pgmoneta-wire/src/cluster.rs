@@ -109,6 +109,11 @@ pub struct FileEntry {
     pub size: u64,
     /// SHA-512 of the stored bytes, hex (as `backup.sha512` lists them).
     pub sha512: String,
+    /// When the file is a link to another backup's file (an unchanged file of a newer
+    /// backup), where it points: the path under the server's directory
+    /// (`backup/<label>/data/...`). A node that holds that file links to its own copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 /// A chunk of a file, answering [`Message::Fetch`]; its bytes follow in the next frame.
@@ -154,6 +159,10 @@ pub enum Message {
         /// Its [`PROTOCOL_VERSION`].
         #[serde(rename = "Version")]
         version: u32,
+        /// The fingerprint of its master key, when it has one: nodes that copy each other's
+        /// encrypted backups and WAL must hold the same key.
+        #[serde(rename = "Key", default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     /// The answer to [`Message::Hello`].
     Welcome {
@@ -180,6 +189,10 @@ pub enum Message {
         /// Its backups.
         #[serde(rename = "Backups", default)]
         backups: Vec<CatalogEntry>,
+        /// Backups this node deleted (a delete, retention) while active for the server,
+        /// newest last: a follower that holds one deletes it the same way.
+        #[serde(rename = "Deleted", default, skip_serializing_if = "Vec::is_empty")]
+        deleted: Vec<String>,
     },
     /// Asks for the files of one backup.
     Files {
@@ -389,7 +402,7 @@ mod tests {
     #[test]
     fn every_message_reads_as_documented_and_writes_back() {
         let hello = round_trip(json!({"Type": "Hello", "Node": "b", "Version": 1}));
-        assert_eq!(hello, Message::Hello { node: "b".into(), version: 1 });
+        assert_eq!(hello, Message::Hello { node: "b".into(), version: 1, key: None });
         round_trip(json!({"Type": "Welcome", "Node": "a", "Version": 1}));
         let hb = round_trip(json!({
             "Type": "Heartbeat", "Node": "a", "Time": 1_765_000_000,
@@ -409,9 +422,12 @@ mod tests {
         assert_eq!((backups[0].backup.as_str(), backups[0].backup_size), ("20261206120000", 1234));
         round_trip(json!({"Type": "Files", "Server": "primary", "Backup": "20261206120000"}));
         let files = round_trip(json!({"Type": "FilesReply", "Server": "primary", "Backup": "20261206120000",
-                                      "Files": [{"Path": "data/base/1/1259.zstd", "Size": 10, "Sha512": "ab"}]}));
+                                      "Files": [{"Path": "data/base/1/1259.zstd", "Size": 10, "Sha512": "ab"},
+                                                {"Path": "data/base/1/1249.zstd", "Size": 12, "Sha512": "cd",
+                                                 "Link": "backup/20261205120000/data/base/1/1249.zstd"}]}));
         let Message::FilesReply { files, .. } = files else { panic!() };
-        assert_eq!(files[0].path, "data/base/1/1259.zstd");
+        assert_eq!((files[0].path.as_str(), files[0].link.as_deref()), ("data/base/1/1259.zstd", None));
+        assert_eq!(files[1].link.as_deref(), Some("backup/20261205120000/data/base/1/1249.zstd"));
         round_trip(json!({"Type": "WalList", "Server": "primary", "After": "000000010000000000000003"}));
         round_trip(json!({"Type": "WalListReply", "Server": "primary",
                           "Files": [{"Path": "000000010000000000000004.zstd", "Size": 99, "Sha512": "cd"}]}));
@@ -431,7 +447,7 @@ mod tests {
     #[test]
     fn unknown_fields_are_ignored_and_bad_messages_are_named() {
         let m = round_trip(json!({"Type": "Hello", "Node": "b", "Version": 1, "Future": [1, 2]}));
-        assert_eq!(m, Message::Hello { node: "b".into(), version: 1 });
+        assert_eq!(m, Message::Hello { node: "b".into(), version: 1, key: None });
         for (bad, says) in [
             (json!({"Node": "b"}), "Type"),
             (json!({"Type": "Dance"}), "Dance"),

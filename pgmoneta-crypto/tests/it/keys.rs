@@ -154,3 +154,17 @@ fn hashes_and_crc32c() {
     assert_eq!(crc32c(b"123456789"), 0xE306_9283);
     assert_eq!(crc32c_append(crc32c(b"1234"), b"56789"), 0xE306_9283);
 }
+
+#[test]
+fn a_fingerprint_tells_keys_apart_and_reveals_nothing_plain() {
+    let (a, same, other) = (test_key(1), test_key(1), test_key(2));
+    let fa = a.fingerprint().unwrap();
+    assert_eq!(fa.len(), 32);
+    assert!(fa.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(fa, same.fingerprint().unwrap());
+    assert_ne!(fa, other.fingerprint().unwrap());
+    // Not the key's bytes, nor a plain digest of them.
+    assert_ne!(fa, "01".repeat(16));
+    let plain = pgmoneta_crypto::digest_hex(pgmoneta_crypto::HashAlgorithm::Sha256, &[1u8; 64]);
+    assert!(!plain.starts_with(&fa));
+}

@@ -71,7 +71,7 @@ pub fn wal_list(shared: &Shared, server: &str, after: &str) -> Message {
             Err(_) => break,
         };
         match file_digest_hex(HashAlgorithm::Sha512, &path) {
-            Ok(sha512) => files.push(FileEntry { path: e.file_name.clone(), size, sha512 }),
+            Ok(sha512) => files.push(FileEntry { path: e.file_name.clone(), size, sha512, link: None }),
             Err(_) => break,
         }
         // Hashing is the cost of a listing: a peer waits for the answer, so a long backlog
@@ -83,27 +83,19 @@ pub fn wal_list(shared: &Shared, server: &str, after: &str) -> Message {
     Message::WalListReply { server: server.to_owned(), files }
 }
 
-/// Sends a chunk of a file of `server`'s WAL archive (`wal/<name>`), and its bytes, to `out`.
+/// Sends a chunk of a file of `server`, and its bytes, to `out`: a file of its WAL archive
+/// (`wal/<name>`) or of one of its backups (`backup/<label>/<path>`, a link followed).
 ///
 /// # Errors
 /// Only the connection's: a bad request is answered with an error message.
 pub fn fetch<W: Write>(out: &mut W, shared: &Shared, server: &str, path: &str, offset: u64, length: u64) -> Result<()> {
     let reply = |out: &mut W, m: Message| cluster::send(out, &m).map_err(DaemonError::from);
-    let Some(name) = path.strip_prefix("wal/").filter(|n| !n.is_empty() && !n.contains('/')) else {
-        return reply(out, error("not-found", format!("{path}: only wal/<file> can be fetched")));
-    };
-    let archive = match archive(shared, server) {
-        Ok(a) => a,
-        Err(e) => return reply(out, error("unknown-server", e.to_string())),
-    };
-    if WalFileKind::parse(stored_form(name).0, archive.segment_size()).is_err() || name.ends_with(".partial") {
-        return reply(out, error("not-found", format!("{name} is not an archived WAL file")));
-    }
-    let Some(dir) = archive.local_dir() else {
-        return reply(out, error("storage", "the WAL archive is not on a local disk"));
+    let file = match local_file(shared, server, path) {
+        Ok(f) => f,
+        Err(m) => return reply(out, m),
     };
     let read = || -> std::io::Result<(u64, Vec<u8>)> {
-        let mut file = std::fs::File::open(dir.join(name))?;
+        let mut file = std::fs::File::open(&file)?;
         let size = file.metadata()?.len();
         let take = length.min(MAX_CHUNK).min(size.saturating_sub(offset));
         file.seek(SeekFrom::Start(offset))?;
@@ -118,10 +110,35 @@ pub fn fetch<W: Write>(out: &mut W, shared: &Shared, server: &str, path: &str, o
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            reply(out, error("not-found", format!("{name} is not in the archive of {server}")))
+            reply(out, error("not-found", format!("{path} is not a file of {server}")))
         }
-        Err(e) => reply(out, error("storage", format!("{name}: {e}"))),
+        Err(e) => reply(out, error("storage", format!("{path}: {e}"))),
     }
+}
+
+/// Where a fetched path is on this node, or the error message that answers it.
+fn local_file(shared: &Shared, server: &str, path: &str) -> std::result::Result<std::path::PathBuf, Message> {
+    if shared.server(server).is_none() {
+        return Err(error("unknown-server", format!("no server named {server:?}")));
+    }
+    if let Some(rest) = path.strip_prefix("backup/") {
+        let label = rest.split('/').next().unwrap_or_default();
+        if !super::backups::is_relative(rest) || !label.bytes().all(|b| b.is_ascii_digit()) || rest == label {
+            return Err(error("not-found", format!("{path} is not a file of a backup")));
+        }
+        return Ok(shared.base_dir().join(pgmoneta_storage::layout::backups_dir(server)).join(rest));
+    }
+    let Some(name) = path.strip_prefix("wal/").filter(|n| !n.is_empty() && !n.contains('/')) else {
+        return Err(error("not-found", format!("{path}: only wal/<file> and backup/<label>/<path> can be fetched")));
+    };
+    let archive = archive(shared, server).map_err(|e| error("unknown-server", e.to_string()))?;
+    if WalFileKind::parse(stored_form(name).0, archive.segment_size()).is_err() || name.ends_with(".partial") {
+        return Err(error("not-found", format!("{name} is not an archived WAL file")));
+    }
+    let Some(dir) = archive.local_dir() else {
+        return Err(error("storage", "the WAL archive is not on a local disk"));
+    };
+    Ok(dir.join(name))
 }
 
 /// Copies from the peer at the other end of `conn` the WAL of `server` this node lacks, for at
@@ -175,7 +192,7 @@ pub fn copy_wal<S: Read + Write>(
             return Err(DaemonError::Refused(format!("the peer listed {:?}, not a WAL file name", f.path)));
         }
         if archive.locate(plain).is_err() {
-            copy_file(conn, server, &f, &dir.join(&f.path))?;
+            copy_file(conn, server, &format!("wal/{}", f.path), &f, &dir.join(&f.path))?;
             copied += 1;
             // What this node streamed of that segment while it was active, if anything: the
             // complete copy supersedes it.
@@ -193,14 +210,24 @@ pub fn copy_wal<S: Read + Write>(
     Ok(copied)
 }
 
-fn copy_file<S: Read + Write>(conn: &mut S, server: &str, f: &FileEntry, target: &std::path::Path) -> Result<()> {
+/// Copies the peer's file `path` (`wal/...`, `backup/...`), listed as `f`, to `target`: under a
+/// temporary name, checked against the listed size and SHA-512, then renamed into place.
+///
+/// # Errors
+/// The connection's; a file that does not match its listing (nothing of it is left).
+pub(super) fn copy_file<S: Read + Write>(
+    conn: &mut S,
+    server: &str,
+    path: &str,
+    f: &FileEntry,
+    target: &std::path::Path,
+) -> Result<()> {
     let mut out = pgmoneta_storage::fsio::AtomicFile::create(target)?;
     let mut hasher = Hasher::new(HashAlgorithm::Sha512);
     let mut offset = 0;
     while offset < f.size {
         let length = (f.size - offset).min(MAX_CHUNK);
-        let path = format!("wal/{}", f.path);
-        cluster::send(conn, &Message::Fetch { server: server.to_owned(), path, offset, length })?;
+        cluster::send(conn, &Message::Fetch { server: server.to_owned(), path: path.to_owned(), offset, length })?;
         let chunk = match cluster::receive(conn)? {
             Message::Chunk(c) => c,
             Message::Error { code, message } => return Err(DaemonError::Refused(format!("{code}: {message}"))),
@@ -229,6 +256,6 @@ fn copy_file<S: Read + Write>(conn: &mut S, server: &str, f: &FileEntry, target:
         )));
     }
     out.commit()?;
-    log::info!("cluster: [{server}] copied {} ({} bytes)", f.path, f.size);
+    log::debug!("cluster: [{server}] copied {path} ({} bytes)", f.size);
     Ok(())
 }

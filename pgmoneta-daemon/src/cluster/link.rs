@@ -7,12 +7,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use openssl::ssl::SslAcceptor;
-use pgmoneta_wire::cluster::{self, CatalogEntry, Message, PROTOCOL_VERSION};
+use pgmoneta_wire::cluster::{self, Message, PROTOCOL_VERSION};
 use pgmoneta_wire::management::client::{connect_remote, RemoteStream, TlsSettings};
 use pgmoneta_wire::management::Document;
 
-use super::copy;
 use super::node::Cluster;
+use super::{backups, copy};
 use crate::error::{DaemonError, Result};
 use crate::state::Shared;
 use crate::{commands, mgmt};
@@ -50,7 +50,23 @@ fn handle(shared: &Arc<Shared>, cluster: &Cluster, tcp: std::net::TcpStream, tls
         return Err(DaemonError::Refused(format!("{user:?} is not cluster_user")));
     }
     let node = match cluster::receive(&mut conn)? {
-        Message::Hello { node, version } if version == PROTOCOL_VERSION => node,
+        Message::Hello { node, version, key } if version == PROTOCOL_VERSION => {
+            let mine = key_fingerprint(shared);
+            if key != mine {
+                let which = match (&key, &mine) {
+                    (Some(_), Some(_)) => "another master key than this node's",
+                    (Some(_), None) => "a master key and this node none",
+                    _ => "no master key and this node one",
+                };
+                let why = format!(
+                    "node {node} holds {which}: backups and WAL copied between them could not be decrypted; give \
+                     every node the same master.key"
+                );
+                let _ = cluster::send(&mut conn, &error("master-key", why.clone()));
+                return Err(DaemonError::Refused(why));
+            }
+            node
+        }
         Message::Hello { version, .. } => {
             let why = format!("protocol version {version}; this node speaks {PROTOCOL_VERSION}");
             let _ = cluster::send(&mut conn, &error("version", why.clone()));
@@ -83,16 +99,15 @@ fn handle(shared: &Arc<Shared>, cluster: &Cluster, tcp: std::net::TcpStream, tls
                 Message::Heartbeat(cluster.view(shared))
             }
             Message::Heartbeat(view) => error("protocol", format!("{node} sent the view of {}", view.node)),
-            Message::Catalog { server } => catalog(shared, &server),
+            Message::Catalog { server } => backups::catalog(shared, cluster, &server),
+            Message::Files { server, backup } => backups::files(shared, &server, &backup),
             Message::WalList { server, after } => copy::wal_list(shared, &server, &after),
             Message::Fetch { server, path, offset, length } => {
                 copy::fetch(&mut conn, shared, &server, &path, offset, length)?;
                 continue;
             }
             Message::Forward { document } => forwarded(shared, &node, document),
-            Message::Files { .. } | Message::Watch => {
-                error("unsupported", "this node does not serve backup copies yet")
-            }
+            Message::Watch => error("unsupported", "this node sends no events: followers poll the catalog"),
             other => error("protocol", format!("{} is not a request", other_name(&other))),
         };
         cluster::send(&mut conn, &reply)?;
@@ -105,30 +120,6 @@ fn other_name(m: &Message) -> String {
         .ok()
         .and_then(|v| v.get("Type").and_then(|t| t.as_str()).map(str::to_owned))
         .unwrap_or_else(|| "?".into())
-}
-
-fn catalog(shared: &Shared, server: &str) -> Message {
-    if shared.server(server).is_none() {
-        return error("unknown-server", format!("no server named {server:?}"));
-    }
-    match shared.repo.catalog(server) {
-        Ok(c) => Message::CatalogReply {
-            server: server.to_owned(),
-            backups: c
-                .into_backups()
-                .into_iter()
-                .map(|b| CatalogEntry {
-                    backup: b.label.clone(),
-                    valid: b.valid,
-                    keep: b.keep,
-                    backup_size: b.backup_size,
-                    comments: b.comments.clone(),
-                    incremental_parent: b.parent.clone(),
-                })
-                .collect(),
-        },
-        Err(e) => error("storage", e.to_string()),
-    }
 }
 
 /// Keeps a connection to each peer and sends this node's view every heartbeat; what each peer
@@ -164,6 +155,22 @@ pub fn spawn_new_peers(shared: &Arc<Shared>, cluster: &Arc<Cluster>) {
 fn spawn_peer(shared: Arc<Shared>, cluster: Arc<Cluster>, name: String) -> Option<JoinHandle<()>> {
     if !cluster.link_started(&name) {
         return None;
+    }
+    // Backups go on a connection of their own: a long copy holds up neither heartbeats nor
+    // the WAL.
+    let key = format!("{name} backups");
+    if cluster.link_started(&key) {
+        let copier = std::thread::Builder::new().name(format!("cluster backups {name}")).spawn({
+            let (shared, cluster, name, key) = (shared.clone(), cluster.clone(), name.clone(), key.clone());
+            move || {
+                copy_backups_from(&shared, &cluster, &name);
+                cluster.link_ended(&key);
+            }
+        });
+        if let Err(e) = copier {
+            cluster.link_ended(&key);
+            log::error!("cluster: starting the backup copier for {name}: {e}");
+        }
     }
     let spawned = std::thread::Builder::new().name(format!("cluster peer {name}")).spawn({
         let cluster = cluster.clone();
@@ -215,7 +222,8 @@ fn connect(shared: &Shared, cluster: &Cluster, name: &str, address: &str) -> Res
     };
     let (host, port) = split_address(address)?;
     let mut conn = connect_remote(&host, port, &user, &password, Some(&tls), cluster.timing.takeover)?;
-    cluster::send(&mut conn, &Message::Hello { node: cluster.me.clone(), version: PROTOCOL_VERSION })?;
+    let hello = Message::Hello { node: cluster.me.clone(), version: PROTOCOL_VERSION, key: key_fingerprint(shared) };
+    cluster::send(&mut conn, &hello)?;
     match cluster::receive(&mut conn)? {
         Message::Welcome { node, .. } if node == name => Ok(conn),
         Message::Welcome { node, .. } => Err(DaemonError::Refused(format!("{address} is node {node}, not {name}"))),
@@ -246,6 +254,38 @@ fn talk(shared: &Shared, cluster: &Cluster, name: &str, address: &str) -> Result
         sleep_unless_stopping(shared, cluster.timing.heartbeat.saturating_sub(started.elapsed()));
     }
     Ok(())
+}
+
+/// While `name` is a peer: for each server this node follows it for, copies the backups it
+/// lacks and mirrors deletes and metadata ([`backups::sync`]), then waits a heartbeat.
+fn copy_backups_from(shared: &Shared, cluster: &Cluster, name: &str) {
+    let mut conn: Option<RemoteStream> = None;
+    while !shared.stopping() {
+        let Some(address) = cluster.address(name) else { break };
+        let followed: Vec<String> = shared
+            .servers
+            .iter()
+            .filter(|s| cluster.leader(&s.name).as_deref() == Some(name))
+            .map(|s| s.name.clone())
+            .collect();
+        if !followed.is_empty() {
+            let result = (|| -> Result<()> {
+                if conn.is_none() {
+                    conn = Some(connect(shared, cluster, name, &address)?);
+                }
+                let c = conn.as_mut().expect("connected");
+                for server in &followed {
+                    backups::sync(c, shared, cluster, server)?;
+                }
+                Ok(())
+            })();
+            if let Err(e) = result {
+                log::warn!("cluster: copying backups from {name}: {e}");
+                conn = None;
+            }
+        }
+        sleep_unless_stopping(shared, cluster.timing.heartbeat);
+    }
 }
 
 /// Sends a management request on to peer `node` on a connection of its own and returns the
@@ -282,6 +322,12 @@ fn forwarded(shared: &Arc<Shared>, node: &str, document: serde_json::Value) -> M
         Ok(document) => Message::Forwarded { document },
         Err(e) => error("internal", format!("the reply cannot be sent: {e}")),
     }
+}
+
+/// The fingerprint of this node's master key, when it has one.
+fn key_fingerprint(shared: &Shared) -> Option<String> {
+    let key = shared.master_key.as_ref()?;
+    key.fingerprint().map_err(|e| log::error!("cluster: fingerprinting the master key: {e}")).ok()
 }
 
 /// `host:port` or `[v6]:port`.

@@ -4,6 +4,7 @@
 //! [`role`] decides, per server, whether this node is active (streams from the server's slot,
 //! takes backups) or follows a peer; the server's replication slot is the arbiter.
 
+pub mod backups;
 pub mod copy;
 pub mod link;
 pub mod node;

@@ -44,7 +44,19 @@ pub struct Cluster {
     /// This node's view as last built, and when: every heartbeat to and from every peer
     /// carries it, and building it reads each server's catalog.
     last_view: Mutex<Option<(Instant, NodeView)>>,
+    /// Per server, the backups this node deleted (newest last), read from the server's
+    /// [`DELETED_FILE`] at first use: peers that follow this node delete them too.
+    deleted: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Per server, the backup this node is copying from a peer: reported busy, so that the
+    /// peer does not delete it meanwhile.
+    copying: Mutex<BTreeMap<String, String>>,
 }
+
+/// The file, in a server's directory, that lists the backups this node deleted.
+pub const DELETED_FILE: &str = ".cluster-deleted";
+
+/// How many deleted labels are remembered per server.
+const DELETED_KEPT: usize = 1000;
 
 /// `cluster_peers` as name to `host:port` (`[v6]:port`).
 fn peer_addresses(config: &Config) -> BTreeMap<String, String> {
@@ -89,6 +101,8 @@ impl Cluster {
             wal_cursor: Mutex::new(BTreeMap::new()),
             linked: Mutex::new(std::collections::BTreeSet::new()),
             last_view: Mutex::new(None),
+            deleted: Mutex::new(BTreeMap::new()),
+            copying: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -187,6 +201,65 @@ impl Cluster {
         if plain > entry.as_str() {
             *entry = plain.to_owned();
         }
+    }
+
+    /// The backups of `server` this node deleted, oldest first.
+    pub fn deleted(&self, shared: &Shared, server: &str) -> Vec<String> {
+        let mut all = self.deleted.lock();
+        all.entry(server.to_owned()).or_insert_with(|| read_deleted(shared, server)).clone()
+    }
+
+    /// Remembers that this node deleted `labels` of `server` (a delete, retention, or a
+    /// delete copied from a peer), in memory and in the server's [`DELETED_FILE`].
+    pub fn note_deleted(&self, shared: &Shared, server: &str, labels: &[String]) {
+        if labels.is_empty() {
+            return;
+        }
+        let mut all = self.deleted.lock();
+        let list = all.entry(server.to_owned()).or_insert_with(|| read_deleted(shared, server));
+        for l in labels {
+            if !list.contains(l) {
+                list.push(l.clone());
+            }
+        }
+        let excess = list.len().saturating_sub(DELETED_KEPT);
+        list.drain(..excess);
+        let path = shared.base_dir().join(server).join(DELETED_FILE);
+        let text: String = list.iter().map(|l| format!("{l}\n")).collect();
+        let written = pgmoneta_storage::fsio::AtomicFile::create(&path).and_then(|mut f| {
+            std::io::Write::write_all(&mut f, text.as_bytes())
+                .map_err(|source| pgmoneta_storage::StorageError::Io { op: "writing", path: path.clone(), source })?;
+            f.commit()
+        });
+        if let Err(e) = written {
+            log::error!("cluster: [{server}] remembering deleted backups in {}: {e}", path.display());
+        }
+    }
+
+    /// This node is copying backup `label` of `server` from a peer (`None`: no longer).
+    pub fn set_copying(&self, server: &str, label: Option<&str>) {
+        let mut copying = self.copying.lock();
+        match label {
+            Some(l) => copying.insert(server.to_owned(), l.to_owned()),
+            None => copying.remove(server),
+        };
+    }
+
+    /// The backups of `server` that peers heard within `cluster_takeover` are writing or
+    /// copying: this node deletes none of them (nor their parents) meanwhile.
+    pub fn busy_elsewhere(&self, server: &str) -> Vec<(String, String)> {
+        let now = Instant::now();
+        let peers = self.peers.lock();
+        let mut out = Vec::new();
+        for (name, p) in peers.iter() {
+            if p.heard.is_none_or(|h| now.saturating_duration_since(h) >= self.timing.takeover) {
+                continue;
+            }
+            for s in p.view.iter().flat_map(|v| v.servers.iter()).filter(|s| s.server == server) {
+                out.extend(s.busy.iter().map(|b| (name.clone(), b.clone())));
+            }
+        }
+        out
     }
 
     /// Records that `node` cannot be reached, and why.
@@ -353,13 +426,31 @@ impl Cluster {
                     timeline: progress.timeline.load(Ordering::Relaxed),
                     archive_end: archive_end.to_string(),
                     backups: catalog.iter().filter(|b| b.valid).map(|b| b.label.clone()).collect(),
-                    busy: state.backup_label.lock().iter().cloned().collect(),
+                    busy: state
+                        .backup_label
+                        .lock()
+                        .iter()
+                        .cloned()
+                        .chain(self.copying.lock().get(&state.name).cloned())
+                        .collect(),
                 }
             })
             .collect();
         let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         NodeView { node: self.me.clone(), time, servers }
     }
+}
+
+/// The labels a server's [`DELETED_FILE`] lists; none when it is missing or unreadable.
+fn read_deleted(shared: &Shared, server: &str) -> Vec<String> {
+    let path = shared.base_dir().join(server).join(DELETED_FILE);
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn role_word(role: Option<Role>) -> String {

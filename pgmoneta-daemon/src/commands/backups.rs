@@ -345,6 +345,13 @@ pub(super) fn delete(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let _guard = state
         .lock(Activity::Delete)
         .map_err(|other| fail(ec::DELETE_BACKUP_ACTIVE, format!("server [{name}]: busy with {other:?}")))?;
+    // A peer copying a backup of this server would lose it, or its parent, half-way.
+    if let Some((node, label)) = shared.cluster.as_ref().and_then(|c| c.busy_elsewhere(name).into_iter().next()) {
+        return Err(fail(
+            ec::DELETE_BACKUP_ACTIVE,
+            format!("server [{name}]: node {node} is copying backup {label}; try again when it is done"),
+        ));
+    }
     let mut options = DeleteOptions::default();
     options.force = r.force;
     options.workspace = workspace(shared, &srv);
@@ -355,6 +362,9 @@ pub(super) fn delete(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         fail_in(code(op, Step::Run, &e), op.workflow(), format!("server [{name}]: delete {}: {e}", info.label))
     })?;
     log::info!("server [{name}]: backup {} deleted", info.label);
+    if let Some(cluster) = &shared.cluster {
+        cluster.note_deleted(shared, name, std::slice::from_ref(&info.label));
+    }
     reply(&DeleteResponse { backup: info.label })
 }
 

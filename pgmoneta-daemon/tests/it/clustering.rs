@@ -59,6 +59,8 @@ fn nodes_see_each_other_one_holds_the_slot_and_a_wrong_password_or_plain_tcp_is_
     let mut a = Daemon::new(&source, &node_lines(certs.path(), &ca, "a", pa, &peers("a")));
     let mut b = Daemon::new(&source, &node_lines(certs.path(), &ca, "b", pb, &peers("b")));
     let mut c = Daemon::new(&source, &node_lines(certs.path(), &ca, "c", pc, &peers("c")));
+    share_keys(&a, &b);
+    share_keys(&a, &c);
     // c's admins vault has another password for the cluster user: the others refuse it, and
     // it refuses them.
     let key = MasterKeyFile::new(c.home.join(".pgmoneta").join("master.key")).load().unwrap();
@@ -169,6 +171,14 @@ fn nodes_see_each_other_one_holds_the_slot_and_a_wrong_password_or_plain_tcp_is_
         Some(BackendMessage::ErrorResponse(e)) => assert_eq!(e.field(b'M'), Some("connection refused")),
         other => panic!("a plain connection to the cluster port was not refused: {other:?}"),
     }
+    // A node with another master key is refused, and told why.
+    let pd = free_port();
+    let mut d = Daemon::new(&source, &node_lines(certs.path(), &ca, "d", pd, &format!("a=127.0.0.1:{pa}")));
+    d.start();
+    d.wait_for("d is refused by a for its master key", || {
+        peer(&status(&d), "a")["Problem"].as_str().is_some_and(|p| p.contains("master key"))
+    });
+    drop(d);
     // A node that is not in the cluster has nothing to show.
     let mut single = Daemon::new(&source, "");
     single.start();
@@ -218,6 +228,7 @@ fn commands_go_to_the_active_node_a_paused_one_steps_down_and_a_killed_one_is_re
     let (pa, pb) = (free_port(), free_port());
     let mut a = Daemon::new(&source, &node_lines(certs.path(), &ca, "a", pa, &format!("b=127.0.0.1:{pb}")));
     let mut b = Daemon::new(&source, &node_lines(certs.path(), &ca, "b", pb, &format!("a=127.0.0.1:{pa}")));
+    share_keys(&a, &b);
     a.start();
     b.start();
     a.wait_for("one of a and b active for primary, the other following it", || {
@@ -291,4 +302,166 @@ fn commands_go_to_the_active_node_a_paused_one_steps_down_and_a_killed_one_is_re
     let first = held[0];
     let expected: Vec<u64> = (first..=*held.last().unwrap()).collect();
     assert_eq!(held, expected, "a gap in the archive of the node that took over");
+}
+
+/// Gives `to` the master key and vaults of `from`: nodes of a cluster share the master key
+/// (a backup encrypted on one is restored on another) and the admins vault.
+fn share_keys(from: &Daemon, to: &Daemon) {
+    let key = from.home.join(".pgmoneta").join("master.key");
+    std::fs::copy(&key, to.home.join(".pgmoneta").join("master.key")).unwrap();
+    for vault in ["pgmoneta_users.conf", "pgmoneta_admins.conf"] {
+        std::fs::copy(from.dir.path().join(vault), to.dir.path().join(vault)).unwrap();
+    }
+}
+
+/// Every file of backup `label` on `theirs`, as stored (links followed), by path.
+fn backup_files(d: &Daemon, label: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let root = d.base.join("primary/backup").join(label);
+    let mut out = std::collections::BTreeMap::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                if !path.is_symlink() {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            if path.is_symlink() {
+                let target = std::fs::canonicalize(&path).unwrap();
+                assert!(
+                    target.starts_with(&d.base),
+                    "{} points outside its node: {}",
+                    path.display(),
+                    target.display()
+                );
+            }
+            out.insert(path.strip_prefix(&root).unwrap().display().to_string(), std::fs::read(&path).unwrap());
+        }
+    }
+    out
+}
+
+fn listed(d: &Daemon) -> Vec<Value> {
+    d.ok(&["list-backup", "primary"])["Backups"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn backups_reach_every_node_changes_follow_them_and_each_node_restores() {
+    let source = cluster();
+    let certs = tempfile::tempdir_in("/tmp").unwrap();
+    let ca = TestCa::new("pgmoneta backup copy test CA").unwrap();
+    let ports = [free_port(), free_port(), free_port()];
+    let names = ["a", "b", "c"];
+    let mut nodes: Vec<Daemon> = (0..3)
+        .map(|i| {
+            let peers: Vec<String> =
+                (0..3).filter(|j| *j != i).map(|j| format!("{}=127.0.0.1:{}", names[j], ports[j])).collect();
+            Daemon::new(&source, &node_lines(certs.path(), &ca, names[i], ports[i], &peers.join(", ")))
+        })
+        .collect();
+    for i in 1..3 {
+        share_keys(&nodes[0], &nodes[i]);
+    }
+    for n in &mut nodes {
+        n.start();
+    }
+    nodes[0].wait_for("one node active for primary, two following", || {
+        let roles: Vec<String> = nodes.iter().map(|d| own_role(&status(d))).collect();
+        roles.iter().filter(|r| *r == "active").count() == 1 && roles.iter().filter(|r| *r == "follower").count() == 2
+    });
+    let active = nodes.iter().position(|d| own_role(&status(d)) == "active").unwrap();
+    let followers: Vec<usize> = (0..3).filter(|i| *i != active).collect();
+    let (active, f1, f2) = (&nodes[active], &nodes[followers[0]], &nodes[followers[1]]);
+
+    source.execute("CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 100)").unwrap();
+    let first = f1.ok(&["backup", "primary"])["Backup"].as_str().unwrap().to_owned();
+    source.execute("INSERT INTO t SELECT generate_series(101, 200)").unwrap();
+    let second = active.ok(&["backup", "primary"])["Backup"].as_str().unwrap().to_owned();
+    source.execute("INSERT INTO t SELECT generate_series(201, 300)").unwrap();
+    let target: pgmoneta_core::Lsn = source.query_scalar("SELECT pg_current_wal_lsn()").unwrap().parse().unwrap();
+    source.execute("INSERT INTO t SELECT generate_series(301, 400)").unwrap();
+    let last = source.switch_wal().unwrap();
+
+    // Both backups become valid on both followers, byte for byte the active node's, the
+    // unchanged files of the second linked to the follower's own copy of the first.
+    for f in [f1, f2] {
+        f.wait_for("both backups valid on the follower, and the WAL up to the target", || {
+            let l = listed(f);
+            let valid = |label: &str| l.iter().any(|b| b["Backup"] == label && b["Valid"] == 1);
+            valid(&first) && valid(&second) && sealed_segments(f).last() >= Some(&segment_number(&last))
+        });
+        for label in [&first, &second] {
+            let (ours, theirs) = (backup_files(active, label), backup_files(f, label));
+            assert_eq!(ours.keys().collect::<Vec<_>>(), theirs.keys().collect::<Vec<_>>(), "files of {label}");
+            for (path, bytes) in &ours {
+                assert!(theirs[path] == *bytes, "{label}/{path} differs on a follower");
+            }
+        }
+        let links = walk_links(&f.base.join("primary/backup").join(&second));
+        let active_links = walk_links(&active.base.join("primary/backup").join(&second));
+        assert!(!active_links.is_empty(), "the second backup links nothing to the first");
+        assert_eq!(links, active_links, "the follower's copy of {second} does not link as the active node's does");
+    }
+
+    let log = f1.log_text();
+    let copied: Vec<&str> = log.lines().filter(|l| l.contains("copied backup")).collect();
+    eprintln!("{}", copied.join("\n"));
+    // Retain and annotate asked of followers happen on the active node and reach both.
+    f2.ok(&["retain", "primary", &first]);
+    f1.ok(&["annotate", "primary", &first, "add", "purpose", "cluster"]);
+    for f in [f1, f2] {
+        f.wait_for("keep and comments reach the follower", || {
+            let info = f.ok(&["info", "primary", &first]);
+            info["Keep"] == true && info["Comments"] == "purpose|cluster"
+        });
+    }
+    // So does a delete: the backup goes everywhere.
+    f1.ok(&["expunge", "primary", &first]);
+    f2.ok(&["delete", "primary", &first]);
+    for d in [active, f1, f2] {
+        d.wait_for("the deleted backup is gone", || {
+            listed(d).iter().all(|b| b["Backup"] != first.as_str())
+                && !d.base.join("primary/backup").join(&first).exists()
+        });
+    }
+
+    // Each follower restores the remaining backup to the target on its own: PostgreSQL
+    // starts on it and has exactly the rows written before the target.
+    for f in [f1, f2] {
+        let out = crate::shared_dir("pgmoneta-cluster-restore-");
+        let position = format!("lsn={target},action=promote");
+        let restored = f.ok(&["restore", "primary", &second, &position, out.path().to_str().unwrap()]);
+        assert_eq!(restored["Backup"], second.as_str());
+        let mut copy = crate::start_restored(&source, &out.path().join(format!("primary-{second}")));
+        assert_eq!(copy.query_scalar("SELECT count(*) FROM t").unwrap(), "300");
+        copy.stop().unwrap();
+    }
+}
+
+/// The links under `dir`, relative, each with its target relative to its node's backup
+/// directory of the server.
+fn walk_links(dir: &Path) -> Vec<(String, String)> {
+    let backups = dir.parent().unwrap();
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_symlink() {
+                let target = std::fs::canonicalize(&path).unwrap();
+                if target.is_file() {
+                    out.push((
+                        path.strip_prefix(dir).unwrap().display().to_string(),
+                        target.strip_prefix(backups).unwrap().display().to_string(),
+                    ));
+                }
+            } else if path.is_dir() {
+                dirs.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
 }

@@ -71,7 +71,7 @@ fn cluster_message_seed_corpus() {
     // The seeds that hold messages are read as such.
     let hello = &files.iter().find(|(n, _)| n == "hello").unwrap().1;
     let m = pgmoneta_wire::cluster::receive(&mut hello.as_slice()).unwrap();
-    assert_eq!(m, pgmoneta_wire::cluster::Message::Hello { node: "b".into(), version: 1 });
+    assert_eq!(m, pgmoneta_wire::cluster::Message::Hello { node: "b".into(), version: 1, key: None });
 }
 
 #[test]
