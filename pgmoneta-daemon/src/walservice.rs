@@ -254,7 +254,7 @@ fn stream_once(
         return Ok(());
     }
     server.wal_streaming.store(true, Ordering::SeqCst);
-    log::info!("server [{}]: WAL streaming started", server.name);
+    log::info!("server [{}]: WAL receiver connected; starting replication", server.name);
     let result = stream_wal(&mut conn, &archive, version, &options);
     server.wal_streaming.store(false, Ordering::SeqCst);
     *server.stream_stop.lock() = None;

@@ -84,12 +84,42 @@ pub(super) fn backup(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let _guard = state
         .lock(Activity::Backup)
         .map_err(|other| fail(ec::BACKUP_ACTIVE, format!("server [{name}]: busy with {other:?}")))?;
+    let _advisory = match &shared.cluster {
+        Some(_) => Some(backup_lock(shared, &srv)?),
+        None => None,
+    };
     let result = run_backup(shared, &srv, &facts, parent);
     state.record(result.is_ok());
     *state.backup_progress.lock() = None;
     *state.backup_label.lock() = None;
     *state.backup_cancel.lock() = None;
     result
+}
+
+/// The session-level advisory lock pgmoneta nodes take on a server for the length of a
+/// backup: the slot says which node is active, and this makes sure two nodes that both
+/// believe they are (for the moment fencing takes) never back the server up at once. Held
+/// while the returned connection is open.
+const BACKUP_LOCK: (i32, i32) = (0x7067_6d6f, 1);
+
+fn backup_lock(shared: &Shared, srv: &Srv<'_>) -> Result<pgmoneta_wire::PgConnection, super::Failure> {
+    let name = &srv.name;
+    let mut conn = crate::pg::connect(shared, &srv.config, false)
+        .map_err(|e| fail(ec::BACKUP_ERROR, format!("server [{name}]: taking the backup lock: {e}")))?;
+    let sql = format!("SELECT pg_try_advisory_lock({}, {})", BACKUP_LOCK.0, BACKUP_LOCK.1);
+    let held = conn
+        .query_one(&sql)
+        .and_then(|row| row.parse_required::<String>(0))
+        .map_err(|e| fail(ec::BACKUP_ERROR, format!("server [{name}]: taking the backup lock: {e}")))?;
+    if held != "t" {
+        return Err(fail(
+            ec::BACKUP_ACTIVE,
+            format!(
+                "server [{name}]: another pgmoneta node holds the backup lock on the server; no backup was started"
+            ),
+        ));
+    }
+    Ok(conn)
 }
 
 /// The hot standbys of a server: `<hot_standby>/<server>`, each with its own tablespace map

@@ -271,13 +271,16 @@ fn commands_go_to_the_active_node_a_paused_one_steps_down_and_a_killed_one_is_re
     active.signal(nix::sys::signal::Signal::SIGCONT);
     active.wait_for("the resumed node follows", || own_role(&status(&active)) == "follower");
     let log = active.log_text()[log_mark..].to_owned();
-    assert!(!log.contains("WAL streaming started"), "the resumed node streamed again:\n{log}");
+    assert!(!log.contains("holds the slot and is active"), "the resumed node became active again:\n{log}");
     assert!(log.contains("writing nothing for it"), "the resumed node did not fence itself:\n{log}");
-    for (name, bytes) in paused_partials {
-        let path = active.base.join("primary/wal").join(&name);
+    for (name, bytes) in &paused_partials {
+        let path = active.base.join("primary/wal").join(name);
         if let Ok(now) = std::fs::read(&path) {
-            assert!(now == bytes, "{name} changed after the node was resumed:\n{log}");
+            assert!(now == *bytes, "{name} changed after the node was resumed:\n{log}");
         }
+    }
+    for (name, _) in partials(&active) {
+        assert!(paused_partials.iter().any(|(n, _)| *n == name), "the resumed node began {name}:\n{log}");
     }
     std::mem::swap(&mut active, &mut follower);
     follower.wait_for("the old node catches up", || {
@@ -302,6 +305,23 @@ fn commands_go_to_the_active_node_a_paused_one_steps_down_and_a_killed_one_is_re
     let first = held[0];
     let expected: Vec<u64> = (first..=*held.last().unwrap()).collect();
     assert_eq!(held, expected, "a gap in the archive of the node that took over");
+
+    // A point in time after the takeover: the node that took over restores the backup taken
+    // before both failures up to it, and PostgreSQL stops exactly there.
+    source.execute("INSERT INTO t SELECT generate_series(1, 777)").unwrap();
+    let rows = source.query_scalar("SELECT count(*) FROM t").unwrap();
+    let target: pgmoneta_core::Lsn = source.query_scalar("SELECT pg_current_wal_lsn()").unwrap().parse().unwrap();
+    source.execute("INSERT INTO t SELECT generate_series(1, 333)").unwrap();
+    let after_target = source.switch_wal().unwrap();
+    follower.wait_for("the segment with the target is archived", || {
+        sealed_segments(&follower).last() >= Some(&segment_number(&after_target))
+    });
+    let out = crate::shared_dir("pgmoneta-cluster-pitr-");
+    let position = format!("lsn={target},action=promote");
+    follower.ok(&["restore", "primary", &label, &position, out.path().to_str().unwrap()]);
+    let mut copy = crate::start_restored(&source, &out.path().join(format!("primary-{label}")));
+    assert_eq!(copy.query_scalar("SELECT count(*) FROM t").unwrap(), rows);
+    copy.stop().unwrap();
 }
 
 /// Gives `to` the master key and vaults of `from`: nodes of a cluster share the master key
@@ -376,6 +396,15 @@ fn backups_reach_every_node_changes_follow_them_and_each_node_restores() {
     let (active, f1, f2) = (&nodes[active], &nodes[followers[0]], &nodes[followers[1]]);
 
     source.execute("CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 100)").unwrap();
+    // While another session holds the nodes' backup lock on the server, no backup starts.
+    let options = pgmoneta_wire::ConnectOptions::new(source.host(), source.port(), pgmoneta_testkit::SUPERUSER)
+        .password(source.superuser_password())
+        .database("postgres");
+    let mut holder = pgmoneta_wire::PgConnection::connect(&options).unwrap();
+    holder.query_one("SELECT pg_advisory_lock(1885826415, 1)").unwrap();
+    let message = f1.fails(&["backup", "primary"], 102);
+    assert!(message.contains("backup lock"), "{message}");
+    holder.close().unwrap();
     let first = f1.ok(&["backup", "primary"])["Backup"].as_str().unwrap().to_owned();
     source.execute("INSERT INTO t SELECT generate_series(101, 200)").unwrap();
     let second = active.ok(&["backup", "primary"])["Backup"].as_str().unwrap().to_owned();
@@ -464,4 +493,78 @@ fn walk_links(dir: &Path) -> Vec<(String, String)> {
     }
     out.sort();
     out
+}
+
+#[test]
+fn a_cut_link_between_nodes_never_makes_two_writers_and_the_follower_catches_up_after() {
+    let source = cluster();
+    let certs = tempfile::tempdir_in("/tmp").unwrap();
+    let ca = TestCa::new("pgmoneta cut link test CA").unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    // Each node reaches the other through a proxy the test can cut; both reach PostgreSQL.
+    let (to_a, to_b) = (pgmoneta_testkit::CutProxy::start(pa), pgmoneta_testkit::CutProxy::start(pb));
+    let mut a = Daemon::new(&source, &node_lines(certs.path(), &ca, "a", pa, &format!("b=127.0.0.1:{}", to_b.port())));
+    let mut b = Daemon::new(&source, &node_lines(certs.path(), &ca, "b", pb, &format!("a=127.0.0.1:{}", to_a.port())));
+    share_keys(&a, &b);
+    a.start();
+    b.start();
+    a.wait_for("one of a and b active for primary, the other following it", || {
+        let roles = [own_role(&status(&a)), own_role(&status(&b))];
+        roles.contains(&"active".to_owned()) && roles.contains(&"follower".to_owned())
+    });
+    let (active, follower) = if own_role(&status(&a)) == "active" { (&a, &b) } else { (&b, &a) };
+    source.execute("CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 1000)").unwrap();
+    let before = source.switch_wal().unwrap();
+    follower.wait_for("the follower holds what the active node sealed", || {
+        sealed_segments(follower).last() >= Some(&segment_number(&before))
+    });
+
+    // The link goes; the follower hears no active node, claims the slot, and the server says
+    // no, again and again, for three takeovers.
+    let mark = follower.log_text().len();
+    for p in [&to_a, &to_b] {
+        p.refuse(true);
+        p.cut();
+    }
+    let wal_files = |d: &Daemon| -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = std::fs::read_dir(d.base.join("primary/wal"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().len()))
+            .collect();
+        v.sort();
+        v
+    };
+    let follower_files = wal_files(follower);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut last = String::new();
+    let mut claimed = false;
+    while std::time::Instant::now() < until {
+        let (ra, rf) = (own_role(&status(active)), own_role(&status(follower)));
+        assert_eq!(ra, "active", "the node holding the slot stopped being active");
+        assert_ne!(rf, "active", "two active nodes");
+        claimed |= rf == "claiming";
+        source.execute("INSERT INTO t SELECT generate_series(1, 1000)").unwrap();
+        if last.is_empty() || std::time::Instant::now() + std::time::Duration::from_secs(5) > until {
+            last = source.switch_wal().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let log = follower.log_text()[mark..].to_owned();
+    assert!(claimed || log.contains("held by another node"), "the cut-off follower never tried the slot:\n{log}");
+    assert!(!log.contains("holds the slot and is active"), "the cut-off follower became active:\n{log}");
+    assert_eq!(wal_files(follower), follower_files, "the cut-off follower wrote WAL:\n{log}");
+    active.wait_for("the active node archives through the cut", || {
+        sealed_segments(active).last() >= Some(&segment_number(&last))
+    });
+    let held = sealed_segments(active);
+    assert_eq!(held, (held[0]..=*held.last().unwrap()).collect::<Vec<_>>(), "a gap on the active node");
+
+    // The link comes back: the follower follows again and catches up.
+    for p in [&to_a, &to_b] {
+        p.refuse(false);
+    }
+    follower.wait_for("the follower catches up once the link is back", || {
+        own_role(&status(follower)) == "follower" && sealed_segments(follower) == sealed_segments(active)
+    });
 }
