@@ -536,6 +536,17 @@ impl Cluster {
         process::run(&mut cmd).map(drop)
     }
 
+    /// Runs pgbench for `seconds` with `clients` connections and the extra `args` (`-N` for
+    /// the simple-update workload, for instance).
+    ///
+    /// # Errors
+    /// When pgbench fails.
+    pub fn pgbench_for(&self, clients: u32, seconds: u32, args: &[&str]) -> Result<()> {
+        let mut cmd = self.pgbench_command();
+        cmd.args(["-n", "-c", &clients.to_string(), "-T", &seconds.to_string()]).args(args).arg("postgres");
+        process::run(&mut cmd).map(drop)
+    }
+
     fn pgbench_command(&self) -> Command {
         let mut cmd = self.run_as.command(&self.install.client_program("pgbench"), &self.root_path);
         cmd.arg("-h").arg(&self.socket_dir).args(["-p", &self.port().to_string(), "-U", SUPERUSER]);

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use pgmoneta_core::Lsn;
 use pgmoneta_crypto::{MasterKeyFile, Vault, VaultKind};
-use pgmoneta_testkit::Cluster;
+use pgmoneta_testkit::{Cluster, TestCa};
 use serde_json::Value;
 
 /// The password of the `admin` user in the admins vault.
@@ -20,7 +21,13 @@ pub fn bin(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_pgmoneta")).with_file_name(name);
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo).args(["build", "-p", "pgmoneta-cli", "--bins"]).status().unwrap();
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "pgmoneta-cli", "--bins"]);
+        // A bench runs release binaries.
+        if path.parent().and_then(Path::file_name).is_some_and(|d| d == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().unwrap();
         assert!(status.success(), "building {name}");
     }
     path
@@ -325,4 +332,32 @@ pub fn start_restored(source: &Cluster, data_dir: &std::path::Path) -> Cluster {
 /// A PostgreSQL cluster for the tests.
 pub fn cluster() -> Cluster {
     Cluster::builder().start().unwrap()
+}
+
+/// A node's configuration lines: its cluster port, name and peers, TLS with a certificate
+/// valid both ways.
+pub fn node_lines(dir: &Path, ca: &TestCa, name: &str, port: u16, peers: &str) -> String {
+    let issued = ca.issue_node(name, &["localhost"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]).unwrap();
+    let (cert, key, root) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")), dir.join("ca.crt"));
+    std::fs::write(&cert, &issued.cert_pem).unwrap();
+    std::fs::write(&key, &issued.key_pem).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    ca.write_cert(&root).unwrap();
+    format!(
+        "tls = on\ntls_cert_file = {}\ntls_key_file = {}\ntls_ca_file = {}\ncluster = {port}\ncluster_node = {name}\n\
+         cluster_user = admin\ncluster_peers = {peers}\ncluster_heartbeat = 1s\ncluster_takeover = 3s\n",
+        cert.display(),
+        key.display(),
+        root.display()
+    )
+}
+
+/// Gives `to` the master key and vaults of `from`: nodes of a cluster share the master key
+/// (a backup encrypted on one is restored on another) and the admins vault.
+pub fn share_keys(from: &Daemon, to: &Daemon) {
+    let key = from.home.join(".pgmoneta").join("master.key");
+    std::fs::copy(&key, to.home.join(".pgmoneta").join("master.key")).unwrap();
+    for vault in ["pgmoneta_users.conf", "pgmoneta_admins.conf"] {
+        std::fs::copy(from.dir.path().join(vault), to.dir.path().join(vault)).unwrap();
+    }
 }

@@ -1,8 +1,6 @@
 //! Clustering: nodes that find each other over TLS with SCRAM, the server's slot deciding which
 //! one is active, and peers that are refused.
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use pgmoneta_crypto::{MasterKeyFile, Vault, VaultKind};
@@ -10,25 +8,7 @@ use pgmoneta_testkit::TestCa;
 use pgmoneta_wire::message::backend::BackendMessage;
 use serde_json::Value;
 
-use crate::{cluster, free_port, Daemon};
-
-/// A node's configuration lines: its cluster port, name and peers, TLS with a certificate
-/// valid both ways.
-fn node_lines(dir: &Path, ca: &TestCa, name: &str, port: u16, peers: &str) -> String {
-    let issued = ca.issue_node(name, &["localhost"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]).unwrap();
-    let (cert, key, root) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")), dir.join("ca.crt"));
-    std::fs::write(&cert, &issued.cert_pem).unwrap();
-    std::fs::write(&key, &issued.key_pem).unwrap();
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    ca.write_cert(&root).unwrap();
-    format!(
-        "tls = on\ntls_cert_file = {}\ntls_key_file = {}\ntls_ca_file = {}\ncluster = {port}\ncluster_node = {name}\n\
-         cluster_user = admin\ncluster_peers = {peers}\ncluster_heartbeat = 1s\ncluster_takeover = 3s\n",
-        cert.display(),
-        key.display(),
-        root.display()
-    )
-}
+use crate::{cluster, free_port, node_lines, share_keys, Daemon};
 
 fn status(d: &Daemon) -> Value {
     d.ok(&["cluster", "status"])
@@ -322,16 +302,6 @@ fn commands_go_to_the_active_node_a_paused_one_steps_down_and_a_killed_one_is_re
     let mut copy = crate::start_restored(&source, &out.path().join(format!("primary-{label}")));
     assert_eq!(copy.query_scalar("SELECT count(*) FROM t").unwrap(), rows);
     copy.stop().unwrap();
-}
-
-/// Gives `to` the master key and vaults of `from`: nodes of a cluster share the master key
-/// (a backup encrypted on one is restored on another) and the admins vault.
-fn share_keys(from: &Daemon, to: &Daemon) {
-    let key = from.home.join(".pgmoneta").join("master.key");
-    std::fs::copy(&key, to.home.join(".pgmoneta").join("master.key")).unwrap();
-    for vault in ["pgmoneta_users.conf", "pgmoneta_admins.conf"] {
-        std::fs::copy(from.dir.path().join(vault), to.dir.path().join(vault)).unwrap();
-    }
 }
 
 /// Every file of backup `label` on `theirs`, as stored (links followed), by path.
