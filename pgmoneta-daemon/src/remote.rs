@@ -174,6 +174,10 @@ pub fn spawn_wal_shipper(shared: Arc<Shared>) -> Option<JoinHandle<()>> {
 pub fn ship_all(shared: &Shared, failing: &mut std::collections::HashSet<String>) {
     let suffix = sealed_suffix(&shared.config());
     for s in &shared.servers {
+        // In a cluster, only the node active for a server writes to its remote copies.
+        if shared.cluster.as_ref().is_some_and(|c| !c.may_write(&s.name)) {
+            continue;
+        }
         for (engine, result) in shared.repo.ship_wal(&s.name, &suffix) {
             let key = format!("{}/{engine}", s.name);
             match result {
@@ -210,6 +214,9 @@ fn sealed_suffix(config: &Config) -> String {
 /// it pending for the next pass.
 pub fn upload_pending(shared: &Shared) {
     let begin = |server: &str| {
+        if shared.cluster.as_ref().is_some_and(|c| !c.may_write(server)) {
+            return None;
+        }
         let state = shared.server(server)?;
         let guard = state.lock_background(crate::state::Activity::Upload).ok()?;
         let workers = shared.server_config(server).map_or(1, |c| shared.workers(&c));

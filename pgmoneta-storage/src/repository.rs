@@ -170,6 +170,12 @@ impl Repository {
         &*self.local
     }
 
+    /// The same repository without its remote copies: what it does changes the local store
+    /// only (a node that mirrors another, whose remote copies are that node's to change).
+    pub fn local_only(&self) -> Repository {
+        Repository::open(self.local.clone(), self.master_key.clone())
+    }
+
     /// The master key.
     pub fn master_key(&self) -> Option<&Arc<MasterKey>> {
         self.master_key.as_ref()

@@ -109,14 +109,29 @@ impl Garage {
         g.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &id])?;
         g.cli(&["layout", "apply", "--version", "1"])?;
         g.cli(&["bucket", "create", bucket])?;
-        let key = g.cli(&["key", "create", "pgmoneta-test"])?;
-        let field = |name: &str| {
-            key.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned())).unwrap_or_default()
-        };
-        g.key_id = field("Key ID:");
-        g.secret = field("Secret key:");
+        (g.key_id, g.secret) = g.create_key("pgmoneta-test")?;
         g.cli(&["bucket", "allow", "--read", "--write", "--owner", bucket, "--key", "pgmoneta-test"])?;
         Ok(g)
+    }
+
+    /// A second access key, `name`, allowed to read the bucket and nothing else: returns its
+    /// id and secret.
+    ///
+    /// # Errors
+    /// A Garage command that fails.
+    pub fn read_only_key(&self, name: &str) -> Result<(String, String)> {
+        let key = self.create_key(name)?;
+        self.cli(&["bucket", "allow", "--read", &self.bucket, "--key", name])?;
+        Ok(key)
+    }
+
+    /// A new access key, `name`, with no rights yet: its id and secret.
+    fn create_key(&self, name: &str) -> Result<(String, String)> {
+        let key = self.cli(&["key", "create", name])?;
+        let field = |label: &str| {
+            key.lines().find_map(|l| l.strip_prefix(label).map(|v| v.trim().to_owned())).unwrap_or_default()
+        };
+        Ok((field("Key ID:"), field("Secret key:")))
     }
 
     fn cli(&self, args: &[&str]) -> Result<String> {

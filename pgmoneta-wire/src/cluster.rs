@@ -7,16 +7,13 @@
 //! use (`PascalCase`). Fields a node does not know are ignored, so nodes of different
 //! versions talk as long as [`PROTOCOL_VERSION`] matches.
 //!
-//! Two shapes of exchange share the connection:
-//! - **Write**: the client sends one message and the server answers with one ([`Message::Hello`]
-//!   → [`Message::Welcome`], [`Message::Heartbeat`] → [`Message::Heartbeat`],
-//!   [`Message::Catalog`] → [`Message::CatalogReply`], [`Message::Files`] →
-//!   [`Message::FilesReply`], [`Message::WalList`] →
-//!   [`Message::WalListReply`], [`Message::Fetch`] → [`Message::Chunk`],
-//!   [`Message::Forward`] → [`Message::Forwarded`]); any request may be answered with
-//!   [`Message::Error`].
-//! - **Read**: after [`Message::Watch`], the server sends [`Message::Event`]s as they happen and
-//!   the client answers each with [`Message::Ack`].
+//! Every exchange is a **write**: the client sends one message and the server answers with one
+//! ([`Message::Hello`] → [`Message::Welcome`], [`Message::Heartbeat`] → [`Message::Heartbeat`],
+//! [`Message::Catalog`] → [`Message::CatalogReply`], [`Message::Files`] →
+//! [`Message::FilesReply`], [`Message::WalList`] → [`Message::WalListReply`],
+//! [`Message::Fetch`] → [`Message::Chunk`], [`Message::Forward`] → [`Message::Forwarded`]);
+//! any request may be answered with [`Message::Error`]. Followers pull: they ask for the
+//! catalog and the WAL listing every heartbeat, so nothing is pushed.
 //!
 //! File data does not travel inside JSON: a [`Message::Chunk`] is followed by one frame whose
 //! payload is the chunk's bytes, exactly [`Chunk::length`] of them (compression and encryption
@@ -129,22 +126,6 @@ pub struct Chunk {
     /// The file's size (a file that grew since it was listed is a WAL segment being sealed
     /// again: the receiver lists again).
     pub size: u64,
-}
-
-/// What changed on a node, pushed to watchers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventKind {
-    /// A backup became valid.
-    Backup,
-    /// A backup was deleted (by `delete` or retention).
-    Delete,
-    /// `retain` or `expunge` changed a backup's keep flag.
-    Keep,
-    /// `annotate` changed a backup's comments.
-    Annotate,
-    /// A WAL segment (or history file) was sealed.
-    Wal,
 }
 
 /// Every message of the protocol.
@@ -264,22 +245,6 @@ pub enum Message {
         #[serde(rename = "Document")]
         document: serde_json::Value,
     },
-    /// From now on, the server side of this connection sends [`Message::Event`]s.
-    Watch,
-    /// Something changed on the sending node.
-    Event {
-        /// What.
-        #[serde(rename = "Kind")]
-        kind: EventKind,
-        /// For which server.
-        #[serde(rename = "Server")]
-        server: String,
-        /// The backup label or the WAL file name.
-        #[serde(rename = "Name")]
-        name: String,
-    },
-    /// The answer to an [`Message::Event`].
-    Ack,
     /// A request that failed, and why.
     Error {
         /// A short, stable word (`unknown-server`, `not-found`, `version`, `refused`...).
@@ -438,9 +403,6 @@ mod tests {
             json!({"Type": "Forward", "Document": {"Header": {"Command": 1}, "Request": {"Server": "primary"}}}),
         );
         round_trip(json!({"Type": "Forwarded", "Document": {"Outcome": {"Status": true}}}));
-        assert_eq!(round_trip(json!({"Type": "Watch"})), Message::Watch);
-        round_trip(json!({"Type": "Event", "Kind": "backup", "Server": "primary", "Name": "20261206120000"}));
-        assert_eq!(round_trip(json!({"Type": "Ack"})), Message::Ack);
         round_trip(json!({"Type": "Error", "Code": "unknown-server", "Message": "no server named \"x\""}));
     }
 
@@ -463,12 +425,12 @@ mod tests {
     #[test]
     fn messages_and_chunks_travel_in_frames() {
         let mut wire = Vec::new();
-        send(&mut wire, &Message::Watch).unwrap();
+        send(&mut wire, &Message::Catalog { server: "p".into() }).unwrap();
         let chunk = Chunk { path: "wal/x".into(), offset: 4, length: 3, size: 7 };
         send_chunk(&mut wire, chunk.clone(), b"abc").unwrap();
         assert!(send_chunk(&mut Vec::new(), chunk.clone(), b"ab").is_err());
         let mut r = wire.as_slice();
-        assert_eq!(receive(&mut r).unwrap(), Message::Watch);
+        assert_eq!(receive(&mut r).unwrap(), Message::Catalog { server: "p".into() });
         let Message::Chunk(got) = receive(&mut r).unwrap() else { panic!() };
         assert_eq!(got, chunk);
         assert_eq!(receive_chunk_data(&mut r, &got).unwrap(), b"abc");

@@ -168,14 +168,16 @@ pub fn sync<S: Read + Write>(conn: &mut S, shared: &Shared, cluster: &Cluster, s
     let valid_there: BTreeMap<&str, &CatalogEntry> =
         theirs.iter().filter(|b| b.valid).map(|b| (b.backup.as_str(), b)).collect();
 
-    // What the active node deleted goes here too, incrementals first (newest first).
+    // What the active node deleted goes here too, incrementals first (newest first). In the
+    // local repository only: remote copies are the active node's to change.
+    let local = shared.repo.local_only();
     let mut deleted_here = 0;
     for label in deleted.iter().rev() {
         if ours.contains_key(label) && !valid_there.contains_key(label.as_str()) && is_label(label) {
             let mut options = DeleteOptions::default();
             options.force = true;
             let workers = shared.server_config(server).map_or(1, |c| shared.workers(&c));
-            match shared.repo.delete(server, label, &options, workers) {
+            match local.delete(server, label, &options, workers) {
                 Ok(()) => {
                     log::info!("cluster: [{server}] deleted backup {label}, as the active node did");
                     cluster.note_deleted(shared, server, std::slice::from_ref(label));
@@ -190,7 +192,7 @@ pub fn sync<S: Read + Write>(conn: &mut S, shared: &Shared, cluster: &Cluster, s
     if deleted_here > 0 {
         let segment_size = shared.server(server).map_or(0, |s| s.facts.read().segment_size);
         let wal = crate::walservice::archive(shared, server, segment_size).ok();
-        let (_, report) = shared.repo.apply_retention(server, &RetentionPlan::default(), wal.as_ref());
+        let (_, report) = local.apply_retention(server, &RetentionPlan::default(), wal.as_ref());
         if report.wal_pruned > 0 {
             log::info!("cluster: [{server}] pruned {} WAL files no backup needs", report.wal_pruned);
         }

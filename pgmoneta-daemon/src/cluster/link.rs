@@ -107,7 +107,6 @@ fn handle(shared: &Arc<Shared>, cluster: &Cluster, tcp: std::net::TcpStream, tls
                 continue;
             }
             Message::Forward { document } => forwarded(shared, &node, document),
-            Message::Watch => error("unsupported", "this node sends no events: followers poll the catalog"),
             other => error("protocol", format!("{} is not a request", other_name(&other))),
         };
         cluster::send(&mut conn, &reply)?;

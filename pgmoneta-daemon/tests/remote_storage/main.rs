@@ -347,3 +347,79 @@ fn sftp_restarted_in_the_middle_of_an_upload() {
         move || p2.refuse(false),
     );
 }
+
+/// Two cluster nodes on one bucket: both see the backups, only the active node writes there.
+/// The follower's key may only read the bucket, so any write of its own would fail and be in
+/// its log; none is.
+#[test]
+fn two_cluster_nodes_share_a_bucket_and_only_the_active_one_writes_to_it() {
+    let garage = Garage::start("pgmoneta").unwrap();
+    let source = cluster();
+    let (settings, remote) = garage_repository_without_keys(&garage, "shared", "2s");
+    let (ro_id, ro_secret) = garage.read_only_key("pgmoneta-follower").unwrap();
+    // The read-only key cannot write: what follows shows the follower does not try.
+    let spec = pgmoneta_storage::remote::RemoteSpec::S3(pgmoneta_storage::remote::S3Options {
+        bucket: garage.bucket.clone(),
+        region: garage.region().into(),
+        access_key_id: Some(ro_id.clone()),
+        secret_access_key: Some(ro_secret.clone()),
+        base_dir: "shared".into(),
+        endpoint: Some(garage.endpoint()),
+        ..Default::default()
+    });
+    let read_only = pgmoneta_storage::remote::open(&spec, &Default::default()).unwrap();
+    assert!(read_only.store.write("probe", b"x").is_err(), "the follower's key can write");
+
+    let certs = tempfile::tempdir_in("/tmp").unwrap();
+    let ca = pgmoneta_testkit::TestCa::new("pgmoneta shared bucket test CA").unwrap();
+    let (pa, pb) = (common::free_port(), common::free_port());
+    let keys = |id: &str, secret: &str| format!("s3_access_key_id = {id}\ns3_secret_access_key = {secret}\n");
+    let lines = |name: &str, port: u16, peer: &str, keys: String| {
+        format!(
+            "{}storage_engine = local,s3\n{keys}{settings}\n",
+            common::node_lines(certs.path(), &ca, name, port, peer)
+        )
+    };
+    let mut a =
+        Daemon::new(&source, &lines("a", pa, &format!("b=127.0.0.1:{pb}"), keys(&garage.key_id, &garage.secret)));
+    let mut b = Daemon::new(&source, &lines("b", pb, &format!("a=127.0.0.1:{pa}"), keys(&ro_id, &ro_secret)));
+    common::share_keys(&a, &b);
+    let role = |d: &Daemon| d.ok(&["cluster", "status"])["Servers"][0]["Role"].as_str().unwrap_or_default().to_owned();
+    a.start();
+    a.wait_for("a, alone, becomes active", || role(&a) == "active");
+    b.start();
+    b.wait_for("b follows a", || role(&b) == "follower");
+
+    // A backup asked of b is taken by a and uploaded by a; b holds its copy.
+    source.execute("CREATE TABLE t (i int); INSERT INTO t SELECT generate_series(1, 100)").unwrap();
+    let label = b.ok(&["backup", "primary"])["Backup"].as_str().unwrap().to_owned();
+    let info = format!("primary/backup/{label}/backup.info");
+    assert!(remote.store.exists(&info), "the active node uploaded the backup");
+    b.wait_for("b holds the backup", || b.ok(&["list-backup", "primary"])["Backups"].to_string().contains(&label));
+    // WAL reaches the bucket (from a) and b (from a).
+    source.execute("INSERT INTO t SELECT generate_series(101, 200)").unwrap();
+    let segment = source.switch_wal().unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    while !remote_files(remote.store.as_ref(), "primary/wal").iter().any(|f| f.contains(&segment)) {
+        assert!(Instant::now() < until, "segment {segment} not shipped");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    b.wait_for("b holds the segment", || {
+        std::fs::read_dir(b.base.join("primary/wal")).unwrap().flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(&segment) && !n.ends_with(".partial")
+        })
+    });
+    // A delete asked of b: a removes the remote copy, b its local one.
+    b.ok(&["delete", "primary", &label]);
+    assert!(!remote.store.exists(&info), "the remote copy stays");
+    b.wait_for("b's copy is deleted", || !b.base.join(format!("primary/backup/{label}")).exists());
+
+    let log = b.log_text();
+    let writes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+        .filter(|l| ["s3", "upload", "ship", "Forbidden", "AccessDenied", "403"].iter().any(|w| l.contains(w)))
+        .collect();
+    assert!(writes.is_empty(), "the follower tried to write to the bucket:\n{}", writes.join("\n"));
+}
