@@ -366,21 +366,28 @@ fn backups_reach_every_node_changes_follow_them_and_each_node_restores() {
     let (active, f1, f2) = (&nodes[active], &nodes[followers[0]], &nodes[followers[1]]);
 
     source.execute("CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 100)").unwrap();
-    // While another session holds the nodes' backup lock on the server, no backup starts.
-    let options = pgmoneta_wire::ConnectOptions::new(source.host(), source.port(), pgmoneta_testkit::SUPERUSER)
-        .password(source.superuser_password())
-        .database("postgres");
-    let mut holder = pgmoneta_wire::PgConnection::connect(&options).unwrap();
-    holder.query_one("SELECT pg_advisory_lock(1885826415, 1)").unwrap();
-    let message = f1.fails(&["backup", "primary"], 102);
-    assert!(message.contains("backup lock"), "{message}");
-    holder.close().unwrap();
-    let first = f1.ok(&["backup", "primary"])["Backup"].as_str().unwrap().to_owned();
-    source.execute("INSERT INTO t SELECT generate_series(101, 200)").unwrap();
-    let second = active.ok(&["backup", "primary"])["Backup"].as_str().unwrap().to_owned();
-    source.execute("INSERT INTO t SELECT generate_series(201, 300)").unwrap();
-    let target: pgmoneta_core::Lsn = source.query_scalar("SELECT pg_current_wal_lsn()").unwrap().parse().unwrap();
-    source.execute("INSERT INTO t SELECT generate_series(301, 400)").unwrap();
+    source.pgbench_init(1).unwrap();
+    // The rest runs under pgbench load.
+    let (first, second, target) = std::thread::scope(|scope| {
+        let load = scope.spawn(|| source.pgbench_for(2, 15, &["-N"]));
+        // While another session holds the nodes' backup lock on the server, no backup starts.
+        let options = pgmoneta_wire::ConnectOptions::new(source.host(), source.port(), pgmoneta_testkit::SUPERUSER)
+            .password(source.superuser_password())
+            .database("postgres");
+        let mut holder = pgmoneta_wire::PgConnection::connect(&options).unwrap();
+        holder.query_one("SELECT pg_advisory_lock(1885826415, 1)").unwrap();
+        let message = f1.fails(&["backup", "primary"], 102);
+        assert!(message.contains("backup lock"), "{message}");
+        holder.close().unwrap();
+        let first = f1.ok(&["backup", "primary"])["Backup"].as_str().unwrap().to_owned();
+        source.execute("INSERT INTO t SELECT generate_series(101, 200)").unwrap();
+        let second = active.ok(&["backup", "primary"])["Backup"].as_str().unwrap().to_owned();
+        source.execute("INSERT INTO t SELECT generate_series(201, 300)").unwrap();
+        let target: pgmoneta_core::Lsn = source.query_scalar("SELECT pg_current_wal_lsn()").unwrap().parse().unwrap();
+        source.execute("INSERT INTO t SELECT generate_series(301, 400)").unwrap();
+        load.join().unwrap().unwrap();
+        (first, second, target)
+    });
     let last = source.switch_wal().unwrap();
 
     // Both backups become valid on both followers, byte for byte the active node's, the
