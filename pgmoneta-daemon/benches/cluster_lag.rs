@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{free_port, node_lines, share_keys, Daemon};
-use pgmoneta_testkit::{Cluster, TestCa};
+use common::{cluster_role, free_port, start_pair, Daemon};
+use pgmoneta_testkit::Cluster;
 
 const SEGMENT: f64 = 16.0 * 1024.0 * 1024.0;
 const HEARTBEAT: f64 = 1.0;
@@ -48,10 +48,6 @@ fn metric(d: &Daemon, sample: &str) -> Option<f64> {
     body.lines().find_map(|l| l.strip_prefix(sample)).and_then(|v| v.trim().parse().ok())
 }
 
-fn role(d: &Daemon) -> String {
-    d.ok(&["cluster", "status"])["Servers"][0]["Role"].as_str().unwrap_or_default().to_owned()
-}
-
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -65,19 +61,9 @@ fn main() {
     let scale = env_u32("PGMONETA_BENCH_SCALE", 10);
     let source = Cluster::builder().setting("max_wal_size", "1GB").start().expect("PostgreSQL for the bench");
     source.pgbench_init(scale).unwrap();
-    let certs = tempfile::tempdir_in("/tmp").unwrap();
-    let ca = TestCa::new("pgmoneta lag bench CA").unwrap();
     let (pa, pb) = (free_port(), free_port());
-    let mut a = Daemon::new(&source, &node_lines(certs.path(), &ca, "a", pa, &format!("b=127.0.0.1:{pb}")));
-    let mut b = Daemon::new(&source, &node_lines(certs.path(), &ca, "b", pb, &format!("a=127.0.0.1:{pa}")));
-    share_keys(&a, &b);
-    a.start();
-    b.start();
-    a.wait_for("one node active and the other following", || {
-        let roles = [role(&a), role(&b)];
-        roles.contains(&"active".to_owned()) && roles.contains(&"follower".to_owned())
-    });
-    let (active, follower, follower_name) = if role(&a) == "active" { (&a, &b, "b") } else { (&b, &a, "a") };
+    let (a, b, _certs) = start_pair(&source, (pa, pb), (pb, pa), ("", ""));
+    let (active, follower, follower_name) = if cluster_role(&a) == "active" { (&a, &b, "b") } else { (&b, &a, "a") };
     let lag_sample = format!("pgmoneta_cluster_peer_wal_lag_bytes{{node=\"{follower_name}\",name=\"primary\"}} ");
 
     let start_lsn = source.query_scalar("SELECT pg_current_wal_lsn()").unwrap();

@@ -361,3 +361,36 @@ pub fn share_keys(from: &Daemon, to: &Daemon) {
         std::fs::copy(from.dir.path().join(vault), to.dir.path().join(vault)).unwrap();
     }
 }
+
+/// This node's role for `primary`, as `cluster status` says.
+pub fn cluster_role(d: &Daemon) -> String {
+    d.ok(&["cluster", "status"])["Servers"][0]["Role"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Two cluster nodes `a` and `b` of `source` on cluster ports `ports`, sharing their master
+/// key, started, and waited for until one is active and the other follows it. `dials` are the
+/// ports a dials to reach b and b dials to reach a (the other's own port, or a proxy's); `extra`
+/// goes into each node's `[pgmoneta]` section. Returns the nodes and their certificates'
+/// directory, which must outlive them.
+pub fn start_pair(
+    source: &Cluster,
+    ports: (u16, u16),
+    dials: (u16, u16),
+    extra: (&str, &str),
+) -> (Daemon, Daemon, tempfile::TempDir) {
+    let certs = tempfile::tempdir_in("/tmp").unwrap();
+    let ca = TestCa::new("pgmoneta cluster pair CA").unwrap();
+    let lines = |name: &str, port: u16, peer: String, extra: &str| {
+        format!("{}{extra}\n", node_lines(certs.path(), &ca, name, port, &peer))
+    };
+    let mut a = Daemon::new(source, &lines("a", ports.0, format!("b=127.0.0.1:{}", dials.0), extra.0));
+    let mut b = Daemon::new(source, &lines("b", ports.1, format!("a=127.0.0.1:{}", dials.1), extra.1));
+    share_keys(&a, &b);
+    a.start();
+    b.start();
+    a.wait_for("one of a and b active for primary, the other following it", || {
+        let roles = [cluster_role(&a), cluster_role(&b)];
+        roles.contains(&"active".to_owned()) && roles.contains(&"follower".to_owned())
+    });
+    (a, b, certs)
+}

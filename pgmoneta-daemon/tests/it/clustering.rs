@@ -203,18 +203,8 @@ fn commands_go_to_the_active_node_a_paused_one_steps_down_and_a_killed_one_is_re
     // The server drops a silent WAL sender after 4 s: longer than the 3 s takeover, as the
     // documentation asks.
     let source = pgmoneta_testkit::Cluster::builder().setting("wal_sender_timeout", "4s").start().unwrap();
-    let certs = tempfile::tempdir_in("/tmp").unwrap();
-    let ca = TestCa::new("pgmoneta failover test CA").unwrap();
     let (pa, pb) = (free_port(), free_port());
-    let mut a = Daemon::new(&source, &node_lines(certs.path(), &ca, "a", pa, &format!("b=127.0.0.1:{pb}")));
-    let mut b = Daemon::new(&source, &node_lines(certs.path(), &ca, "b", pb, &format!("a=127.0.0.1:{pa}")));
-    share_keys(&a, &b);
-    a.start();
-    b.start();
-    a.wait_for("one of a and b active for primary, the other following it", || {
-        let roles = [own_role(&status(&a)), own_role(&status(&b))];
-        roles.contains(&"active".to_owned()) && roles.contains(&"follower".to_owned())
-    });
+    let (a, b, _certs) = crate::start_pair(&source, (pa, pb), (pb, pa), ("", ""));
     let a_first = own_role(&status(&a)) == "active";
     let (mut active, mut follower) = if a_first { (a, b) } else { (b, a) };
 
@@ -369,7 +359,7 @@ fn backups_reach_every_node_changes_follow_them_and_each_node_restores() {
     source.pgbench_init(1).unwrap();
     // The rest runs under pgbench load.
     let (first, second, target) = std::thread::scope(|scope| {
-        let load = scope.spawn(|| source.pgbench_for(2, 15, &["-N"]));
+        let load = scope.spawn(|| source.pgbench_for(2, 6, &["-N"]));
         // While another session holds the nodes' backup lock on the server, no backup starts.
         let options = pgmoneta_wire::ConnectOptions::new(source.host(), source.port(), pgmoneta_testkit::SUPERUSER)
             .password(source.superuser_password())
@@ -475,20 +465,10 @@ fn walk_links(dir: &Path) -> Vec<(String, String)> {
 #[test]
 fn a_cut_link_between_nodes_never_makes_two_writers_and_the_follower_catches_up_after() {
     let source = cluster();
-    let certs = tempfile::tempdir_in("/tmp").unwrap();
-    let ca = TestCa::new("pgmoneta cut link test CA").unwrap();
     let (pa, pb) = (free_port(), free_port());
     // Each node reaches the other through a proxy the test can cut; both reach PostgreSQL.
     let (to_a, to_b) = (pgmoneta_testkit::CutProxy::start(pa), pgmoneta_testkit::CutProxy::start(pb));
-    let mut a = Daemon::new(&source, &node_lines(certs.path(), &ca, "a", pa, &format!("b=127.0.0.1:{}", to_b.port())));
-    let mut b = Daemon::new(&source, &node_lines(certs.path(), &ca, "b", pb, &format!("a=127.0.0.1:{}", to_a.port())));
-    share_keys(&a, &b);
-    a.start();
-    b.start();
-    a.wait_for("one of a and b active for primary, the other following it", || {
-        let roles = [own_role(&status(&a)), own_role(&status(&b))];
-        roles.contains(&"active".to_owned()) && roles.contains(&"follower".to_owned())
-    });
+    let (a, b, _certs) = crate::start_pair(&source, (pa, pb), (to_b.port(), to_a.port()), ("", ""));
     let (active, follower) = if own_role(&status(&a)) == "active" { (&a, &b) } else { (&b, &a) };
     source.execute("CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 1000)").unwrap();
     let before = source.switch_wal().unwrap();
