@@ -236,13 +236,18 @@ fn check_sender_timeout(server: &ServerConfig, conn: &mut PgConnection, takeover
     }
 }
 
+/// A setting as `SHOW` prints it: the leading number, and the unit after it (may be empty).
+fn number_and_unit(text: &str) -> Option<(u64, &str)> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    Some((t[..digits].parse().ok()?, t[digits..].trim()))
+}
+
 /// `60s`, `500ms`, `1min`, `1h`, `0` as `SHOW` prints a time setting (a bare number is in
 /// milliseconds, the unit of `wal_sender_timeout`).
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let t = text.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let n: u64 = t[..digits].parse().ok()?;
-    let ms = match t[digits..].trim() {
+    let (n, unit) = number_and_unit(text)?;
+    let ms = match unit {
         "" | "ms" => 1,
         "s" => 1000,
         "min" => 60_000,
@@ -255,10 +260,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 
 /// `16MB`, `1GB`, `16777216` (bytes) as `SHOW` prints them.
 pub fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let n: u64 = t[..digits].parse().ok()?;
-    let unit = match t[digits..].trim() {
+    let (n, unit) = number_and_unit(text)?;
+    let unit = match unit {
         "" | "B" => 1,
         "kB" => 1 << 10,
         "MB" => 1 << 20,

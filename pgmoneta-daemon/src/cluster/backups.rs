@@ -30,7 +30,7 @@ fn error(code: &str, message: impl Into<String>) -> Message {
 }
 
 /// Whether `label` looks like a backup label (digits only): it becomes part of a path.
-fn is_label(label: &str) -> bool {
+pub(super) fn is_label(label: &str) -> bool {
     !label.is_empty() && label.len() <= 32 && label.bytes().all(|b| b.is_ascii_digit())
 }
 

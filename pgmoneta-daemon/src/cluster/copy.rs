@@ -123,7 +123,7 @@ fn local_file(shared: &Shared, server: &str, path: &str) -> std::result::Result<
     }
     if let Some(rest) = path.strip_prefix("backup/") {
         let label = rest.split('/').next().unwrap_or_default();
-        if !super::backups::is_relative(rest) || !label.bytes().all(|b| b.is_ascii_digit()) || rest == label {
+        if !super::backups::is_relative(rest) || !super::backups::is_label(label) || rest == label {
             return Err(error("not-found", format!("{path} is not a file of a backup")));
         }
         return Ok(shared.base_dir().join(pgmoneta_storage::layout::backups_dir(server)).join(rest));
