@@ -44,17 +44,21 @@ fn backup_path(shared: &Shared, server: &str, label: &str) -> PathBuf {
     shared.base_dir().join(pgmoneta_storage::layout::backup_dir(server, label))
 }
 
-/// The server's catalog, and the backups this node deleted while active.
+/// The server's catalog, and the backups this node deleted while active. The backup being
+/// taken is left out until its command ends: it turns valid before its upload to remote
+/// storage, which rewrites `backup.info` and `backup.sha512` once more.
 pub fn catalog(shared: &Shared, cluster: &Cluster, server: &str) -> Message {
-    if shared.server(server).is_none() {
+    let Some(state) = shared.server(server) else {
         return error("unknown-server", format!("no server named {server:?}"));
-    }
+    };
+    let running = state.backup_label.lock().clone();
     match shared.repo.catalog(server) {
         Ok(c) => Message::CatalogReply {
             server: server.to_owned(),
             backups: c
                 .into_backups()
                 .into_iter()
+                .filter(|b| running.as_deref() != Some(b.label.as_str()))
                 .map(|b| CatalogEntry {
                     backup: b.label.clone(),
                     valid: b.valid,
