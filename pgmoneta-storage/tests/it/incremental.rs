@@ -228,42 +228,51 @@ fn a_chain_restores_each_backup_exactly() {
     assert!(e.contains(&i1.label) && e.contains("missing"), "{e}");
 }
 
-/// Deleting the root, the middle or the newest backup of a chain leaves the others
-/// restorable, with upstream's outcome: the newest gone leaves [full, incremental]; the middle
-/// gone leaves [full, incremental on the full]; the root gone leaves [old middle now full,
-/// incremental on it].
+/// Deleting the middle, the root or the newest backup of a chain leaves the others restorable,
+/// with upstream's outcome. On one chain of four, one after the other: the middle one gone, its
+/// child is rolled up onto its parent ([full, first, third on first]); the root gone, its child
+/// becomes full and keeps its own child ([first now full, third on it]); the newest gone, the
+/// rest is untouched ([first]). The backup each deletion rewrote is restored and checked.
 #[test]
 fn deleting_any_member_of_a_chain_keeps_the_rest_restorable() {
     let cluster = Cluster::builder().start().unwrap();
     cluster.pgbench_init(2).unwrap();
-    for (which, first) in [(2usize, 10u32), (1, 20), (0, 30)] {
-        let (_repo, store, _wal) = repository(&cluster);
-        let backups = chain(&cluster, &store, first);
+    let (_repo, store, _wal) = repository(&cluster);
+    let mut backups = chain(&cluster, &store, 10);
+    cluster.pgbench_run(2, 200).unwrap();
+    let last = take_incremental(&cluster, store.clone(), &options(13, Some(&backups[2].0.label)));
+    backups.push((last, pgbench_state(&cluster)));
+    // (which one goes, by its place in the chain as it stands; which one to restore after)
+    for (which, check) in [(2usize, 2usize), (0, 1), (1, 0)] {
         let doomed = backups[which].0.label.clone();
         let mut opts = DeleteOptions::default();
         opts.master_key = Some(key());
         delete_backup_with(store.as_ref(), "primary", &doomed, &opts)
             .unwrap_or_else(|e| panic!("deleting {doomed}: {e}"));
+        backups.remove(which);
         let left = list_backups(store.as_ref(), "primary").unwrap();
-        let survivors: Vec<_> = backups.iter().filter(|(b, _)| b.label != doomed).collect();
         assert_eq!(
             left.iter().map(|b| b.label.as_str()).collect::<Vec<_>>(),
-            survivors.iter().map(|(b, _)| b.label.as_str()).collect::<Vec<_>>()
+            backups.iter().map(|(b, _)| b.label.as_str()).collect::<Vec<_>>(),
+            "after deleting {doomed}"
         );
-        assert_eq!(left[0].backup_type, BackupType::Full, "deleting backup {which}");
-        assert_eq!(left[1].backup_type, BackupType::Incremental, "deleting backup {which}");
-        assert_eq!(left[1].parent, left[0].label, "deleting backup {which}");
+        assert_eq!(left[0].backup_type, BackupType::Full, "after deleting {doomed}");
+        for pair in left.windows(2) {
+            assert_eq!(pair[1].backup_type, BackupType::Incremental, "after deleting {doomed}");
+            assert_eq!(pair[1].parent, pair[0].label, "after deleting {doomed}");
+        }
         assert!(left.iter().all(|b| b.valid));
         assert!(!store.exists(&format!("primary/backup/{doomed}")));
-        for (b, expected) in survivors {
+        for (b, _) in &backups {
             verify_clean(&store, &b.label);
-            assert_eq!(
-                &restored_state(&cluster, &store, &b.label),
-                expected,
-                "restore of {} after deleting backup {which}",
-                b.label
-            );
         }
+        let (b, expected) = &backups[check];
+        assert_eq!(
+            &restored_state(&cluster, &store, &b.label),
+            expected,
+            "restore of {} after deleting {doomed}",
+            b.label
+        );
     }
 }
 
