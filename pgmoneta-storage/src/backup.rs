@@ -34,7 +34,9 @@ use pgmoneta_wire::PgConnection;
 use crate::error::{Result, StorageError};
 use crate::info::{BackupInfo, BackupType, TablespaceEntry};
 use crate::layout;
-use crate::manifest::{BackupManifest, ManifestChecksum, PgManifest, Sha512Sums, BACKUP_MANIFEST, BACKUP_SHA512};
+use crate::manifest::{
+    BackupManifest, ManifestAlgorithm, ManifestChecksum, PgManifest, Sha512Sums, BACKUP_MANIFEST, BACKUP_SHA512,
+};
 use crate::store::{join, Store};
 use crate::stored::{seal, unseal, unseal_pending, Output};
 use crate::tar::{EntryKind as TarEntryKind, TarEvent, TarParser};
@@ -84,6 +86,9 @@ pub struct BackupOptions {
     pub parent: Option<String>,
     /// Hot standbys [`crate::Repository::backup`] brings up to date once the backup is taken.
     pub hot_standbys: Vec<crate::export::HotStandbyOptions>,
+    /// The checksum `backup.manifest` holds for each file (the `manifest` setting). The
+    /// stored files' checksums in `backup.sha512` stay SHA-512 whatever it is.
+    pub manifest: ManifestAlgorithm,
 }
 
 /// How far a running backup is: bytes received of the archives (as sent, so compressed with
@@ -114,6 +119,7 @@ impl BackupOptions {
             parent: None,
             link: true,
             hot_standbys: Vec::new(),
+            manifest: ManifestAlgorithm::Sha512,
         }
     }
 
@@ -134,7 +140,8 @@ struct FileResult {
     /// The path PostgreSQL's manifest uses.
     manifest_path: String,
     plain_size: u64,
-    sha512: String,
+    /// The plain bytes' checksum for `backup.manifest`, in the backup's algorithm.
+    plain_hash: String,
     checksum: String,
     stored: String,
     stored_size: u64,
@@ -218,15 +225,16 @@ enum Current {
 }
 
 /// A small file that the previous backup has under the same path and storage: its bytes are
-/// kept until its end, when its SHA-512 decides between a link to the previous backup's file
+/// kept until its end, when its checksum decides between a link to the previous backup's file
 /// and a file of its own. An unchanged file then costs a link, never a file written and
 /// replaced: with tens of thousands of relations, creating and freeing those inodes would be
 /// most of a backup's time.
 struct HeldFile {
     result: FileResult,
-    checksum: ManifestChecksum,
+    hashes: PlainHashes,
     pieces: Vec<Bytes>,
-    /// The previous backup's plain SHA-512 of the file.
+    /// The previous backup's plain checksum of the file (the same algorithm as this backup's:
+    /// see [`crate::ops::LinkBase::find`]).
     expected: String,
     /// The real file a link points at.
     target: String,
@@ -327,8 +335,11 @@ enum HashSource {
 /// One file for the hashing threads.
 struct HashJob {
     source: HashSource,
-    /// The checksum PostgreSQL's manifest uses.
-    check: ManifestChecksum,
+    /// The checksum PostgreSQL's manifest uses (its name there).
+    check: String,
+    /// Whether the file is stored as received: its SHA-512 for `backup.sha512` is then
+    /// computed here too, unless the backup's algorithm is SHA-512 already.
+    stored_plain: bool,
     /// The stored file's path, for errors.
     stored: String,
     /// The worker's result once the file is written; closed without one: the file failed.
@@ -340,6 +351,45 @@ struct Written {
     result: FileResult,
     /// The stored bytes' SHA-512; `None` when they are the plain bytes.
     stored_sha512: Option<String>,
+}
+
+/// The checksums of one file's plain bytes: the backup's algorithm for `backup.manifest`, the
+/// one PostgreSQL's manifest uses (computed once when they are the same), and SHA-512 when
+/// the stored file is the plain bytes and `backup.sha512` needs it besides.
+struct PlainHashes {
+    plain: ManifestChecksum,
+    /// `None`: PostgreSQL's checksum is `plain`'s.
+    check: Option<ManifestChecksum>,
+    /// `None`: not needed, or `plain` is SHA-512.
+    sha512: Option<Hasher>,
+}
+
+impl PlainHashes {
+    fn new(algorithm: ManifestAlgorithm, check: &str, stored_plain: bool) -> Result<PlainHashes> {
+        Ok(PlainHashes {
+            plain: algorithm.checksum(),
+            check: if check == algorithm.pg_name() { None } else { Some(ManifestChecksum::new(check)?) },
+            sha512: (stored_plain && algorithm != ManifestAlgorithm::Sha512)
+                .then(|| Hasher::new(HashAlgorithm::Sha512)),
+        })
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        self.plain.update(data);
+        if let Some(c) = &mut self.check {
+            c.update(data);
+        }
+        if let Some(h) = &mut self.sha512 {
+            h.update(data);
+        }
+    }
+
+    /// `(backup.manifest's checksum, PostgreSQL's, the SHA-512 when computed)`.
+    fn finish(self) -> (String, String, Option<String>) {
+        let plain = self.plain.finish_hex();
+        let check = self.check.map_or_else(|| plain.clone(), ManifestChecksum::finish_hex);
+        (plain, check, self.sha512.map(Hasher::finish_hex))
+    }
 }
 
 /// Bytes hashed between two hints that read-back pages may leave the cache.
@@ -373,16 +423,15 @@ fn hash_files(shared: &Shared, jobs: &Receiver<HashJob>) {
 
 /// Hashes one file; `None` when it was abandoned.
 fn hash_file(shared: &Shared, job: HashJob, buf: &mut [u8], seconds: &mut f64) -> Result<Option<FileResult>> {
-    let HashJob { source, mut check, stored, written } = job;
-    let mut sha = Hasher::new(HashAlgorithm::Sha512);
+    let HashJob { source, check, stored_plain, stored, written } = job;
+    let mut hashes = PlainHashes::new(shared.options.manifest, &check, stored_plain)?;
     let mut hashed = 0u64;
     match source {
         HashSource::Memory(chunks) => {
             for chunk in chunks.iter() {
                 let start = Instant::now();
                 for data in &chunk {
-                    sha.update(data);
-                    check.update(data);
+                    hashes.update(data);
                     hashed += data.len() as u64;
                 }
                 *seconds += start.elapsed().as_secs_f64();
@@ -403,8 +452,7 @@ fn hash_file(shared: &Shared, job: HashJob, buf: &mut [u8], seconds: &mut f64) -
                     let n = usize::try_from(bytes - hashed).map_or(buf.len(), |n| n.min(buf.len()));
                     file.read_exact_at(&mut buf[..n], hashed).map_err(StorageError::io("reading back", &stored))?;
                     let start = Instant::now();
-                    sha.update(&buf[..n]);
-                    check.update(&buf[..n]);
+                    hashes.update(&buf[..n]);
                     *seconds += start.elapsed().as_secs_f64();
                     hashed += n as u64;
                     if hashed - dropped >= DROP_STEP {
@@ -423,9 +471,14 @@ fn hash_file(shared: &Shared, job: HashJob, buf: &mut [u8], seconds: &mut f64) -
             result.plain_size
         )));
     }
-    result.sha512 = sha.finish_hex();
-    result.checksum = check.finish_hex();
-    result.stored_sha512 = stored_sha512.unwrap_or_else(|| result.sha512.clone());
+    let (plain, check, sha512) = hashes.finish();
+    result.stored_sha512 = match stored_sha512.or(sha512) {
+        Some(s) => s,
+        // Stored as received, in a SHA-512 backup: the plain checksum is the stored one.
+        None => plain.clone(),
+    };
+    result.plain_hash = plain;
+    result.checksum = check;
     Ok(Some(result))
 }
 
@@ -458,9 +511,11 @@ fn hold(shared: &Shared, result: &FileResult, checksum: &str, size: u64) -> Resu
     let Some((expected, old)) = base.candidate(&result.manifest_path, &result.stored) else { return Ok(None) };
     let Some(target_sha512) = base.stored_sha512(old) else { return Ok(None) };
     let Some(target) = base.target(shared.store.as_ref(), old)? else { return Ok(None) };
+    let o = &shared.options;
+    let stored_plain = o.compression.algorithm == Algorithm::None && o.encryption.is_none();
     Ok(Some(HeldFile {
         result: result.clone(),
-        checksum: ManifestChecksum::new(checksum)?,
+        hashes: PlainHashes::new(o.manifest, checksum, stored_plain)?,
         pieces: Vec::new(),
         expected: expected.clone(),
         target,
@@ -470,18 +525,17 @@ fn hold(shared: &Shared, result: &FileResult, checksum: &str, size: u64) -> Resu
 
 /// Ends a held file: a link when it is unchanged, its own file otherwise.
 fn finish_held(shared: &Shared, held: HeldFile, t: &mut Timings) -> Result<()> {
-    let HeldFile { mut result, mut checksum, pieces, expected, target, target_sha512 } = held;
+    let HeldFile { mut result, mut hashes, pieces, expected, target, target_sha512 } = held;
     let start = Instant::now();
-    let mut sha = Hasher::new(HashAlgorithm::Sha512);
     for piece in &pieces {
-        sha.update(piece);
-        checksum.update(piece);
+        hashes.update(piece);
     }
-    result.sha512 = sha.finish_hex();
-    result.checksum = checksum.finish_hex();
+    let (plain, check, sha512) = hashes.finish();
+    result.plain_hash = plain;
+    result.checksum = check;
     t.hash += start.elapsed().as_secs_f64();
     let path = join(&[&shared.backup_dir, &result.stored]);
-    if result.sha512 == expected {
+    if result.plain_hash == expected {
         pgmoneta_core::crash::point("backup:linking");
         shared.store.symlink(&target, &path)?;
         result.stored_sha512 = target_sha512;
@@ -492,7 +546,8 @@ fn finish_held(shared: &Shared, held: HeldFile, t: &mut Timings) -> Result<()> {
         let w = shared.store.create_unsynced(&path)?;
         let mut out = seal(w, o.compression.algorithm, o.level, o.encryption.as_ref(), &result.stored)?;
         write_pieces(&mut out, &pieces).map_err(StorageError::io("writing", &result.stored))?;
-        let (w, stored_size, stored_sha512) = unseal(out, &result.sha512, &result.stored)?;
+        let (w, stored_size, stored_sha512) =
+            unseal(out, sha512.as_deref().unwrap_or(&result.plain_hash), &result.stored)?;
         w.commit(false)?;
         result.stored_size = stored_size;
         result.stored_sha512 = stored_sha512;
@@ -520,7 +575,7 @@ fn handle(
                 rel,
                 manifest_path,
                 plain_size: 0,
-                sha512: String::new(),
+                plain_hash: String::new(),
                 checksum: String::new(),
                 stored: stored_rel,
                 stored_size: 0,
@@ -563,7 +618,8 @@ fn handle(
             let (written, written_rx) = bounded(1);
             let job = HashJob {
                 source,
-                check: ManifestChecksum::new(&checksum)?,
+                check: checksum.clone(),
+                stored_plain: algorithm == Algorithm::None && encryption.is_none(),
                 stored: stored_rel.clone(),
                 written: written_rx,
             };
@@ -1079,6 +1135,7 @@ where
         major_version: version.major(),
         compression: options.compression.code() as u8,
         encryption: options.encryption.as_ref().map_or(0, |(c, _)| c.code()),
+        manifest: options.manifest,
         ..BackupInfo::default()
     };
     let link_base =
@@ -1152,12 +1209,12 @@ where
     };
     let label = BackupLabelFile::parse(&label_text)?;
 
-    let mut derived = BackupManifest::default();
+    let mut derived = BackupManifest { algorithm: options.manifest, ..BackupManifest::default() };
     let mut sums = Sha512Sums::default();
     let (mut restore_size, mut backup_size, mut biggest) = (0u64, 0u64, 0u64);
     for r in &results {
         if !r.rel.starts_with("pg_wal/") {
-            derived.files.insert(r.manifest_path.clone(), r.sha512.clone());
+            derived.files.insert(r.manifest_path.clone(), r.plain_hash.clone());
             restore_size += r.combined_size.unwrap_or(r.plain_size).div_ceil(8192) * 8192;
         }
         sums.files.insert(r.stored.clone(), r.stored_sha512.clone());
@@ -1225,6 +1282,7 @@ where
         end_timeline: end.1,
         backup_type: if parent.is_some() { BackupType::Incremental } else { BackupType::Full },
         parent: parent.map(str::to_owned).unwrap_or_default(),
+        manifest: options.manifest,
         ..BackupInfo::default()
     };
     info.tablespaces = std::mem::take(&mut *shared.tablespaces.lock());

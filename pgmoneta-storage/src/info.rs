@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use pgmoneta_core::Lsn;
 
 use crate::error::{Result, StorageError};
+use crate::manifest::ManifestAlgorithm;
 
 /// The name of the metadata file in a backup directory.
 pub const BACKUP_INFO: &str = "backup.info";
@@ -98,6 +99,8 @@ pub struct BackupInfo {
     pub comments: String,
     /// Extra files copied (at most 1024 characters kept).
     pub extra: String,
+    /// The checksum `backup.manifest` holds (`HASH_ALGORITHM`; SHA-512 when absent).
+    pub manifest: ManifestAlgorithm,
 }
 
 impl BackupInfo {
@@ -150,6 +153,7 @@ impl BackupInfo {
         kv!("CHKPT_WALPOS", self.checkpoint_lsn);
         kv!("START_TIMELINE", self.start_timeline);
         kv!("END_TIMELINE", self.end_timeline);
+        kv!("HASH_ALGORITHM", self.manifest.code());
         kv!("TYPE", if self.backup_type == BackupType::Incremental { 1 } else { 0 });
         kv!("PARENT", self.parent);
         kv!("COMMENTS", self.comments);
@@ -225,6 +229,13 @@ impl BackupInfo {
                 "CHKPT_WALPOS" => info.checkpoint_lsn = lsn(value)?,
                 "START_TIMELINE" => info.start_timeline = small(value)?,
                 "END_TIMELINE" => info.end_timeline = small(value)?,
+                "HASH_ALGORITHM" => {
+                    info.manifest = ManifestAlgorithm::from_code(small(value)?).ok_or_else(|| {
+                        bad(format!(
+                            "{key}: {value:?} is not SHA-512 (5), SHA-256 (3) or CRC32C (1), the checksums this program computes"
+                        ))
+                    })?
+                }
                 "TYPE" => info.backup_type = if num(value)? == 1 { BackupType::Incremental } else { BackupType::Full },
                 "PARENT" => info.parent = value.to_owned(),
                 "COMMENTS" => info.comments = value.to_owned(),
@@ -304,6 +315,7 @@ mod tests {
             parent: String::new(),
             comments: "owner|ops,reason|before upgrade".into(),
             extra: String::new(),
+            manifest: ManifestAlgorithm::Crc32c,
         }
     }
 
@@ -349,6 +361,7 @@ mod tests {
                 "CHKPT_WALPOS",
                 "START_TIMELINE",
                 "END_TIMELINE",
+                "HASH_ALGORITHM",
                 "TYPE",
                 "PARENT",
                 "COMMENTS",
@@ -356,6 +369,12 @@ mod tests {
             ]
         );
         assert!(text.contains("ELAPSED=1.5000\n") && text.contains("START_WALPOS=0/4000028\n"));
+        assert!(text.contains("HASH_ALGORITHM=1\n"), "{text}");
+        let without = text.lines().filter(|l| !l.starts_with("HASH_ALGORITHM=")).collect::<Vec<_>>().join("\n");
+        assert_eq!(BackupInfo::parse(&without, "b").unwrap().manifest, ManifestAlgorithm::Sha512);
+        let sha384 = text.replace("HASH_ALGORITHM=1", "HASH_ALGORITHM=4");
+        let e = BackupInfo::parse(&sha384, "x/backup.info").unwrap_err().to_string();
+        assert!(e.contains("x/backup.info") && e.contains("HASH_ALGORITHM"), "{e}");
         assert_eq!(BackupInfo::parse(&text, "backup.info").unwrap(), info);
         assert_eq!(info.comment_pairs()[1], ("reason".to_owned(), "before upgrade".to_owned()));
     }

@@ -183,6 +183,102 @@ impl PgManifest {
     }
 }
 
+/// The checksum `backup.manifest` holds for each file's plain bytes: the `manifest` setting,
+/// recorded per backup in `backup.info` (`HASH_ALGORITHM`, with upstream's codes) and visible
+/// in `backup.manifest` itself by the checksums' length.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ManifestAlgorithm {
+    /// SHA-512: what upstream pgmoneta writes and verifies.
+    #[default]
+    Sha512,
+    /// SHA-256: about three times as fast on a CPU with SHA instructions.
+    Sha256,
+    /// CRC32C, as PostgreSQL's `backup_manifest` has by default: nearly free.
+    Crc32c,
+}
+
+impl ManifestAlgorithm {
+    /// Every algorithm, the default first.
+    pub const ALL: [ManifestAlgorithm; 3] =
+        [ManifestAlgorithm::Sha512, ManifestAlgorithm::Sha256, ManifestAlgorithm::Crc32c];
+
+    /// The setting's value: `sha512`, `sha256`, `crc32c`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ManifestAlgorithm::Sha512 => "sha512",
+            ManifestAlgorithm::Sha256 => "sha256",
+            ManifestAlgorithm::Crc32c => "crc32c",
+        }
+    }
+
+    /// From a setting's value, in any case (`SHA512`, `crc32c`).
+    pub fn parse(name: &str) -> Option<ManifestAlgorithm> {
+        ManifestAlgorithm::ALL.into_iter().find(|a| a.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// The name PostgreSQL's manifest uses (`SHA512`, `SHA256`, `CRC32C`).
+    pub fn pg_name(self) -> &'static str {
+        match self {
+            ManifestAlgorithm::Sha512 => "SHA512",
+            ManifestAlgorithm::Sha256 => "SHA256",
+            ManifestAlgorithm::Crc32c => "CRC32C",
+        }
+    }
+
+    /// Upstream's code for it in `backup.info`'s `HASH_ALGORITHM` (1 CRC32C, 3 SHA-256,
+    /// 5 SHA-512).
+    pub fn code(self) -> u32 {
+        match self {
+            ManifestAlgorithm::Sha512 => 5,
+            ManifestAlgorithm::Sha256 => 3,
+            ManifestAlgorithm::Crc32c => 1,
+        }
+    }
+
+    /// From upstream's code; 0 (upstream's "default") is SHA-512. `None` for SHA-224 (2) and
+    /// SHA-384 (4), which this program does not compute, and anything else.
+    pub fn from_code(code: u32) -> Option<ManifestAlgorithm> {
+        match code {
+            0 | 5 => Some(ManifestAlgorithm::Sha512),
+            3 => Some(ManifestAlgorithm::Sha256),
+            1 => Some(ManifestAlgorithm::Crc32c),
+            _ => None,
+        }
+    }
+
+    /// Hex digits of one checksum.
+    pub fn hex_len(self) -> usize {
+        match self {
+            ManifestAlgorithm::Sha512 => 128,
+            ManifestAlgorithm::Sha256 => 64,
+            ManifestAlgorithm::Crc32c => 8,
+        }
+    }
+
+    /// A streaming checksum of this algorithm, in `backup.manifest`'s notation.
+    pub fn checksum(self) -> ManifestChecksum {
+        match self {
+            ManifestAlgorithm::Sha512 => ManifestChecksum::Sha(Box::new(Hasher::new(HashAlgorithm::Sha512))),
+            ManifestAlgorithm::Sha256 => ManifestChecksum::Sha(Box::new(Hasher::new(HashAlgorithm::Sha256))),
+            ManifestAlgorithm::Crc32c => ManifestChecksum::Crc32c(0),
+        }
+    }
+
+    /// The checksum of `data`, in hex.
+    pub fn digest_hex(self, data: &[u8]) -> String {
+        let mut c = self.checksum();
+        c.update(data);
+        c.finish_hex()
+    }
+}
+
+impl std::fmt::Display for ManifestAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Computes, while a file streams through, the checksum a manifest entry names.
 #[derive(Debug)]
 pub enum ManifestChecksum {
@@ -230,11 +326,26 @@ impl ManifestChecksum {
     }
 }
 
-/// Upstream's `backup.manifest`: `path,sha512` per data file, paths as in PostgreSQL's manifest.
+/// A sink that checksums what is written to it.
+impl std::io::Write for ManifestChecksum {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Upstream's `backup.manifest`: `path,checksum` per data file, paths as in PostgreSQL's
+/// manifest, the checksum of the plain file in the backup's [`ManifestAlgorithm`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BackupManifest {
-    /// Path to SHA-512 (hex) of the plain file.
+    /// Path to checksum (hex) of the plain file.
     pub files: BTreeMap<String, String>,
+    /// The checksums' algorithm (read from their length).
+    pub algorithm: ManifestAlgorithm,
 }
 
 impl BackupManifest {
@@ -247,21 +358,45 @@ impl BackupManifest {
         s
     }
 
-    /// Parses the file; `path` names it in errors.
+    /// Parses the file; `path` names it in errors. The algorithm is the one whose checksums
+    /// have the length of the first line's (SHA-512 for an empty file).
     ///
     /// # Errors
-    /// [`StorageError::Corrupt`] for a line without a comma, whose checksum is not hex, or whose
-    /// path holds a control character (no file of a backup has one).
+    /// [`StorageError::Corrupt`] for a line without a comma, whose checksum is not hex or not
+    /// of the others' length, or whose path holds a control character (no file of a backup
+    /// has one).
     pub fn parse(text: &str, path: &str) -> Result<BackupManifest> {
         let mut files = BTreeMap::new();
+        let mut algorithm = None;
         for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
             let (p, h) = line
                 .rsplit_once(',')
                 .ok_or_else(|| StorageError::corrupt(path, format!("line {}: expected path,checksum", n + 1)))?;
             check_entry(p, h, path, n + 1)?;
+            let a = match algorithm {
+                Some(a) => a,
+                None => *algorithm.insert(
+                    ManifestAlgorithm::ALL.into_iter().find(|a| a.hex_len() == h.len()).ok_or_else(|| {
+                        StorageError::corrupt(
+                            path,
+                            format!(
+                                "line {}: a checksum of {} digits is none of SHA-512, SHA-256, CRC32C",
+                                n + 1,
+                                h.len()
+                            ),
+                        )
+                    })?,
+                ),
+            };
+            if h.len() != a.hex_len() {
+                return Err(StorageError::corrupt(
+                    path,
+                    format!("line {}: a checksum of {} digits among {a} checksums of {}", n + 1, h.len(), a.hex_len()),
+                ));
+            }
             files.insert(p.to_owned(), h.to_owned());
         }
-        Ok(BackupManifest { files })
+        Ok(BackupManifest { files, algorithm: algorithm.unwrap_or_default() })
     }
 }
 
@@ -420,6 +555,30 @@ mod tests {
         let text = s.to_text();
         assert!(text.starts_with(&format!("{} *./data/base/1/1259.zstd\n", "ef".repeat(64))));
         assert_eq!(Sha512Sums::parse(&text, "s").unwrap(), s);
+    }
+
+    #[test]
+    fn a_manifest_says_its_algorithm_by_its_checksums_length() {
+        for a in ManifestAlgorithm::ALL {
+            assert_eq!(ManifestAlgorithm::parse(&a.name().to_uppercase()), Some(a));
+            assert_eq!(ManifestAlgorithm::from_code(a.code()), Some(a));
+            assert_eq!(ManifestChecksum::new(a.pg_name()).unwrap().finish_hex(), a.checksum().finish_hex());
+            let mut m = BackupManifest { algorithm: a, ..Default::default() };
+            m.files.insert("base/1/1259".into(), a.digest_hex(b"one"));
+            m.files.insert("global/pg_control".into(), a.digest_hex(b"two"));
+            assert_eq!(m.files["base/1/1259"].len(), a.hex_len());
+            assert_eq!(BackupManifest::parse(&m.to_text(), "m").unwrap(), m, "{a}");
+        }
+        assert_eq!(ManifestAlgorithm::from_code(0), Some(ManifestAlgorithm::Sha512));
+        assert_eq!(ManifestAlgorithm::from_code(2), None);
+        assert_eq!(ManifestAlgorithm::Crc32c.digest_hex(b"123456789"), "839206e3");
+        let mixed = format!("a,{}\nb,{}\n", "ab".repeat(64), "cd".repeat(4));
+        let e = BackupManifest::parse(&mixed, "x/backup.manifest").unwrap_err().to_string();
+        assert!(e.contains("x/backup.manifest") && e.contains("line 2") && e.contains("sha512"), "{e}");
+        let odd = format!("a,{}\n", "ab".repeat(28));
+        let e = BackupManifest::parse(&odd, "m").unwrap_err().to_string();
+        assert!(e.contains("56 digits"), "{e}");
+        assert_eq!(BackupManifest::parse("", "m").unwrap().algorithm, ManifestAlgorithm::Sha512);
     }
 
     #[test]

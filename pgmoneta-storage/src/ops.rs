@@ -18,7 +18,9 @@ use crate::catalog::{list_backups, load_info, load_manifest, load_sums, read_tex
 use crate::error::{Result, StorageError};
 use crate::info::{BackupInfo, BackupType, BACKUP_INFO};
 use crate::layout;
-use crate::manifest::{BackupManifest, Sha512Sums, BACKUP_MANIFEST, BACKUP_SHA512};
+use crate::manifest::{
+    BackupManifest, ManifestAlgorithm, ManifestChecksum, Sha512Sums, BACKUP_MANIFEST, BACKUP_SHA512,
+};
 use crate::retention::RetentionPlan;
 use crate::store::{join, EntryKind, Store};
 use crate::stored::stored_form;
@@ -78,7 +80,7 @@ fn storage_suffix(stored: &str) -> &str {
 pub(crate) struct LinkBase {
     /// The backup linked to.
     pub(crate) previous: BackupInfo,
-    /// Its files' plain SHA-512s, by manifest path.
+    /// Its files' plain checksums (in the new backup's algorithm), by manifest path.
     manifest: BackupManifest,
     /// Its stored files, by manifest path.
     files: BTreeMap<String, StoredFile>,
@@ -104,8 +106,11 @@ impl LinkBase {
         }) else {
             return Ok(None);
         };
-        // Stored another way, no file can share its bytes: nothing to read.
-        if crate::stored::storage_of(&previous) != crate::stored::storage_of(info) {
+        // Stored another way, no file can share its bytes: nothing to read. Checksummed
+        // another way, no file's checksum can be compared: the first backup after a change of
+        // the `manifest` setting is stored whole.
+        if crate::stored::storage_of(&previous) != crate::stored::storage_of(info) || previous.manifest != info.manifest
+        {
             return Ok(None);
         }
         Ok(Some(LinkBase {
@@ -161,7 +166,8 @@ pub struct LinkReport {
 }
 
 /// Replaces each file of the backup `info` describes that is unchanged since the newest older
-/// valid backup of the same major version (same SHA-512, same storage suffixes) with a link to
+/// valid backup of the same major version (same checksum in the same algorithm, same storage
+/// suffixes) with a link to
 /// that backup's file. `info` need not be saved yet: a new backup is linked before its
 /// `backup.info` is written.
 ///
@@ -181,6 +187,9 @@ pub fn link_backup(store: &dyn Store, server: &str, info: &BackupInfo) -> Result
 pub(crate) fn link_to(store: &dyn Store, server: &str, info: &BackupInfo, base: &LinkBase) -> Result<LinkReport> {
     let label = info.label.as_str();
     let new_manifest = load_manifest(store, server, label)?;
+    if new_manifest.algorithm != base.manifest.algorithm {
+        return Ok(LinkReport::default());
+    }
     let new_files = stored_files(store, server, info)?;
     let dir_prefix = format!("{}/", layout::backup_dir(server, label));
     let mut report = LinkReport { previous: Some(base.previous.label.clone()), ..LinkReport::default() };
@@ -394,7 +403,7 @@ struct Rolled {
     old_stored: String,
     new_stored: String,
     temp: String,
-    plain_sha512: String,
+    plain_hash: String,
     stored_sha512: String,
     size: u64,
     crc: u32,
@@ -492,11 +501,16 @@ pub fn roll_up(
             // Made durable all at once before the switch below, not one by one.
             let w = store.create_unsynced(&temp)?;
             let sealed = crate::stored::seal(w, algorithm, 0, encryption.as_ref(), &temp)?;
-            let mut tee = crate::stored::CrcWriter::new(sealed, true);
+            // The child's algorithm: the rest of its backup.manifest stays as it is.
+            let stored_plain = algorithm == pgmoneta_compress::Algorithm::None && encryption.is_none();
+            let sha512 = stored_plain && child.manifest != ManifestAlgorithm::Sha512;
+            let mut tee = crate::stored::CrcWriter::new(sealed, Some(child.manifest), sha512);
             combine(store, &plain, &versions, key, output, workspace, &mut tee)?;
-            let crate::stored::CrcWriter { inner, sha, crc, bytes } = tee;
-            let plain_sha512 = sha.map(|h| h.finish_hex()).unwrap_or_default();
-            let (w, _, stored_sha512) = crate::stored::unseal(inner, &plain_sha512, &temp)?;
+            let crate::stored::CrcWriter { inner, manifest, sha, crc, bytes } = tee;
+            let plain_hash = manifest.map(ManifestChecksum::finish_hex).unwrap_or_default();
+            let plain_sha512 = sha.map(pgmoneta_crypto::Hasher::finish_hex);
+            let (w, _, stored_sha512) =
+                crate::stored::unseal(inner, plain_sha512.as_deref().unwrap_or(&plain_hash), &temp)?;
             w.commit(false)?;
             Ok(Rolled {
                 old_path: path.clone(),
@@ -504,7 +518,7 @@ pub fn roll_up(
                 old_stored: stored.clone(),
                 new_stored: new_stored.clone(),
                 temp: temp.clone(),
-                plain_sha512,
+                plain_hash,
                 stored_sha512,
                 size: bytes,
                 crc,
@@ -530,7 +544,7 @@ pub fn roll_up(
         pg_manifest.files.iter().enumerate().map(|(i, f)| (f.path.clone(), i)).collect();
     for r in &rolled {
         manifest.files.remove(&r.old_path);
-        manifest.files.insert(r.new_path.clone(), r.plain_sha512.clone());
+        manifest.files.insert(r.new_path.clone(), r.plain_hash.clone());
         sums.files.remove(&relative(&r.old_stored));
         sums.files.insert(relative(&r.new_stored), r.stored_sha512.clone());
         if let Some(f) = position.get(&r.old_path).map(|&i| &mut pg_manifest.files[i]) {
@@ -554,9 +568,11 @@ pub fn roll_up(
         }
         new_label.push('\n');
     }
-    let label_sha = pgmoneta_crypto::digest_hex(HashAlgorithm::Sha512, new_label.as_bytes());
-    manifest.files.insert("backup_label".to_owned(), label_sha.clone());
-    sums.files.insert("data/backup_label".to_owned(), label_sha);
+    manifest.files.insert("backup_label".to_owned(), manifest.algorithm.digest_hex(new_label.as_bytes()));
+    sums.files.insert(
+        "data/backup_label".to_owned(),
+        pgmoneta_crypto::digest_hex(HashAlgorithm::Sha512, new_label.as_bytes()),
+    );
     if let Some(f) = pg_manifest.files.iter_mut().find(|f| f.path == "backup_label") {
         f.size = new_label.len() as u64;
         f.checksum_algorithm = "CRC32C".into();

@@ -628,7 +628,7 @@ fn combine_file(
     target: &Path,
 ) -> Result<(u64, u32)> {
     let out = create_restored(target, false)?;
-    let mut w = CrcWriter::new(out, false);
+    let mut w = CrcWriter::new(out, None, false);
     crate::incremental::combine(
         store,
         path,

@@ -16,18 +16,20 @@ use crate::layout;
 use crate::store::{join, Store, StoreWriter};
 
 /// Plain bytes on their way to a file: their count, CRC32C (for a rewritten manifest) and,
-/// when asked, SHA-512 (for `backup.manifest`).
+/// when asked, their checksum for `backup.manifest` and their SHA-512 (for `backup.sha512`,
+/// when the file is stored as is and that checksum is another algorithm's).
 pub(crate) struct CrcWriter<W> {
     pub(crate) inner: W,
     pub(crate) crc: u32,
     pub(crate) bytes: u64,
+    pub(crate) manifest: Option<crate::manifest::ManifestChecksum>,
     pub(crate) sha: Option<pgmoneta_crypto::Hasher>,
 }
 
 impl<W> CrcWriter<W> {
-    pub(crate) fn new(inner: W, sha512: bool) -> CrcWriter<W> {
+    pub(crate) fn new(inner: W, manifest: Option<crate::manifest::ManifestAlgorithm>, sha512: bool) -> CrcWriter<W> {
         let sha = sha512.then(|| pgmoneta_crypto::Hasher::new(HashAlgorithm::Sha512));
-        CrcWriter { inner, crc: 0, bytes: 0, sha }
+        CrcWriter { inner, crc: 0, bytes: 0, manifest: manifest.map(|a| a.checksum()), sha }
     }
 }
 
@@ -35,6 +37,9 @@ impl<W: Write> Write for CrcWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.crc = pgmoneta_crypto::crc32c_append(self.crc, &buf[..n]);
+        if let Some(c) = &mut self.manifest {
+            c.update(&buf[..n]);
+        }
         if let Some(h) = &mut self.sha {
             h.update(&buf[..n]);
         }

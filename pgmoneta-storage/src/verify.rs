@@ -7,11 +7,12 @@ use std::path::Path;
 
 use parking_lot::Mutex;
 use pgmoneta_compress::Algorithm;
-use pgmoneta_crypto::{Cipher, HashAlgorithm, HashingReader, HashingWriter, MasterKey};
+use pgmoneta_crypto::{Cipher, HashAlgorithm, HashingReader, MasterKey};
 
 use crate::catalog::{load_manifest, load_sums, stored_files, Catalog};
 use crate::error::{Result, StorageError};
 use crate::layout;
+use crate::manifest::ManifestAlgorithm;
 use crate::store::{join, Store};
 use crate::stored::{decode_stored_as, form_in, storage_of};
 
@@ -99,7 +100,7 @@ pub fn verify_in(
         let v = match check {
             Check::Plain(path, expected) => match stored.get(&path) {
                 None => FileVerification { path, expected, computed: String::new(), error: Some("missing".into()) },
-                Some(st) => match hash_stored(store, st, storage, cipher, master_key) {
+                Some(st) => match hash_stored(store, st, storage, cipher, master_key, manifest.algorithm) {
                     Ok((plain, raw)) => {
                         let stored_expected = sums.files.get(&relative(st));
                         let mut v = result(path, expected, Ok(plain));
@@ -141,18 +142,20 @@ fn hash_raw(store: &dyn Store, stored: &str) -> Result<String> {
     Ok(raw.finish_hex().1)
 }
 
-/// The SHA-512 of a stored file's plain contents and of its stored bytes, in one streaming pass.
+/// The checksum of a stored file's plain contents in the backup's algorithm and the SHA-512
+/// of its stored bytes, in one streaming pass.
 fn hash_stored(
     store: &dyn Store,
     stored: &str,
     storage: Option<(Algorithm, bool)>,
     cipher: Option<Cipher>,
     key: Option<&MasterKey>,
+    plain: ManifestAlgorithm,
 ) -> Result<(String, String)> {
     let mut raw = HashingReader::new(store.open(stored)?, HashAlgorithm::Sha512);
-    let mut sink = HashingWriter::new(std::io::sink(), HashAlgorithm::Sha512);
+    let mut sink = plain.checksum();
     let name = stored.rsplit('/').next().unwrap_or(stored);
     let (_, algorithm, encrypted) = form_in(name, storage);
     decode_stored_as(&mut raw, stored, (algorithm, encrypted), cipher, key, &mut sink, Path::new(stored))?;
-    Ok((sink.finish_hex().1, raw.finish_hex().1))
+    Ok((sink.finish_hex(), raw.finish_hex().1))
 }

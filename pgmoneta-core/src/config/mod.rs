@@ -32,7 +32,8 @@ pub use cli::CliConfig;
 pub use model::{AzureConfig, GcsConfig, MainConfig, PerStandby, S3Config, Secret, ServerConfig, TablespaceMaps};
 pub use values::{
     Compression, ConfValue, DirectIo, Encryption, EventBackend, HugePage, List, LogLevel, LogMode, LogType,
-    OutputFormat, Peer, Peers, Retention, SizeValue, StorageEngines, TimeValue, UpdateProcessTitle, WireCompression,
+    ManifestHash, OutputFormat, Peer, Peers, Retention, SizeValue, StorageEngines, TimeValue, UpdateProcessTitle,
+    WireCompression,
 };
 
 use crate::error::CoreError;

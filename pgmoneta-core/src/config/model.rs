@@ -166,6 +166,7 @@ pub struct MainConfig {
     pub management: u16,
     pub compression: Compression,
     pub compression_level: i32,
+    pub manifest: ManifestHash,
     pub workers: u32,
     pub workspace: Option<String>,
     pub storage_engine: StorageEngines,
@@ -234,6 +235,7 @@ impl Default for MainConfig {
             management: 0,
             compression: Compression::ClientZstd,
             compression_level: 3,
+            manifest: ManifestHash::Sha512,
             workers: 0,
             workspace: None,
             storage_engine: StorageEngines::default(),
@@ -319,6 +321,8 @@ pub struct ServerConfig {
     pub hot_standby_tablespaces: TablespaceMaps,
     /// Worker threads; -1 inherits `[pgmoneta]`.
     pub workers: i32,
+    /// `backup.manifest`'s checksum (overrides `[pgmoneta]`).
+    pub manifest: Option<ManifestHash>,
     /// Base backup rate limit in bytes per second; -1 inherits `[pgmoneta]`.
     pub max_rate: i64,
     /// Progress tracking (overrides `[pgmoneta]`).
@@ -398,6 +402,7 @@ pub(crate) static MAIN_KEYS: &[KeyDef<MainConfig>] = &[
     key!("management" => management),
     key!("compression" => compression),
     key!("compression_level" => compression_level),
+    key!("manifest" => manifest),
     key!("workers" => workers),
     key!(path "workspace" => workspace),
     key!("storage_engine" => storage_engine),
@@ -471,6 +476,7 @@ pub(crate) static SERVER_KEYS: &[KeyDef<ServerConfig>] = &[
     key!(path "hot_standby_overrides" => hot_standby_overrides),
     key!("hot_standby_tablespaces" => hot_standby_tablespaces),
     key!("workers" => workers),
+    key!("manifest" => manifest),
     key!("max_rate" => max_rate),
     key!("progress" => progress),
     key!(path "tls_cert_file" => tls_cert_file),

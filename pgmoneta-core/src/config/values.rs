@@ -384,6 +384,19 @@ conf_enum! {
 }
 
 conf_enum! {
+    /// The checksum each file of a backup gets in `backup.manifest` (`manifest`). The code is
+    /// upstream's `HASH_ALGORITHM` in `backup.info`.
+    ManifestHash, "manifest algorithm" {
+        /// SHA-512, as upstream writes and verifies.
+        Sha512 = 5: ["sha512", "sha-512"],
+        /// SHA-256.
+        Sha256 = 3: ["sha256", "sha-256"],
+        /// CRC32C, as PostgreSQL's own manifest by default.
+        Crc32c = 1: ["crc32c"],
+    }
+}
+
+conf_enum! {
     /// Backup, WAL and vault encryption (`encryption`).
     Encryption, "encryption" {
         /// Not encrypted.

@@ -12,6 +12,7 @@ use pgmoneta_core::config::ServerConfig;
 use pgmoneta_storage::backup::{BackupOptions, BackupProgress};
 use pgmoneta_storage::catalog::BackupSelector;
 use pgmoneta_storage::export::{ArchiveOptions, HotStandbyOptions};
+use pgmoneta_storage::manifest::ManifestAlgorithm;
 use pgmoneta_storage::ops::{Annotation, DeleteOptions};
 use pgmoneta_storage::restore::RestoreOptions;
 use pgmoneta_storage::sqlbackup::SqlBackupOptions;
@@ -139,6 +140,11 @@ fn hot_standbys(srv: &Srv<'_>) -> Vec<HotStandbyOptions> {
     all
 }
 
+/// The storage's algorithm for a `manifest` setting (both use upstream's codes).
+fn manifest_algorithm(setting: pgmoneta_core::config::ManifestHash) -> ManifestAlgorithm {
+    u32::try_from(setting.code()).ok().and_then(ManifestAlgorithm::from_code).unwrap_or_default()
+}
+
 fn run_backup(shared: &Arc<Shared>, srv: &Srv<'_>, facts: &ServerFacts, parent: Option<String>) -> Reply {
     let (name, state, server) = (srv.name.as_str(), srv.state, &srv.config);
     let config = shared.config();
@@ -163,6 +169,7 @@ fn run_backup(shared: &Arc<Shared>, srv: &Srv<'_>, facts: &ServerFacts, parent: 
     let mut options = BackupOptions::new(name, label);
     options.compression = Compression::from_code(config.main.compression.code()).unwrap_or(Compression::NONE);
     options.level = config.main.compression_level;
+    options.manifest = manifest_algorithm(server.manifest.unwrap_or(config.main.manifest));
     options.workers = srv.workers;
     options.encryption = walservice::encryption(shared).map_err(|e| fail(daemon_code(op, &e), e.to_string()))?;
     let rate = if server.max_rate >= 0 { server.max_rate as u64 } else { config.main.max_rate };

@@ -102,7 +102,8 @@ pub(super) fn conf_get(shared: &Shared, config: &Config) -> Map<String, Value> {
     for (k, v) in config.main_entries() {
         m.insert(k.to_owned(), main_value(config, k, &v));
     }
-    m.insert("manifest".into(), json!("SHA512"));
+    // Upstream shows the algorithm's name in capitals.
+    m.insert("manifest".into(), json!(config.main.manifest.as_str().to_ascii_uppercase()));
     m.extend(conf_ls(shared));
     let mut servers = Map::new();
     for s in &config.servers {

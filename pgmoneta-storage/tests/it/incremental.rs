@@ -401,3 +401,60 @@ fn a_database_moved_between_tablespaces_is_copied_whole() {
         Cluster::start_on(cluster.install().clone(), &report.data_dir, cluster.superuser_password()).unwrap();
     assert_eq!(restored.query_in("moved", "SELECT sum(g) FROM m").unwrap(), expected);
 }
+
+/// Each backup keeps the `manifest` algorithm it was taken with: backups of one algorithm link
+/// to each other, a change of algorithm stores the next backup whole, a backup stored as
+/// received still gets SHA-512s in `backup.sha512`, and an incremental whose parent used
+/// another algorithm keeps its own through the roll-up that deleting that parent makes.
+#[test]
+fn each_backup_keeps_its_manifest_algorithm_through_links_and_roll_ups() {
+    use pgmoneta_storage::manifest::ManifestAlgorithm::{self, Crc32c, Sha256};
+    let cluster = Cluster::builder().start().unwrap();
+    cluster.pgbench_init(2).unwrap();
+    let (repo, store, _wal) = repository(&cluster);
+    let zstd = Compression::client(Algorithm::Zstd);
+    let take = |n: u32, manifest: ManifestAlgorithm, compression: Compression, parent: Option<&str>| {
+        let mut o = BackupOptions::new("primary", label(n));
+        o.workers = 2;
+        o.compression = compression;
+        o.manifest = manifest;
+        o.parent = parent.map(str::to_owned);
+        let info = take_incremental(&cluster, store.clone(), &o);
+        assert_eq!(info.manifest, manifest);
+        info
+    };
+    let links = |info: &BackupInfo| {
+        walk(&repo.path().join(format!("primary/backup/{}/data", info.label))).iter().filter(|p| p.is_symlink()).count()
+    };
+    let a = take(40, Crc32c, zstd, None);
+    let b = take(41, Crc32c, zstd, None);
+    assert!(links(&b) > 100, "only {} files of the second CRC32C backup linked to the first", links(&b));
+    let c = take(42, Sha256, zstd, None);
+    assert_eq!(links(&c), 0, "a SHA-256 backup linked to a CRC32C one");
+    let d = take(43, Sha256, Compression::NONE, None);
+    let sums = std::fs::read_to_string(repo.path().join(format!("primary/backup/{}/backup.sha512", d.label))).unwrap();
+    let control =
+        std::fs::read(repo.path().join(format!("primary/backup/{}/data/global/pg_control", d.label))).unwrap();
+    let line = format!(
+        "{} *./data/global/pg_control",
+        pgmoneta_crypto::digest_hex(pgmoneta_crypto::HashAlgorithm::Sha512, &control)
+    );
+    assert!(sums.lines().any(|l| l == line), "backup.sha512 of a plain SHA-256 backup lacks {line}");
+    cluster.pgbench_run(2, 100).unwrap();
+    let e = take(44, Crc32c, zstd, Some(&d.label));
+    let expected = pgbench_state(&cluster);
+    for info in [&a, &b, &c, &d, &e] {
+        let text = std::fs::read_to_string(repo.path().join(format!("primary/backup/{}/backup.manifest", info.label)))
+            .unwrap();
+        assert!(text.lines().all(|l| l.rsplit_once(',').unwrap().1.len() == info.manifest.hex_len()), "{}", info.label);
+        verify_clean(&store, &info.label);
+    }
+    // The parent goes: the CRC32C incremental is rolled up over the SHA-256 full backup.
+    let mut opts = DeleteOptions::default();
+    opts.master_key = Some(key());
+    delete_backup_with(store.as_ref(), "primary", &d.label, &opts).unwrap();
+    let rolled = pgmoneta_storage::catalog::load_info(store.as_ref(), "primary", &e.label).unwrap();
+    assert_eq!((rolled.backup_type, rolled.manifest), (BackupType::Full, Crc32c));
+    verify_clean(&store, &e.label);
+    assert_eq!(restored_state(&cluster, &store, &e.label), expected);
+}
