@@ -22,6 +22,7 @@ blocking_timeout = 2m
 verification = 1w
 metrics_cache_max_size = 512K
 workers = 4
+manifest = SHA256
 hugepage = off
 update_process_title = minimal
 
@@ -135,6 +136,7 @@ fn values_of_every_type_are_checked() {
         ("keep_alive = maybe", "keep_alive: invalid boolean \"maybe\""),
         ("compression = rar", "compression: invalid compression \"rar\""),
         ("encryption = des", "encryption: invalid encryption \"des\""),
+        ("manifest = md5", "manifest: invalid manifest algorithm \"md5\": expected one of sha512, sha-512, sha256, sha-256, crc32c"),
         ("log_level = loud", "log_level: invalid log level \"loud\""),
         ("log_rotation_size = 10T", "log_rotation_size: invalid size \"10T\""),
         ("retention = 7,a", "retention: invalid retention \"7,a\": weeks must be a whole number"),
@@ -278,6 +280,7 @@ fn get_renders_in_upstream_format_and_set_round_trips() {
         ("retention", "14,4,12,2"),
         ("compression", "server-zstd"),
         ("encryption", "aes-192-gcm"),
+        ("manifest", "sha256"),
         ("keep_alive", "on"),
         ("tls", "off"),
         ("storage_engine", "local"),
