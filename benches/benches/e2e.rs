@@ -24,6 +24,14 @@ use pgmoneta_testkit::Cluster;
 use pgmoneta_wire::{ConnectOptions, PgConnection, ReplicationMode, SslMode};
 
 /// Peak resident memory of this process, in bytes (`VmHWM`).
+/// CPU seconds (user and system) of the children this process has waited for.
+fn children_cpu() -> f64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let u = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap();
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    secs(u.user_time()) + secs(u.system_time())
+}
+
 fn peak_rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -73,7 +81,10 @@ fn child(args: &[String]) {
             let mut options =
                 BackupOptions::new("bench", BackupLabel::new(CivilDateTime::new(2026, 11, 28, 12, minute, 0).unwrap()));
             options.workers = 2;
-            let algorithm = match algorithm.as_str() {
+            // `zstd` or `zstd+crc32c`: the compression, then the manifest algorithm if not SHA-512.
+            let (algorithm, manifest) = algorithm.split_once('+').unwrap_or((algorithm, "sha512"));
+            options.manifest = pgmoneta_storage::manifest::ManifestAlgorithm::parse(manifest).unwrap();
+            let algorithm = match algorithm {
                 "none" => Algorithm::None,
                 "zstd" => Algorithm::Zstd,
                 "lz4" => Algorithm::Lz4,
@@ -214,32 +225,43 @@ fn main() {
         std::fs::create_dir_all(&dir).unwrap();
         dir
     };
-    let pg = |compress: Option<&str>| -> f64 {
+    // (seconds, CPU seconds of the pg_basebackup process)
+    let pg = |args: &[&str]| -> (f64, f64) {
         let dir = new_dir("pg_basebackup");
         let mut cmd = Command::new(&basebackup);
         cmd.arg("-d").arg(&conninfo).arg("-D").arg(&dir).arg("-Ft").arg("-c").arg("fast").arg("-X").arg("fetch");
-        if let Some(c) = compress {
-            cmd.arg(format!("--compress={c}"));
-        }
+        cmd.args(args);
+        let cpu = children_cpu();
         let t = Instant::now();
         let out = cmd.output().unwrap();
-        let elapsed = t.elapsed().as_secs_f64();
+        let elapsed = (t.elapsed().as_secs_f64(), children_cpu() - cpu);
         assert!(out.status.success(), "pg_basebackup: {}", String::from_utf8_lossy(&out.stderr));
         // A couple of files: removing them costs the next run nothing.
         std::fs::remove_dir_all(&dir).unwrap();
         elapsed
     };
-    let ours = |algorithm: &str, repo: &Path| -> (f64, u64, u64) {
+    // (seconds, peak RSS, bytes stored, CPU seconds of the backup's process)
+    let ours = |algorithm: &str, repo: &Path| -> (f64, u64, u64, f64) {
+        let cpu = children_cpu();
         let ChildRun { seconds: t, rss, .. } = backup_child(&cluster, repo, algorithm, 0);
-        (t, rss, dir_size(repo))
+        (t, rss, dir_size(repo), children_cpu() - cpu)
     };
 
     let mut rows = Vec::new();
+    let mut cpu_rows = Vec::new();
     let mut failures = Vec::new();
-    let cases: [(&str, &str, Option<&str>, f64); 3] = [
-        ("none", "-Ft", None, 1.5),
-        ("zstd", "client-zstd:3", Some("client-zstd:3"), 1.0),
-        ("lz4", "client-lz4", Some("client-lz4"), 0.0),
+    // (ours, the reference's name, its arguments, the target ratio; 0: report only). The
+    // zstd pair does the same work on both sides: SHA-512 of every file, zstd level 3.
+    let cases: [(&str, &str, &[&str], f64); 4] = [
+        ("none", "-Ft", &[], 1.5),
+        (
+            "zstd",
+            "client-zstd:3 --manifest-checksums=SHA512",
+            &["--compress=client-zstd:3", "--manifest-checksums=SHA512"],
+            1.0,
+        ),
+        ("zstd+crc32c", "client-zstd:3", &["--compress=client-zstd:3"], 1.0),
+        ("lz4", "client-lz4", &["--compress=client-lz4"], 0.0),
     ];
     let mut zstd_backup = 0.0;
     let mut peak = 0u64;
@@ -248,25 +270,36 @@ fn main() {
     let wanted = |a: &str| only.as_deref().is_none_or(|o| o.split(',').any(|w| w == a));
     for (algorithm, name, compress, target) in cases.into_iter().filter(|c| wanted(c.0)) {
         let (mut a, mut b, mut ratios, mut stored) = (Vec::new(), Vec::new(), Vec::new(), 0);
+        let (mut cpu_a, mut cpu_b) = (Vec::new(), Vec::new());
         for round in 0..rounds {
             // The order alternates, so neither side always runs with a warmer cache.
-            let (t, rss, s, reference) = if round % 2 == 0 {
-                let (t, rss, s) = ours(algorithm, &new_dir("repo"));
-                (t, rss, s, pg(compress))
+            let (t, rss, s, cpu, (reference, reference_cpu)) = if round % 2 == 0 {
+                let (t, rss, s, cpu) = ours(algorithm, &new_dir("repo"));
+                (t, rss, s, cpu, pg(compress))
             } else {
                 let reference = pg(compress);
-                let (t, rss, s) = ours(algorithm, &new_dir("repo"));
-                (t, rss, s, reference)
+                let (t, rss, s, cpu) = ours(algorithm, &new_dir("repo"));
+                (t, rss, s, cpu, reference)
             };
             if std::env::var_os("PGMONETA_BENCH_VERBOSE").is_some() {
-                eprintln!("{algorithm} round {round}: ours {t:.2} s, pg_basebackup {reference:.2} s");
+                eprintln!(
+                    "{algorithm} round {round}: ours {t:.2} s ({cpu:.2} s CPU), pg_basebackup {reference:.2} s ({reference_cpu:.2} s CPU)"
+                );
             }
             a.push(t);
             b.push(reference);
             ratios.push(t / reference);
+            cpu_a.push(cpu);
+            cpu_b.push(reference_cpu);
             peak = peak.max(rss);
             stored = s;
         }
+        let gb = size as f64 / 1e9;
+        cpu_rows.push(format!(
+            "| {algorithm} vs `pg_basebackup {name}` | {:.2} | {:.2} |",
+            median(cpu_a) / gb,
+            median(cpu_b) / gb
+        ));
         // This machine's CPUs change speed from moment to moment (the hash of the same bytes
         // takes 1.4 to 2.3 s from one round to the next): the ratio is taken per round, where
         // both ran under the same conditions, and its median reported.
@@ -288,10 +321,19 @@ fn main() {
         ));
     }
     // Restore of the zstd backup against the zstd backup's own time.
+    let cpu_table = |rows: &[String]| {
+        println!("\nCPU seconds per GB of database (user + system of each process, medians)\n");
+        println!("| backup | ours | pg_basebackup |\n|---|---|---|");
+        for r in rows {
+            println!("{r}");
+        }
+        println!();
+    };
     if !wanted("zstd") {
         for r in rows {
             println!("{r}");
         }
+        cpu_table(&cpu_rows);
         return;
     }
     let repo = new_dir("repo");
@@ -323,6 +365,7 @@ fn main() {
         peak as f64 / 1e6,
         if ok { "" } else { " **missed**" }
     ));
+    cpu_table(&cpu_rows);
     report(
         &format!(
             "PostgreSQL {}, pgbench scale {scale} ({:.0} MB), workers 2, medians of {rounds} rounds (times, and ratios per round)",

@@ -136,7 +136,10 @@ fn values_of_every_type_are_checked() {
         ("keep_alive = maybe", "keep_alive: invalid boolean \"maybe\""),
         ("compression = rar", "compression: invalid compression \"rar\""),
         ("encryption = des", "encryption: invalid encryption \"des\""),
-        ("manifest = md5", "manifest: invalid manifest algorithm \"md5\": expected one of sha512, sha-512, sha256, sha-256, crc32c"),
+        (
+            "manifest = md5",
+            "manifest: invalid manifest algorithm \"md5\": expected one of sha512, sha-512, sha256, sha-256, crc32c",
+        ),
         ("log_level = loud", "log_level: invalid log level \"loud\""),
         ("log_rotation_size = 10T", "log_rotation_size: invalid size \"10T\""),
         ("retention = 7,a", "retention: invalid retention \"7,a\": weeks must be a whole number"),
