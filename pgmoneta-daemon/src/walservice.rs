@@ -92,11 +92,19 @@ struct StreamStop {
     streamed: bool,
     /// The server refused the slot because another connection holds it.
     slot_busy: bool,
+    /// The repository's file system is full.
+    out_of_space: bool,
 }
 
 impl StreamStop {
     fn fatal(message: impl std::fmt::Display) -> StreamStop {
-        StreamStop { message: message.to_string(), retryable: false, streamed: false, slot_busy: false }
+        StreamStop {
+            message: message.to_string(),
+            retryable: false,
+            streamed: false,
+            slot_busy: false,
+            out_of_space: false,
+        }
     }
 }
 
@@ -142,7 +150,6 @@ fn supervise(shared: &Arc<Shared>, server: &Arc<ServerState>) {
         }
         let source = if use_follow { follow_config(shared, &config) } else { None };
         let started = Instant::now();
-        server.wal_out_of_space.store(false, Ordering::SeqCst);
         let mut quick_retry = false;
         let outcome = stream_once(shared, server, &config, source.as_ref());
         if let Some(cluster) = &shared.cluster {
@@ -172,6 +179,9 @@ fn supervise(shared: &Arc<Shared>, server: &Arc<ServerState>) {
                 } else {
                     log::error!("server [{}]: WAL streaming stopped: {e}", server.name);
                     let at = server.stream.read().flushed.load();
+                    // Kept with the failure it describes, not reset by the next attempt: while a
+                    // full disk lasts, each retry fails the same way.
+                    server.wal_out_of_space.store(e.out_of_space, Ordering::SeqCst);
                     *server.wal_failure.lock() = Some((e.message, at));
                 }
                 if config.follow.is_some() {
@@ -235,6 +245,7 @@ fn stream_once(
         retryable: e.is_retryable(),
         streamed: false,
         slot_busy: false,
+        out_of_space: false,
     })?;
     let mut options = StreamOptions::new(config.wal_slot.as_deref());
     let stop = Arc::new(AtomicBool::new(false));
@@ -269,13 +280,19 @@ fn stream_once(
                     retryable: true,
                     streamed: true,
                     slot_busy: false,
+                    out_of_space: false,
                 })
             }
         }
         Err(e) => {
-            server.wal_out_of_space.store(e.is_out_of_space(), Ordering::SeqCst);
             let slot_busy = e.wire().is_some_and(pgmoneta_wire::WireError::is_slot_busy);
-            Err(StreamStop { message: e.to_string(), retryable: e.is_retryable(), streamed: !slot_busy, slot_busy })
+            Err(StreamStop {
+                message: e.to_string(),
+                retryable: e.is_retryable(),
+                streamed: !slot_busy,
+                slot_busy,
+                out_of_space: e.is_out_of_space(),
+            })
         }
     }
 }
