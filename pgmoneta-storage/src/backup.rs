@@ -618,7 +618,7 @@ fn handle(
             let (written, written_rx) = bounded(1);
             let job = HashJob {
                 source,
-                check: checksum.clone(),
+                check: checksum,
                 stored_plain: algorithm == Algorithm::None && encryption.is_none(),
                 stored: stored_rel.clone(),
                 written: written_rx,

@@ -167,9 +167,8 @@ pub struct LinkReport {
 
 /// Replaces each file of the backup `info` describes that is unchanged since the newest older
 /// valid backup of the same major version (same checksum in the same algorithm, same storage
-/// suffixes) with a link to
-/// that backup's file. `info` need not be saved yet: a new backup is linked before its
-/// `backup.info` is written.
+/// suffixes) with a link to that backup's file. `info` need not be saved yet: a new backup is
+/// linked before its `backup.info` is written.
 ///
 /// # Errors
 /// Storage failures.
@@ -187,9 +186,6 @@ pub fn link_backup(store: &dyn Store, server: &str, info: &BackupInfo) -> Result
 pub(crate) fn link_to(store: &dyn Store, server: &str, info: &BackupInfo, base: &LinkBase) -> Result<LinkReport> {
     let label = info.label.as_str();
     let new_manifest = load_manifest(store, server, label)?;
-    if new_manifest.algorithm != base.manifest.algorithm {
-        return Ok(LinkReport::default());
-    }
     let new_files = stored_files(store, server, info)?;
     let dir_prefix = format!("{}/", layout::backup_dir(server, label));
     let mut report = LinkReport { previous: Some(base.previous.label.clone()), ..LinkReport::default() };
@@ -568,7 +564,7 @@ pub fn roll_up(
         }
         new_label.push('\n');
     }
-    manifest.files.insert("backup_label".to_owned(), manifest.algorithm.digest_hex(new_label.as_bytes()));
+    manifest.files.insert("backup_label".to_owned(), child.manifest.digest_hex(new_label.as_bytes()));
     sums.files.insert(
         "data/backup_label".to_owned(),
         pgmoneta_crypto::digest_hex(HashAlgorithm::Sha512, new_label.as_bytes()),
