@@ -41,6 +41,7 @@ pub use pgmoneta_wire::tar;
 pub mod target;
 pub mod verify;
 pub mod wal;
+mod walstop;
 
 pub use backup::BackupOptions;
 pub use catalog::{BackupSelector, Catalog};

@@ -33,7 +33,7 @@ pub struct Reach {
 
 /// The segment size of a backup's WAL: the one under which its start LSN lies in its first
 /// segment (`BackupInfo::wal`); 16 MB when nothing fits.
-fn segment_size_of(info: &BackupInfo) -> WalSegmentSize {
+pub(crate) fn segment_size_of(info: &BackupInfo) -> WalSegmentSize {
     let tli = TimelineId(info.start_timeline.max(1));
     (20..=30)
         .filter_map(|shift| WalSegmentSize::new(1u64 << shift).ok())

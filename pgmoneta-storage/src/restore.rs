@@ -88,6 +88,8 @@ pub struct RestoreReport {
     pub files: usize,
     /// Bytes written.
     pub bytes: u64,
+    /// What was copied of the archived WAL (with a target and `copy_wal`).
+    pub wal: Option<WalCopy>,
 }
 
 /// One file to restore.
@@ -588,8 +590,11 @@ fn restore_into(store: &dyn Store, options: &RestoreOptions, plan: &RestorePlan)
     if combined {
         write_combined_metadata(store, &options.server, info, data_dir, &results.into_inner())?;
     }
+    let mut wal_copy = None;
     if options.copy_wal && plan.target.target.is_some() {
-        copy_archived_wal(store, options, info, &plan.wal, &data_dir.join("pg_wal"))?;
+        let copied = copy_archived_wal(store, options, info, &plan.target, &plan.wal, &data_dir.join("pg_wal"))?;
+        log::info!("restore of {}: copied {copied}", info.label);
+        wal_copy = Some(copied);
     }
     if let Some((settings, signal)) = &plan.recovery {
         let auto = data_dir.join("postgresql.auto.conf");
@@ -614,7 +619,13 @@ fn restore_into(store: &dyn Store, options: &RestoreOptions, plan: &RestorePlan)
         }
     }
     fsio::set_mode(data_dir, 0o700)?;
-    Ok(RestoreReport { info: info.clone(), data_dir: data_dir.to_owned(), files: totals.0, bytes: totals.1 })
+    Ok(RestoreReport {
+        info: info.clone(),
+        data_dir: data_dir.to_owned(),
+        files: totals.0,
+        bytes: totals.1,
+        wal: wal_copy,
+    })
 }
 
 /// Combines one file of a chain into `target` (temporary name, sync, rename). Returns its size
@@ -706,52 +717,134 @@ fn utc_now_text() -> String {
     format!("{t} GMT")
 }
 
-/// Copies the archived WAL a recovery from `info` may need into `pg_wal`: every segment from
-/// the backup's first one on, on its timeline and later ones, and every history file.
+/// What a restore copied of the archived WAL into `pg_wal`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WalCopy {
+    /// Files copied (segments and history files).
+    pub files: usize,
+    /// Their size as stored in the archive.
+    pub stored_bytes: u64,
+    /// The files a copy of everything would have taken (from the backup's first segment on).
+    pub archive_files: usize,
+    /// Their size as stored.
+    pub archive_bytes: u64,
+    /// The end of the record recovery stops at, when decoding found it: the copy ended with
+    /// the segment after the one holding it, and PostgreSQL asks `restore_command` for any
+    /// other.
+    pub stop: Option<pgmoneta_core::Lsn>,
+}
+
+impl std::fmt::Display for WalCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} WAL files ({} bytes stored) of the {} ({} bytes) archived from the backup on",
+            self.files, self.stored_bytes, self.archive_files, self.archive_bytes
+        )?;
+        match self.stop {
+            Some(stop) => write!(f, "; recovery stops at the record ending at {stop}"),
+            None => write!(f, "; all of them"),
+        }
+    }
+}
+
+/// Passes what it writes on, and shows it to a [`StopFinder`](crate::walstop::StopFinder).
+struct Tee<'a, 'w> {
+    out: &'w mut dyn Write,
+    finder: Option<(&'a mut crate::walstop::StopFinder, pgmoneta_core::Lsn)>,
+}
+
+impl Write for Tee<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        if let Some((finder, start)) = self.finder.as_mut() {
+            finder.feed(*start, &buf[..n]);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Copies the archived WAL a recovery from `info` to `target` needs into `pg_wal`: every
+/// history file, and the segments from the backup's first one on, on its timeline and later
+/// ones. With a target on the backup's own timeline, the segments are decoded as they are
+/// copied and the copy ends one segment after the record recovery stops at
+/// ([`crate::walstop`]); PostgreSQL asks `restore_command` for anything further.
 fn copy_archived_wal(
     store: &dyn Store,
     options: &RestoreOptions,
     info: &BackupInfo,
+    target: &RecoveryTarget,
     wal: &[StoreEntry],
     pg_wal: &Path,
-) -> Result<usize> {
+) -> Result<WalCopy> {
+    use pgmoneta_core::{Lsn, WalFileKind};
     let stored_dir = layout::wal_dir(&options.server);
     fsio::create_dir_all(pg_wal)?;
-    let first = info.wal.get(8..).unwrap_or_default().to_owned();
-    let timeline = info.wal.get(..8).unwrap_or_default().to_owned();
-    let cipher = Cipher::from_code(info.encryption);
-    let mut copied = 0;
+    let size = crate::reach::segment_size_of(info);
+    let first = pgmoneta_core::WalSegment::parse(&info.wal, size).map(|s| s.number).unwrap_or(0);
+    let backup_tli = info.start_timeline.max(1);
+    let mut histories = Vec::new();
+    let mut segments = Vec::new();
     for e in wal {
         if e.kind != EntryKind::File || e.name.ends_with(fsio::TEMP_SUFFIX) {
             continue;
         }
-        let (plain, _, _) = stored_form(&e.name);
-        let is_segment = plain.len() == 24 && plain.bytes().all(|b| b.is_ascii_hexdigit());
-        let wanted = if is_segment {
-            // Names compare as numbers: fixed width, upper-case hex.
-            plain[8..] >= *first.as_str() && plain[..8] >= *timeline.as_str()
-        } else {
-            plain.ends_with(".history")
-        };
-        if !wanted {
-            continue;
+        match WalFileKind::parse(stored_form(&e.name).0, size) {
+            Ok(WalFileKind::Segment(s)) if s.number >= first && s.timeline.0 >= backup_tli => segments.push((s, e)),
+            Ok(WalFileKind::History(t)) => histories.push((t.0, e)),
+            _ => {}
         }
-        let mut raw = store.open(&join(&[&stored_dir, &e.name]))?;
-        let target = pg_wal.join(plain);
-        let mut out = fsio::AtomicFile::create(&target)?;
-        decode_stored(
-            &mut raw,
-            &join(&[&stored_dir, &e.name]),
-            cipher,
-            options.master_key.as_deref(),
-            &mut out,
-            &target,
-        )?;
+    }
+    segments.sort_by_key(|(s, _)| (s.number, s.timeline.0));
+    let mut report = WalCopy {
+        archive_files: histories.len() + segments.len(),
+        archive_bytes: histories.iter().map(|(_, e)| e.size).chain(segments.iter().map(|(_, e)| e.size)).sum(),
+        ..WalCopy::default()
+    };
+    // Decoding follows one timeline: with a later one in the archive, everything is copied.
+    let one_timeline =
+        histories.iter().all(|(t, _)| *t <= backup_tli) && segments.iter().all(|(s, _)| s.timeline.0 == backup_tli);
+    let mut finder = match &target.target {
+        Some(kind) if one_timeline && !target.replica => {
+            crate::walstop::StopFinder::new(kind, info.start_lsn, info.end_lsn, size)
+        }
+        _ => None,
+    };
+    let cipher = Cipher::from_code(info.encryption);
+    let mut copy = |e: &StoreEntry, plain: &str, finder: Option<(&mut crate::walstop::StopFinder, Lsn)>| {
+        let path = join(&[&stored_dir, &e.name]);
+        let mut raw = store.open(&path)?;
+        let dest = pg_wal.join(plain);
+        let mut out = fsio::AtomicFile::create(&dest)?;
+        let mut tee = Tee { out: &mut out, finder };
+        decode_stored(&mut raw, &path, cipher, options.master_key.as_deref(), &mut tee, &dest)?;
         out.commit_with(false)?;
-        copied += 1;
+        report.files += 1;
+        report.stored_bytes += e.size;
+        Ok::<(), StorageError>(())
+    };
+    for (_, e) in &histories {
+        copy(e, stored_form(&e.name).0, None)?;
+    }
+    for (s, e) in &segments {
+        if finder.as_ref().and_then(|f| f.last_segment()).is_some_and(|last| s.number > last) {
+            break;
+        }
+        let start = Lsn(s.number * size.bytes());
+        let watching = finder.as_mut().is_some_and(|f| f.expects(start) && f.found().is_none());
+        let watch = finder.as_mut().filter(|_| watching).map(|f| (f, start));
+        copy(e, stored_form(&e.name).0, watch)?;
+        if finder.as_ref().is_some_and(|f| f.lost()) {
+            finder = None;
+        }
     }
     fsio::sync_dir(pg_wal)?;
-    Ok(copied)
+    report.stop = finder.and_then(|f| f.found());
+    Ok(report)
 }
 
 #[cfg(test)]

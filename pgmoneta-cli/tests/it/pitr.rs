@@ -87,20 +87,35 @@ fn restores_stop_exactly_at_each_recovery_target() {
     let info = take_backup(&mut replication(&cluster), cluster.version(), minor, store.clone(), &options).unwrap();
 
     // Rows at known positions after the backup.
+    // Each row in a segment of its own, and segments after the last, so that a restore that
+    // copies WAL into pg_wal has more archived than reaching any target needs.
+    cluster.execute("CREATE TABLE filler(x int)").unwrap();
+    let next_segment = || {
+        cluster.execute("INSERT INTO filler VALUES (0)").unwrap();
+        cluster.switch_wal().unwrap();
+    };
     cluster.execute("INSERT INTO t VALUES (1)").unwrap();
     let after_1: Lsn = cluster.query_scalar("SELECT pg_current_wal_insert_lsn()").unwrap().parse().unwrap();
+    next_segment();
     let xid_2 = cluster.query_scalar("INSERT INTO t VALUES (2); SELECT txid_current()").unwrap();
+    next_segment();
     cluster.execute("INSERT INTO t VALUES (3)").unwrap();
     cluster.execute("SELECT pg_create_restore_point('before_four')").unwrap();
+    next_segment();
     cluster.execute("INSERT INTO t VALUES (4)").unwrap();
     std::thread::sleep(Duration::from_millis(1100));
     let time_after_4 = cluster.query_scalar("SELECT clock_timestamp()::text").unwrap();
     std::thread::sleep(Duration::from_millis(1100));
+    next_segment();
     cluster.execute("INSERT INTO t VALUES (5)").unwrap();
-    let end: Lsn = cluster.query_scalar("SELECT pg_current_wal_insert_lsn()").unwrap().parse().unwrap();
-    cluster.switch_wal().unwrap();
-    // Wait until the archive holds the segment with the last row.
-    let needed = WalSegment::containing(pgmoneta_core::TimelineId(1), end, SEG);
+    for _ in 0..4 {
+        next_segment();
+    }
+    // The last segment switched: the one before where WAL is written now.
+    let next: Lsn = cluster.query_scalar("SELECT pg_current_wal_insert_lsn()").unwrap().parse().unwrap();
+    let needed = WalSegment::containing(pgmoneta_core::TimelineId(1), next, SEG);
+    let (needed, end) = (WalSegment { number: needed.number - 1, ..needed }, next);
+    // Wait until the archive holds it.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let have = archive.entries().unwrap().iter().any(|e| {
@@ -128,8 +143,15 @@ fn restores_stop_exactly_at_each_recovery_target() {
         (&*format!("time={time_after_4}"), "{1,2,3,4}"),
     ];
     // Cases run with the WAL copied into pg_wal and no restore_command at all, as upstream
-    // restores do: recovery must stop at the target from pg_wal alone.
-    let copied = [(&*format!("lsn={after_1}"), "{1}"), ("name=before_four", "{1,2,3}")];
+    // restores do: recovery must stop at the target from pg_wal alone, and the copy holds only
+    // the segments up to one past where recovery stops.
+    let copied = [
+        ("immediate", "{}"),
+        (&*format!("lsn={after_1}"), "{1}"),
+        (&*format!("xid={xid_2},inclusive=off"), "{1}"),
+        ("name=before_four", "{1,2,3}"),
+        (&*format!("time={time_after_4}"), "{1,2,3,4}"),
+    ];
     let cases = cases.iter().map(|(p, e)| (*p, *e, false)).chain(copied.iter().map(|(p, e)| (*p, *e, true)));
     for (position, expected, copy_wal) in cases {
         let root = tempfile::Builder::new().prefix("pgmoneta-pitr-restore-").tempdir_in("/tmp").unwrap();
@@ -155,6 +177,9 @@ fn restores_stop_exactly_at_each_recovery_target() {
         if copy_wal {
             let auto = std::fs::read_to_string(report.data_dir.join("postgresql.auto.conf")).unwrap();
             assert!(auto.contains("restore_command = 'false'"), "{auto}");
+            let wal = report.wal.as_ref().unwrap();
+            assert!(wal.stop.is_some(), "{position}: the stop was not found: {wal}");
+            assert!(wal.files < wal.archive_files && wal.stored_bytes < wal.archive_bytes, "{position}: {wal}");
         }
     }
 }

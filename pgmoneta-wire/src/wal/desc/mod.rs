@@ -5,6 +5,8 @@ mod access;
 mod xact;
 mod xlog;
 
+pub use xact::{xact_end, XactEnd};
+
 use super::record::DecodedRecord;
 
 /// Resource manager names, by id, as `pg_waldump` prints them.
@@ -202,6 +204,11 @@ pub fn record_time(rec: &DecodedRecord) -> Option<String> {
         0x10 => Some(xlog::timestamptz(f.i64(16))),
         _ => None,
     }
+}
+
+/// The name a restore point record (`pg_create_restore_point`) carries.
+pub fn restore_point_name(rec: &DecodedRecord) -> Option<String> {
+    (rec.rmid == rmid::XLOG && rec.info & 0xF0 == 0x70).then(|| Fields(rec.main_data()).cstr(8))
 }
 
 /// Formats a PostgreSQL `timestamptz` (microseconds since 2000-01-01 UTC) as PostgreSQL does

@@ -320,3 +320,30 @@ fn messages(f: Fields<'_>, at: usize, n: usize) -> Vec<[u8; 16]> {
         })
         .collect()
 }
+
+/// The end of a transaction, as recovery targets see it: a commit or abort record (prepared or
+/// not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XactEnd {
+    /// A commit (`true`) or an abort.
+    pub commit: bool,
+    /// The transaction ended: the record's own xid, or the prepared transaction's.
+    pub xid: u32,
+    /// `xact_time`: microseconds since 2000-01-01 00:00 UTC.
+    pub time: i64,
+}
+
+/// The transaction end `rec` records, if it is a commit or abort record.
+pub fn xact_end(rec: &DecodedRecord) -> Option<XactEnd> {
+    if rec.rmid != rmid::XACT {
+        return None;
+    }
+    let op = rec.info & XLOG_XACT_OPMASK;
+    if !matches!(op, 0x00 | 0x20 | 0x30 | 0x40) {
+        return None;
+    }
+    let commit = op == 0x00 || op == 0x30;
+    let p = parse(Fields(rec.main_data()), rec.info, commit, rec.version);
+    let xid = if op == 0x30 || op == 0x40 { p.twophase_xid } else { rec.xid };
+    Some(XactEnd { commit, xid, time: p.time })
+}
