@@ -261,12 +261,44 @@ pub enum Command {
         /// The master key file, for encrypted archives (default ~/.pgmoneta/master.key).
         #[arg(long = "master-key")]
         master_key: Option<PathBuf>,
+        /// Segments kept fetched ahead in the spool by a prefetch process that serves the
+        /// whole recovery (and derives the master key once); 0 fetches in this process alone.
+        #[arg(long = "prefetch", default_value_t = crate::archive_get::DEFAULT_PREFETCH)]
+        prefetch: usize,
+        /// The spool directory (default: pgmoneta-spool-<server> beside %p, in pg_wal).
+        #[arg(long = "spool")]
+        spool: Option<PathBuf>,
+        /// Seconds without a request after which the prefetch process removes the spool and
+        /// exits (recovery has ended).
+        #[arg(long = "prefetch-idle", default_value_t = 30)]
+        prefetch_idle: u64,
         /// The server.
         server: String,
         /// The file PostgreSQL asks for (%f).
         file: String,
         /// Where PostgreSQL wants it (%p).
         destination: PathBuf,
+    },
+    /// The prefetch process archive-get starts (not for direct use).
+    #[command(hide = true)]
+    ArchivePrefetch {
+        /// The master key file.
+        #[arg(long = "master-key")]
+        master_key: Option<PathBuf>,
+        /// The spool directory.
+        #[arg(long = "spool")]
+        spool: PathBuf,
+        /// Segments kept fetched ahead.
+        #[arg(long = "depth", default_value_t = crate::archive_get::DEFAULT_PREFETCH)]
+        depth: usize,
+        /// Threads fetching.
+        #[arg(long = "threads", default_value_t = 2)]
+        threads: usize,
+        /// Seconds without a request after which the process removes the spool and exits.
+        #[arg(long = "idle", default_value_t = 30)]
+        idle: u64,
+        /// The server.
+        server: String,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
@@ -507,7 +539,9 @@ fn build(command: &Command, g: &Global) -> Result<Option<(Cmd, Value)>> {
         },
         Command::Cluster { action } if action == "status" => (Cmd::ClusterStatus, json!({})),
         Command::Cluster { action } => bail!("cluster: expected `cluster status`, not `cluster {action}`"),
-        Command::ArchiveGet { .. } | Command::Completions { .. } | Command::Man => return Ok(None),
+        Command::ArchiveGet { .. } | Command::ArchivePrefetch { .. } | Command::Completions { .. } | Command::Man => {
+            return Ok(None)
+        }
     }))
 }
 
@@ -539,7 +573,7 @@ pub fn run(cli: Cli) -> i32 {
 
 fn execute(command: &Command, g: &Global) -> Result<i32> {
     match command {
-        Command::ArchiveGet { master_key, server, file, destination } => {
+        Command::ArchiveGet { master_key, prefetch, spool, prefetch_idle, server, file, destination } => {
             let config = g.config.clone().unwrap_or_else(|| PathBuf::from("/etc/pgmoneta/pgmoneta.conf"));
             return Ok(crate::archive_get::run(&crate::archive_get::ArchiveGet {
                 config,
@@ -547,6 +581,21 @@ fn execute(command: &Command, g: &Global) -> Result<i32> {
                 server: server.clone(),
                 file: file.clone(),
                 destination: destination.clone(),
+                prefetch: *prefetch,
+                spool: spool.clone(),
+                idle: Duration::from_secs(*prefetch_idle),
+            }));
+        }
+        Command::ArchivePrefetch { master_key, spool, depth, threads, idle, server } => {
+            let config = g.config.clone().unwrap_or_else(|| PathBuf::from("/etc/pgmoneta/pgmoneta.conf"));
+            return Ok(crate::prefetch::serve(&crate::prefetch::PrefetchOptions {
+                config,
+                master_key: master_key.clone(),
+                server: server.clone(),
+                spool: spool.clone(),
+                depth: *depth,
+                threads: *threads,
+                idle: Duration::from_secs(*idle),
             }));
         }
         Command::Completions { shell } => {

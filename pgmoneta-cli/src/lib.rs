@@ -8,6 +8,7 @@ pub mod archive_get;
 pub mod cli;
 pub mod client;
 pub mod output;
+pub mod prefetch;
 pub mod walfilter;
 pub mod walinfo;
 pub mod walview;

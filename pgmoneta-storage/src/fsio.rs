@@ -118,6 +118,20 @@ impl AtomicFile {
         Ok(self.written)
     }
 
+    /// Renames the file into place without syncing anything: for files nothing depends on
+    /// after a crash (a spool, a file PostgreSQL's `restore_command` hands over, which
+    /// recovery fetches again after a crash). Readers still never see it half-written.
+    ///
+    /// # Errors
+    /// When a step fails; the temporary file is then removed.
+    pub fn commit_volatile(mut self) -> Result<u64> {
+        let buffered = self.file.take().expect("only commit takes the file");
+        let file = buffered.into_inner().map_err(|e| StorageError::io("writing", &self.temp)(e.into_error()))?;
+        drop(file);
+        fs::rename(&self.temp, &self.path).map_err(StorageError::io("renaming into place", &self.path))?;
+        Ok(self.written)
+    }
+
     /// [`AtomicFile::commit_with`], syncing the directory.
     ///
     /// # Errors

@@ -337,6 +337,23 @@ impl WalArchive {
         cipher: Option<Cipher>,
         key: Option<&MasterKey>,
     ) -> Result<u64> {
+        self.fetch_file_with(stored, dest, cipher, key, true)
+    }
+
+    /// [`WalArchive::fetch_file`], with `durable` saying whether `dest` is synced before it
+    /// takes its name (PostgreSQL's `restore_command` output need not be: after a crash,
+    /// recovery fetches it again).
+    ///
+    /// # Errors
+    /// As [`WalArchive::fetch_file`].
+    pub fn fetch_file_with(
+        &self,
+        stored: &str,
+        dest: &Path,
+        cipher: Option<Cipher>,
+        key: Option<&MasterKey>,
+        durable: bool,
+    ) -> Result<u64> {
         let name = stored_form(stored).0;
         let is_segment = name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit());
         let path = self.path(stored);
@@ -350,7 +367,11 @@ impl WalArchive {
         if is_segment && WalSegmentSize::new(n).is_err() {
             return Err(StorageError::corrupt(&shown, format!("{n} bytes is not the size of a WAL segment")));
         }
-        out.commit()?;
+        if durable {
+            out.commit()?;
+        } else {
+            out.commit_volatile()?;
+        }
         Ok(n)
     }
 

@@ -3,5 +3,6 @@
 mod admin;
 mod completions;
 mod pitr;
+mod prefetch;
 mod walfilter;
 mod walinfo;
