@@ -67,6 +67,10 @@ pub mod sql;
 
 pub use crate::error::SinkError;
 
+/// How long received WAL may wait, at most, before it is flushed and reported as flushed while
+/// the stream keeps the socket busy: the flush lag under load stays a fraction of a segment.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+
 /// Where a [`BackupSource`] delivers a backup's archives.
 pub trait ArchiveSink {
     /// Whether the receiver failed or was cancelled: the source stops feeding.
@@ -477,7 +481,10 @@ pub fn stream_wal(
                 None => {}
             }
             let due = last_status.elapsed() >= options.status_interval;
-            if reply || sink.segment_completed() || (dirty && idle) || due {
+            // Under a steady stream the socket is never idle: received WAL is still made durable
+            // (and reported) every FLUSH_INTERVAL, not only when a segment completes.
+            let stale = dirty && (idle || last_status.elapsed() >= FLUSH_INTERVAL);
+            if reply || sink.segment_completed() || stale || due {
                 let flushed = sink.flush().map_err(sink_error)?;
                 options.progress.flushed.fetch_max(flushed);
                 stream.send_status(sink.written(), reported(flushed), ask && due)?;
