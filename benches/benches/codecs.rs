@@ -102,5 +102,54 @@ fn crypto(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, compression, crypto);
+/// Each manifest checksum algorithm alone, and the per-byte work of storing one file without
+/// the network or the disk: the plain bytes' manifest checksum, then zstd level 3 (or nothing),
+/// then the SHA-512 of the stored bytes for `backup.sha512` (one SHA-512 in all when the file
+/// is stored plain and the manifest's is SHA-512: a backup hashes no byte twice).
+fn checksums_and_pipeline(c: &mut Criterion) {
+    use pgmoneta_storage::manifest::ManifestAlgorithm;
+    let data = input();
+    let mut group = c.benchmark_group("manifest_checksum");
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    for algorithm in [ManifestAlgorithm::Sha512, ManifestAlgorithm::Sha256, ManifestAlgorithm::Crc32c] {
+        group.bench_function(algorithm.name(), |b| {
+            b.iter(|| {
+                let mut sum = algorithm.checksum();
+                for chunk in data.chunks(CHUNK) {
+                    sum.write_all(chunk).unwrap();
+                }
+                sum.finish_hex()
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("store_pipeline");
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    group.sample_size(10);
+    for compress in [Algorithm::None, Algorithm::Zstd] {
+        for algorithm in [ManifestAlgorithm::Sha512, ManifestAlgorithm::Crc32c] {
+            let id = format!("{}_{}", compress.name(), algorithm.name());
+            group.bench_function(id, |b| {
+                let once = compress == Algorithm::None && algorithm == ManifestAlgorithm::Sha512;
+                b.iter(|| {
+                    let mut sum = if once { ManifestAlgorithm::Crc32c.checksum() } else { algorithm.checksum() };
+                    let stored = HashingWriter::new(std::io::sink(), HashAlgorithm::Sha512);
+                    let options = EncoderOptions { level: 3, workers: 0 };
+                    let mut encoder = pgmoneta_compress::Encoder::new(compress, options, stored).unwrap();
+                    for chunk in data.chunks(CHUNK) {
+                        if !once {
+                            sum.write_all(chunk).unwrap();
+                        }
+                        encoder.write_all(chunk).unwrap();
+                    }
+                    (sum.finish_hex(), encoder.finish().unwrap().finish_hex().1)
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, compression, crypto, checksums_and_pipeline);
 criterion_main!(benches);
