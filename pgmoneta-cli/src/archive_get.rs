@@ -113,6 +113,18 @@ impl Source {
 
 /// Fetches the file; returns the exit status.
 pub fn run(args: &ArchiveGet) -> i32 {
+    // Paths are taken as given from here on: the prefetch request changes the working
+    // directory (PostgreSQL passes %p relative to the data directory).
+    let mut args = args.clone();
+    for path in [Some(&mut args.config), Some(&mut args.destination), args.master_key.as_mut(), args.spool.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(absolute) = std::path::absolute(&*path) {
+            *path = absolute;
+        }
+    }
+    let args = &args;
     if args.prefetch > 0 {
         match prefetch::request(args) {
             Ok(Answer::Ready) => return 0,

@@ -136,6 +136,23 @@ fn the_prefetch_process_hands_over_each_segment_and_keeps_the_next_ones_ready() 
     assert_eq!(archive_get(&s, &s.key, &spool, &name(5), &dest, &["--prefetch", "0"]), 0);
     assert!(std::fs::read(&dest).unwrap() == contents(5));
 
+    // PostgreSQL passes %p relative to the data directory; when the spool cannot be made the
+    // file is fetched directly, still to where %p points.
+    std::fs::remove_file(&dest).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgmoneta-cli"))
+        .current_dir(&s.dir)
+        .arg("-c")
+        .arg(&s.conf)
+        .args(["archive-get", "--master-key"])
+        .arg(&s.key)
+        .args(["--spool", "/proc/no-spool-here", "primary", &name(6), "pg_wal/RECOVERYXLOG"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("prefetch unavailable") && said.contains("/proc/no-spool-here"), "{said}");
+    assert!(std::fs::read(&dest).unwrap() == contents(6));
+
     // A wrong key is fatal to recovery (126), through a spool of its own.
     let wrong = MasterKeyFile::new(s.dir.join("wrong.key"));
     wrong.create("not the key the archive was written with").unwrap();
