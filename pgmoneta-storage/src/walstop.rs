@@ -5,7 +5,7 @@
 //! The stop found is never earlier than PostgreSQL's own: an LSN target stops at the first
 //! record at or after it; an xid target at that transaction's commit or abort; a name target at
 //! its restore point; a time target at the first commit or abort after the time, read with the
-//! widest time zone offset when the target names none PostgreSQL's way. Records before the
+//! widest zone offset PostgreSQL accepts when the target names no offset. Records before the
 //! backup's end (where recovery becomes consistent) never count. When the stop cannot be told
 //! (a time in a form not understood, WAL that does not decode), everything is copied, as before.
 
@@ -18,8 +18,8 @@ use crate::target::TargetKind;
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 00:00 UTC).
 const PG_EPOCH_UNIX_SECONDS: i64 = 946_684_800;
 
-/// The latest UTC a local time can be: zones reach 12 hours west of UTC (a margin added).
-const UNKNOWN_ZONE_MARGIN_SECONDS: i64 = 13 * 3600;
+/// The latest UTC a local time can be: PostgreSQL accepts zone offsets up to 15:59 west of UTC.
+const UNKNOWN_ZONE_MARGIN_SECONDS: i64 = 16 * 3600;
 
 /// What ends recovery.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +61,8 @@ impl StopFinder {
         let goal = match target {
             TargetKind::Immediate => Goal::Lsn(consistent),
             TargetKind::Lsn(lsn) => Goal::Lsn(*lsn),
+            // PostgreSQL reads a leading 0 as octal (0x as hex): only plain decimal is decided.
+            TargetKind::Xid(x) if x.len() > 1 && x.starts_with('0') => return None,
             TargetKind::Xid(x) => Goal::Xid((x.parse::<u64>().ok()? & 0xFFFF_FFFF) as u32),
             TargetKind::Name(n) => Goal::Name(n.clone()),
             TargetKind::Time(t) => Goal::After(latest_instant(t)?),
@@ -146,8 +148,8 @@ fn stops(goal: &Goal, rec: &DecodedRecord) -> bool {
 }
 
 /// The latest instant (`timestamptz` microseconds) a time target can mean: exact with a zone
-/// given as `Z`, `UTC`, `GMT` or a numeric offset; the local time read 13 hours west of UTC
-/// without one or with a zone name. `None` for a form not understood.
+/// given as `Z`, `UTC`, `GMT` or a numeric offset; the local time read 16 hours west of UTC
+/// without one or with a zone name. `None` for a form not understood (`AM`/`PM` included).
 pub(crate) fn latest_instant(text: &str) -> Option<i64> {
     let t = text.trim();
     let (date, rest) = t.split_once([' ', 'T'])?;
@@ -159,6 +161,9 @@ pub(crate) fn latest_instant(text: &str) -> Option<i64> {
     let clock_len = rest.find(|c: char| !(c.is_ascii_digit() || c == ':' || c == '.')).unwrap_or(rest.len());
     let (clock, zone) = rest.split_at(clock_len);
     let (whole, fraction) = clock.split_once('.').unwrap_or((clock, ""));
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let c: Vec<&str> = whole.split(':').collect();
     if !(2..=3).contains(&c.len()) || c.iter().any(|p| p.is_empty() || p.len() > 2) {
         return None;
@@ -191,8 +196,11 @@ fn zone_offset(zone: &str) -> Option<Option<i32>> {
     if zone.is_empty() {
         return Some(None);
     }
-    if matches!(zone.to_ascii_uppercase().as_str(), "Z" | "UTC" | "GMT" | "UT" | "ZULU") {
-        return Some(Some(0));
+    match zone.to_ascii_uppercase().as_str() {
+        "Z" | "UTC" | "GMT" | "UT" | "ZULU" => return Some(Some(0)),
+        // A 12-hour clock: not read here.
+        "AM" | "PM" => return None,
+        _ => {}
     }
     let sign = match zone.as_bytes()[0] {
         b'+' => 1,
@@ -227,11 +235,19 @@ mod tests {
         assert_eq!(latest_instant("2000-01-01 00:00:01.25+00").unwrap(), 1_250_000);
         assert_eq!(latest_instant("2000-01-01 00:00:00.0000001+00").unwrap(), 1);
         // No zone, or one by name: the latest the local time can be.
-        assert_eq!(latest_instant("2000-01-01 00:00:00").unwrap(), 13 * HOUR);
-        assert_eq!(latest_instant("2000-01-01 00:00").unwrap(), 13 * HOUR);
-        assert_eq!(latest_instant("2000-01-01 00:00:00 Europe/Paris").unwrap(), 13 * HOUR);
+        assert_eq!(latest_instant("2000-01-01 00:00:00").unwrap(), 16 * HOUR);
+        assert_eq!(latest_instant("2000-01-01 00:00").unwrap(), 16 * HOUR);
+        assert_eq!(latest_instant("2000-01-01 00:00:00 Europe/Paris").unwrap(), 16 * HOUR);
         assert_eq!(latest_instant("2026-12-07 05:00:00+00").unwrap(), 849_934_800 * 1_000_000);
-        for bad in ["now", "2000-01-01", "2000-13-01 00:00:00", "2000-01-01 25:00:00", "2000-01-01 00:00:00+1x"] {
+        for bad in [
+            "now",
+            "2000-01-01",
+            "2000-13-01 00:00:00",
+            "2000-01-01 25:00:00",
+            "2000-01-01 00:00:00+1x",
+            "2000-01-01 02:30:00 PM",
+            "2000-01-01 00:00:00.1.2",
+        ] {
             assert_eq!(latest_instant(bad), None, "{bad}");
         }
     }
@@ -254,6 +270,8 @@ mod tests {
         f.found = Some(Lsn(0x3_4100_0001));
         assert_eq!(f.last_segment(), Some(0x3_4100_0000 / size.bytes() + 1));
         assert!(StopFinder::new(&TargetKind::Time("yesterday".into()), Lsn(0), Lsn(0), size).is_none());
+        assert!(StopFinder::new(&TargetKind::Xid("0123".into()), Lsn(0), Lsn(0), size).is_none());
+        assert!(StopFinder::new(&TargetKind::Xid("0".into()), Lsn(0), Lsn(0), size).is_some());
     }
 
     #[test]
