@@ -46,7 +46,7 @@ pub struct ArchiveGet {
     pub destination: PathBuf,
     /// Segments to fetch ahead through the spool; 0 fetches in this process alone.
     pub prefetch: usize,
-    /// The spool directory; default `pgmoneta-spool-<server>` beside the destination (in
+    /// Where the spool `pgmoneta-spool-<server>` is made; default beside the destination (in
     /// `pg_wal`, which base backups of the restored server leave out).
     pub spool: Option<PathBuf>,
     /// How long the prefetch process waits for the next request before it removes the spool

@@ -265,7 +265,8 @@ pub enum Command {
         /// whole recovery (and derives the master key once); 0 fetches in this process alone.
         #[arg(long = "prefetch", default_value_t = crate::archive_get::DEFAULT_PREFETCH)]
         prefetch: usize,
-        /// The spool directory (default: pgmoneta-spool-<server> beside %p, in pg_wal).
+        /// Where the spool directory pgmoneta-spool-<server> is made (default: beside %p, in
+        /// pg_wal); only that directory is ever emptied or removed.
         #[arg(long = "spool")]
         spool: Option<PathBuf>,
         /// Seconds without a request after which the prefetch process removes the spool and

@@ -1,9 +1,10 @@
 //! The prefetch process behind `archive-get`: one per spool directory, started by the first
 //! `archive-get` that finds none, serving every later call of the same recovery.
 //!
-//! Each `archive-get` asks it for one file over a Unix socket in the spool (`GET <name>`) and
-//! is answered `READY` (the file is in the spool, plain, and the caller renames it into place),
-//! `MISSING <why>` or `FAILED <why>`. The process derives the master key once, fetches the file
+//! Each `archive-get` asks it for one file over a Unix socket in the spool (`GET <name>
+//! <configuration>`) and is answered `READY` (the file is in the spool, plain, and the caller
+//! renames it into place), `MISSING <why>`, `FAILED <why>`, or `OTHER <why>` when the process
+//! reads another configuration (the caller then fetches by itself). The process derives the master key once, fetches the file
 //! asked for first, then keeps the next `depth` segments fetched, decrypted and decompressed
 //! in the spool on a few threads while PostgreSQL replays. The spool holds at most the file
 //! asked for and `depth` segments ahead; files that fall out of that window are removed. After
@@ -66,12 +67,14 @@ pub struct PrefetchOptions {
     pub idle: Duration,
 }
 
-/// The spool of a call: `--spool`, or `pgmoneta-spool-<server>` beside the destination.
+/// The spool of a call: `pgmoneta-spool-<server>` in `--spool`, or beside the destination. The
+/// process owns that directory (it empties and removes it), never the one named by `--spool`.
 fn spool_of(args: &ArchiveGet, destination: &Path) -> PathBuf {
-    match &args.spool {
-        Some(s) => s.clone(),
-        None => destination.parent().unwrap_or(Path::new(".")).join(format!("pgmoneta-spool-{}", args.server)),
-    }
+    let parent = match &args.spool {
+        Some(s) => s.as_path(),
+        None => destination.parent().unwrap_or(Path::new(".")),
+    };
+    parent.join(format!("pgmoneta-spool-{}", args.server))
 }
 
 /// Asks the spool's prefetch process for `args.file` (starting the process when none runs)
@@ -87,15 +90,16 @@ pub(crate) fn request(args: &ArchiveGet) -> anyhow::Result<Answer> {
     let spool = std::path::absolute(spool_of(args, &destination))?;
     if !spool.is_dir() {
         fs::create_dir_all(&spool).with_context(|| format!("creating the spool {}", spool.display()))?;
-        fs::set_permissions(&spool, fs::Permissions::from_mode(0o700))?;
     }
+    fs::set_permissions(&spool, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making the spool {} private", spool.display()))?;
     // Socket paths are short: name it relative to the spool.
     std::env::set_current_dir(&spool).with_context(|| format!("entering the spool {}", spool.display()))?;
     let mut stream = match UnixStream::connect(SOCKET) {
         Ok(s) => s,
         Err(_) => {
             let mut child = start_process(args, &spool)?;
-            let deadline = Instant::now() + START_TIMEOUT;
+            let mut deadline = Instant::now() + START_TIMEOUT;
             loop {
                 match UnixStream::connect(SOCKET) {
                     Ok(s) => break s,
@@ -103,12 +107,13 @@ pub(crate) fn request(args: &ArchiveGet) -> anyhow::Result<Answer> {
                         return Err(e).context("the prefetch process did not start listening")
                     }
                     Err(_) => {
-                        // Failed at once (its message is on stderr); exited 0, another
-                        // process serves the spool and is about to listen.
+                        // Failed at once; or exited 0: another process holds the spool, about
+                        // to listen (just started) or to leave (idle): a second is enough.
                         if let Some(status) = child.try_wait()? {
                             if !status.success() {
                                 anyhow::bail!("the prefetch process could not start ({status})");
                             }
+                            deadline = deadline.min(Instant::now() + Duration::from_secs(1));
                         }
                         std::thread::sleep(Duration::from_millis(2));
                     }
@@ -116,7 +121,9 @@ pub(crate) fn request(args: &ArchiveGet) -> anyhow::Result<Answer> {
             }
         }
     };
-    writeln!(stream, "GET {}", args.file)?;
+    // The configuration travels with the request: a spool shared by calls for another
+    // repository is not served by this process.
+    writeln!(stream, "GET {} {}", args.file, args.config.display())?;
     let mut line = String::new();
     BufReader::new(&stream).read_line(&mut line)?;
     let line = line.trim_end();
@@ -128,6 +135,7 @@ pub(crate) fn request(args: &ArchiveGet) -> anyhow::Result<Answer> {
         }
         "MISSING" => Ok(Answer::Missing(why.to_owned())),
         "FAILED" => Ok(Answer::Failed(why.to_owned())),
+        "OTHER" => anyhow::bail!("the spool {} serves another configuration: {why}", spool.display()),
         "" => anyhow::bail!("the prefetch process closed the connection without an answer"),
         other => anyhow::bail!("the prefetch process answered {other:?}"),
     }
@@ -194,7 +202,9 @@ struct Shared {
     state: Mutex<State>,
     changed: Condvar,
     source: Source,
-    key: Mutex<Option<Result<Arc<MasterKey>, String>>>,
+    key: Mutex<Option<Arc<MasterKey>>>,
+    /// The configuration this process reads (requests naming another are refused).
+    config: PathBuf,
     depth: usize,
 }
 
@@ -203,10 +213,16 @@ impl Shared {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The master key, derived on first use.
+    /// The master key, derived on first use; a failure is not kept (the file may be fixed
+    /// while recovery retries).
     fn key(&self) -> Result<Arc<MasterKey>, String> {
         let mut key = self.key.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        key.get_or_insert_with(|| self.source.load_key().map(Arc::new).map_err(|e| format!("{e:#}"))).clone()
+        if let Some(k) = key.as_ref() {
+            return Ok(k.clone());
+        }
+        let k = Arc::new(self.source.load_key().map_err(|e| format!("{e:#}"))?);
+        *key = Some(k.clone());
+        Ok(k)
     }
 }
 
@@ -242,6 +258,7 @@ fn serve_inner(options: &PrefetchOptions) -> anyhow::Result<()> {
         changed: Condvar::new(),
         source,
         key: Mutex::new(None),
+        config: options.config.clone(),
         depth: options.depth,
     });
     for _ in 0..options.threads.max(1) {
@@ -265,14 +282,16 @@ fn serve_inner(options: &PrefetchOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Returns once nothing was asked for `idle` (or the spool is gone), having removed the spool.
+/// Returns once nothing was asked for `idle`, having removed the spool, or once the spool was
+/// removed under it (touching nothing: the path may be another process's spool by now).
 fn watch_idle(shared: &Shared, spool: &Path, idle: Duration) {
     loop {
         std::thread::sleep(Duration::from_millis(250).min(idle));
-        let gone = !Path::new(LOCK).exists();
+        if !Path::new(LOCK).exists() {
+            return;
+        }
         let st = shared.lock();
-        let quiet = st.requests == 0 && st.last_request.is_some_and(|t| t.elapsed() >= idle);
-        if gone || quiet {
+        if st.requests == 0 && st.last_request.is_some_and(|t| t.elapsed() >= idle) {
             // New callers start a process of their own from here on.
             let _ = fs::remove_file(SOCKET);
             let _ = fs::remove_dir_all(spool);
@@ -297,23 +316,29 @@ fn fetch_loop(shared: &Shared) {
                 st = shared.changed.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner);
             }
         };
-        let result = fetch_one(shared, &name);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch_one(shared, &name)))
+            .unwrap_or_else(|_| Err((false, format!("fetching {name} failed unexpectedly"))));
         let mut st = shared.lock();
         if let Ok(size) = result {
             if st.segment_size.is_none() && is_segment(&name) {
                 st.segment_size = WalSegmentSize::new(size).ok();
             }
         }
-        if st.slots.get(&name) == Some(&Slot::Fetching) {
-            let slot = match result {
-                Ok(_) => Slot::Ready,
-                Err((true, why)) => Slot::Missing(why),
-                Err((false, why)) => Slot::Failed(why),
-            };
-            st.slots.insert(name, slot);
-        } else {
+        match (st.slots.get(&name), result) {
             // Dropped from the window while it was fetched.
-            let _ = fs::remove_file(&name);
+            (None, Ok(_)) => {
+                let _ = fs::remove_file(&name);
+            }
+            (None, Err(_)) => {}
+            // The file is complete: whoever wants it now can have it.
+            (Some(_), Ok(_)) => {
+                st.slots.insert(name, Slot::Ready);
+            }
+            // Asked for again meanwhile: this outcome answers that too.
+            (Some(Slot::Fetching | Slot::Queued), Err((missing, why))) => {
+                st.slots.insert(name, if missing { Slot::Missing(why) } else { Slot::Failed(why) });
+            }
+            (Some(_), Err(_)) => {}
         }
         shared.changed.notify_all();
     }
@@ -339,7 +364,15 @@ fn answer(shared: &Shared, conn: UnixStream) {
     if BufReader::new(&conn).read_line(&mut line).is_err() {
         return;
     }
-    let Some(name) = line.trim_end().strip_prefix("GET ").map(str::to_owned) else { return };
+    let Some((name, config)) = line.trim_end().strip_prefix("GET ").map(|r| r.split_once(' ').unwrap_or((r, "")))
+    else {
+        return;
+    };
+    let name = name.to_owned();
+    if Path::new(config) != shared.config {
+        let _ = (&conn).write_all(format!("OTHER it reads {}\n", shared.config.display()).as_bytes());
+        return;
+    }
     let reply = {
         let mut st = shared.lock();
         st.requests += 1;

@@ -65,16 +65,29 @@ fn setup() -> Setup {
     Setup { conf, key: key_file.path().to_owned(), dir, _top: top }
 }
 
-/// Runs `archive-get` for `file` into `dest`; its exit status.
+/// Runs `archive-get` for `file` into `dest` with the spool `spool` (which must be named
+/// `pgmoneta-spool-primary`: `--spool` names the directory it is made in); its exit status.
 fn archive_get(s: &Setup, key: &Path, spool: &Path, file: &str, dest: &Path, extra: &[&str]) -> i32 {
+    archive_get_with(&s.conf, key, spool, file, dest, extra).status.code().unwrap_or(-1)
+}
+
+fn archive_get_with(
+    conf: &Path,
+    key: &Path,
+    spool: &Path,
+    file: &str,
+    dest: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    assert!(spool.ends_with("pgmoneta-spool-primary"));
     let out = Command::new(env!("CARGO_BIN_EXE_pgmoneta-cli"))
         .arg("-c")
-        .arg(&s.conf)
+        .arg(conf)
         .arg("archive-get")
         .arg("--master-key")
         .arg(key)
         .arg("--spool")
-        .arg(spool)
+        .arg(spool.parent().unwrap())
         .args(if extra.contains(&"--prefetch") { extra } else { &["--prefetch", "3"] })
         .args(["--prefetch-idle", "3"])
         .args(["primary", file])
@@ -84,7 +97,7 @@ fn archive_get(s: &Setup, key: &Path, spool: &Path, file: &str, dest: &Path, ext
     if !out.status.success() {
         eprintln!("archive-get {file}: {}", String::from_utf8_lossy(&out.stderr));
     }
-    out.status.code().unwrap_or(-1)
+    out
 }
 
 /// The WAL segments in the spool.
@@ -111,6 +124,8 @@ fn the_prefetch_process_hands_over_each_segment_and_keeps_the_next_ones_ready() 
     let spool = s.dir.join("pg_wal/pgmoneta-spool-primary");
     std::fs::create_dir_all(s.dir.join("pg_wal")).unwrap();
     let dest = s.dir.join("pg_wal/RECOVERYXLOG");
+    // The spool's own directory is the process's; what is beside it is not.
+    std::fs::write(s.dir.join("pg_wal/keep-me"), b"not the spool's").unwrap();
 
     for n in 1..=3 {
         assert_eq!(archive_get(&s, &s.key, &spool, &name(n), &dest, &[]), 0);
@@ -132,6 +147,14 @@ fn the_prefetch_process_hands_over_each_segment_and_keeps_the_next_ones_ready() 
     assert!(std::fs::read(&dest).unwrap() == contents(SEGMENTS));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(spooled(&spool), Vec::<String>::new());
+    // A call for another configuration through the same spool is not served from this
+    // repository's process: it fetches by itself.
+    let conf2 = s.dir.join("pgmoneta-copy.conf");
+    std::fs::copy(&s.conf, &conf2).unwrap();
+    let out = archive_get_with(&conf2, &s.key, &spool, &name(4), &dest, &[]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.contains("serves another configuration"), "{said}");
+    assert!(std::fs::read(&dest).unwrap() == contents(4));
     // Without prefetch, the same file.
     assert_eq!(archive_get(&s, &s.key, &spool, &name(5), &dest, &["--prefetch", "0"]), 0);
     assert!(std::fs::read(&dest).unwrap() == contents(5));
@@ -156,11 +179,11 @@ fn the_prefetch_process_hands_over_each_segment_and_keeps_the_next_ones_ready() 
     // A wrong key is fatal to recovery (126), through a spool of its own.
     let wrong = MasterKeyFile::new(s.dir.join("wrong.key"));
     wrong.create("not the key the archive was written with").unwrap();
-    let other = s.dir.join("other-spool");
+    let other = s.dir.join("other/pgmoneta-spool-primary");
     assert_eq!(archive_get(&s, wrong.path(), &other, &name(2), &dest, &[]), 126);
 
     // Two recoveries at once, each with its own spool, each gets its own segments right.
-    let spools: Vec<PathBuf> = (0..2).map(|i| s.dir.join(format!("side-{i}"))).collect();
+    let spools: Vec<PathBuf> = (0..2).map(|i| s.dir.join(format!("side-{i}/pgmoneta-spool-primary"))).collect();
     std::thread::scope(|scope| {
         for (i, spool) in spools.iter().enumerate() {
             let s = &s;
@@ -178,4 +201,5 @@ fn the_prefetch_process_hands_over_each_segment_and_keeps_the_next_ones_ready() 
     for spool in [&spool, &other, &spools[0], &spools[1]] {
         wait_for(&format!("{} was not removed", spool.display()), || !spool.exists());
     }
+    assert_eq!(std::fs::read(s.dir.join("pg_wal/keep-me")).unwrap(), b"not the spool's");
 }
