@@ -383,6 +383,10 @@ pub struct QueryResult {
 pub struct PgConnection<S: Read + Write = Stream> {
     stream: S,
     read_buf: BytesMut,
+    /// Where `read_buf`'s allocation ended when its spare capacity was last zeroed (as an
+    /// address): while it still ends there, it is the same allocation, every byte of which has
+    /// been written since, and a read may go into its spare capacity without zeroing it again.
+    read_buf_zeroed_end: usize,
     write_buf: BytesMut,
     decoder: BackendDecoder,
     parameters: HashMap<String, String>,
@@ -550,6 +554,7 @@ impl<S: Read + Write> PgConnection<S> {
         let mut conn = PgConnection {
             stream,
             read_buf: BytesMut::with_capacity(64 << 10),
+            read_buf_zeroed_end: 0,
             write_buf: BytesMut::with_capacity(8 << 10),
             decoder: BackendDecoder::new(),
             parameters: HashMap::new(),
@@ -734,13 +739,29 @@ impl<S: Read + Write> PgConnection<S> {
     }
 
     /// Reads more bytes; `false` when the read timed out.
+    #[allow(unsafe_code)]
     fn fill(&mut self) -> Result<bool> {
         if self.read_buf.capacity() - self.read_buf.len() < 8192 {
-            self.read_buf.reserve(64 << 10);
+            self.read_buf.reserve(crate::message::READ_RESERVE);
         }
         let len = self.read_buf.len();
         let cap = self.read_buf.capacity();
-        self.read_buf.resize(cap, 0);
+        let end = self.read_buf.as_ptr() as usize + cap;
+        if end == self.read_buf_zeroed_end {
+            // SAFETY: the bytes from `len` to `cap` are initialized. The buffer's allocation
+            // still ends where it did when all of it up to that end was initialized (zeroed
+            // below, or written before that). It is the same allocation: a `BytesMut` keeps
+            // its allocation alive while it holds it, and when `reserve` moves to another one,
+            // that one is allocated while the old one is still held, so the two do not overlap
+            // and cannot end at the same address. Within one allocation, splitting frames off
+            // the front, truncating and moving the data to the front keep every byte
+            // initialized. Zeroing the spare capacity before every read cost about 1% of a
+            // backup's CPU.
+            unsafe { self.read_buf.set_len(cap) };
+        } else {
+            self.read_buf.resize(cap, 0);
+            self.read_buf_zeroed_end = end;
+        }
         let result = self.stream.read(&mut self.read_buf[len..]);
         match result {
             Ok(0) => {
@@ -862,4 +883,89 @@ impl<S: Read + Write> PgConnection<S> {
 
 pub(crate) fn unexpected(context: &str, msg: &BackendMessage) -> WireError {
     WireError::Protocol(format!("unexpected {} {context}", msg.name()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The server's side of a connection: `data`, delivered in reads of the given sizes in turn.
+    struct Scripted {
+        data: Vec<u8>,
+        at: usize,
+        sizes: Vec<usize>,
+        turn: usize,
+    }
+
+    impl Read for Scripted {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let size = self.sizes[self.turn % self.sizes.len()];
+            self.turn += 1;
+            let n = size.min(buf.len()).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    impl Write for Scripted {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn connection(stream: Scripted) -> PgConnection<Scripted> {
+        PgConnection {
+            stream,
+            read_buf: BytesMut::with_capacity(64 << 10),
+            read_buf_zeroed_end: 0,
+            write_buf: BytesMut::new(),
+            decoder: BackendDecoder::new(),
+            parameters: HashMap::new(),
+            backend_key: None,
+            replication: ReplicationMode::Physical,
+            tls: false,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Messages of any size, read in pieces of any size, arrive intact, however long the
+        /// earlier ones are kept (a kept message holds its part of the read buffer, so the
+        /// buffer moves to new allocations, or back to the front of its own, in every order).
+        #[test]
+        fn messages_arrive_intact_across_reads(
+            lens in proptest::collection::vec(0usize..150_000, 1..40),
+            sizes in proptest::collection::vec(1usize..200_000, 1..8),
+            keep in proptest::collection::vec(0usize..4, 1..16),
+        ) {
+            let mut data = Vec::new();
+            for (i, len) in lens.iter().enumerate() {
+                data.push(b'd');
+                data.extend_from_slice(&u32::try_from(len + 4).unwrap().to_be_bytes());
+                data.extend((0..*len).map(|j| (i * 31 + j * 7) as u8));
+            }
+            let mut conn = connection(Scripted { data, at: 0, sizes, turn: 0 });
+            let mut kept: Vec<(usize, Bytes)> = Vec::new();
+            for (i, len) in lens.iter().enumerate() {
+                let BackendMessage::CopyData(d) = conn.read_message().unwrap() else {
+                    panic!("message {i} is not CopyData");
+                };
+                prop_assert_eq!(d.len(), *len);
+                prop_assert!(d.iter().enumerate().all(|(j, b)| *b == (i * 31 + j * 7) as u8), "message {} differs", i);
+                kept.push((i, d));
+                // Some messages are dropped at once, others kept for a while.
+                let hold = keep[i % keep.len()];
+                kept.retain(|(k, _)| i - k < hold);
+            }
+            for (k, d) in &kept {
+                prop_assert!(d.iter().enumerate().all(|(j, b)| *b == (k * 31 + j * 7) as u8), "kept message {} changed", k);
+            }
+        }
+    }
 }

@@ -47,7 +47,7 @@ fn decode(data: &[u8], step: usize) -> Decoded {
                 Err(e) => return (messages, Some(e.to_string())),
             }
         }
-        assert!(buf.capacity() <= 4096 + 5 + data.len() + 64 * 1024, "buffer grew to {}", buf.capacity());
+        assert!(buf.capacity() <= 4096 + 5 + data.len() + 2 * super::READ_RESERVE, "buffer grew to {}", buf.capacity());
     }
     (messages, None)
 }

@@ -156,8 +156,16 @@ pub(crate) fn put_cstr(buf: &mut BytesMut, s: &str) {
     buf.put_u8(0);
 }
 
+/// The least room made for the rest of a message that has begun to arrive. Messages received
+/// in a row share one allocation (each is a slice of it): when one does not fit in what is left
+/// of it, its first bytes are copied to a new one, so a new allocation that held only a message
+/// or two would copy a large part of everything received (a third of a backup's bytes, with the
+/// few tens of kilobytes PostgreSQL puts in each `CopyData`); one of this size copies a few
+/// percent.
+pub(crate) const READ_RESERVE: usize = 256 << 10;
+
 /// Splits one framed message off `buf` when it is complete: `Ok(None)` asks for more bytes (and
-/// reserves room for them). `max_len(tag)` bounds the body length; `offset` is the stream offset
+/// reserves room for them, at least [`READ_RESERVE`] bytes). `max_len(tag)` bounds the body length; `offset` is the stream offset
 /// of `buf[0]`.
 pub(crate) fn split_frame(
     buf: &mut BytesMut,
@@ -184,7 +192,10 @@ pub(crate) fn split_frame(
     }
     let total = len as usize + 1;
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        let need = total - buf.len();
+        if buf.capacity() - buf.len() < need {
+            buf.reserve(need.max(READ_RESERVE));
+        }
         return Ok(None);
     }
     let mut frame = buf.split_to(total);
