@@ -45,6 +45,8 @@ use crate::tar::{EntryKind as TarEntryKind, TarEvent, TarParser};
 const CHUNK: usize = 256 << 10;
 /// Chunks queued per worker.
 const QUEUE: usize = 8;
+/// Batches of received bytes (about [`CHUNK`] each) queued for an archive's parser.
+const BATCHES: usize = 8;
 /// Chunks of a file queued for its hashing thread when they go in memory. Up to `QUEUE` files
 /// per worker may wait for a hashing thread, each with this many chunks: memory stays bounded
 /// by `workers × QUEUE × HASH_QUEUE` chunks (plus the blocks their pieces keep alive).
@@ -700,18 +702,40 @@ fn write_pieces(w: &mut dyn Write, pieces: &[Bytes]) -> io::Result<()> {
     Ok(())
 }
 
+/// The chunks of one archive as they arrive on a channel, in batches.
+struct Batches {
+    rx: Receiver<Vec<Bytes>>,
+    batch: std::vec::IntoIter<Bytes>,
+}
+
+impl Batches {
+    fn new(rx: Receiver<Vec<Bytes>>) -> Batches {
+        Batches { rx, batch: Vec::new().into_iter() }
+    }
+
+    /// The next chunk; `None` once the sender is gone and every batch is taken.
+    fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(b) = self.batch.next() {
+                return Some(b);
+            }
+            self.batch = self.rx.recv().ok()?.into_iter();
+        }
+    }
+}
+
 /// A `Read` over the chunks of one archive arriving on a channel.
 struct ChannelReader {
-    rx: Receiver<Bytes>,
+    chunks: Batches,
     current: Bytes,
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() {
-            match self.rx.recv() {
-                Ok(b) => self.current = b,
-                Err(_) => return Ok(0),
+            match self.chunks.next_chunk() {
+                Some(b) => self.current = b,
+                None => return Ok(0),
             }
         }
         let n = buf.len().min(self.current.len());
@@ -723,7 +747,7 @@ impl Read for ChannelReader {
 
 /// An archive's bytes in blocks: as received, or decoded from the server's compression.
 enum ArchiveInput {
-    Received(Receiver<Bytes>),
+    Received(Batches),
     Decoded(Box<Decoder<BufReader<ChannelReader>>>),
 }
 
@@ -731,7 +755,7 @@ impl ArchiveInput {
     /// The next block; `None` at the end.
     fn next_block(&mut self) -> io::Result<Option<Bytes>> {
         match self {
-            ArchiveInput::Received(rx) => Ok(rx.recv().ok()),
+            ArchiveInput::Received(chunks) => Ok(chunks.next_chunk()),
             ArchiveInput::Decoded(reader) => {
                 // Filled whole (a decoder may return less per read), so that the pieces handed
                 // on never keep a mostly empty block alive.
@@ -761,17 +785,17 @@ fn parse_archive(
     shared: &Shared,
     archive: &ArchiveInfo,
     root: &str,
-    rx: Receiver<Bytes>,
+    rx: Receiver<Vec<Bytes>>,
     workers: &[Sender<Job>],
 ) -> Result<()> {
     let mut input = match shared.options.compression.side {
         Side::Server if shared.options.compression.algorithm != Algorithm::None => {
-            let reader = ChannelReader { rx, current: Bytes::new() };
+            let reader = ChannelReader { chunks: Batches::new(rx), current: Bytes::new() };
             let decoder = Decoder::new(shared.options.compression.algorithm, BufReader::with_capacity(CHUNK, reader))
                 .map_err(StorageError::io("decoding", &archive.name))?;
             ArchiveInput::Decoded(Box::new(decoder))
         }
-        _ => ArchiveInput::Received(rx),
+        _ => ArchiveInput::Received(Batches::new(rx)),
     };
     let mut parser = TarParser::new();
     // The worker of the file being received, its pending pieces and their length.
@@ -1026,7 +1050,7 @@ pub(crate) struct Fed {
     pub manifest: Option<Vec<u8>>,
 }
 
-type ArchiveThread<'scope> = (Sender<Bytes>, std::thread::ScopedJoinHandle<'scope, Result<()>>);
+type ArchiveThread<'scope> = (Sender<Vec<Bytes>>, std::thread::ScopedJoinHandle<'scope, Result<()>>);
 
 /// Where a backup's source puts its archives (tar streams): each is parsed on its own thread
 /// and its files handed to the workers.
@@ -1035,6 +1059,11 @@ pub(crate) struct StoreSink<'scope, 'env> {
     shared: Arc<Shared>,
     senders: Vec<Sender<Job>>,
     archive: Option<ArchiveThread<'scope>>,
+    /// Chunks received and not yet handed to the parser, and their length: they go in batches
+    /// of [`CHUNK`] bytes, so that the parser is woken once per batch rather than once per
+    /// message (PostgreSQL sends an archive in messages of a few tens of kilobytes).
+    pending: Vec<Bytes>,
+    pending_len: usize,
 }
 
 impl<'scope> StoreSink<'scope, '_> {
@@ -1058,7 +1087,7 @@ impl<'scope> StoreSink<'scope, '_> {
                 path: info.location.clone().unwrap_or_default(),
             });
         }
-        let (tx, rx) = bounded::<Bytes>(64);
+        let (tx, rx) = bounded::<Vec<Bytes>>(BATCHES);
         let shared = self.shared.clone();
         let senders = self.senders.clone();
         let handle = self.scope.spawn(move || {
@@ -1080,12 +1109,22 @@ impl<'scope> StoreSink<'scope, '_> {
         };
         pgmoneta_core::crash::point("backup:streaming");
         self.shared.options.progress.done.fetch_add(d.len() as u64, Ordering::Relaxed);
-        Ok(tx.send(d).is_ok())
+        self.pending_len += d.len();
+        self.pending.push(d);
+        if self.pending_len < CHUNK {
+            return Ok(true);
+        }
+        self.pending_len = 0;
+        Ok(tx.send(std::mem::take(&mut self.pending)).is_ok())
     }
 
     /// Ends the current archive and waits for its parser.
     pub(crate) fn finish(&mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_len = 0;
         if let Some((tx, handle)) = self.archive.take() {
+            // A parser that stopped has its own error, returned by join.
+            let _ = tx.send(pending);
             drop(tx);
             handle.join().map_err(|_| StorageError::Invalid("the archive parser panicked".into()))??;
         }
@@ -1167,7 +1206,8 @@ where
             s.spawn(move || worker(&shared, &rx, &hashing));
         }
         drop(hash_tx);
-        let mut sink = StoreSink { scope: s, shared: shared.clone(), senders, archive: None };
+        let mut sink =
+            StoreSink { scope: s, shared: shared.clone(), senders, archive: None, pending: Vec::new(), pending_len: 0 };
         let outcome = feed(&mut sink);
         // Whatever happened, the parser ends and the workers' queues close.
         let finished = sink.finish();
