@@ -172,18 +172,21 @@ fn backup_child(cluster: &Cluster, repo: &Path, algorithm: &str, minute: u8) -> 
     ])
 }
 
-/// Prints a Markdown table; exits non-zero when a target was missed.
-fn report(title: &str, header: &str, rows: &[String], failures: &[String]) {
+/// Prints a Markdown table; `false` when a target was missed (the caller exits non-zero once its
+/// cluster and working directory are gone).
+#[must_use]
+fn report(title: &str, header: &str, rows: &[String], failures: &[String]) -> bool {
     println!("{title}\n");
     println!("{header}");
     println!("|{}", "---|".repeat(header.matches('|').count() - 1));
     for r in rows {
         println!("{r}");
     }
-    if !failures.is_empty() {
-        eprintln!("targets missed: {}", failures.join(", "));
-        std::process::exit(1);
+    if failures.is_empty() {
+        return true;
     }
+    eprintln!("targets missed: {}", failures.join(", "));
+    false
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -368,7 +371,7 @@ fn main() {
         if ok { "" } else { " **missed**" }
     ));
     cpu_table(&cpu_rows);
-    report(
+    let met = report(
         &format!(
             "PostgreSQL {}, pgbench scale {scale} ({:.0} MB), workers 2, medians of {rounds} rounds (times, and ratios per round)",
             cluster.version().major(),
@@ -378,6 +381,11 @@ fn main() {
         &rows,
         &failures,
     );
+    drop(work);
+    drop(cluster);
+    if !met {
+        std::process::exit(1);
+    }
 }
 
 /// Files under a directory, links included.
@@ -503,10 +511,12 @@ fn relations(counts: &str) {
             ));
         }
     }
-    report(
+    if !report(
         &format!("Many relations, workers 2, no compression, medians of {rounds} rounds"),
         "| what | ours | reference | ours / reference |",
         &rows,
         &failures,
-    );
+    ) {
+        std::process::exit(1);
+    }
 }
