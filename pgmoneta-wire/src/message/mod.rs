@@ -165,8 +165,8 @@ pub(crate) fn put_cstr(buf: &mut BytesMut, s: &str) {
 pub(crate) const READ_RESERVE: usize = 256 << 10;
 
 /// Splits one framed message off `buf` when it is complete: `Ok(None)` asks for more bytes (and
-/// reserves room for them, at least [`READ_RESERVE`] bytes). `max_len(tag)` bounds the body length; `offset` is the stream offset
-/// of `buf[0]`.
+/// reserves room for them, at least [`READ_RESERVE`] bytes when the message does not fit).
+/// `max_len(tag)` bounds the body length; `offset` is the stream offset of `buf[0]`.
 pub(crate) fn split_frame(
     buf: &mut BytesMut,
     offset: u64,
