@@ -383,10 +383,11 @@ pub struct QueryResult {
 pub struct PgConnection<S: Read + Write = Stream> {
     stream: S,
     read_buf: BytesMut,
-    /// Where `read_buf`'s allocation ended when its spare capacity was last zeroed (as an
-    /// address): while it still ends there, it is the same allocation, every byte of which has
-    /// been written since, and a read may go into its spare capacity without zeroing it again.
-    read_buf_zeroed_end: usize,
+    /// The allocation of `read_buf` whose spare capacity was last zeroed: an empty handle on it,
+    /// which keeps it allocated, and the address where it ends. While `read_buf` ends at that
+    /// address it is in that allocation, every byte of which has been written since, and a read
+    /// may go into its spare capacity without zeroing it again.
+    zeroed: (BytesMut, usize),
     write_buf: BytesMut,
     decoder: BackendDecoder,
     parameters: HashMap<String, String>,
@@ -554,7 +555,7 @@ impl<S: Read + Write> PgConnection<S> {
         let mut conn = PgConnection {
             stream,
             read_buf: BytesMut::with_capacity(64 << 10),
-            read_buf_zeroed_end: 0,
+            zeroed: (BytesMut::new(), 0),
             write_buf: BytesMut::with_capacity(8 << 10),
             decoder: BackendDecoder::new(),
             parameters: HashMap::new(),
@@ -747,20 +748,18 @@ impl<S: Read + Write> PgConnection<S> {
         let len = self.read_buf.len();
         let cap = self.read_buf.capacity();
         let end = self.read_buf.as_ptr() as usize + cap;
-        if end == self.read_buf_zeroed_end {
-            // SAFETY: the bytes from `len` to `cap` are initialized. The buffer's allocation
-            // still ends where it did when all of it up to that end was initialized (zeroed
-            // below, or written before that). It is the same allocation: a `BytesMut` keeps
-            // its allocation alive while it holds it, and when `reserve` moves to another one,
-            // that one is allocated while the old one is still held, so the two do not overlap
-            // and cannot end at the same address. Within one allocation, splitting frames off
-            // the front, truncating and moving the data to the front keep every byte
-            // initialized. Zeroing the spare capacity before every read cost about 1% of a
-            // backup's CPU.
+        if end == self.zeroed.1 {
+            // SAFETY: the bytes from `len` to `cap` are initialized. `zeroed.0` holds the
+            // allocation that was zeroed up to `zeroed.1`, so it has not been freed and no other
+            // allocation can end at that address: `read_buf` still ends there, so it is still in
+            // that allocation. Within one allocation, splitting messages off the front,
+            // truncating, and moving the data to the front keep every byte initialized. Zeroing
+            // the spare capacity before every read cost about 1% of a backup's CPU.
             unsafe { self.read_buf.set_len(cap) };
         } else {
             self.read_buf.resize(cap, 0);
-            self.read_buf_zeroed_end = end;
+            // An empty handle on the same allocation (the previous one is let go).
+            self.zeroed = (self.read_buf.split_to(0), end);
         }
         let result = self.stream.read(&mut self.read_buf[len..]);
         match result {
@@ -922,7 +921,7 @@ mod tests {
         PgConnection {
             stream,
             read_buf: BytesMut::with_capacity(64 << 10),
-            read_buf_zeroed_end: 0,
+            zeroed: (BytesMut::new(), 0),
             write_buf: BytesMut::new(),
             decoder: BackendDecoder::new(),
             parameters: HashMap::new(),
