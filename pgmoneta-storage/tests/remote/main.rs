@@ -14,6 +14,7 @@ use pgmoneta_compress::{Algorithm, Compression};
 use pgmoneta_crypto::Cipher;
 use pgmoneta_storage::backup::BackupOptions;
 use pgmoneta_storage::catalog::{list_backups, BackupSelector};
+use pgmoneta_storage::manifest::{BackupManifest, ManifestAlgorithm};
 use pgmoneta_storage::ops::{apply_retention, delete_backup};
 use pgmoneta_storage::remote::{
     drop_local_data, has_local_data, open, prune_wal, ship_wal, upload_backup, walk, AzureOptions, GcsOptions, Remote,
@@ -141,11 +142,14 @@ fn lifecycle(remote: Remote) {
     assert!(failed.is_empty() && all.len() > 500, "{failed:?}");
     restore_and_check(cluster, tiered.as_ref(), &first, &first_state);
 
-    // A second backup cannot link into the dropped one: it stores every file itself.
+    // A second backup cannot link into the dropped one: it stores every file itself. It uses
+    // CRC32C for its manifest where the first used SHA-512: the remote copy keeps its
+    // algorithm, and verify and restore from the remote honour it.
     cluster.pgbench_run(1, 100).unwrap();
     cluster.execute("CHECKPOINT").unwrap();
     let second_state = pgbench_state(cluster);
     opts.label = label(2);
+    opts.manifest = ManifestAlgorithm::Crc32c;
     let second = backup(cluster, tiered.clone(), &opts).label;
     let linked = walk(local.as_ref(), &format!("primary/backup/{second}"))
         .unwrap()
@@ -154,6 +158,18 @@ fn lifecycle(remote: Remote) {
         .count();
     assert_eq!(linked, 0, "no link into a backup whose data is remote");
     upload_backup(local.as_ref(), remote.store.as_ref(), "primary", &second, 2, None).unwrap();
+    let uploaded = list_backups(remote.store.as_ref(), "primary").unwrap();
+    let algorithms: Vec<(&str, ManifestAlgorithm)> = uploaded.iter().map(|b| (b.label.as_str(), b.manifest)).collect();
+    assert_eq!(
+        algorithms,
+        vec![(first.as_str(), ManifestAlgorithm::Sha512), (second.as_str(), ManifestAlgorithm::Crc32c)],
+        "each remote copy records its own manifest algorithm"
+    );
+    let path = format!("primary/backup/{second}/backup.manifest");
+    let text = String::from_utf8(remote.store.read(&path).unwrap()).unwrap();
+    let manifest = BackupManifest::parse(&text, &path).unwrap();
+    assert_eq!(manifest.algorithm, ManifestAlgorithm::Crc32c, "the remote backup.manifest holds CRC32Cs");
+    assert!(manifest.files.len() > 500, "{} files", manifest.files.len());
 
     // The remote repository alone (the local one lost): restore straight from it.
     let (failed, _) = verify(remote.store.as_ref(), "primary", &second, Some(test_key()).as_deref(), 2).unwrap();
