@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    pgmoneta_daemon::metrics::check_http_request(data);
+    let _ = pgmoneta_daemon::http::check_http_request(data);
 });

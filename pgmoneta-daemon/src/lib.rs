@@ -16,6 +16,7 @@ pub mod clock;
 pub mod cluster;
 pub mod commands;
 pub mod error;
+pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod mgmt;

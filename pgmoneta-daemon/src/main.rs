@@ -275,10 +275,20 @@ fn run(args: Args) -> Result<(), Vec<String>> {
             Err(e) => log::error!("remote management: {e}"),
         }
     }
+    let mut endpoints = Vec::new();
     if metrics_port > 0 {
         match bind(metrics_port) {
-            Ok(l) => threads.push(metrics::serve(shared.clone(), l, metrics_tls)),
+            Ok(l) => endpoints.push(metrics::endpoint(shared.clone(), l, metrics_tls.clone())),
             Err(e) => log::error!("metrics: {e}"),
+        }
+    }
+    if !endpoints.is_empty() {
+        let stopping = shared.clone();
+        match pgmoneta_daemon::http::spawn(endpoints, pgmoneta_daemon::http::Limits::default(), move || {
+            stopping.stopping()
+        }) {
+            Ok(t) => threads.push(t),
+            Err(e) => log::error!("HTTP endpoints: {e}"),
         }
     }
     if let (Some(cluster), Some(tls)) = (shared.cluster.clone(), cluster_tls) {

@@ -7,12 +7,11 @@
 //! conventions.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
+
+use hyper::{Method, StatusCode};
 
 use openssl::ssl::SslAcceptor;
 use pgmoneta_core::{TimelineId, WalSegment, WalSegmentSize};
@@ -21,6 +20,7 @@ use pgmoneta_storage::info::BackupInfo;
 use pgmoneta_wire::management::response::ClusterStatusResponse;
 
 use crate::commands::{dir_size, disk_space, server_usage, SERVER_VERSION};
+use crate::http::{Reply, Request};
 use crate::state::{Activity, Shared};
 
 /// Collects metric families, keeping each family's samples together (the exposition format
@@ -473,152 +473,29 @@ const OVERVIEW: &str = "<!DOCTYPE html>\n<html>\n<head><title>pgmoneta</title></
 <p>Prometheus metrics of the pgmoneta backup daemon are at <a href=\"/metrics\">/metrics</a>.</p>\n\
 <p>Every metric is a gauge; servers are labelled <code>name</code>, backups <code>label</code>.</p>\n</body>\n</html>\n";
 
-fn write_chunked<S: Write>(s: &mut S, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
-    let mut head = format!("HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nConnection: close\r\n");
-    if body.is_empty() {
-        head.push_str("Content-Length: 0\r\n\r\n");
-        s.write_all(head.as_bytes())?;
-        return s.flush();
+/// Answers a request on the metrics port: `GET /metrics` the exposition (chunked), `GET /` the
+/// overview, 403 for any other path, 400 for any other method.
+pub fn handle(shared: &Shared, request: &Request) -> Reply {
+    if request.method != Method::GET {
+        return Reply::empty(StatusCode::BAD_REQUEST);
     }
-    head.push_str("Transfer-Encoding: chunked\r\n\r\n");
-    s.write_all(head.as_bytes())?;
-    for chunk in body.as_bytes().chunks(16 << 10) {
-        write!(s, "{:X}\r\n", chunk.len())?;
-        s.write_all(chunk)?;
-        s.write_all(b"\r\n")?;
-    }
-    s.write_all(b"0\r\n\r\n")?;
-    s.flush()
-}
-
-/// Why an HTTP request was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum BadRequest {
-    /// Reading it failed.
-    #[error("reading: {0}")]
-    Io(std::io::Error),
-    /// A line is longer than [`MAX_LINE`].
-    #[error("a line longer than {MAX_LINE} bytes")]
-    LineTooLong,
-    /// Nothing came.
-    #[error("no request line")]
-    NoRequestLine,
-    /// The request line is not text.
-    #[error("the request line is not UTF-8")]
-    NotUtf8,
-    /// The request line lacks a method or a path.
-    #[error("a malformed request line {0:?}")]
-    Malformed(String),
-    /// More than [`MAX_HEADERS`] header lines.
-    #[error("more than {MAX_HEADERS} header lines")]
-    TooManyHeaders,
-}
-
-/// Longest request line or header line accepted.
-pub const MAX_LINE: usize = 8 << 10;
-/// Most header lines accepted.
-pub const MAX_HEADERS: usize = 100;
-
-/// Reads one line of at most [`MAX_LINE`] bytes; `Ok(None)` at the end of the input.
-fn bounded_line<R: BufRead>(r: &mut R) -> Result<Option<Vec<u8>>, BadRequest> {
-    let mut line = Vec::new();
-    let n = r.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).map_err(BadRequest::Io)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if line.len() > MAX_LINE {
-        return Err(BadRequest::LineTooLong);
-    }
-    Ok(Some(line))
-}
-
-/// Reads an HTTP request's head (request line and headers, bounded by [`MAX_LINE`] and
-/// [`MAX_HEADERS`]); returns its method and path.
-///
-/// # Errors
-/// What is wrong: too long, too many headers, not text, no request line.
-pub fn read_request<R: BufRead>(r: &mut R) -> Result<(String, String), BadRequest> {
-    let first = bounded_line(r)?.ok_or(BadRequest::NoRequestLine)?;
-    let first = String::from_utf8(first).map_err(|_| BadRequest::NotUtf8)?;
-    let mut parts = first.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
-    if method.is_empty() || path.is_empty() {
-        return Err(BadRequest::Malformed(first.trim_end().to_owned()));
-    }
-    for _ in 0..=MAX_HEADERS {
-        match bounded_line(r)? {
-            None => return Ok((method, path)),
-            Some(line) if line == b"\r\n" || line == b"\n" => return Ok((method, path)),
-            Some(_) => {}
-        }
-    }
-    Err(BadRequest::TooManyHeaders)
-}
-
-/// Answers one HTTP request on `stream`.
-pub fn handle<S: Read + Write>(shared: &Shared, stream: &mut S) -> std::io::Result<()> {
-    let mut reader = BufReader::new(&mut *stream);
-    let request = read_request(&mut reader);
-    drop(reader);
-    let (method, path) = match request {
-        Ok(r) => r,
-        Err(e) => {
-            log::debug!("metrics: refused request: {e}");
-            return write_chunked(stream, "400 Bad Request", "text/plain; charset=utf-8", "");
-        }
-    };
-    if method != "GET" {
-        return write_chunked(stream, "400 Bad Request", "text/plain; charset=utf-8", "");
-    }
-    match path.split('?').next().unwrap_or("") {
-        "/metrics" => write_chunked(stream, "200 OK", "text/plain; version=0.0.4; charset=utf-8", &render(shared)),
-        "/" | "/index.html" => write_chunked(stream, "200 OK", "text/html; charset=utf-8", OVERVIEW),
-        _ => write_chunked(stream, "403 Forbidden", "text/plain; charset=utf-8", ""),
+    match request.path.as_str() {
+        "/metrics" => Reply::new(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", render(shared)).chunked(),
+        "/" | "/index.html" => Reply::new(StatusCode::OK, "text/html; charset=utf-8", OVERVIEW).chunked(),
+        _ => Reply::empty(StatusCode::FORBIDDEN),
     }
 }
 
-/// The invariants of [`read_request`] on arbitrary bytes, for the fuzz target `http_request`
-/// and the test that replays its seed corpus: no panic; a request accepted has a method and
-/// path taken from its first line, which fits the limit, and was read within the limits.
-///
-/// # Panics
-/// When an invariant does not hold.
-pub fn check_http_request(data: &[u8]) {
-    let mut input = data;
-    if let Ok((method, path)) = read_request(&mut input) {
-        let consumed = data.len() - input.len();
-        assert!(consumed <= (MAX_LINE + 1) * (MAX_HEADERS + 2), "read {consumed} bytes");
-        let first_end = data.iter().position(|&b| b == b'\n').map_or(data.len(), |p| p + 1);
-        assert!(first_end <= MAX_LINE, "accepted a request line of {first_end} bytes");
-        let first = String::from_utf8_lossy(&data[..first_end]);
-        assert!(first.contains(&method) && first.contains(&path), "{method} {path} not from {first:?}");
-    }
-}
-
-/// Serves the metrics port until the daemon stops.
-pub fn serve(shared: Arc<Shared>, listener: TcpListener, tls: Option<Arc<SslAcceptor>>) -> JoinHandle<()> {
-    let _ = listener.set_nonblocking(true);
-    let accept = move || {
-        let (s, _) = listener.accept()?;
-        s.set_nonblocking(false)?;
-        Ok(s)
-    };
-    crate::mgmt::spawn_acceptor(shared, "metrics", accept, move |shared, stream| {
-        let _ = serve_stream(shared, stream, tls.as_deref());
-    })
-}
-
-fn serve_stream(shared: &Shared, stream: TcpStream, tls: Option<&SslAcceptor>) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    match tls {
-        Some(acceptor) => {
-            let mut s = acceptor.accept(stream).map_err(|e| std::io::Error::other(e.to_string()))?;
-            handle(shared, &mut s)
-        }
-        None => {
-            let mut s = stream;
-            handle(shared, &mut s)
-        }
+/// The metrics port's endpoint: every reply closes its connection, as Prometheus expects
+/// nothing else.
+pub fn endpoint(shared: Arc<Shared>, listener: TcpListener, tls: Option<Arc<SslAcceptor>>) -> crate::http::Endpoint {
+    crate::http::Endpoint {
+        name: "metrics",
+        listener,
+        tls,
+        handler: Arc::new(move |request: &Request| handle(&shared, request)),
+        close: true,
+        silent: None,
     }
 }
 
@@ -637,21 +514,5 @@ mod tests {
             "# HELP pgmoneta_x An x\n# TYPE pgmoneta_x gauge\npgmoneta_x{name=\"a\"} 1\npgmoneta_x{name=\"b\\\"q\"} 2.5\n\
              # HELP pgmoneta_y A y\n# TYPE pgmoneta_y gauge\npgmoneta_y 0\n"
         );
-    }
-
-    #[test]
-    fn http_request_seed_corpus() {
-        let files = pgmoneta_testkit::fuzz_seeds("http_request");
-        assert!(files.len() >= 8);
-        for (name, data) in &files {
-            let ok = std::panic::catch_unwind(|| check_http_request(data));
-            assert!(ok.is_ok(), "seed {name} breaks an invariant");
-            let mut input = &data[..];
-            let parsed = read_request(&mut input);
-            let expected_ok = !matches!(name.as_str(), "no-path" | "long-line" | "many-headers" | "not-utf8");
-            assert_eq!(parsed.is_ok(), expected_ok, "{name}: {parsed:?}");
-        }
-        let mut prometheus = &files.iter().find(|(n, _)| n == "get-metrics").unwrap().1[..];
-        assert_eq!(read_request(&mut prometheus).unwrap(), ("GET".to_owned(), "/metrics".to_owned()));
     }
 }

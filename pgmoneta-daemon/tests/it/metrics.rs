@@ -140,3 +140,40 @@ fn serves_metrics_over_https_when_configured() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("pgmoneta_state 1"), "{text}");
 }
+
+#[test]
+fn the_metrics_port_holds_its_limits() {
+    let source = cluster();
+    let mut d = Daemon::new(&source, "");
+    d.start();
+
+    // A request head over 16 KiB, a body over 64 KiB.
+    let big_head = format!("GET /metrics HTTP/1.1\r\nX-Filler: {}\r\n\r\n", "a".repeat(20 << 10));
+    let (head, _) = http(d.metrics_port, &big_head);
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    let (head, _) = http(d.metrics_port, &format!("GET /metrics HTTP/1.1\r\nContent-Length: {}\r\n\r\n", 1 << 20));
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+
+    // 64 connections that say nothing fill the port: the next one is closed unanswered.
+    let idle: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(("127.0.0.1", d.metrics_port)).unwrap()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut extra = TcpStream::connect(("127.0.0.1", d.metrics_port)).unwrap();
+    extra.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let _ = extra.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
+    let mut raw = Vec::new();
+    let _ = extra.read_to_end(&mut raw);
+    assert!(raw.is_empty(), "the 65th connection was answered: {}", String::from_utf8_lossy(&raw));
+
+    // A client that sends no request head is cut off after 10 s, which frees its place.
+    let started = std::time::Instant::now();
+    let mut first = idle.into_iter().next().unwrap();
+    first.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let mut rest = Vec::new();
+    let n = first.read_to_end(&mut rest);
+    assert!(n.is_ok(), "the idle connection was not closed: {n:?}");
+    let waited = started.elapsed();
+    assert!(waited < std::time::Duration::from_secs(15), "closed after {waited:?}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (head, body) = http(d.metrics_port, "GET /metrics HTTP/1.1\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200") && body.contains("pgmoneta_state 1"), "{head}");
+}
