@@ -12,6 +12,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use pgmoneta_core::config::{CliConfig, Encryption, OutputFormat as ConfOutput, WireCompression};
 use pgmoneta_core::CivilDateTime;
 use pgmoneta_crypto::{MasterKey, MasterKeyFile};
+use pgmoneta_wire::management::check::{self, CheckResponse, Space, State, Thresholds};
 use pgmoneta_wire::management::request::{
     self, AnnotateRequest, BackupRequest, ConfSetRequest, DeleteRequest, FileRequest, InfoRequest, KeepRequest,
     ListBackupRequest, ModeRequest, ProgressRequest, RestoreRequest, S3ListRequest, S3RestoreRequest, VerifyRequest,
@@ -301,6 +302,33 @@ pub enum Command {
         /// The server.
         server: String,
     },
+    /// A monitoring check (Nagios, Icinga, NRPE): prints one status line with performance data
+    /// and exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (daemon unreachable, bad answer).
+    Check {
+        /// Age of the newest valid backup that is a WARNING (s, m, h, d, w).
+        #[arg(long = "backup-age-warning", default_value = "36h", value_parser = duration_arg)]
+        backup_age_warning: u64,
+        /// Age of the newest valid backup that is CRITICAL.
+        #[arg(long = "backup-age-critical", default_value = "72h", value_parser = duration_arg)]
+        backup_age_critical: u64,
+        /// WAL lag (bytes the archive is behind the server) that is a WARNING (K, M, G, T).
+        #[arg(long = "wal-lag-warning", default_value = "64MB", value_parser = bytes_arg)]
+        wal_lag_warning: u64,
+        /// WAL lag that is CRITICAL.
+        #[arg(long = "wal-lag-critical", default_value = "512MB", value_parser = bytes_arg)]
+        wal_lag_critical: u64,
+        /// Free space in the repository below which it is a WARNING (a percentage or bytes).
+        #[arg(long = "free-warning", default_value = "20%", value_parser = space_arg)]
+        free_warning: Space,
+        /// Free space below which it is CRITICAL.
+        #[arg(long = "free-critical", default_value = "10%", value_parser = space_arg)]
+        free_critical: Space,
+        /// Do not count backups whose last verification failed (CRITICAL otherwise).
+        #[arg(long = "no-verification")]
+        no_verification: bool,
+        /// The server (all when absent).
+        server: Option<String>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -308,6 +336,18 @@ pub enum Command {
     },
     /// Print the manual page (roff).
     Man,
+}
+
+fn duration_arg(s: &str) -> std::result::Result<u64, String> {
+    pgmoneta_wire::management::check::parse_duration(s)
+}
+
+fn bytes_arg(s: &str) -> std::result::Result<u64, String> {
+    pgmoneta_wire::management::check::parse_bytes(s)
+}
+
+fn space_arg(s: &str) -> std::result::Result<Space, String> {
+    Space::parse(s)
 }
 
 fn now_stamp() -> String {
@@ -540,9 +580,11 @@ fn build(command: &Command, g: &Global) -> Result<Option<(Cmd, Value)>> {
         },
         Command::Cluster { action } if action == "status" => (Cmd::ClusterStatus, json!({})),
         Command::Cluster { action } => bail!("cluster: expected `cluster status`, not `cluster {action}`"),
-        Command::ArchiveGet { .. } | Command::ArchivePrefetch { .. } | Command::Completions { .. } | Command::Man => {
-            return Ok(None)
-        }
+        Command::ArchiveGet { .. }
+        | Command::ArchivePrefetch { .. }
+        | Command::Check { .. }
+        | Command::Completions { .. }
+        | Command::Man => return Ok(None),
     }))
 }
 
@@ -598,6 +640,24 @@ fn execute(command: &Command, g: &Global) -> Result<i32> {
                 threads: *threads,
                 idle: Duration::from_secs(*idle),
             }));
+        }
+        Command::Check {
+            backup_age_warning,
+            backup_age_critical,
+            wal_lag_warning,
+            wal_lag_critical,
+            free_warning,
+            free_critical,
+            no_verification,
+            server,
+        } => {
+            let limits = Thresholds {
+                backup_age: (*backup_age_warning, *backup_age_critical),
+                wal_lag: (*wal_lag_warning, *wal_lag_critical),
+                free: (*free_warning, *free_critical),
+                verification: !no_verification,
+            };
+            return Ok(run_check(g, server.as_deref(), &limits));
         }
         Command::Completions { shell } => {
             let mut script = Vec::new();
@@ -668,6 +728,47 @@ fn execute(command: &Command, g: &Global) -> Result<i32> {
         eprintln!("pgmoneta-cli: {}", failure_line(cmd, reply.outcome.as_ref()));
     }
     Ok(if ok { 0 } else { 1 })
+}
+
+/// `check`: asks the daemon for the facts and reads them with `limits`; prints the status line
+/// (or, with `-F json`, the facts and the verdict) and returns the plugin exit code. Anything
+/// that keeps the facts from being read is UNKNOWN.
+fn run_check(g: &Global, server: Option<&str>, limits: &Thresholds) -> i32 {
+    let unknown = |why: String| {
+        println!("PGMONETA UNKNOWN - {}", why.replace(['\n', '|'], " "));
+        State::Unknown.code()
+    };
+    let facts = (|| -> Result<CheckResponse> {
+        let s = setup(g, true)?;
+        let endpoint = s.endpoint.clone().context("no daemon to talk to")?;
+        let fields = typed(request::ServerRequest { server: server.map(str::to_owned) });
+        let doc = request(Cmd::Check, fields, Format::Json);
+        let (reply, raw) = call(&endpoint, &doc, s.wire, s.key.as_deref())?;
+        if !reply.outcome.as_ref().is_some_and(|o| o.status) {
+            bail!("{}", failure_line(Cmd::Check, reply.outcome.as_ref()));
+        }
+        let value: Value = serde_json::from_str(&raw).context("the reply is not JSON")?;
+        let response = value.get("Response").cloned().unwrap_or(Value::Null);
+        serde_json::from_value(response).context("the reply is not a check response (is the daemon older?)")
+    })();
+    let facts = match facts {
+        Ok(f) => f,
+        Err(e) => return unknown(format!("{e:#}")),
+    };
+    let verdict = check::evaluate(&facts, limits);
+    if g.format == Some(Format::Json) {
+        let findings: Vec<Value> = verdict
+            .findings
+            .iter()
+            .map(|f| json!({"State": f.state.word(), "Server": f.server, "Message": f.message}))
+            .collect();
+        let out =
+            json!({"State": verdict.state.word(), "Code": verdict.state.code(), "Findings": findings, "Facts": facts});
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        print!("{}", check::status_line(&facts, limits));
+    }
+    verdict.state.code()
 }
 
 /// The line that explains a failed command: the daemon's own words when it sent them (ours

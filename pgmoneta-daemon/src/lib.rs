@@ -20,6 +20,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod mgmt;
+pub mod nagios;
 pub mod pg;
 pub mod pidfile;
 pub mod remote;
@@ -55,6 +56,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "tls_key_file",
     "tls_ca_file",
     "metrics",
+    "nagios",
     "management",
     "metrics_cert_file",
     "metrics_key_file",

@@ -226,6 +226,7 @@ fn run(args: Args) -> Result<(), Vec<String>> {
     };
     let management = m.management;
     let metrics_port = m.metrics;
+    let nagios_port = m.nagios;
     let metrics_tls = match (&m.metrics_cert_file, &m.metrics_key_file) {
         (Some(c), Some(k)) => match mgmt::tls_acceptor(c, k, m.metrics_ca_file.as_deref()) {
             Ok(a) => Some(Arc::new(a)),
@@ -280,6 +281,12 @@ fn run(args: Args) -> Result<(), Vec<String>> {
         match bind(metrics_port) {
             Ok(l) => endpoints.push(metrics::endpoint(shared.clone(), l, metrics_tls.clone())),
             Err(e) => log::error!("metrics: {e}"),
+        }
+    }
+    if nagios_port > 0 {
+        match bind(nagios_port) {
+            Ok(l) => endpoints.push(pgmoneta_daemon::nagios::endpoint(shared.clone(), l, metrics_tls.clone())),
+            Err(e) => log::error!("nagios: {e}"),
         }
     }
     if !endpoints.is_empty() {

@@ -3,8 +3,8 @@
 //! `metrics_key_file` are set.
 //!
 //! Metric names are upstream's; the ones added here (`pgmoneta_wal_lag_bytes`,
-//! `pgmoneta_backup_progress_*`, `pgmoneta_wal_flushed_lsn_bytes`) follow the Prometheus naming
-//! conventions.
+//! `pgmoneta_backup_progress_*`, `pgmoneta_wal_flushed_lsn_bytes`,
+//! `pgmoneta_verification_failed_backups`) follow the Prometheus naming conventions.
 
 use std::fmt::Write as _;
 use std::net::TcpListener;
@@ -266,6 +266,12 @@ pub fn render(shared: &Shared) -> String {
             "The WAL position flushed to the archive, in bytes",
             &l,
             flushed.0 as f64,
+        );
+        e.gauge(
+            "pgmoneta_verification_failed_backups",
+            "Backups whose last verification failed",
+            &l,
+            state.failed_verifications.lock().len() as f64,
         );
         let (done, total, elapsed) = match state.backup_progress.lock().as_ref() {
             Some((p, since)) => {

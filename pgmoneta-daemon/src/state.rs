@@ -120,6 +120,8 @@ pub struct ServerState {
     pub last_operation: AtomicI64,
     /// Unix time of the last failed operation.
     pub last_failed_operation: AtomicI64,
+    /// Backups whose last verification (command or timer) failed, with what failed.
+    pub failed_verifications: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl ServerState {
@@ -143,6 +145,20 @@ impl ServerState {
             failed_operations: AtomicU64::new(0),
             last_operation: AtomicI64::new(0),
             last_failed_operation: AtomicI64::new(0),
+            failed_verifications: Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+
+    /// Records the outcome of verifying backup `label`: `None` when it passed, else what failed.
+    pub fn record_verification(&self, label: &str, failure: Option<String>) {
+        let mut failed = self.failed_verifications.lock();
+        match failure {
+            Some(what) => {
+                failed.insert(label.to_owned(), what);
+            }
+            None => {
+                failed.remove(label);
+            }
         }
     }
 

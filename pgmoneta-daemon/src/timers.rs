@@ -125,7 +125,16 @@ pub fn run_verification(shared: &Shared, server: &Arc<ServerState>) {
         if shared.stopping() {
             return;
         }
-        match shared.repo.verify_in(&catalog, &b.label, workers) {
+        let result = shared.repo.verify_in(&catalog, &b.label, workers);
+        server.record_verification(
+            &b.label,
+            match &result {
+                Ok(v) if v.failed.is_empty() => None,
+                Ok(v) => Some(crate::commands::describe_failed_files(v)),
+                Err(e) => Some(e.to_string()),
+            },
+        );
+        match result {
             Ok(v) if v.failed.is_empty() => log::debug!("server [{name}]: backup {} verified", b.label),
             Ok(v) => {
                 for f in &v.failed {

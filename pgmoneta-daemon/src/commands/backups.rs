@@ -488,6 +488,14 @@ pub(super) fn verify(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
         .map_err(|other| fail(ec::VERIFY_ERROR, format!("server [{name}]: busy with {other:?}")))?;
     let result = shared.repo.verify(&name, &info.label, workers);
     state.record(result.is_ok());
+    state.record_verification(
+        &info.label,
+        match &result {
+            Ok(v) if v.failed.is_empty() => None,
+            Ok(v) => Some(super::describe_failed_files(v)),
+            Err(e) => Some(e.to_string()),
+        },
+    );
     let v = result.map_err(|e| {
         let op = Op::Verify;
         fail_in(code(op, Step::Run, &e), op.workflow(), format!("server [{name}]: verify {}: {e}", info.label))

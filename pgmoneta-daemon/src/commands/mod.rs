@@ -20,12 +20,14 @@ use crate::state::{ServerState, Shared};
 use crate::{pg, walservice};
 
 mod backups;
+mod check;
 mod cluster;
 mod codes;
 mod conf;
 mod files;
 mod status;
 
+pub use check::facts as check_facts;
 pub use status::{dir_size, disk_space, server_usage};
 
 /// The version the daemon reports as `ServerVersion`.
@@ -38,6 +40,23 @@ pub struct Failure {
     code: u32,
     workflow: Option<&'static str>,
     message: String,
+}
+
+impl Failure {
+    /// What went wrong, in words.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// What failed in a verification, in one line: the first failed file and how many failed.
+pub fn describe_failed_files(v: &pgmoneta_storage::Verification) -> String {
+    let Some(first) = v.failed.first() else { return String::new() };
+    let why = first.error.as_deref().unwrap_or("checksum mismatch");
+    match v.failed.len() {
+        1 => format!("{}: {why}", first.path),
+        n => format!("{}: {why} (and {} more of {} files)", first.path, n - 1, v.all.len()),
+    }
 }
 
 fn fail(code: u32, what: impl AsRef<str>) -> Failure {
@@ -123,6 +142,7 @@ fn run_here(shared: &Arc<Shared>, doc: &Document, command: Command) -> Reply {
         Command::S3Ls => backups::s3_ls(shared, req),
         Command::S3Restore => backups::s3_restore(shared, req),
         Command::ClusterStatus => cluster::cluster_status(shared),
+        Command::Check => check::check(shared, req),
         _ => Err(fail(ec::UNKNOWN_COMMAND, format!("management: unknown command id {}", doc.header.command_id))),
     }
 }

@@ -9,6 +9,7 @@ mod frames;
 mod hot_standby;
 mod incremental;
 mod metrics;
+mod monitoring;
 mod remote;
 mod startup;
 mod timers;

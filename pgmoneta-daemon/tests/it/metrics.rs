@@ -55,6 +55,7 @@ fn serves_metrics_in_the_exposition_format() {
         "pgmoneta_server_online{name=\"primary\"} 1",
         "pgmoneta_wal_streaming{name=\"primary\"} 1",
         "pgmoneta_wal_lag_bytes{name=\"primary\"} ",
+        "pgmoneta_verification_failed_backups{name=\"primary\"} 0",
         "pgmoneta_backup_valid{name=\"primary\"} 1",
         "pgmoneta_backup_progress_done_bytes{name=\"primary\"} 0",
         "pgmoneta_retention_server{name=\"primary\",parameter=\"days\"} 7",
@@ -107,7 +108,12 @@ fn serves_metrics_in_the_exposition_format() {
     assert!(!report.contains("error while linting") && !report.contains("parsing"), "promtool:\n{report}");
     eprintln!("promtool lints on upstream's names:\n{report}");
     // Lints are expected on upstream's names; none on ours.
-    for ours in ["pgmoneta_wal_lag_bytes", "pgmoneta_backup_progress_", "pgmoneta_wal_flushed_lsn_bytes"] {
+    for ours in [
+        "pgmoneta_wal_lag_bytes",
+        "pgmoneta_backup_progress_",
+        "pgmoneta_wal_flushed_lsn_bytes",
+        "pgmoneta_verification_failed_backups",
+    ] {
         assert!(!report.contains(ours), "promtool lints {ours}:\n{report}");
     }
 }

@@ -44,9 +44,11 @@ pub enum Command {
     S3Restore,
     /// Not upstream's: the cluster's nodes and roles (an id outside upstream's range).
     ClusterStatus,
+    /// Not upstream's: the facts a monitoring check reads (see [`super::check`]).
+    Check,
 }
 
-const COMMANDS: [(Command, u32, &str); 29] = [
+const COMMANDS: [(Command, u32, &str); 30] = [
     (Command::Unknown, 0, "unknown"),
     (Command::Backup, 1, "backup"),
     (Command::ListBackup, 2, "list-backup"),
@@ -76,6 +78,7 @@ const COMMANDS: [(Command, u32, &str); 29] = [
     (Command::S3Ls, 200, "s3 ls"),
     (Command::S3Restore, 201, "s3 restore"),
     (Command::ClusterStatus, 1000, "cluster status"),
+    (Command::Check, 1001, "check"),
 ];
 
 impl Command {

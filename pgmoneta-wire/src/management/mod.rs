@@ -7,6 +7,7 @@
 //! `base64(encrypt(compress(json)))` with the master key ([`payload`]). The server answers with
 //! the compression and encryption it received.
 
+pub mod check;
 pub mod client;
 mod document;
 mod frame;
@@ -186,6 +187,8 @@ pub mod error_code {
     /// The command was to be forwarded to the node active for its server, which could not be
     /// reached or did not answer.
     pub const CLUSTER_FORWARD: u32 = 10002;
+    /// `check` named a server that is not configured.
+    pub const CHECK_NOSERVER: u32 = 10100;
 
     /// What a code means, in a sentence an operator can read without the source: the
     /// command it belongs to and what went wrong. `None` for a code this protocol does not
@@ -258,6 +261,7 @@ pub mod error_code {
             29 => "s3 ls",
             30 => "progress",
             31 => "s3 restore",
+            101 => "check",
             _ => "the command",
         };
         let kind = name.rsplit('_').next().unwrap_or_default();
@@ -443,6 +447,7 @@ pub mod error_code {
         ("CLUSTER_STATUS_OFF", CLUSTER_STATUS_OFF),
         ("CLUSTER_NOT_ACTIVE", CLUSTER_NOT_ACTIVE),
         ("CLUSTER_FORWARD", CLUSTER_FORWARD),
+        ("CHECK_NOSERVER", CHECK_NOSERVER),
     ];
 }
 
