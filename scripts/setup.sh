@@ -32,6 +32,9 @@ done
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 # promtool (Debian's prometheus package) checks the daemon's /metrics output.
 command -v promtool >/dev/null || missing+=(prometheus)
+# Chromium and its WebDriver server drive the web console's browser tests (headless).
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}" >&2
     # Install the server without starting Debian's own cluster: tests start their own.

@@ -15,6 +15,7 @@
 pub mod clock;
 pub mod cluster;
 pub mod commands;
+pub mod console;
 pub mod error;
 pub mod http;
 pub mod logging;
@@ -56,6 +57,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "tls_key_file",
     "tls_ca_file",
     "metrics",
+    "console",
     "nagios",
     "management",
     "metrics_cert_file",

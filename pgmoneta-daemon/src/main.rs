@@ -227,6 +227,7 @@ fn run(args: Args) -> Result<(), Vec<String>> {
     let management = m.management;
     let metrics_port = m.metrics;
     let nagios_port = m.nagios;
+    let console_port = m.console;
     let metrics_tls = match (&m.metrics_cert_file, &m.metrics_key_file) {
         (Some(c), Some(k)) => match mgmt::tls_acceptor(c, k, m.metrics_ca_file.as_deref()) {
             Ok(a) => Some(Arc::new(a)),
@@ -281,6 +282,23 @@ fn run(args: Args) -> Result<(), Vec<String>> {
         match bind(metrics_port) {
             Ok(l) => endpoints.push(metrics::endpoint(shared.clone(), l, metrics_tls.clone())),
             Err(e) => log::error!("metrics: {e}"),
+        }
+    }
+    if console_port > 0 {
+        match bind(console_port) {
+            Ok(l) => {
+                let history = Arc::new(pgmoneta_daemon::console::history::History::default());
+                threads.push(pgmoneta_daemon::console::history::spawn(shared.clone(), history.clone()));
+                let console = Arc::new(pgmoneta_daemon::console::Console::new(shared.clone(), history));
+                if metrics_tls.is_none() && shared.config().main.console_actions {
+                    log::warn!(
+                        "console: served over plain HTTP, so admins' passwords and sessions cross the network in \
+                         clear; set metrics_cert_file and metrics_key_file for HTTPS, or console_actions = off"
+                    );
+                }
+                endpoints.push(pgmoneta_daemon::console::endpoint(console, l, metrics_tls.clone()));
+            }
+            Err(e) => log::error!("console: {e}"),
         }
     }
     if nagios_port > 0 {

@@ -27,47 +27,86 @@ use crate::state::{Activity, Shared};
 /// requires it) in the order the families first appear.
 #[derive(Default)]
 pub struct Exposition {
-    families: Vec<(&'static str, String, String)>,
+    families: Vec<Family>,
     index: std::collections::HashMap<&'static str, usize>,
+}
+
+/// One metric family: every metric here is a gauge.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Family {
+    /// The metric's name.
+    pub name: &'static str,
+    /// Its help text.
+    pub help: String,
+    /// Its samples.
+    pub samples: Vec<Sample>,
+}
+
+/// One sample of a family.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// Label names and values, in order.
+    pub labels: Vec<(String, String)>,
+    /// The value.
+    pub value: f64,
+}
+
+impl Sample {
+    /// The value of label `name`.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
 }
 
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// A value as the exposition writes it: integers without a fraction.
+pub fn format_value(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        (value as i64).to_string()
+    } else {
+        value.to_string()
+    }
+}
+
 impl Exposition {
     /// Adds one sample of gauge `name`.
     pub fn gauge(&mut self, name: &'static str, help: &str, labels: &[(&str, &str)], value: f64) {
         let i = *self.index.entry(name).or_insert_with(|| {
-            self.families.push((name, help.to_owned(), String::new()));
+            self.families.push(Family { name, help: help.to_owned(), samples: Vec::new() });
             self.families.len() - 1
         });
-        let out = &mut self.families[i].2;
-        out.push_str(name);
-        if !labels.is_empty() {
-            out.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let _ = write!(out, "{k}=\"{}\"", escape(v));
-            }
-            out.push('}');
-        }
-        if value.fract() == 0.0 && value.abs() < 1e15 {
-            let _ = writeln!(out, " {}", value as i64);
-        } else {
-            let _ = writeln!(out, " {value}");
-        }
+        let labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        self.families[i].samples.push(Sample { labels, value });
+    }
+
+    /// The families, in the order they first appeared.
+    pub fn families(self) -> Vec<Family> {
+        self.families
     }
 
     /// The text.
     pub fn finish(self) -> String {
         let mut out = String::new();
-        for (name, help, samples) in self.families {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            out.push_str(&samples);
+        for f in self.families {
+            let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
+            let _ = writeln!(out, "# TYPE {} gauge", f.name);
+            for sample in &f.samples {
+                out.push_str(f.name);
+                if !sample.labels.is_empty() {
+                    out.push('{');
+                    for (i, (k, v)) in sample.labels.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        let _ = write!(out, "{k}=\"{}\"", escape(v));
+                    }
+                    out.push('}');
+                }
+                let _ = writeln!(out, " {}", format_value(sample.value));
+            }
         }
         out
     }
@@ -89,8 +128,13 @@ fn mbs(bytes: u64, seconds: f64) -> f64 {
     }
 }
 
-/// Renders every metric.
+/// Renders every metric in the text exposition format.
 pub fn render(shared: &Shared) -> String {
+    collect(shared).finish()
+}
+
+/// Every metric.
+pub fn collect(shared: &Shared) -> Exposition {
     let config = shared.config();
     let m = &config.main;
     let mut e = Exposition::default();
@@ -294,7 +338,7 @@ pub fn render(shared: &Shared) -> String {
     if let Some(cluster) = &shared.cluster {
         cluster_metrics(&mut e, &cluster.status(shared));
     }
-    e.finish()
+    e
 }
 
 /// This node's role per server, and each peer's reachability and lag.

@@ -282,6 +282,32 @@ impl BackupInfo {
     }
 }
 
+/// The name of a backup compression code (`18` -> `zstd`, `34` -> `server-zstd`).
+pub fn compression_name(code: i64) -> String {
+    let algo = match code & 0x0f {
+        1 => "gzip",
+        2 => "zstd",
+        3 => "lz4",
+        4 => "bzip2",
+        _ => return "none".into(),
+    };
+    if code & 0x20 != 0 {
+        format!("server-{algo}")
+    } else {
+        algo.to_owned()
+    }
+}
+
+/// The name of an encryption code.
+pub fn encryption_name(code: i64) -> &'static str {
+    match code {
+        1 => "aes-256-gcm",
+        2 => "aes-192-gcm",
+        3 => "aes-128-gcm",
+        _ => "none",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

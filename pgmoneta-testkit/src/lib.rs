@@ -22,6 +22,7 @@
 //! # Ok::<(), pgmoneta_testkit::TestkitError>(())
 //! ```
 
+mod browser;
 mod cluster;
 pub mod corpus;
 mod fixtures;
@@ -33,6 +34,7 @@ mod remote;
 mod smallfs;
 mod tls;
 
+pub use browser::{browser_binaries, Browser, Element};
 pub use cluster::{cleanup_stale, Cluster, ClusterBuilder, REPLICATION_USER, SUPERUSER};
 pub use fixtures::fuzz_seeds;
 pub use install::PgInstall;

@@ -2,6 +2,7 @@
 
 mod cli;
 mod clustering;
+mod console;
 mod crash;
 mod cuts;
 mod faults;
