@@ -311,12 +311,6 @@ pub fn collect(shared: &Shared) -> Exposition {
             &l,
             flushed.0 as f64,
         );
-        e.gauge(
-            "pgmoneta_verification_failed_backups",
-            "Backups whose last verification failed",
-            &l,
-            state.failed_verifications.lock().len() as f64,
-        );
         let (done, total, elapsed) = match state.backup_progress.lock().as_ref() {
             Some((p, since)) => {
                 (p.done.load(Ordering::Relaxed), p.total.load(Ordering::Relaxed), since.elapsed().as_secs_f64())
@@ -419,6 +413,11 @@ fn backups(e: &mut Exposition, shared: &Shared, name: &str, backup_total: u64, w
     e.gauge("pgmoneta_backup_newest", "The newest valid backup", &l, label_num(valid.last()));
     e.gauge("pgmoneta_backup_valid", "Valid backups", &l, valid.len() as f64);
     e.gauge("pgmoneta_backup_invalid", "Invalid backups", &l, (list.len() - valid.len()) as f64);
+    if let Some(state) = shared.server(name) {
+        let labels = list.iter().map(|b| b.label.as_str()).collect();
+        let failed = state.failed_verifications_among(&labels).len();
+        e.gauge("pgmoneta_verification_failed_backups", "Backups whose last verification failed", &l, failed as f64);
+    }
     e.gauge("pgmoneta_backup_total_size", "Size of the backups", &l, backup_total as f64);
     e.gauge("pgmoneta_wal_total_size", "Size of the WAL archive", &l, wal_total as f64);
     e.gauge("pgmoneta_total_size", "Size of the server's repository", &l, (backup_total + wal_total) as f64);

@@ -149,6 +149,14 @@ impl ServerState {
         }
     }
 
+    /// The backups among `labels` (the server's backups now) whose last verification failed,
+    /// with what failed; entries of backups that are gone are dropped.
+    pub fn failed_verifications_among(&self, labels: &std::collections::HashSet<&str>) -> Vec<(String, String)> {
+        let mut failed = self.failed_verifications.lock();
+        failed.retain(|label, _| labels.contains(label.as_str()));
+        failed.iter().map(|(l, m)| (l.clone(), m.clone())).collect()
+    }
+
     /// Records the outcome of verifying backup `label`: `None` when it passed, else what failed.
     pub fn record_verification(&self, label: &str, failure: Option<String>) {
         let mut failed = self.failed_verifications.lock();

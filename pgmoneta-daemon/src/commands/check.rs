@@ -57,11 +57,9 @@ pub fn facts(shared: &Shared, server: Option<&str>) -> Result<CheckResponse, Fai
             newest_backup: newest.map(|b| b.label.clone()),
             newest_backup_age: age,
             failed_verifications: state
-                .failed_verifications
-                .lock()
-                .iter()
-                .filter(|(label, _)| catalog.backups().iter().any(|b| &b.label == *label))
-                .map(|(label, message)| FailedVerification { label: label.clone(), message: message.clone() })
+                .failed_verifications_among(&catalog.backups().iter().map(|b| b.label.as_str()).collect())
+                .into_iter()
+                .map(|(label, message)| FailedVerification { label, message })
                 .collect(),
             problems: facts.problems.clone(),
         });

@@ -274,7 +274,7 @@ impl Console {
         let session = self.session(request);
         let viewer = session.as_ref().map(|(_, u, c)| Viewer { user: u, csrf: c });
         let servers = self.servers();
-        let notice = get("notice");
+        let notice = self.notice(&q);
         html(
             StatusCode::OK,
             page::layout(&self.frame("Overview", &servers, None, viewer, request.tls, notice.as_deref()), &body),
@@ -282,7 +282,7 @@ impl Console {
     }
 
     fn server_page(&self, request: &Request, name: &str) -> Reply {
-        let name = crate::http::parse_query(&format!("n={name}")).pop().map(|(_, v)| v).unwrap_or_default();
+        let name = crate::http::percent_decode(name, false);
         let q = parse_query(&request.query);
         let hours = q
             .iter()
@@ -304,7 +304,7 @@ impl Console {
         };
         body.push_str(&self.actions_list(&name));
         let servers = self.servers();
-        let notice = q.iter().find(|(k, _)| k == "notice").map(|(_, v)| v.clone());
+        let notice = self.notice(&q);
         html(
             StatusCode::OK,
             page::layout(&self.frame(&name, &servers, Some(&name), viewer, request.tls, notice.as_deref()), &body),
@@ -474,7 +474,7 @@ impl Console {
         let Some((raw_name, action)) = rest.rsplit_once('/') else {
             return html(StatusCode::NOT_FOUND, self.message_page(request, "Not found", "There is no such action."));
         };
-        let name = parse_query(&format!("n={raw_name}")).pop().map(|(_, v)| v).unwrap_or_default();
+        let name = crate::http::percent_decode(raw_name, false);
         if !self.actions_enabled() {
             return html(
                 StatusCode::FORBIDDEN,
@@ -500,7 +500,7 @@ impl Console {
         let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
         let backup = get("backup");
         let server = Some(name.clone());
-        let need_backup = || backup.clone().ok_or("no backup given");
+        let need_backup = || backup.clone().ok_or("no-backup");
         let planned: Result<(Command, serde_json::Map<String, serde_json::Value>, String), &str> = match action {
             "backup" => {
                 let parent = get("parent");
@@ -522,9 +522,9 @@ impl Console {
             "annotate" => need_backup().and_then(|b| {
                 let act = get("action").unwrap_or_default();
                 if !["add", "update", "remove"].contains(&act.as_str()) {
-                    return Err("the annotation's action is add, update or remove");
+                    return Err("annotation-action");
                 }
-                let key = get("key").ok_or("no annotation key given")?;
+                let key = get("key").ok_or("no-key")?;
                 let comment = get("comment");
                 let what = format!("annotate {b}: {act} {key}");
                 let r = AnnotateRequest { server, backup: Some(b), action: Some(act), key: Some(key), comment };
@@ -532,7 +532,7 @@ impl Console {
             }),
             "delete" => need_backup().and_then(|b| {
                 if get("confirm").as_deref() != Some("yes") {
-                    return Err("a delete needs its confirmation box ticked");
+                    return Err("confirm");
                 }
                 let r = DeleteRequest { server, backup: Some(b.clone()), force: false };
                 Ok((Command::Delete, wire_request::to_map(&r), format!("delete {b}")))
@@ -547,11 +547,11 @@ impl Console {
         let back = format!("/server/{}", page::url(&name));
         let (command, fields, what) = match planned {
             Ok(p) => p,
-            Err(why) => return redirect(&format!("{back}?notice={}", page::url(why))),
+            Err(why) => return redirect(&format!("{back}?notice={why}")),
         };
         log::info!("console: admin {user} from {}: {what} of server [{name}]", request.peer.ip());
-        self.start(user, name.clone(), what.clone(), command, fields);
-        redirect(&format!("{back}?notice={}", page::url(&format!("Started: {what}. Its outcome shows below."))))
+        let id = self.start(user, name.clone(), what, command, fields);
+        redirect(&format!("{back}?notice=started&action={id}"))
     }
 
     /// Runs a management command for an action in the background and records its outcome.
@@ -562,7 +562,7 @@ impl Console {
         what: String,
         command: Command,
         fields: serde_json::Map<String, serde_json::Value>,
-    ) {
+    ) -> u64 {
         let id = self.next_action.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         {
             let mut actions = self.actions.lock();
@@ -600,6 +600,25 @@ impl Console {
         if let Err(e) = spawned {
             log::error!("console: starting an action: {e}");
         }
+        id
+    }
+
+    /// The message a page shows after an action, from its query: one of a fixed set (a link
+    /// from elsewhere cannot make the page say anything else).
+    fn notice(&self, query: &[(String, String)]) -> Option<String> {
+        let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        Some(match get("notice")? {
+            "started" => {
+                let id: u64 = get("action")?.parse().ok()?;
+                let what = self.actions.lock().iter().find(|a| a.id == id)?.what.clone();
+                format!("Started: {what}. Its outcome shows below.")
+            }
+            "no-backup" => "No backup was given.".to_owned(),
+            "annotation-action" => "An annotation's action is add, update or remove.".to_owned(),
+            "no-key" => "An annotation needs a key.".to_owned(),
+            "confirm" => "A delete needs its confirmation box ticked.".to_owned(),
+            _ => return None,
+        })
     }
 
     /// The actions started from the console, oldest first.

@@ -478,7 +478,8 @@ pub fn server(shared: &Shared, history: &History, name: &str, hours: u32, acting
     );
     out.push_str("</div>");
     let wal = Repository::wal_between(&backups, if pg.segment_size > 0 { pg.segment_size } else { 16 << 20 });
-    let failed = state.failed_verifications.lock().clone();
+    let failed: std::collections::HashMap<String, String> =
+        state.failed_verifications_among(&backups.iter().map(|b| b.label.as_str()).collect()).into_iter().collect();
     let can_act = acting.enabled && acting.viewer.is_some();
     out.push_str(
         "<div class=\"scroll\"><table class=\"grid backups\"><thead><tr><th>Backup</th><th>Status</th>\

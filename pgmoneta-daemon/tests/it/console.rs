@@ -120,6 +120,8 @@ fn the_console_over_http() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(page.contains(&format!("<code>{label}</code>")) && page.contains("<svg class=\"chart\""), "{page}");
     assert!(!page.contains("Back up now"), "no actions before logging in");
+    let (_, page) = get(port, "/server/primary?notice=Log%20in%20at%20evil.example", None);
+    assert!(!page.contains("evil.example"), "a page shows only its own notices");
     let (head, _) = get(port, "/server/nosuch", None);
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
     let (head, css) = get(port, "/console.css", None);
@@ -290,4 +292,66 @@ fn the_console_in_a_browser() {
     b.accept_dialog().unwrap();
     d.wait_for("the delete from the page", || !labels(&d).contains(&newest));
     b.screenshot(&shots.join("server-after-delete.png")).unwrap();
+}
+
+/// Sends `request` over TLS (trusting `ca`) and returns what came back.
+fn tls_exchange(port: u16, ca: &std::path::Path, request: &str) -> String {
+    let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls()).unwrap();
+    b.set_ca_file(ca).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut tls = b.build().connect("localhost", tcp).unwrap();
+    tls.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+#[test]
+fn the_console_and_nagios_over_https() {
+    use std::os::unix::fs::PermissionsExt;
+    let source = cluster();
+    let certs = tempfile::tempdir_in("/tmp").unwrap();
+    let ca = pgmoneta_testkit::TestCa::new("console CA").unwrap();
+    let server = ca.issue_server(&["localhost"], &[std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)]).unwrap();
+    let (cert, key) = (certs.path().join("c.crt"), certs.path().join("c.key"));
+    std::fs::write(&cert, &server.cert_pem).unwrap();
+    std::fs::write(&key, &server.key_pem).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let ca_file = certs.path().join("ca.crt");
+    ca.write_cert(&ca_file).unwrap();
+    let (port, nagios) = (free_port(), free_port());
+    let extra = format!(
+        "console = {port}\nnagios = {nagios}\nmetrics_cert_file = {}\nmetrics_key_file = {}\n",
+        cert.display(),
+        key.display()
+    );
+    let mut d = Daemon::new(&source, &extra);
+    d.start();
+
+    let page = tls_exchange(port, &ca_file, "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    assert!(page.starts_with("HTTP/1.1 200") && page.contains("<h2>Servers</h2>"), "{page}");
+    assert!(!page.contains("This connection is not encrypted"));
+    let form = format!("user=admin&password={ADMIN_PASSWORD}");
+    let login = tls_exchange(
+        port,
+        &ca_file,
+        &format!(
+            "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        ),
+    );
+    let cookie = login.lines().find(|l| l.starts_with("Set-Cookie:")).unwrap_or_default();
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{login}"
+    );
+    assert!(!d.log_text().contains("console: served over plain HTTP"));
+
+    // Nagios over TLS, asked over HTTP and not asked at all.
+    let line = tls_exchange(nagios, &ca_file, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(line.starts_with("HTTP/1.1 200") && line.contains("PGMONETA "), "{line}");
+    let unasked = tls_exchange(nagios, &ca_file, "");
+    assert!(unasked.split_once("\r\n").is_some_and(|(_, rest)| rest.starts_with("PGMONETA ")), "{unasked:?}");
 }
