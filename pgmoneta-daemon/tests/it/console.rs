@@ -125,7 +125,7 @@ fn the_console_over_http() {
     let (head, _) = get(port, "/server/nosuch", None);
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
     let (head, css) = get(port, "/console.css", None);
-    assert!(head.contains("text/css") && css.contains("prefers-color-scheme"), "{head}");
+    assert!(head.contains("text/css") && css.contains("light-dark("), "{head}");
 
     // Acting needs a session; a wrong password gets none.
     let (head, _) = post(port, "/server/primary/backup", None, "", None);
@@ -309,17 +309,9 @@ fn tls_exchange(port: u16, ca: &std::path::Path, request: &str) -> String {
 
 #[test]
 fn the_console_and_nagios_over_https() {
-    use std::os::unix::fs::PermissionsExt;
     let source = cluster();
     let certs = tempfile::tempdir_in("/tmp").unwrap();
-    let ca = pgmoneta_testkit::TestCa::new("console CA").unwrap();
-    let server = ca.issue_server(&["localhost"], &[std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)]).unwrap();
-    let (cert, key) = (certs.path().join("c.crt"), certs.path().join("c.key"));
-    std::fs::write(&cert, &server.cert_pem).unwrap();
-    std::fs::write(&key, &server.key_pem).unwrap();
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let ca_file = certs.path().join("ca.crt");
-    ca.write_cert(&ca_file).unwrap();
+    let (cert, key, ca_file) = crate::localhost_certs(certs.path());
     let (port, nagios) = (free_port(), free_port());
     let extra = format!(
         "console = {port}\nnagios = {nagios}\nmetrics_cert_file = {}\nmetrics_key_file = {}\n",

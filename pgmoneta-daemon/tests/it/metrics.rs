@@ -120,17 +120,9 @@ fn serves_metrics_in_the_exposition_format() {
 
 #[test]
 fn serves_metrics_over_https_when_configured() {
-    use std::os::unix::fs::PermissionsExt;
     let source = cluster();
     let certs = tempfile::tempdir_in("/tmp").unwrap();
-    let ca = pgmoneta_testkit::TestCa::new("metrics CA").unwrap();
-    let server = ca.issue_server(&["localhost"], &[std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)]).unwrap();
-    let (cert, key) = (certs.path().join("m.crt"), certs.path().join("m.key"));
-    std::fs::write(&cert, &server.cert_pem).unwrap();
-    std::fs::write(&key, &server.key_pem).unwrap();
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let ca_file = certs.path().join("ca.crt");
-    ca.write_cert(&ca_file).unwrap();
+    let (cert, key, ca_file) = crate::localhost_certs(certs.path());
     let extra = format!("metrics_cert_file = {}\nmetrics_key_file = {}\n", cert.display(), key.display());
     let mut d = Daemon::new(&source, &extra);
     d.start();
