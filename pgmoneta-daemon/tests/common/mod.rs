@@ -334,14 +334,12 @@ pub fn cluster() -> Cluster {
     Cluster::builder().start().unwrap()
 }
 
-/// A node's configuration lines: its cluster port, name and peers, TLS with a certificate
-/// valid both ways.
 /// A server certificate for `localhost` and 127.0.0.1, its key (mode 0600) and the CA that
 /// signed it, written in `dir`: `(certificate, key, CA certificate)`.
 pub fn localhost_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     use std::os::unix::fs::PermissionsExt;
     let ca = TestCa::new("pgmoneta test CA").unwrap();
-    let server = ca.issue_server(&["localhost"], &[std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)]).unwrap();
+    let server = ca.issue_server(&["localhost"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]).unwrap();
     let (cert, key, ca_file) = (dir.join("server.crt"), dir.join("server.key"), dir.join("ca.crt"));
     std::fs::write(&cert, &server.cert_pem).unwrap();
     std::fs::write(&key, &server.key_pem).unwrap();
@@ -350,6 +348,8 @@ pub fn localhost_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (cert, key, ca_file)
 }
 
+/// A node's configuration lines: its cluster port, name and peers, TLS with a certificate
+/// valid both ways.
 pub fn node_lines(dir: &Path, ca: &TestCa, name: &str, port: u16, peers: &str) -> String {
     let issued = ca.issue_node(name, &["localhost"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]).unwrap();
     let (cert, key, root) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")), dir.join("ca.crt"));
