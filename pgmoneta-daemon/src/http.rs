@@ -281,6 +281,9 @@ pub fn spawn(
 
 async fn accept_loop(listener: tokio::net::TcpListener, served: Arc<Served>) {
     let permits = Arc::new(tokio::sync::Semaphore::new(served.limits.max_connections));
+    // Refusals are logged once a minute at most, with how many there were.
+    let mut refused = 0u64;
+    let mut last_warning: Option<std::time::Instant> = None;
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -291,11 +294,16 @@ async fn accept_loop(listener: tokio::net::TcpListener, served: Arc<Served>) {
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            log::warn!(
-                "{}: {} connections open already; closing the one from {peer}",
-                served.name,
-                served.limits.max_connections
-            );
+            refused += 1;
+            if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                log::warn!(
+                    "{}: {} connections open already; closed {refused} more (the last from {peer})",
+                    served.name,
+                    served.limits.max_connections
+                );
+                last_warning = Some(std::time::Instant::now());
+                refused = 0;
+            }
             continue;
         };
         let served = served.clone();
