@@ -206,7 +206,7 @@ impl hyper::body::Body for Body {
 /// A request handler: blocking code, run on the runtime's blocking pool.
 pub type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
 
-/// What answers a connection that sends nothing within [`Endpoint::silent_after`]: for
+/// What answers a connection that sends nothing for the wait of [`Endpoint::silent`]: for
 /// line-oriented clients such as `nc` or a plain TCP check, which read without asking.
 pub type Silent = Arc<dyn Fn() -> Bytes + Send + Sync>;
 

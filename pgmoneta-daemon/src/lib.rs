@@ -7,7 +7,9 @@
 //! - [`walservice`]: one WAL receiver thread per server under a supervisor;
 //! - [`mgmt`] and [`commands`]: the management server (Unix socket, remote TCP with TLS and
 //!   SCRAM-SHA-256) and every management command;
-//! - [`metrics`]: the Prometheus endpoint;
+//! - [`http`]: the HTTP ports on hyper, with their limits; on them [`metrics`] (the Prometheus
+//!   endpoint), [`console`] (the web console and `/api`) and [`nagios`] (the Nagios status
+//!   line, which `pgmoneta-cli check` also reads through the `check` command);
 //! - [`timers`]: retention, background verification and server re-checks;
 //! - [`logging`], [`pidfile`], [`clock`]: the process's plumbing.
 #![deny(missing_docs)]
