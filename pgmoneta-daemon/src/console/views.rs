@@ -104,14 +104,17 @@ fn bytes(b: u64) -> String {
 /// The servers' summary table of the overview.
 fn servers_table(shared: &Shared) -> String {
     let facts = crate::commands::check_facts(shared, None).unwrap_or_default();
+    // One reading of all the facts: each server's health is the worst of its own findings.
+    let verdict = evaluate(&facts, &Thresholds::default());
+    let health = |server: Option<&str>| {
+        verdict.findings.iter().filter(|f| f.server.as_deref() == server).fold(State::Ok, |s, f| s.worst(f.state))
+    };
     let mut out = String::from(
         "<section><h2>Servers</h2><div class=\"scroll\"><table class=\"grid\"><thead><tr><th>Server</th>\
          <th>Health</th><th>PostgreSQL</th><th>WAL</th><th class=\"num\">Lag</th><th class=\"num\">Backups</th>\
          <th>Newest backup</th></tr></thead><tbody>",
     );
     for s in &facts.servers {
-        let one = pgmoneta_wire::management::check::CheckResponse { servers: vec![s.clone()], ..facts.clone() };
-        let verdict = evaluate(&one, &Thresholds::default());
         let state = shared.server(&s.server);
         let pg = state
             .map(|st| {
@@ -139,7 +142,7 @@ fn servers_table(shared: &Shared) -> String {
              <td class=\"num\">{}</td><td>{newest}</td></tr>",
             url(&s.server),
             esc(&s.server),
-            state_badge(verdict.state),
+            state_badge(health(Some(&s.server))),
             esc(&pg),
             bytes(s.wal_lag),
             s.valid_backups,
@@ -147,9 +150,10 @@ fn servers_table(shared: &Shared) -> String {
     }
     let _ = write!(
         out,
-        "</tbody></table></div><p class=\"muted\">Repository: {} free of {}.</p></section>",
+        "</tbody></table></div><p class=\"muted\">Repository: {} free of {}. {}</p></section>",
         bytes(facts.free_space),
-        bytes(facts.total_space)
+        bytes(facts.total_space),
+        state_badge(health(None))
     );
     out
 }

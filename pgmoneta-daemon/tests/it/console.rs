@@ -77,6 +77,17 @@ fn labels(d: &Daemon) -> Vec<String> {
     list["Backups"].as_array().unwrap().iter().map(|b| b["Backup"].as_str().unwrap().to_owned()).collect()
 }
 
+/// Waits for an element matching `css` whose text holds `needle`: after a click that submits a
+/// form, the old page may still be there, or its elements go stale while the new one loads.
+fn wait_text(b: &Browser, css: &str, needle: &str) {
+    b.wait_until(&format!("{css} saying {needle:?}"), Duration::from_secs(20), |b| {
+        b.find_all(css)
+            .map(|all| all.iter().any(|e| b.text(e).map(|t| t.contains(needle)).unwrap_or(false)))
+            .unwrap_or(false)
+    })
+    .unwrap();
+}
+
 fn screenshots() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
@@ -246,20 +257,21 @@ fn the_console_in_a_browser() {
 
     // A wrong password is refused; the right one logs in.
     b.click(&b.find("a[href='/login']").unwrap()).unwrap();
+    wait_text(&b, "h1", "Log in");
     b.type_text(&b.find("input[name=user]").unwrap(), "admin").unwrap();
     b.type_text(&b.find("input[name=password]").unwrap(), "not the password").unwrap();
     b.click(&b.find("form.stack button[type=submit]").unwrap()).unwrap();
-    assert!(b.text(&b.find(".notice.error").unwrap()).unwrap().contains("Wrong user name or password"));
+    wait_text(&b, ".notice.error", "Wrong user name or password");
     b.screenshot(&shots.join("login-refused.png")).unwrap();
     b.type_text(&b.find("input[name=user]").unwrap(), "admin").unwrap();
     b.type_text(&b.find("input[name=password]").unwrap(), ADMIN_PASSWORD).unwrap();
     b.click(&b.find("form.stack button[type=submit]").unwrap()).unwrap();
-    assert!(b.text(&b.find(".who").unwrap()).unwrap().contains("admin"));
+    wait_text(&b, ".who", "admin");
 
     // A backup from the page completes and appears.
     b.goto(&format!("{base}/server/primary")).unwrap();
     b.click(&b.find("section.actions form button.primary").unwrap()).unwrap();
-    assert!(b.text(&b.find(".notice").unwrap()).unwrap().contains("Started: full backup"));
+    wait_text(&b, ".notice", "Started: full backup");
     d.wait_for("the backup started from the page", || labels(&d).len() == 3);
     b.wait_until("the backup on the page", Duration::from_secs(60), |b| {
         let _ = b.goto(&format!("{base}/server/primary"));
