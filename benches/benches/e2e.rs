@@ -121,7 +121,16 @@ struct ChildRun {
     linking: f64,
 }
 
+/// Writes back every dirty page before a timed run: our backups end with one `syncfs` of the
+/// repository's filesystem, which would otherwise also wait for what the set-up or the other
+/// tool left dirty (pgbench's tables, a restore), and `pg_basebackup` would not.
+fn settle() {
+    let status = Command::new("sync").status().unwrap();
+    assert!(status.success(), "sync failed");
+}
+
 fn run_child(args: &[&str]) -> ChildRun {
+    settle();
     // PGMONETA_BENCH_WRAP runs the child under a profiler, e.g. "perf record -g -o /tmp/perf.data".
     let wrap = std::env::var("PGMONETA_BENCH_WRAP").unwrap_or_default();
     let mut words = wrap.split_whitespace();
@@ -234,6 +243,7 @@ fn main() {
         let mut cmd = Command::new(&basebackup);
         cmd.arg("-d").arg(&conninfo).arg("-D").arg(&dir).arg("-Ft").arg("-c").arg("fast").arg("-X").arg("fetch");
         cmd.args(args);
+        settle();
         let cpu = children_cpu();
         let t = Instant::now();
         let out = cmd.output().unwrap();
@@ -441,6 +451,7 @@ fn relations(counts: &str) {
             // `-Ft` writes one tar file; `-Fp` a file per relation, as a repository does.
             let pg = |format: &str| {
                 let dir = work.path().join(format!("pg_basebackup{format}-{round}"));
+                settle();
                 let t = Instant::now();
                 let out = Command::new(&basebackup)
                     .arg("-d")
