@@ -7,8 +7,11 @@
 //! `backup.manifest`) and the checksum PostgreSQL's manifest uses. A file stored as received is
 //! hashed by reading it back behind its writer, so a large file's hash, which cannot be split,
 //! goes on while the files after it are received, written and hashed; a compressed or encrypted
-//! file's plain bytes reach its hashing thread in memory. Memory is bounded by the channels'
-//! depth, never by the size of a file or of the database.
+//! file's plain bytes reach its hashing thread in memory. With `manifest = crc32c` a compressed
+//! or encrypted file's only plain checksum is CRC32C, which its worker computes as it writes:
+//! handing the bytes to another thread would cost more than the hash. Bytes move between
+//! threads in steps of 1 MiB, each hand-off being a possible wake-up. Memory is bounded by the
+//! channels' depth, never by the size of a file or of the database.
 //!
 //! When the stream ends, every file is checked against PostgreSQL's `backup_manifest` (size and
 //! checksum; a difference fails the backup), then `backup.manifest` and `backup.sha512` are
@@ -41,16 +44,17 @@ use crate::store::{join, Store};
 use crate::stored::{seal, unseal, unseal_pending, Output};
 use crate::tar::{EntryKind as TarEntryKind, TarEvent, TarParser};
 
-/// Bytes per chunk handed to a worker.
-const CHUNK: usize = 256 << 10;
+/// Bytes per chunk handed to a worker: every hand-off between threads may cost a wake-up, so
+/// they come in large steps.
+const CHUNK: usize = 1 << 20;
 /// Chunks queued per worker.
-const QUEUE: usize = 8;
+const QUEUE: usize = 4;
 /// Batches of received bytes (about [`CHUNK`] each) queued for an archive's parser.
-const BATCHES: usize = 8;
+const BATCHES: usize = 4;
 /// Chunks of a file queued for its hashing thread when they go in memory. Up to `QUEUE` files
 /// per worker may wait for a hashing thread, each with this many chunks: memory stays bounded
 /// by `workers × QUEUE × HASH_QUEUE` chunks (plus the blocks their pieces keep alive).
-const HASH_QUEUE: usize = 4;
+const HASH_QUEUE: usize = 2;
 
 /// How to take a backup.
 #[derive(Clone, Debug)]
@@ -257,6 +261,9 @@ struct OpenFile {
 
 /// The worker's end of a file's hashing.
 enum HashFeed {
+    /// A checksum far cheaper than compressing (CRC32C), computed by the worker itself as it
+    /// writes: a hand-off to another thread would cost more than the hash.
+    Inline(Box<PlainHashes>),
     /// The plain bytes, chunk by chunk (the channel closes at the end of the file).
     Memory(Sender<Vec<Bytes>>),
     /// The stored file holds the plain bytes: the hashing thread reads them back.
@@ -600,15 +607,20 @@ fn handle(
             // Stored as received, the file itself holds the plain bytes: they are hashed from
             // it, behind the writing, rather than handed over in memory at the hash's pace.
             let read_back = if algorithm == Algorithm::None && encryption.is_none() { w.read_back() } else { None };
+            let stored_plain = algorithm == Algorithm::None && encryption.is_none();
+            // With CRC32C and a stored file of its own bytes' SHA-512 (compressed or
+            // encrypted), the only hash of the plain bytes is the cheap one.
+            let inline = o.manifest == ManifestAlgorithm::Crc32c && !stored_plain;
             let (hash, source) = match read_back {
+                _ if inline => (HashFeed::Inline(Box::new(PlainHashes::new(o.manifest, &checksum, false)?)), None),
                 Some(file) => {
                     let progress = Arc::new(Progress::default());
                     let feed = ProgressFeed { progress: progress.clone(), bytes: 0, ended: false };
-                    (HashFeed::File(feed), HashSource::File { file, progress })
+                    (HashFeed::File(feed), Some(HashSource::File { file, progress }))
                 }
                 None => {
                     let (tx, rx) = bounded(HASH_QUEUE);
-                    (HashFeed::Memory(tx), HashSource::Memory(rx))
+                    (HashFeed::Memory(tx), Some(HashSource::Memory(rx)))
                 }
             };
             let out = seal(w, algorithm, o.level, encryption, &stored_rel)?;
@@ -618,15 +630,11 @@ fn handle(
                 .filter(|n| n.starts_with(crate::incremental::INCREMENTAL_PREFIX))
                 .map(|_| crate::incremental::HeaderProbe::default());
             let (written, written_rx) = bounded(1);
-            let job = HashJob {
-                source,
-                check: checksum,
-                stored_plain: algorithm == Algorithm::None && encryption.is_none(),
-                stored: stored_rel.clone(),
-                written: written_rx,
-            };
             *current = Some(Current::Open(OpenFile { result, out, probe, hash, written }));
-            hashing.send(job).map_err(|_| hash_gone())?;
+            if let Some(source) = source {
+                let job = HashJob { source, check: checksum, stored_plain, stored: stored_rel, written: written_rx };
+                hashing.send(job).map_err(|_| hash_gone())?;
+            }
         }
         Job::Chunk(pieces) => {
             let f = match current.as_mut() {
@@ -648,6 +656,12 @@ fn handle(
             let stored = &f.result.stored;
             let writing = StorageError::io("writing", stored);
             match &mut f.hash {
+                HashFeed::Inline(hashes) => {
+                    for piece in &pieces {
+                        hashes.update(piece);
+                    }
+                    write_pieces(&mut f.out, &pieces).map_err(writing)?;
+                }
                 HashFeed::Memory(tx) => {
                     tx.send(pieces.clone()).map_err(|_| hash_gone())?;
                     write_pieces(&mut f.out, &pieces).map_err(writing)?;
@@ -677,6 +691,17 @@ fn handle(
             result.stored_size = stored_size;
             w.commit(false)?;
             match hash {
+                HashFeed::Inline(hashes) => {
+                    let (plain, check, _) = hashes.finish();
+                    result.plain_hash = plain;
+                    result.checksum = check;
+                    result.stored_sha512 = stored_sha512.ok_or_else(|| {
+                        StorageError::Invalid(format!("{}: no checksum of the stored file", result.stored))
+                    })?;
+                    shared.results.lock().push(result);
+                    pgmoneta_core::crash::point("backup:file-stored");
+                    return Ok(());
+                }
                 HashFeed::Memory(tx) => drop(tx),
                 HashFeed::File(feed) => feed.end(),
             }
