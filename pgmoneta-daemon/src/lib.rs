@@ -27,6 +27,7 @@ pub mod nagios;
 pub mod pg;
 pub mod pidfile;
 pub mod remote;
+pub mod sdnotify;
 pub mod state;
 pub mod timers;
 pub mod walservice;

@@ -330,13 +330,31 @@ fn run(args: Args) -> Result<(), Vec<String>> {
     threads.push(timers::spawn(shared.clone()));
     threads.extend(pgmoneta_daemon::remote::spawn_wal_shipper(shared.clone()));
     log::info!("pgmoneta ready: {}", paths.socket.display());
+    let notifier = pgmoneta_daemon::sdnotify::Notifier::from_env();
+    let status = |shared: &Shared| {
+        let n = shared.config().servers.len();
+        format!("{n} server{}, management socket {}", if n == 1 { "" } else { "s" }, paths.socket.display())
+    };
+    notifier.ready(&status(&shared));
+    if let Some(interval) = pgmoneta_daemon::sdnotify::watchdog_interval().filter(|_| notifier.active()) {
+        log::info!("systemd watchdog every {:.1} s", interval.as_secs_f64() / 2.0);
+        let stopping = shared.clone();
+        threads.push(pgmoneta_daemon::sdnotify::spawn_watchdog(
+            notifier.clone(),
+            interval,
+            paths.socket.clone(),
+            move || stopping.stopping() || stopping.shutdown.load(Ordering::SeqCst),
+        ));
+    }
 
     loop {
         match signals.wait() {
             Ok(Signal::SIGHUP) => {
+                notifier.reloading();
                 if let Err(e) = pgmoneta_daemon::reload(&shared) {
                     log::error!("reload failed, the configuration in force is unchanged: {e}");
                 }
+                notifier.reloaded(&status(&shared));
             }
             Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGALRM) => break,
             Ok(_) => {}
@@ -350,6 +368,7 @@ fn run(args: Args) -> Result<(), Vec<String>> {
         }
     }
     log::info!("pgmoneta stopping");
+    notifier.stopping();
     shared.shutdown.store(true, Ordering::SeqCst);
     for s in &shared.servers {
         if let Some(c) = s.backup_cancel.lock().as_ref() {

@@ -121,3 +121,49 @@ fn the_pidfile_lock_decides_who_runs() {
     d.wait_streaming();
     assert_eq!(d.ok(&["backup", "primary"])["Valid"], 1);
 }
+
+/// Run by systemd as a `Type=notify` service: `READY=1` with its pid once it serves, watchdog
+/// pings while its management socket answers, `RELOADING=1` then `READY=1` around a reload,
+/// `STOPPING=1` when it stops.
+#[test]
+fn tells_systemd_how_it_is_doing() {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::{Duration, Instant};
+    let source = cluster();
+    let mut d = Daemon::new(&source, "");
+    let path = d.dir.path().join("notify");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    d.env.push(("NOTIFY_SOCKET".into(), path.to_str().unwrap().into()));
+    d.env.push(("WATCHDOG_USEC".into(), "1000000".into()));
+    d.start();
+    let next = || {
+        let mut buf = [0u8; 1024];
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8(buf[..n].to_vec()).unwrap()
+    };
+    // Skips watchdog pings, counting them.
+    let mut pings = 0;
+    let mut next_state = || loop {
+        let m = next();
+        if m == "WATCHDOG=1" {
+            pings += 1;
+        } else {
+            return m;
+        }
+    };
+    let ready = next_state();
+    assert!(ready.starts_with("READY=1\nSTATUS=1 server, management socket "), "{ready}");
+    assert!(ready.ends_with(&format!("MAINPID={}", d.pid())), "{ready}");
+    let started = Instant::now();
+    assert_eq!(next(), "WATCHDOG=1");
+    assert!(started.elapsed() < Duration::from_secs(3), "the watchdog is fed at half its interval");
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let reloading = next_state();
+    assert!(reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{reloading}");
+    assert!(next_state().starts_with("READY=1\nSTATUS="));
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(next_state(), "STOPPING=1\nSTATUS=stopping");
+    assert_eq!(d.wait_exit(Duration::from_secs(60)), 0);
+    assert!(d.log_text().contains("systemd watchdog every 0.5 s"), "{}", d.log_text());
+}
