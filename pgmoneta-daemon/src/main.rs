@@ -19,7 +19,7 @@ const DEFAULT_DIR: &str = "/etc/pgmoneta";
 
 /// pgmoneta: backup and restore for PostgreSQL.
 #[derive(Debug, Parser)]
-#[command(name = "pgmoneta", disable_help_flag = true, disable_version_flag = true)]
+#[command(name = "pgmoneta", version, disable_help_flag = true, disable_version_flag = true)]
 struct Args {
     /// The main configuration file (default /etc/pgmoneta/pgmoneta.conf).
     #[arg(short = 'c', long = "config")]
@@ -44,6 +44,20 @@ struct Args {
     help: Option<bool>,
 }
 
+/// `--man-page` as the only argument prints the manual page (for packagers), from the same
+/// definition as `--help`.
+fn print_man_page_if_asked(command: clap::Command) {
+    if std::env::args().skip(1).collect::<Vec<_>>() != ["--man-page"] {
+        return;
+    }
+    let mut page = Vec::new();
+    let written = clap_mangen::Man::new(command).render(&mut page).and_then(|()| {
+        use std::io::Write;
+        std::io::stdout().write_all(&page)
+    });
+    std::process::exit(if written.is_ok() { 0 } else { 1 });
+}
+
 /// A configuration file: the flag, else the directory's (-D, then PGMONETA_CONFIG_DIR) if it
 /// exists there, else /etc/pgmoneta's.
 fn resolve(flag: Option<PathBuf>, dir: Option<&Path>, name: &str) -> PathBuf {
@@ -60,6 +74,7 @@ fn resolve(flag: Option<PathBuf>, dir: Option<&Path>, name: &str) -> PathBuf {
 }
 
 fn main() {
+    print_man_page_if_asked(<Args as clap::CommandFactory>::command());
     let args = Args::parse();
     if args.version {
         println!("pgmoneta {}", env!("CARGO_PKG_VERSION"));
