@@ -19,6 +19,7 @@
 
 mod cli;
 #[doc(hidden)]
+pub mod edit;
 pub mod fuzzing;
 mod ini;
 mod model;
@@ -29,6 +30,7 @@ use std::fmt;
 use std::path::Path;
 
 pub use cli::CliConfig;
+pub use edit::ConfigFile;
 pub use model::{AzureConfig, GcsConfig, MainConfig, PerStandby, S3Config, Secret, ServerConfig, TablespaceMaps};
 pub use values::{
     Compression, ConfValue, DirectIo, Encryption, EventBackend, HugePage, List, LogLevel, LogMode, LogType,
@@ -106,7 +108,34 @@ pub struct Origin {
     servers: HashMap<String, (usize, HashMap<String, usize>)>,
 }
 
+/// Keys accepted so that upstream pgmoneta's files load unchanged but without effect here, each
+/// with why; setting one draws a warning that says so. `(section, key, why)`, the section being
+/// `None` for `[pgmoneta]` and `Some("server")` for server sections.
+pub const NO_EFFECT_KEYS: &[(Option<&str>, &str, &str)] = &[
+    (None, "metrics_cache_max_age", "every scrape is rendered afresh"),
+    (None, "metrics_cache_max_size", "there is no metrics cache"),
+    (None, "libev", "the daemon uses threads and blocking sockets"),
+    (None, "progress", "a running backup's progress is always tracked"),
+    (None, "keep_alive", "connections keep the system's TCP keep-alive settings"),
+    (None, "nodelay", "TCP_NODELAY is always set on the daemon's ports"),
+    (None, "non_blocking", "the daemon uses blocking sockets on threads"),
+    (None, "backlog", "the system's listen backlog is used"),
+    (None, "hugepage", "the daemon has no shared memory segment"),
+    (None, "direct_io", "files are written through the page cache and synced"),
+    (None, "update_process_title", "the process keeps its name"),
+    (Some("server"), "progress", "a running backup's progress is always tracked"),
+    (Some("server"), "extra", "server-side files are not fetched (upstream uses its pgmoneta_ext extension)"),
+];
+
 impl Origin {
+    /// Whether `key` was set in `[pgmoneta]` (`server == None`) or in the server's section.
+    pub fn is_set(&self, server: Option<&str>, key: &str) -> bool {
+        match server {
+            None => self.main.contains_key(key),
+            Some(s) => self.servers.get(s).is_some_and(|(_, keys)| keys.contains_key(key)),
+        }
+    }
+
     /// The line where `key` was set, in `[pgmoneta]` (`server == None`) or a server section; for a
     /// key that was not set, the line of the section header.
     pub fn line(&self, server: Option<&str>, key: Option<&str>) -> Option<usize> {
@@ -333,6 +362,18 @@ impl Config {
         };
         use Severity::{Error, Warning};
         let m = &self.main;
+
+        for (section, key, why) in NO_EFFECT_KEYS {
+            let servers: Vec<Option<&str>> = match section {
+                None => vec![None],
+                Some(_) => self.servers.iter().map(|s| Some(s.name.as_str())).collect(),
+            };
+            for server in servers {
+                if self.origin.is_set(server, key) {
+                    report(Warning, server, Some(key), format!("accepted for compatibility, no effect here: {why}"));
+                }
+            }
+        }
 
         for (key, value) in [("host", &m.host), ("unix_socket_dir", &m.unix_socket_dir), ("base_dir", &m.base_dir)] {
             if value.as_deref().is_none_or(str::is_empty) {
