@@ -28,7 +28,7 @@ mkdir -p "$stage/DEBIAN" "$stage/usr/bin" "$stage/usr/share/man/man1" "$stage/et
     "$stage/usr/share/bash-completion/completions" "$stage/usr/share/zsh/vendor-completions" \
     "$stage/usr/share/fish/vendor_completions.d"
 
-programs=(pgmoneta pgmoneta-cli pgmoneta-admin pgmoneta-walinfo pgmoneta-walfilter)
+programs=(pgmoneta pgmoneta-cli pgmoneta-admin pgmoneta-walinfo pgmoneta-walfilter pgmoneta-config)
 for p in "${programs[@]}"; do
     install -m 0755 "$out_dir/$p" "$stage/usr/bin/$p"
     # Release builds carry no symbols already; debug builds lose their debug information.
@@ -36,7 +36,7 @@ for p in "${programs[@]}"; do
 done
 
 # Manual pages: from each program's own definition, and by hand for pgmoneta-walfilter.
-for p in pgmoneta pgmoneta-admin pgmoneta-walinfo; do
+for p in pgmoneta pgmoneta-admin pgmoneta-walinfo pgmoneta-config; do
     "$out_dir/$p" --man-page > "$stage/usr/share/man/man1/$p.1"
 done
 "$out_dir/pgmoneta-cli" man > "$stage/usr/share/man/man1/pgmoneta-cli.1"
@@ -51,7 +51,9 @@ done
 
 install -m 0640 packaging/pgmoneta.conf "$stage/etc/pgmoneta/pgmoneta.conf"
 install -m 0644 packaging/pgmoneta_cli.conf "$stage/etc/pgmoneta/pgmoneta_cli.conf"
-install -m 0644 packaging/pgmoneta.service "$stage/lib/systemd/system/pgmoneta.service"
+install -m 0644 packaging/pgmoneta.service packaging/pgmoneta-backup@.service packaging/pgmoneta-backup@.timer \
+    "$stage/lib/systemd/system/"
+install -D -m 0644 packaging/grafana/pgmoneta.json "$stage/usr/share/pgmoneta/grafana/pgmoneta.json"
 install -m 0644 packaging/debian/README.Debian "$stage/usr/share/doc/pgmoneta/README.Debian"
 cat > "$stage/usr/share/doc/pgmoneta/copyright" <<COPYRIGHT
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/

@@ -36,10 +36,11 @@ id pgmoneta >/dev/null || fail "no pgmoneta user"
 [ "$(stat -c '%U:%G %a' /etc/pgmoneta/pgmoneta.conf)" = "pgmoneta:pgmoneta 640" ] || fail "pgmoneta.conf mode"
 [ "$(stat -c '%U:%G %a' /var/lib/pgmoneta)" = "pgmoneta:pgmoneta 750" ] || fail "/var/lib/pgmoneta mode"
 [ "$(stat -c '%U' /var/log/pgmoneta)" = pgmoneta ] || fail "/var/log/pgmoneta owner"
-for p in pgmoneta pgmoneta-cli pgmoneta-admin pgmoneta-walinfo pgmoneta-walfilter; do
+for p in pgmoneta pgmoneta-cli pgmoneta-admin pgmoneta-walinfo pgmoneta-walfilter pgmoneta-config; do
     [ -x "/usr/bin/$p" ] || fail "no /usr/bin/$p"
     [ -s "/usr/share/man/man1/$p.1.gz" ] || fail "no manual page for $p"
 done
+[ -s /usr/share/pgmoneta/grafana/pgmoneta.json ] || fail "no Grafana dashboard"
 zcat /usr/share/man/man1/pgmoneta-cli.1.gz | grep -q '^\.TH' || fail "pgmoneta-cli.1 is not a manual page"
 bash -n /usr/share/bash-completion/completions/pgmoneta-cli || fail "the bash completion does not parse"
 
@@ -68,7 +69,10 @@ PGPASSWORD=postgres-secret "$pg_bin/psql" -h 127.0.0.1 -p "$port" -U postgres -q
 echo "== configure, as README.Debian says"
 runuser -u pgmoneta -- env HOME=/var/lib/pgmoneta pgmoneta-admin -g master-key
 runuser -u pgmoneta -- env HOME=/var/lib/pgmoneta pgmoneta-admin -f /etc/pgmoneta/pgmoneta_users.conf -U repl -P repl-secret user add
-sed -i "s/^host = localhost/host = 127.0.0.1/; s/^port = 5432/port = $port/" /etc/pgmoneta/pgmoneta.conf
+runuser -u pgmoneta -- pgmoneta-config set /etc/pgmoneta/pgmoneta.conf primary host 127.0.0.1
+runuser -u pgmoneta -- pgmoneta-config set /etc/pgmoneta/pgmoneta.conf primary port "$port"
+[ "$(pgmoneta-config get /etc/pgmoneta/pgmoneta.conf primary port)" = "$port" ] || fail "pgmoneta-config set"
+grep -q '^# One section per PostgreSQL server' /etc/pgmoneta/pgmoneta.conf || fail "pgmoneta-config lost a comment"
 
 echo "== the unit's ExecStart, as its User, with systemd's runtime directory and notify socket"
 unit=/lib/systemd/system/pgmoneta.service
@@ -106,8 +110,16 @@ for _ in $(seq 1 150); do
     sleep 0.2
 done
 pgmoneta-cli backup primary
+# The scheduled backup: the timer's service, its ExecStart as its User (a second later: labels
+# are to the second).
+sleep 1
+backup_unit="/lib/systemd/system/pgmoneta-backup@.service"
+[ -f "/lib/systemd/system/pgmoneta-backup@.timer" ] || fail "no backup timer"
+scheduled=$(sed -n 's/^ExecStart=//p' "$backup_unit" | sed 's/%i/primary/g')
+# shellcheck disable=SC2086
+runuser -u "$(sed -n 's/^User=//p' "$backup_unit")" -- env HOME=/var/lib/pgmoneta $scheduled
 listed=$(pgmoneta-cli -F json list-backup primary)
-echo "$listed" | grep -q '"Valid": *"yes"' || fail "no valid backup listed: $listed"
+[ "$(echo "$listed" | grep -c '"Valid": *"yes"')" = 2 ] || fail "not two valid backups listed: $listed"
 # SIGTERM to the daemon itself (runuser, its parent here, waits and passes its status on).
 main_pid=$(sed -n 's/^READY=1 .*MAINPID=\([0-9]*\).*/\1/p' "$work/notifications")
 [ "$main_pid" = "$(cat /run/pgmoneta/pgmoneta.all.pid)" ] || fail "MAINPID $main_pid is not the pidfile's"

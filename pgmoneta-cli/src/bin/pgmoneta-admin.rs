@@ -78,7 +78,7 @@ enum UserCmd {
 }
 
 fn main() {
-    print_man_page_if_asked(<Cli as clap::CommandFactory>::command());
+    pgmoneta_cli::print_man_page_if_asked(<Cli as clap::CommandFactory>::command());
     let cli = Cli::parse();
     let command = match cli.command {
         Cmd::MasterKey => Command::MasterKey,
@@ -114,18 +114,4 @@ fn main() {
         &mut std::io::stderr().lock(),
     );
     std::process::exit(status);
-}
-
-/// `--man-page` as the only argument prints the manual page (for packagers), from the same
-/// definition as `--help`.
-fn print_man_page_if_asked(command: clap::Command) {
-    if std::env::args().skip(1).collect::<Vec<_>>() != ["--man-page"] {
-        return;
-    }
-    let mut page = Vec::new();
-    let written = clap_mangen::Man::new(command).render(&mut page).and_then(|()| {
-        use std::io::Write;
-        std::io::stdout().write_all(&page)
-    });
-    std::process::exit(if written.is_ok() { 0 } else { 1 });
 }

@@ -98,7 +98,7 @@ fn lsn(text: &str) -> anyhow::Result<Lsn> {
 }
 
 fn main() {
-    print_man_page_if_asked(<Args as clap::CommandFactory>::command());
+    pgmoneta_cli::print_man_page_if_asked(<Args as clap::CommandFactory>::command());
     // Upstream's two-letter short options.
     let argv = std::env::args().map(|a| match a.as_str() {
         "-RT" => "--tablespaces".to_owned(),
@@ -172,18 +172,4 @@ fn main() {
             std::process::exit(1);
         }
     }
-}
-
-/// `--man-page` as the only argument prints the manual page (for packagers), from the same
-/// definition as `--help`.
-fn print_man_page_if_asked(command: clap::Command) {
-    if std::env::args().skip(1).collect::<Vec<_>>() != ["--man-page"] {
-        return;
-    }
-    let mut page = Vec::new();
-    let written = clap_mangen::Man::new(command).render(&mut page).and_then(|()| {
-        use std::io::Write;
-        std::io::stdout().write_all(&page)
-    });
-    std::process::exit(if written.is_ok() { 0 } else { 1 });
 }

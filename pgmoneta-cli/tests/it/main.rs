@@ -2,6 +2,7 @@
 
 mod admin;
 mod completions;
+mod config_tool;
 mod pitr;
 mod prefetch;
 mod walfilter;
