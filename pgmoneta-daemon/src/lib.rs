@@ -17,6 +17,8 @@
 pub mod clock;
 pub mod cluster;
 pub mod commands;
+#[cfg(test)]
+mod config_reference;
 pub mod console;
 pub mod error;
 pub mod http;
