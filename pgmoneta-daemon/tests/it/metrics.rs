@@ -77,6 +77,8 @@ fn serves_metrics_in_the_exposition_format() {
         }
     }
 
+    let dashboard_queries = check_grafana_dashboard(&body);
+
     let (head, body) = http(d.metrics_port, "GET / HTTP/1.1\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 200") && head.contains("text/html"), "{head}");
     assert!(body.contains("/metrics"));
@@ -93,7 +95,7 @@ fn serves_metrics_in_the_exposition_format() {
         return;
     };
     let (_, body) = http(d.metrics_port, "GET /metrics HTTP/1.1\r\n\r\n");
-    let mut child = Command::new(tool)
+    let mut child = Command::new(&tool)
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -107,6 +109,7 @@ fn serves_metrics_in_the_exposition_format() {
     assert_ne!(out.status.code(), Some(1), "promtool:\n{report}");
     assert!(!report.contains("error while linting") && !report.contains("parsing"), "promtool:\n{report}");
     eprintln!("promtool lints on upstream's names:\n{report}");
+    check_queries_parse(&tool, &dashboard_queries);
     // Lints are expected on upstream's names; none on ours.
     for ours in [
         "pgmoneta_wal_lag_bytes",
@@ -174,4 +177,79 @@ fn the_metrics_port_holds_its_limits() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     let (head, body) = http(d.metrics_port, "GET /metrics HTTP/1.1\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 200") && body.contains("pgmoneta_state 1"), "{head}");
+}
+
+/// The Grafana dashboard the package ships (packaging/grafana/pgmoneta.json) is a dashboard
+/// model Grafana loads (panels with unique ids, a type, a place on the grid and queries with
+/// reference ids; its variables), and every metric its queries name is one the daemon exports
+/// in `exposition`. Returns the queries, with the variables replaced, to be parsed by promtool.
+fn check_grafana_dashboard(exposition: &str) -> Vec<String> {
+    use serde_json::Value;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/grafana/pgmoneta.json");
+    let dash: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for key in ["title", "uid"] {
+        assert!(dash[key].as_str().is_some_and(|s| !s.is_empty()), "dashboard {key}");
+    }
+    assert!(dash["schemaVersion"].as_u64().is_some_and(|v| v >= 30), "schemaVersion");
+    let exported: std::collections::HashSet<&str> =
+        exposition.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    let variables: Vec<&str> =
+        dash["templating"]["list"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(variables, ["datasource", "server"]);
+    let mut queries = vec![dash["templating"]["list"][1]["definition"].as_str().unwrap().to_owned()];
+    let mut ids = std::collections::HashSet::new();
+    let panels = dash["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10, "{} panels", panels.len());
+    for p in panels {
+        let id = p["id"].as_u64().expect("a panel id");
+        assert!(ids.insert(id), "panel id {id} twice");
+        let kind = p["type"].as_str().unwrap();
+        assert!(["row", "stat", "timeseries", "gauge", "table", "bargauge"].contains(&kind), "panel type {kind}");
+        let grid = &p["gridPos"];
+        let (x, w) = (grid["x"].as_u64().unwrap(), grid["w"].as_u64().unwrap());
+        assert!(x + w <= 24 && grid["h"].as_u64().unwrap() > 0 && grid["y"].is_u64(), "panel {id} grid {grid}");
+        assert!(p["title"].as_str().is_some_and(|t| !t.is_empty()), "panel {id} has no title");
+        if kind == "row" {
+            continue;
+        }
+        let targets = p["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "panel {id} has no query");
+        let mut refs = std::collections::HashSet::new();
+        for t in targets {
+            assert!(refs.insert(t["refId"].as_str().unwrap()), "panel {id}: refId twice");
+            queries.push(t["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    for q in &queries {
+        let mut rest = q.as_str();
+        while let Some(at) = rest.find("pgmoneta_") {
+            let name: String = rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            assert!(exported.contains(name.as_str()), "the dashboard queries {name}, which the daemon does not export");
+            rest = &rest[at + name.len()..];
+        }
+    }
+    // Grafana's variables, as a query would see them.
+    queries.into_iter().filter(|q| !q.starts_with("label_values(")).map(|q| q.replace("$server", ".*")).collect()
+}
+
+/// Every query of the dashboard is PromQL that Prometheus parses (as recording rules checked
+/// by `promtool check rules`).
+fn check_queries_parse(promtool: &std::path::Path, queries: &[String]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, q) in queries.iter().enumerate() {
+        rules.push_str(&format!(
+            "      - record: dashboard:query{i}\n        expr: {}\n",
+            serde_json::to_string(q).unwrap()
+        ));
+    }
+    let file = dir.path().join("rules.yml");
+    std::fs::write(&file, rules).unwrap();
+    let out = Command::new(promtool).arg("check").arg("rules").arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool does not parse the dashboard's queries:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
