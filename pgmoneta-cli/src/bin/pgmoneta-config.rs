@@ -5,7 +5,7 @@
 //! half-written.
 
 use std::io::{BufRead, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::exit;
 
@@ -90,7 +90,8 @@ fn replace(path: &Path, text: &str) -> std::io::Result<()> {
     let name = path.file_name().ok_or_else(|| std::io::Error::other("not a file name"))?.to_string_lossy();
     let tmp = dir.join(format!(".{name}.pgmoneta-config.{}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        // Readable by nobody else until it has its final mode: it may hold secrets.
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         f.write_all(text.as_bytes())?;
         match std::fs::metadata(path) {
             Ok(old) => {
