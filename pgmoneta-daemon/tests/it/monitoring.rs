@@ -7,9 +7,20 @@ use std::time::Duration;
 use crate::metrics::http;
 use crate::{cluster, free_port, Daemon};
 
-/// `pgmoneta-cli check <args>`: exit code and the one line printed.
+/// Free-space thresholds that never fire, so the host's own disk does not decide a check that is
+/// about something else.
+const ANY_SPACE: [&str; 4] = ["--free-warning", "0%", "--free-critical", "0%"];
+
+/// The same as query parameters of the nagios port.
+const ANY_SPACE_QUERY: &str = "free_warning=0%&free_critical=0%";
+
+/// `pgmoneta-cli check <args>`: exit code and the one line printed. Unless `args` set free-space
+/// thresholds, they are [`ANY_SPACE`].
 fn check(d: &Daemon, args: &[&str]) -> (i32, String) {
     let mut all = vec!["check"];
+    if !args.iter().any(|a| a.starts_with("--free-")) {
+        all.extend_from_slice(&ANY_SPACE);
+    }
     all.extend_from_slice(args);
     let out = d.cli_command(&all).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -24,6 +35,23 @@ fn unasked(port: u16) -> String {
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     String::from_utf8(raw).unwrap()
+}
+
+/// The state the default free-space thresholds (warning below 20%, critical below 10%) give the
+/// file system holding `dir`, or `None` when it is too close to a threshold to say.
+fn default_space_state(dir: &std::path::Path) -> Option<&'static str> {
+    let st = nix::sys::statvfs::statvfs(dir).unwrap();
+    let pct = st.blocks_available() as f64 * 100.0 / st.blocks() as f64;
+    let near = |t: f64| (pct - t).abs() < 1.0;
+    if near(20.0) || near(10.0) {
+        None
+    } else if pct < 10.0 {
+        Some("CRITICAL")
+    } else if pct < 20.0 {
+        Some("WARNING")
+    } else {
+        Some("OK")
+    }
 }
 
 /// The first file of the backup's data directory larger than 8 kB.
@@ -55,7 +83,7 @@ fn check_and_the_nagios_port_say_what_is_wrong() {
     let (code, line) = check(&d, &["primary"]);
     assert_eq!(code, 2, "{line}");
     assert!(line.starts_with("PGMONETA CRITICAL - primary: no valid backup|primary_wal_lag="), "{line}");
-    let (head, body) = http(nagios, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    let (head, body) = http(nagios, &format!("GET /?{ANY_SPACE_QUERY} HTTP/1.1\r\nHost: a\r\n\r\n"));
     assert!(head.starts_with("HTTP/1.1 200") && head.contains("X-Nagios-State: 2"), "{head}");
     assert!(body.starts_with("PGMONETA CRITICAL - primary: no valid backup|"), "{body}");
 
@@ -68,12 +96,18 @@ fn check_and_the_nagios_port_say_what_is_wrong() {
     for perf in ["primary_backup_age=", "primary_valid_backups=1;", "primary_wal_streaming=1;", "repository_free="] {
         assert!(line.contains(perf), "{perf} missing: {line}");
     }
-    // A client that asks nothing gets the line framed as upstream frames it.
+    // A client that asks nothing gets the line framed as upstream frames it, with the default
+    // thresholds: the host's free space decides between OK and a word about the repository.
     let raw = unasked(nagios);
     let (len, rest) = raw.split_once("\r\n").unwrap();
     let text = rest.strip_suffix("\r\n").unwrap();
     assert_eq!(usize::from_str_radix(len, 16).unwrap(), text.len(), "{raw:?}");
-    assert!(text.starts_with("PGMONETA OK - pgmoneta is running|") && text.ends_with('\n'), "{raw:?}");
+    assert!(text.ends_with('\n') && text.contains("|primary_wal_lag="), "{raw:?}");
+    match default_space_state(&d.base) {
+        Some("OK") => assert!(text.starts_with("PGMONETA OK - pgmoneta is running|"), "{raw:?}"),
+        Some(state) => assert!(text.starts_with(&format!("PGMONETA {state} - repository free space ")), "{raw:?}"),
+        None => assert!(text.starts_with("PGMONETA OK - ") || text.contains("repository free space"), "{raw:?}"),
+    }
 
     // Thresholds: as options of the CLI, as query parameters of the port.
     let (code, line) = check(&d, &["--free-warning", "100%", "--free-critical", "0%"]);
@@ -82,7 +116,8 @@ fn check_and_the_nagios_port_say_what_is_wrong() {
     let (code, line) = check(&d, &["--backup-age-critical", "0s", "primary"]);
     assert_eq!(code, 2, "{line}");
     assert!(line.contains(&format!("primary: newest valid backup {label} is ")), "{line}");
-    let (head, body) = http(nagios, "GET /?server=primary&backup_age_warning=0s HTTP/1.1\r\n\r\n");
+    let (head, body) =
+        http(nagios, &format!("GET /?server=primary&backup_age_warning=0s&{ANY_SPACE_QUERY} HTTP/1.1\r\n\r\n"));
     assert!(head.contains("X-Nagios-State: 1") && body.starts_with("PGMONETA WARNING - primary: newest"), "{body}");
     let (head, body) = http(nagios, "GET /?server=nosuch HTTP/1.1\r\n\r\n");
     assert!(head.contains("X-Nagios-State: 3"), "{head}");
