@@ -22,8 +22,10 @@ pub struct Reach {
     /// The backup is consistent from here (its end LSN): no target stops earlier.
     pub from: Lsn,
     /// The archive holds WAL without a gap from the backup's first segment up to here (the
-    /// end of the last complete segment; the segment being received does not count, as it is
-    /// not restored); `None` when it lacks the first segment. A target must lie before it.
+    /// end of the last complete segment); `None` when it lacks the first segment. An LSN target
+    /// must lie before it. The segment being received does not count: how far it is written
+    /// is not known from a listing (a restore that copies WAL copies it too, so a time, xid or
+    /// restore point in it is reached).
     pub to: Option<Lsn>,
     /// The backup's timeline.
     pub timeline: u32,

@@ -789,25 +789,38 @@ fn copy_archived_wal(
     let backup_tli = info.start_timeline.max(1);
     let mut histories = Vec::new();
     let mut segments = Vec::new();
+    let mut partials = Vec::new();
     for e in wal {
         if e.kind != EntryKind::File || e.name.ends_with(fsio::TEMP_SUFFIX) {
             continue;
         }
         match WalFileKind::parse(stored_form(&e.name).0, size) {
             Ok(WalFileKind::Segment(s)) if s.number >= first && s.timeline.0 >= backup_tli => segments.push((s, e)),
+            Ok(WalFileKind::Partial(s)) if s.number >= first && s.timeline.0 == backup_tli => partials.push((s, e)),
             Ok(WalFileKind::History(t)) => histories.push((t.0, e)),
             _ => {}
         }
     }
     segments.sort_by_key(|(s, _)| (s.number, s.timeline.0));
-    let mut report = WalCopy {
-        archive_files: histories.len() + segments.len(),
-        archive_bytes: histories.iter().map(|(_, e)| e.size).chain(segments.iter().map(|(_, e)| e.size)).sum(),
-        ..WalCopy::default()
-    };
     // Decoding follows one timeline: with a later one in the archive, everything is copied.
     let one_timeline =
         histories.iter().all(|(t, _)| *t <= backup_tli) && segments.iter().all(|(s, _)| s.timeline.0 == backup_tli);
+    // The segment being received, right after the complete ones: it holds the newest WAL, the
+    // minutes before a mistake on a server that writes little. Only on a single timeline (after
+    // a switch, the old timeline's last segment stays partial for good) and for a primary (a
+    // replica streams the rest).
+    let next = segments.last().map_or(first, |(s, _)| s.number + 1);
+    let partial = partials.into_iter().find(|(s, _)| s.number == next).filter(|_| one_timeline && !target.replica);
+    let mut report = WalCopy {
+        archive_files: histories.len() + segments.len() + usize::from(partial.is_some()),
+        archive_bytes: histories
+            .iter()
+            .map(|(_, e)| e.size)
+            .chain(segments.iter().map(|(_, e)| e.size))
+            .chain(partial.iter().map(|(_, e)| e.size))
+            .sum(),
+        ..WalCopy::default()
+    };
     let mut finder = match &target.target {
         Some(kind) if one_timeline && !target.replica => {
             crate::walstop::StopFinder::new(kind, info.start_lsn, info.end_lsn, size)
@@ -830,14 +843,18 @@ fn copy_archived_wal(
     for (_, e) in &histories {
         copy(e, stored_form(&e.name).0, None)?;
     }
-    for (s, e) in &segments {
+    let complete = segments.iter().map(|(s, e)| (*s, *e, stored_form(&e.name).0.to_owned()));
+    // The partial segment goes into pg_wal under its complete name: PostgreSQL reads it up to its
+    // last whole record, as it would a segment cut short by a crash.
+    let received = partial.map(|(s, e)| (s, e, s.file_name(size)));
+    for (s, e, plain) in complete.chain(received) {
         if finder.as_ref().and_then(|f| f.last_segment()).is_some_and(|last| s.number > last) {
             break;
         }
         let start = Lsn(s.number * size.bytes());
         let watching = finder.as_mut().is_some_and(|f| f.expects(start) && f.found().is_none());
         let watch = finder.as_mut().filter(|_| watching).map(|f| (f, start));
-        copy(e, stored_form(&e.name).0, watch)?;
+        copy(e, &plain, watch)?;
         if finder.as_ref().is_some_and(|f| f.lost()) {
             finder = None;
         }

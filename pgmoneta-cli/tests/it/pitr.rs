@@ -183,3 +183,75 @@ fn restores_stop_exactly_at_each_recovery_target() {
         }
     }
 }
+
+/// A target in the segment still being received: on a server that writes little, the minutes
+/// before a mistake are in the archive's `.partial` only. A restore that copies WAL copies it
+/// too (under the segment's name), and recovery stops at the target from `pg_wal` alone.
+#[test]
+fn a_target_in_the_segment_being_received_is_reached() {
+    let cluster = Cluster::builder().start().unwrap();
+    cluster.execute("SELECT pg_create_physical_replication_slot('pgmoneta', true)").unwrap();
+    cluster.execute("CREATE TABLE t(x int)").unwrap();
+    let top = tempfile::Builder::new().prefix("pgmoneta-pitr-partial-").tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let base = top.path().join("repo");
+    let archive = WalArchive::open(base.join("primary/wal"), SEG, WalOptions::new(Algorithm::Zstd, 1)).unwrap();
+    let stream = StreamOptions::new(Some("pgmoneta"));
+    let stop = stream.stop.clone();
+    let receiver = {
+        let archive = archive.clone();
+        let mut conn = replication(&cluster);
+        let version = cluster.version();
+        std::thread::spawn(move || stream_wal(&mut conn, &archive, version, &stream))
+    };
+    let store = Arc::new(LocalStore::new(&base));
+    let mut options =
+        BackupOptions::new("primary", BackupLabel::new(CivilDateTime::new(2026, 12, 7, 12, 0, 0).unwrap()));
+    options.compression = Compression::client(Algorithm::Zstd);
+    let minor = cluster.query_scalar("SHOW server_version_num").unwrap().parse::<u32>().unwrap() % 10000;
+    let info = take_backup(&mut replication(&cluster), cluster.version(), minor, store.clone(), &options).unwrap();
+
+    // Two commits a second apart, after the backup and in the same segment, which never
+    // completes during the test.
+    cluster.execute("INSERT INTO t VALUES (1)").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let between = cluster.query_scalar("SELECT clock_timestamp()::text").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    cluster.execute("INSERT INTO t VALUES (2)").unwrap();
+    let written: Lsn = cluster.query_scalar("SELECT pg_current_wal_flush_lsn()").unwrap().parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let flushed = format!("SELECT coalesce(bool_and(flush_lsn >= '{written}'), false) FROM pg_stat_replication");
+    while cluster.query_scalar(&flushed).unwrap() != "t" {
+        assert!(Instant::now() < deadline, "the archive never received WAL up to {written}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::SeqCst);
+    receiver.join().unwrap().unwrap();
+    let partial = WalSegment::containing(pgmoneta_core::TimelineId(1), written, SEG);
+    let entries = archive.entries().unwrap();
+    assert!(
+        entries.iter().any(|e| matches!(e.kind, WalFileKind::Partial(s) if s == partial)),
+        "the commits are not in a partial segment: {:?}",
+        entries.iter().map(|e| &e.file_name).collect::<Vec<_>>()
+    );
+    chown_postgres(top.path());
+
+    let root = tempfile::Builder::new().prefix("pgmoneta-pitr-restore-").tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut ropts = RestoreOptions::new("primary", BackupSelector::Label(info.label.clone()), root.path());
+    ropts.position = format!("time={between}");
+    ropts.workers = 2;
+    ropts.copy_wal = true;
+    let report = restore(store.as_ref(), &ropts).unwrap();
+    let wal = report.wal.as_ref().unwrap();
+    assert!(wal.stop.is_some(), "the stop was not found in the partial segment: {wal}");
+    assert!(report.data_dir.join("pg_wal").join(partial.file_name(SEG)).is_file(), "{wal}");
+    let restored =
+        Cluster::start_on(cluster.install().clone(), &report.data_dir, cluster.superuser_password()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while restored.query_scalar("SELECT pg_is_in_recovery()").unwrap() == "t" {
+        assert!(Instant::now() < deadline, "recovery did not finish:\n{}", restored.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(rows(&restored), "{1}", "{}", restored.log());
+}
