@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pgmoneta_compress::Compression;
 use pgmoneta_core::config::ServerConfig;
@@ -54,6 +54,27 @@ fn workspace(shared: &Shared, srv: &Srv<'_>) -> PathBuf {
     dir
 }
 
+/// How long a backup waits for WAL streaming that has not failed yet: the receiver connecting
+/// after the daemon started, or reconnecting at once after an interruption. A backup started
+/// with the daemon (a timer that was due while the machine was off, a script that starts the
+/// service and backs up) would otherwise be refused for being a second early.
+const STREAMING_GRACE: Duration = Duration::from_secs(15);
+
+/// Whether WAL streams, or starts to within [`STREAMING_GRACE`]. A recorded streaming failure
+/// answers at once: that is not a receiver about to connect.
+fn streaming_soon(shared: &Shared, state: &crate::state::ServerState) -> bool {
+    let since = Instant::now();
+    loop {
+        if state.wal_streaming.load(Ordering::SeqCst) {
+            return true;
+        }
+        if state.wal_failure.lock().is_some() || shared.stopping() || since.elapsed() >= STREAMING_GRACE {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub(super) fn backup(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     let r: BackupRequest = request::parse(req);
     let srv = server_state(shared, req, ec::BACKUP_NOSERVER)?;
@@ -76,10 +97,11 @@ pub(super) fn backup(shared: &Arc<Shared>, req: &Map<String, Value>) -> Reply {
     if !facts.valid {
         return Err(fail(ec::BACKUP_INVALID, format!("server [{name}] is not valid: {}", facts.problems.join("; "))));
     }
-    if !state.wal_streaming.load(Ordering::SeqCst) {
+    if !streaming_soon(shared, state) {
+        let why = state.wal_problem().map(|p| format!(" ({p})")).unwrap_or_default();
         return Err(fail(
             ec::BACKUP_WAL,
-            format!("server [{name}]: WAL is not streaming; a backup would not be restorable"),
+            format!("server [{name}]: WAL is not streaming{why}; a backup would not be restorable"),
         ));
     }
     let _guard = state
