@@ -26,6 +26,10 @@ command -v npm >/dev/null || missing+=(nodejs npm)
 for tool in zstd lz4 gzip bzip2 python3; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
+# docs/getting-started.md, which CI runs (scripts/test-getting-started.sh), uses curl and jq.
+for tool in curl jq; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+done
 # sshd (Debian's openssh-server) serves the SFTP repository of the remote storage tests.
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 # promtool (Debian's prometheus package) checks the daemon's /metrics output.
