@@ -409,6 +409,9 @@ pub fn stream_wal(
     };
     conn.set_read_timeout(Some(Duration::from_millis(500)))?;
     sink.begin(timeline, start).map_err(sink_error)?;
+    // Everything before the start is in the sink already (or was never asked of it): until the
+    // first flush, lag is measured from here, not from 0/0.
+    options.progress.flushed.fetch_max(start);
     loop {
         if timeline.0 > 1 && !sink.has_history(timeline) {
             let h = conn.timeline_history(timeline)?;
