@@ -843,18 +843,26 @@ fn copy_archived_wal(
     for (_, e) in &histories {
         copy(e, stored_form(&e.name).0, None)?;
     }
-    let complete = segments.iter().map(|(s, e)| (*s, *e, stored_form(&e.name).0.to_owned()));
+    let complete = segments.iter().map(|(s, e)| (*s, *e, stored_form(&e.name).0.to_owned(), false));
     // The partial segment goes into pg_wal under its complete name: PostgreSQL reads it up to its
     // last whole record, as it would a segment cut short by a crash.
-    let received = partial.map(|(s, e)| (s, e, s.file_name(size)));
-    for (s, e, plain) in complete.chain(received) {
+    let received = partial.map(|(s, e)| (s, e, s.file_name(size), true));
+    for (s, e, plain, is_partial) in complete.chain(received) {
         if finder.as_ref().and_then(|f| f.last_segment()).is_some_and(|last| s.number > last) {
             break;
         }
         let start = Lsn(s.number * size.bytes());
         let watching = finder.as_mut().is_some_and(|f| f.expects(start) && f.found().is_none());
         let watch = finder.as_mut().filter(|_| watching).map(|f| (f, start));
-        copy(e, &plain, watch)?;
+        match copy(e, &plain, watch) {
+            // Completed (renamed and sealed) since the listing: what it holds is no longer under
+            // that name, and recovery asks restore_command for the segment.
+            Err(StorageError::NotFound(what)) if is_partial => {
+                log::warn!("restore: {what}: the segment completed while the restore listed the archive; not copied");
+                break;
+            }
+            other => other?,
+        }
         if finder.as_ref().is_some_and(|f| f.lost()) {
             finder = None;
         }
