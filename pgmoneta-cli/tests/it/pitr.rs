@@ -36,6 +36,20 @@ fn chown_postgres(path: &Path) {
     }
 }
 
+/// WAL streamed from `cluster`'s slot `pgmoneta` into `archive` on a thread of its own, until
+/// the flag is set.
+fn stream_into(
+    cluster: &Cluster,
+    archive: &WalArchive,
+) -> (Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<pgmoneta_storage::Result<Lsn>>) {
+    let stream = StreamOptions::new(Some("pgmoneta"));
+    let stop = stream.stop.clone();
+    let archive = archive.clone();
+    let mut conn = replication(cluster);
+    let version = cluster.version();
+    (stop, std::thread::spawn(move || stream_wal(&mut conn, &archive, version, &stream)))
+}
+
 fn rows(cluster: &Cluster) -> String {
     cluster.query_scalar("SELECT coalesce(array_agg(x ORDER BY x)::text, '{}') FROM t").unwrap()
 }
@@ -67,14 +81,7 @@ fn restores_stop_exactly_at_each_recovery_target() {
     let mut wal_options = WalOptions::new(Algorithm::Zstd, 1);
     wal_options.encryption = Some((Cipher::Aes256Gcm, key.clone()));
     let archive = WalArchive::open(base.join("primary/wal"), SEG, wal_options).unwrap();
-    let stream = StreamOptions::new(Some("pgmoneta"));
-    let stop = stream.stop.clone();
-    let receiver = {
-        let archive = archive.clone();
-        let mut conn = replication(&cluster);
-        let version = cluster.version();
-        std::thread::spawn(move || stream_wal(&mut conn, &archive, version, &stream))
-    };
+    let (stop, receiver) = stream_into(&cluster, &archive);
 
     let store = Arc::new(LocalStore::new(&base));
     let mut options =
@@ -196,14 +203,7 @@ fn a_target_in_the_segment_being_received_is_reached() {
     std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let base = top.path().join("repo");
     let archive = WalArchive::open(base.join("primary/wal"), SEG, WalOptions::new(Algorithm::Zstd, 1)).unwrap();
-    let stream = StreamOptions::new(Some("pgmoneta"));
-    let stop = stream.stop.clone();
-    let receiver = {
-        let archive = archive.clone();
-        let mut conn = replication(&cluster);
-        let version = cluster.version();
-        std::thread::spawn(move || stream_wal(&mut conn, &archive, version, &stream))
-    };
+    let (stop, receiver) = stream_into(&cluster, &archive);
     let store = Arc::new(LocalStore::new(&base));
     let mut options =
         BackupOptions::new("primary", BackupLabel::new(CivilDateTime::new(2026, 12, 7, 12, 0, 0).unwrap()));
