@@ -360,8 +360,13 @@ fn summarize_wal(
         let Some((stored, partial, mut reader)) = open_segment(store, options, key, &name).map_err(Short::Failed)?
         else {
             // Missing with a newer segment archived, it never comes: a gap. Missing at the
-            // archive's end, the receiver has not started it yet.
-            if newer_segment_archived(store, &options.server, &name) {
+            // archive's end, the receiver has not started it yet. The lookup tries one name
+            // after another while the segment may be renamed from `.partial` and sealed, so
+            // it can miss a segment completing under it; once a newer one exists, this one is
+            // complete and stays under one of its names, and a second lookup is the answer.
+            if newer_segment_archived(store, &options.server, &name)
+                && locate_segment(store, &options.server, &name).is_none()
+            {
                 return Err(Short::Failed(StorageError::NotFound(format!(
                     "WAL segment {name}, needed for the changes from {from} to {to}, is not in the archive of {}",
                     options.server
