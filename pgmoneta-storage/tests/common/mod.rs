@@ -186,8 +186,8 @@ pub fn shared_dir(prefix: &str) -> tempfile::TempDir {
     d
 }
 
-/// A store that runs a hook (once) when the `n`th file is created: a point in the middle of the
-/// backup's file copy.
+/// A store that runs a hook (once) when the `n`th file is created, or the file of a data
+/// directory's path: a point in the middle of the backup's file copy.
 pub struct HookStore {
     /// The store written to.
     pub inner: std::sync::Arc<dyn Store>,
@@ -195,6 +195,9 @@ pub struct HookStore {
     pub created: AtomicUsize,
     /// The file whose creation runs the hook.
     pub at: usize,
+    /// Or the stored file of this path in the data directory (`base/5/16384`), whatever its
+    /// suffixes.
+    pub at_path: Option<String>,
     /// The hook.
     #[allow(clippy::type_complexity)]
     pub hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
@@ -208,7 +211,11 @@ impl std::fmt::Debug for HookStore {
 
 impl Store for HookStore {
     fn create(&self, path: &str) -> pgmoneta_storage::Result<Box<dyn StoreWriter>> {
-        if self.created.fetch_add(1, Ordering::SeqCst) + 1 == self.at {
+        let nth = self.created.fetch_add(1, Ordering::SeqCst) + 1;
+        let named = self.at_path.as_deref().is_some_and(|want| {
+            path.split_once("/data/").is_some_and(|(_, rest)| rest.split('.').next() == Some(want))
+        });
+        if nth == self.at || named {
             if let Some(h) = self.hook.lock().unwrap().take() {
                 h();
             }

@@ -65,12 +65,18 @@ fn full_backup_under_load_restores_exactly() {
             batches
         })
     };
+    let accounts = cluster.query_scalar("SELECT pg_relation_filepath('pgbench_accounts')").unwrap();
     let hook_stop = stop.clone();
     let hook_stopped = stopped.clone();
     let store = Arc::new(HookStore {
         inner: Arc::new(LocalStore::new(repo.path())),
         created: AtomicUsize::new(0),
-        at: 400,
+        // When pgbench_accounts (about 130 MB) starts to arrive: all of it is still to come, far
+        // more than the pipeline buffers, so the server cannot end the backup while the hook
+        // waits. At a file count instead, the last files could all be in flight already, and
+        // the load's last commits would then fall after the backup's end.
+        at: usize::MAX,
+        at_path: Some(accounts.clone()),
         hook: Mutex::new(Some(Box::new(move || {
             // Mid-copy: stop the load and wait until its last transaction is done.
             hook_stop.store(true, Ordering::SeqCst);
@@ -88,7 +94,7 @@ fn full_backup_under_load_restores_exactly() {
     let info = backup(&cluster, store.clone(), &opts);
     stop.store(true, Ordering::SeqCst);
     let batches = load.join().unwrap();
-    assert!(store.created.load(Ordering::SeqCst) > 400, "the backup wrote fewer files than expected");
+    assert!(store.hook.lock().unwrap().is_none(), "the hook never ran: no file {accounts} in the backup");
     assert!(batches >= 1, "no load ran during the backup");
     assert!(info.valid && info.end_lsn > info.start_lsn && info.compression == 18 && info.encryption == 1);
     let expected = pgbench_state(&cluster);

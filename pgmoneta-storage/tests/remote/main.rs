@@ -243,6 +243,7 @@ fn upload_interrupted(remote: Remote, stop: Box<dyn FnOnce() + Send>, start_agai
         inner: remote.store.clone(),
         created: AtomicUsize::new(0),
         at: 200,
+        at_path: None,
         hook: std::sync::Mutex::new(Some(stop)),
     };
     let err = upload_backup(local.as_ref(), &wire, "primary", &lbl, 2, None).unwrap_err();
